@@ -1,0 +1,262 @@
+"""Runs a pipeline stage by stage with torch, caching each stage's output.
+
+Each stage's cache key chains the image key with the keys of every layer up to it, so after an
+edit at stage k the stages before k are reused and only k onwards are recomputed. Modules are
+kept per position and, when only weights change, updated in place instead of rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .kernels import apply_init
+from .pipeline import DEFAULT_MEMORY_BUDGET, LayerSpec, Pipeline, PipelineError, format_bytes
+from .specs import Shape, SpecError
+
+
+class RunError(RuntimeError):
+    """The whole run was refused before any stage ran (e.g. the memory budget)."""
+
+
+@dataclass
+class StageResult:
+    index: int  # stage number: 0 is the input, then one per enabled layer
+    layer_index: int  # position in pipeline.layers; -1 for the input
+    name: str
+    type: str
+    output: torch.Tensor | None  # (1, C, H, W) or (1, N) on the engine's device
+    shape: Shape  # without the batch dimension
+    seconds: float  # compute time of this stage (0 when served from the cache)
+    cached: bool
+    error: str | None = None
+    formula: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RunError("CUDA was requested but no CUDA device is available; use --device cpu")
+    if device not in ("cpu", "cuda"):
+        raise RunError(f"device must be auto, cpu or cuda, not {device!r}")
+    return torch.device(device)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@dataclass
+class _ModuleSlot:
+    structure_key: str
+    weights_key: str
+    module: nn.Module
+
+
+class Engine:
+    """Not thread-safe: one engine per worker thread."""
+
+    def __init__(self, device: str = "auto", *, channels_last: bool | None = None,
+                 memory_budget: int = DEFAULT_MEMORY_BUDGET):
+        self.device = resolve_device(device)
+        # channels_last is much faster for small/depthwise convs and pooling on CPU; on CUDA
+        # cuDNN picks its own layouts well, so keep the tutorials' NCHW there.
+        self.channels_last = (self.device.type == "cpu") if channels_last is None \
+            else channels_last
+        self.memory_budget = memory_budget
+        self._slots: dict[int, _ModuleSlot] = {}
+        self._stage_cache: list[tuple[str, torch.Tensor]] = []
+        self._input_cache: tuple[tuple, torch.Tensor, torch.Tensor] | None = None
+        self.rebuilds = 0  # modules constructed (for tests of the incremental path)
+        self.weight_updates = 0  # in-place weight updates
+
+    def set_device(self, device: str) -> None:
+        new = resolve_device(device)
+        if new != self.device:
+            self.device = new
+            self.channels_last = new.type == "cpu"
+            self.clear()
+
+    def clear(self) -> None:
+        self._slots.clear()
+        self._stage_cache.clear()
+        self._input_cache = None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    # --- input ---
+    def prepare_input(self, pipeline: Pipeline, image: torch.Tensor) -> torch.Tensor:
+        """(1, C, H, W) float input on the device, resized if the pipeline asks for it."""
+        if image.dim() == 3:
+            image = image.unsqueeze(0)
+        if image.dim() != 4 or image.shape[0] != 1:
+            raise RunError(f"the input must be 1 x C x H x W, not {tuple(image.shape)}")
+        if image.shape[1] != pipeline.input.channels:
+            raise RunError(f"the pipeline expects {pipeline.input.mode} input "
+                           f"({pipeline.input.channels} channels) but the image tensor has "
+                           f"{image.shape[1]}")
+        ident = (id(image), image._version, tuple(image.shape), pipeline.input.resize,
+                 str(self.device), self.channels_last)
+        if self._input_cache and self._input_cache[0] == ident:
+            return self._input_cache[2]
+        x = image.to(self.device, torch.float32)
+        if pipeline.input.resize and tuple(x.shape[-2:]) != pipeline.input.resize:
+            from torchvision.transforms.functional import resize
+            x = resize(x, list(pipeline.input.resize), antialias=True)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        # Keep a reference to ``image`` so its id cannot be reused by another tensor.
+        self._input_cache = (ident, image, x)
+        return x
+
+    # --- modules ---
+    def module_for(self, position: int, layer: LayerSpec) -> nn.Module:
+        slot = self._slots.get(position)
+        if slot is not None and slot.structure_key == layer.structure_key:
+            if slot.weights_key != layer.key:
+                self._load_weights(slot.module, layer)
+                slot.weights_key = layer.key
+                self.weight_updates += 1
+            return slot.module
+        module = self.build_module(layer)
+        self._slots[position] = _ModuleSlot(layer.structure_key, layer.key, module)
+        self.rebuilds += 1
+        return module
+
+    def build_module(self, layer: LayerSpec) -> nn.Module:
+        """Construct, initialise (seeded) and load the exact params, on the CPU, then move."""
+        with torch.inference_mode(False):
+            module = layer.op.build(dict(layer.args))
+            for p in module.parameters():
+                p.requires_grad_(False)
+            if layer.op.learnable:
+                apply_init(module, dict(layer.init))
+                self._copy_params(module, layer)
+        module = module.to(self.device)
+        if self.channels_last and isinstance(module, nn.Conv2d):
+            module = module.to(memory_format=torch.channels_last)
+        return module.eval()
+
+    def _load_weights(self, module: nn.Module, layer: LayerSpec) -> None:
+        fresh = self.build_module(layer)
+        with torch.no_grad():
+            for (name, dst), (_, src) in zip(module.state_dict().items(),
+                                             fresh.state_dict().items(), strict=True):
+                dst.copy_(src)
+            del name
+
+    @staticmethod
+    def _copy_params(module: nn.Module, layer: LayerSpec) -> None:
+        state = module.state_dict()
+        with torch.no_grad():
+            for pname, arr in layer.params.items():
+                state[pname].copy_(torch.from_numpy(arr.copy()))
+
+    # --- running ---
+    def run(self, pipeline: Pipeline, image: torch.Tensor, *,
+            cancel: Callable[[], bool] | None = None, cache: bool = True,
+            image_key: str | None = None) -> Iterator[StageResult]:
+        """Yield a StageResult for the input and for each enabled layer, in order.
+
+        A layer whose shape does not chain, or that fails in torch, ends the run with a
+        result carrying ``error``; earlier results stay valid. ``cancel`` is polled between
+        stages. With ``cache=False`` nothing is kept (full-size exports).
+        """
+        with torch.inference_mode():
+            yield from self._run(pipeline, image, cancel, cache, image_key)
+
+    def run_all(self, pipeline: Pipeline, image: torch.Tensor, **kw) -> list[StageResult]:
+        return list(self.run(pipeline, image, **kw))
+
+    def _run(self, pipeline, image, cancel, cache, image_key):
+        t0 = time.perf_counter()
+        x = self.prepare_input(pipeline, image)
+        input_seconds = time.perf_counter() - t0
+        hw = (int(x.shape[-2]), int(x.shape[-1]))
+        names = pipeline.stage_names()
+        enabled = pipeline.enabled_layers()
+
+        # Shapes first: refuse over-budget stacks before allocating anything, and know where
+        # the chain breaks so the stages before it still run.
+        shape: Shape = tuple(x.shape[1:])
+        shapes: list[tuple[Shape, str]] = []
+        broken: tuple[int, str] | None = None
+        for pos, (i, layer) in enumerate(enabled):
+            try:
+                info = layer.op.infer_shape(shape, dict(layer.args))
+            except SpecError as e:
+                err = PipelineError(str(e), index=i, name=layer.name or None, field=e.field)
+                broken = (pos, str(err))
+                break
+            shapes.append((info.shape, info.formula))
+            shape = info.shape
+        need = 4 * (math.prod(x.shape) + sum(math.prod(s) for s, _ in shapes))
+        if need > self.memory_budget:
+            big = max(range(len(shapes)), key=lambda k: math.prod(shapes[k][0]))
+            i, layer = enabled[big]
+            raise RunError(f"this stack needs about {format_bytes(need)} for its stage outputs "
+                           f"at {hw[0]} x {hw[1]}, more than the memory budget of "
+                           f"{format_bytes(self.memory_budget)}; the largest is layer {i} "
+                           f"({names[big + 1]}, {' x '.join(map(str, shapes[big][0]))})")
+
+        key = hashlib.blake2b(
+            repr((image_key or id(image), tuple(image.shape), image._version,
+                  pipeline.input.to_dict(), str(self.device))).encode(),
+            digest_size=16).hexdigest()
+        yield StageResult(0, -1, "input", "Input", x, tuple(x.shape[1:]), input_seconds, False)
+
+        new_cache: list[tuple[str, torch.Tensor]] = []
+        for pos, (i, layer) in enumerate(enabled):
+            if cancel is not None and cancel():
+                break
+            stage = pos + 1
+            if broken is not None and broken[0] == pos:
+                yield StageResult(stage, i, names[stage], layer.type, None, (), 0.0, False,
+                                  broken[1])
+                break
+            key = hashlib.blake2b((key + layer.key).encode(), digest_size=16).hexdigest()
+            hit = self._stage_cache[pos] if pos < len(self._stage_cache) else None
+            if hit is not None and hit[0] == key:
+                x = hit[1]
+                new_cache.append(hit)
+                yield StageResult(stage, i, names[stage], layer.type, x, shapes[pos][0], 0.0,
+                                  True, formula=shapes[pos][1])
+                continue
+            # Stages after a miss can never hit again; drop them now to free memory early.
+            del self._stage_cache[pos:]
+            t0 = time.perf_counter()
+            try:
+                module = self.module_for(pos, layer)
+                y = module(x)
+                _sync(self.device)
+            except torch.cuda.OutOfMemoryError:
+                self.clear()
+                yield StageResult(stage, i, names[stage], layer.type, None, (), 0.0, False,
+                                  f"layer {i} ({names[stage]}): out of GPU memory; switch the "
+                                  f"device to CPU or use a smaller image")
+                break
+            except Exception as e:  # torch raises many types; the message is what matters
+                msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                yield StageResult(stage, i, names[stage], layer.type, None, (), 0.0, False,
+                                  f"layer {i} ({names[stage]}): {layer.type} failed: {msg}")
+                break
+            seconds = time.perf_counter() - t0
+            x = y
+            if cache:
+                new_cache.append((key, y))
+            yield StageResult(stage, i, names[stage], layer.type, y, tuple(y.shape[1:]),
+                              seconds, False, formula=shapes[pos][1])
+        if cache:
+            self._stage_cache = new_cache

@@ -1,0 +1,450 @@
+"""Pipeline = input mode + ordered layer specs; JSON load/save; validation; shape inference.
+
+Specs are immutable: an edit makes a new ``LayerSpec`` / ``Pipeline`` (``dataclasses.replace``),
+so the GUI can hand a snapshot to the worker without copying or locking.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .kernels import DEFAULT_INIT, check_init
+from .specs import OPS, OpSpec, Shape, ShapeInfo, SpecError, get_op
+
+FORMAT = "layerlab.pipeline"
+VERSION = 1
+MAX_FILE_BYTES = 64 * 1024 * 1024
+MAX_LAYERS = 1000
+DEFAULT_MEMORY_BUDGET = 4 * 1024**3  # bytes of stage outputs kept for display
+
+
+class PipelineError(ValueError):
+    """A pipeline problem, located: file, layer index and name, field."""
+
+    def __init__(self, message: str, *, index: int | None = None, name: str | None = None,
+                 field: str | None = None, source: str | None = None):
+        self.detail = message
+        self.index = index
+        self.layer_name = name
+        self.field = field
+        self.source = source
+        where = []
+        if source:
+            where.append(f"{source}")
+        if index is not None:
+            where.append(f"layer {index}" + (f" ({name!r})" if name else ""))
+        if field:
+            where.append(field)
+        super().__init__((": ".join(where) + ": " if where else "") + message)
+
+
+@dataclass(frozen=True, eq=False)
+class LayerSpec:
+    type: str
+    args: Mapping[str, Any]
+    name: str = ""
+    enabled: bool = True
+    # Exact tensors by parameter name (float32, read-only); missing ones come from ``init``.
+    params: Mapping[str, np.ndarray] = field(default_factory=dict)
+    init: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_INIT))
+
+    @property
+    def op(self) -> OpSpec:
+        return OPS[self.type]
+
+    @property
+    def structure_key(self) -> str:
+        """Identity of the module's structure (type + args): same key, same module shapes."""
+        return json.dumps([self.type, self.args], sort_keys=True)
+
+    @property
+    def key(self) -> str:
+        """Identity of what the layer computes (structure, init and exact values)."""
+        cached = self.__dict__.get("_key")
+        if cached is None:
+            h = hashlib.blake2b(digest_size=16)
+            h.update(self.structure_key.encode())
+            h.update(json.dumps(self.init, sort_keys=True).encode())
+            for pname in sorted(self.params):
+                arr = self.params[pname]
+                h.update(pname.encode())
+                h.update(str(arr.shape).encode())
+                h.update(arr.tobytes())
+            cached = h.hexdigest()
+            object.__setattr__(self, "_key", cached)
+        return cached
+
+    def with_args(self, **changes: Any) -> LayerSpec:
+        return replace(self, args={**self.args, **changes})
+
+    def with_param(self, pname: str, value: np.ndarray) -> LayerSpec:
+        arr = np.array(value, dtype=np.float32)
+        arr.setflags(write=False)
+        return replace(self, params={**self.params, pname: arr})
+
+    def display_name(self, index: int) -> str:
+        return self.name or self.type.lower()
+
+    def to_dict(self) -> dict:
+        d: dict[str, Any] = {"type": self.type}
+        if self.name:
+            d["name"] = self.name
+        if not self.enabled:
+            d["enabled"] = False
+        d["args"] = dict(self.args)
+        if self.params:
+            d["params"] = {k: v.tolist() for k, v in self.params.items()}
+        if self.op.learnable and dict(self.init) != DEFAULT_INIT:
+            d["init"] = dict(self.init)
+        return d
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    mode: str = "rgb"
+    resize: tuple[int, int] | None = None
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.mode == "gray" else 3
+
+    def to_dict(self) -> dict:
+        d: dict[str, Any] = {"mode": self.mode}
+        if self.resize:
+            d["resize"] = list(self.resize)
+        return d
+
+
+@dataclass(frozen=True)
+class StageShape:
+    """Shape inference result for one enabled layer (or the input, index -1)."""
+
+    layer_index: int
+    name: str
+    type: str
+    in_shape: Shape
+    shape: Shape
+    formula: str
+    parameter_count: int
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    input: InputSpec = InputSpec()
+    layers: tuple[LayerSpec, ...] = ()
+
+    # --- editing helpers (each returns a new pipeline) ---
+    def replace_layer(self, index: int, layer: LayerSpec) -> Pipeline:
+        layers = list(self.layers)
+        layers[index] = layer
+        return replace(self, layers=tuple(layers))
+
+    def insert_layer(self, index: int, layer: LayerSpec) -> Pipeline:
+        layers = list(self.layers)
+        layers.insert(index, layer)
+        return replace(self, layers=tuple(layers))
+
+    def remove_layer(self, index: int) -> Pipeline:
+        layers = list(self.layers)
+        del layers[index]
+        return replace(self, layers=tuple(layers))
+
+    def move_layer(self, src: int, dst: int) -> Pipeline:
+        layers = list(self.layers)
+        layer = layers.pop(src)
+        layers.insert(dst, layer)
+        return replace(self, layers=tuple(layers))
+
+    def enabled_layers(self) -> list[tuple[int, LayerSpec]]:
+        return [(i, layer) for i, layer in enumerate(self.layers) if layer.enabled]
+
+    def stage_names(self) -> list[str]:
+        """Unique display names of stage 0 (input) and every enabled layer."""
+        names = ["input"]
+        seen = {"input"}
+        for i, layer in self.enabled_layers():
+            base = layer.display_name(i)
+            name, n = base, 2
+            while name in seen:
+                name, n = f"{base}-{n}", n + 1
+            seen.add(name)
+            names.append(name)
+        return names
+
+    # --- shapes ---
+    def input_shape(self, image_hw: tuple[int, int]) -> Shape:
+        h, w = self.input.resize or image_hw
+        return (self.input.channels, h, w)
+
+    def infer_shapes(self, image_hw: tuple[int, int]) -> list[StageShape]:
+        """Shapes of every stage by formula, without running anything.
+
+        Raises PipelineError naming the first layer whose shape does not chain.
+        """
+        shape = self.input_shape(image_hw)
+        out = [StageShape(-1, "input", "Input", shape, shape, "", 0)]
+        names = self.stage_names()
+        for (i, layer), stage_name in zip(self.enabled_layers(), names[1:], strict=True):
+            try:
+                info: ShapeInfo = layer.op.infer_shape(shape, dict(layer.args))
+            except SpecError as e:
+                raise PipelineError(f"{e} (input {_shape_text(shape)})", index=i,
+                                    name=layer.name or None, field=e.field) from None
+            count = sum(math.prod(s) for k, s in
+                        layer.op.parameter_shapes(dict(layer.args)).items()
+                        if k in ("weight", "bias"))
+            out.append(StageShape(i, stage_name, layer.type, shape, info.shape, info.formula,
+                                  count))
+            shape = info.shape
+        return out
+
+    def estimate_bytes(self, image_hw: tuple[int, int]) -> int:
+        """Memory the run keeps: every stage's float32 output plus parameters."""
+        stages = self.infer_shapes(image_hw)
+        return sum(4 * math.prod(s.shape) + 4 * s.parameter_count for s in stages)
+
+    def check_memory(self, image_hw: tuple[int, int], budget: int) -> None:
+        need = self.estimate_bytes(image_hw)
+        if need > budget:
+            biggest = max(self.infer_shapes(image_hw)[1:] or [None],
+                          key=lambda s: math.prod(s.shape) if s else 0)
+            where = ""
+            if biggest is not None:
+                where = (f"; the largest stage is layer {biggest.layer_index} ({biggest.name}, "
+                         f"{_shape_text(biggest.shape)})")
+            raise PipelineError(f"this stack needs about {_bytes(need)} for its stage outputs, "
+                                f"more than the {_bytes(budget)} memory budget{where}")
+
+    # --- JSON ---
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "version": VERSION, "input": self.input.to_dict(),
+                "layers": [layer.to_dict() for layer in self.layers]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)
+
+    def save(self, path: str | os.PathLike) -> None:
+        atomic_write_text(Path(path), self.to_json() + "\n")
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str | None = None) -> Pipeline:
+        return _parse(data, source)
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str | None = None) -> Pipeline:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise PipelineError(f"not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})",
+                                source=source) from None
+        except RecursionError:
+            raise PipelineError("JSON nested too deeply", source=source) from None
+        return _parse(data, source)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Pipeline:
+        p = Path(path)
+        src = p.name
+        try:
+            size = p.stat().st_size
+            if p.is_dir():
+                raise PipelineError("is a directory, not a pipeline file", source=src)
+            if size > MAX_FILE_BYTES:
+                raise PipelineError(f"file is {_bytes(size)}, larger than the "
+                                    f"{_bytes(MAX_FILE_BYTES)} a pipeline file may be",
+                                    source=src)
+            raw = p.read_bytes()
+        except FileNotFoundError:
+            raise PipelineError("file does not exist", source=src) from None
+        except PermissionError:
+            raise PipelineError("cannot read the file: permission denied", source=src) from None
+        except OSError as e:
+            raise PipelineError(f"cannot read the file: {e.strerror}", source=src) from None
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise PipelineError(f"not UTF-8 text (bad byte at offset {e.start})",
+                                source=src) from None
+        return cls.from_json(text, source=src)
+
+
+def new_layer(type_name: str, in_shape: Shape | None = None, **args: Any) -> LayerSpec:
+    """A layer with default args (filled from the incoming shape) plus ``args``."""
+    op = get_op(type_name)
+    full = op.normalize_args({**op.defaults(in_shape), **args})
+    return LayerSpec(type=type_name, args=full)
+
+
+# --- parsing ---------------------------------------------------------------------------------
+
+_NAME_OK = re.compile(r"^[^\x00-\x1f]{0,64}$")
+
+
+def _parse(data: Any, source: str | None) -> Pipeline:
+    def fail(msg: str, **kw: Any) -> PipelineError:
+        return PipelineError(msg, source=source, **kw)
+
+    if not isinstance(data, dict):
+        raise fail(f"must be a JSON object, not {type(data).__name__}")
+    if data.get("format") != FORMAT:
+        raise fail(f"format must be {FORMAT!r}, not {data.get('format')!r}", field="format")
+    version = data.get("version")
+    if version != VERSION or isinstance(version, bool):
+        raise fail(f"version {version!r} is not supported (this LayerLab reads version "
+                   f"{VERSION})", field="version")
+    extra = set(data) - {"format", "version", "input", "layers"}
+    if extra:
+        raise fail(f"unknown top-level field(s): {', '.join(sorted(map(str, extra)))}")
+
+    inp = data.get("input", {"mode": "rgb"})
+    if not isinstance(inp, dict):
+        raise fail("input must be an object like {\"mode\": \"gray\"}", field="input")
+    mode = inp.get("mode", "rgb")
+    if mode not in ("rgb", "gray"):
+        raise fail(f"input.mode must be 'rgb' or 'gray', not {mode!r}", field="input.mode")
+    resize = inp.get("resize")
+    if resize is not None:
+        if (not isinstance(resize, list) or len(resize) != 2 or
+                not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 16384
+                        for v in resize)):
+            raise fail(f"input.resize must be [height, width] with sizes from 1 to 16384, "
+                       f"not {resize!r}", field="input.resize")
+        resize = (resize[0], resize[1])
+    if set(inp) - {"mode", "resize"}:
+        raise fail(f"unknown input field(s): {', '.join(sorted(set(inp) - {'mode', 'resize'}))}",
+                   field="input")
+
+    layers_raw = data.get("layers", [])
+    if not isinstance(layers_raw, list):
+        raise fail("layers must be a list", field="layers")
+    if len(layers_raw) > MAX_LAYERS:
+        raise fail(f"{len(layers_raw)} layers is more than the {MAX_LAYERS} LayerLab accepts",
+                   field="layers")
+    layers = tuple(_parse_layer(i, raw, source) for i, raw in enumerate(layers_raw))
+    return Pipeline(InputSpec(mode, resize), layers)
+
+
+def _parse_layer(i: int, raw: Any, source: str | None) -> LayerSpec:
+    if not isinstance(raw, dict):
+        raise PipelineError(f"must be an object, not {type(raw).__name__}", index=i,
+                            source=source)
+    name = raw.get("name", "")
+    if not isinstance(name, str) or not _NAME_OK.match(name):
+        raise PipelineError("name must be text of at most 64 characters without control "
+                            "characters", index=i, field="name", source=source)
+
+    def fail(msg: str, fld: str | None) -> PipelineError:
+        return PipelineError(msg, index=i, name=name or None, field=fld, source=source)
+
+    extra = set(raw) - {"type", "name", "enabled", "args", "params", "init"}
+    if extra:
+        raise fail(f"unknown field(s): {', '.join(sorted(map(str, extra)))}", None)
+    try:
+        op = get_op(raw.get("type"))
+    except SpecError as e:
+        raise fail(str(e), "type") from None
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise fail("enabled must be true or false", "enabled")
+    try:
+        args = op.normalize_args(raw.get("args", {}))
+    except SpecError as e:
+        raise fail(str(e), f"args.{e.field}" if e.field and e.field != "args" else "args") \
+            from None
+    init = dict(DEFAULT_INIT)
+    if "init" in raw:
+        try:
+            init = check_init(raw["init"])
+        except ValueError as e:
+            raise fail(str(e), "init") from None
+    params = _parse_params(raw.get("params", {}), op, args, fail)
+    return LayerSpec(op.type, args, name, enabled, params, init)
+
+
+def _parse_params(raw: Any, op: OpSpec, args: dict, fail) -> dict[str, np.ndarray]:
+    if not isinstance(raw, dict):
+        raise fail("params must be an object of parameter names and nested lists", "params")
+    if not raw:
+        return {}
+    shapes = op.parameter_shapes(args)
+    out = {}
+    for pname, value in raw.items():
+        fld = f"params.{pname}"
+        if pname not in shapes:
+            accepted = ", ".join(shapes) or "none"
+            raise fail(f"{op.type} with these args has no parameter {pname!r} "
+                       f"(accepted: {accepted})", fld)
+        try:
+            arr = np.array(value, dtype=np.float32)
+        except (ValueError, TypeError):
+            raise fail("must be a nested list of numbers with a regular shape", fld) from None
+        if arr.dtype == object:
+            raise fail("must be a nested list of numbers", fld)
+        if arr.shape != shapes[pname]:
+            raise fail(f"has shape {_shape_list(arr.shape)}, expected "
+                       f"{_shape_list(shapes[pname])}", fld)
+        arr.setflags(write=False)
+        out[pname] = arr
+    return out
+
+
+def nonfinite_warnings(pipeline: Pipeline) -> list[str]:
+    """Warnings for NaN/inf weights: accepted, but the user should see them."""
+    warnings = []
+    for i, layer in enumerate(pipeline.layers):
+        for pname, arr in layer.params.items():
+            bad = int((~np.isfinite(arr)).sum())
+            if bad:
+                warnings.append(f"layer {i} ({layer.display_name(i)}): params.{pname} has "
+                                f"{bad} NaN/inf value(s); outputs will contain NaN/inf")
+    return warnings
+
+
+# --- small helpers ---------------------------------------------------------------------------
+
+def _shape_text(shape: Iterable[int]) -> str:
+    return " x ".join(str(d) for d in shape)
+
+
+def _shape_list(shape: Iterable[int]) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def _bytes(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def format_bytes(n: float) -> str:
+    return _bytes(n)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside ``path`` and rename it into place."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
