@@ -60,8 +60,7 @@ def _sync(device: torch.device) -> None:
 
 @dataclass
 class _ModuleSlot:
-    structure_key: str
-    weights_key: str
+    layer: LayerSpec  # the spec the module's weights currently match
     module: nn.Module
 
 
@@ -124,14 +123,14 @@ class Engine:
     # --- modules ---
     def module_for(self, position: int, layer: LayerSpec) -> nn.Module:
         slot = self._slots.get(position)
-        if slot is not None and slot.structure_key == layer.structure_key:
-            if slot.weights_key != layer.key:
-                self._load_weights(slot.module, layer)
-                slot.weights_key = layer.key
+        if slot is not None and slot.layer.structure_key == layer.structure_key:
+            if slot.layer.key != layer.key:
+                self._load_weights(slot.module, slot.layer, layer)
+                slot.layer = layer
                 self.weight_updates += 1
             return slot.module
         module = self.build_module(layer)
-        self._slots[position] = _ModuleSlot(layer.structure_key, layer.key, module)
+        self._slots[position] = _ModuleSlot(layer, module)
         self.rebuilds += 1
         return module
 
@@ -149,13 +148,18 @@ class Engine:
             module = module.to(memory_format=torch.channels_last)
         return module.eval()
 
-    def _load_weights(self, module: nn.Module, layer: LayerSpec) -> None:
-        fresh = self.build_module(layer)
+    def _load_weights(self, module: nn.Module, old: LayerSpec, layer: LayerSpec) -> None:
+        """Update weights in place; a kernel-cell edit copies just the edited tensor."""
+        state = module.state_dict()
         with torch.no_grad():
-            for (name, dst), (_, src) in zip(module.state_dict().items(),
-                                             fresh.state_dict().items(), strict=True):
-                dst.copy_(src)
-            del name
+            if dict(old.init) == dict(layer.init) and set(old.params) == set(layer.params):
+                for pname, arr in layer.params.items():
+                    if old.params[pname] is not arr:
+                        state[pname].copy_(torch.from_numpy(arr.copy()))
+                return
+            fresh = self.build_module(layer).state_dict()
+            for pname, dst in state.items():
+                dst.copy_(fresh[pname])
 
     @staticmethod
     def _copy_params(module: nn.Module, layer: LayerSpec) -> None:
