@@ -1,0 +1,240 @@
+"""Runs the engine off the GUI thread (QtCore only, no widgets).
+
+The GUI thread hands ``RunController.submit`` an immutable snapshot (pipeline specs + image)
+and gets a generation number back. The worker runs the engine generator, polls a cancel flag
+between stages and emits ``StageView`` objects tagged with their generation; the controller
+forwards only those of the newest generation. Edits are coalesced without a fixed delay: when
+idle an edit runs at once; while busy only the latest pending request is kept and the running
+one is cancelled at its next stage boundary.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from .core import render
+from .core.engine import Engine, RunError, StageResult
+from .core.imageio import to_tensor
+from .core.pipeline import Pipeline
+
+
+def configure_threads() -> int:
+    """Leave one core for the GUI thread on small machines; returns torch's thread count."""
+    cores = os.cpu_count() or 1
+    threads = max(1, cores - 1) if cores <= 4 else cores - 2
+    torch.set_num_threads(threads)
+    return threads
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    normalize: str = "channel"
+    colormap: str = "gray"
+    bins: int = 64
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    pipeline: Pipeline
+    image: Any  # PIL image (already the preview size) or a (1, C, H, W) tensor
+    options: RenderOptions = RenderOptions()
+    device: str = "auto"
+    render_only: bool = False  # re-render the last results with new options, no torch run
+    generation: int = 0
+
+
+@dataclass
+class StageView:
+    """One stage, ready to show: the engine's result plus everything the views draw."""
+
+    generation: int
+    result: StageResult
+    rendered: Any = None  # render.RenderedStage; None when the stage failed
+    values: np.ndarray | None = None  # exact float32 values (C, H, W) or (N,), for hover
+
+
+@dataclass
+class RunSummary:
+    generation: int
+    stages: int
+    total_seconds: float
+    cancelled: bool = False
+    error: str | None = None
+    device: str = "cpu"
+    timings: list[float] = field(default_factory=list)
+
+
+class PipelineWorker(QObject):
+    """Lives in the worker thread. Not used directly by widgets: see ``RunController``."""
+
+    stageReady = Signal(object)  # StageView
+    runFinished = Signal(object)  # RunSummary
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.engine: Engine | None = None
+        self.latest_generation = 0  # written by the GUI thread; an int store is atomic
+        self._tensor_cache: tuple[tuple, torch.Tensor] | None = None
+        self._last_results: list[StageResult] = []
+        self._device_choice = "auto"
+
+    def _cancelled(self, generation: int) -> bool:
+        return generation != self.latest_generation
+
+    def _input_tensor(self, request: RunRequest) -> torch.Tensor:
+        image = request.image
+        if isinstance(image, torch.Tensor):
+            return image
+        key = (id(image), request.pipeline.input.mode)
+        if self._tensor_cache and self._tensor_cache[0] == key:
+            return self._tensor_cache[1]
+        tensor = to_tensor(image, request.pipeline.input.mode)
+        self._tensor_cache = (key, tensor)
+        self._tensor_image = image  # keeps id(image) from being reused while cached
+        return tensor
+
+    @Slot(object)
+    def run(self, request: RunRequest) -> None:
+        gen = request.generation
+        start = time.perf_counter()
+        summary = RunSummary(gen, 0, 0.0)
+        try:
+            if self.engine is None:
+                self.engine = Engine(request.device)
+            elif request.device != self._device_choice:
+                self.engine.set_device(request.device)
+            self._device_choice = request.device
+            summary.device = str(self.engine.device)
+            if request.render_only:
+                results = self._last_results
+            else:
+                tensor = self._input_tensor(request)
+                results = self.engine.run(request.pipeline, tensor,
+                                          cancel=lambda: self._cancelled(gen))
+            kept: list[StageResult] = []
+            for result in results:
+                if self._cancelled(gen):
+                    summary.cancelled = True
+                    break
+                kept.append(result)
+                self.stageReady.emit(self._view(gen, result, request.options))
+                summary.stages += 1
+                summary.timings.append(result.seconds)
+                if result.error:
+                    summary.error = result.error
+            else:
+                summary.cancelled = self._cancelled(gen)
+            if not request.render_only:
+                self._last_results = kept
+        except RunError as e:
+            summary.error = str(e)
+        except torch.cuda.OutOfMemoryError:
+            summary.error = "out of GPU memory; switch the device to CPU or use a smaller image"
+            if self.engine is not None:
+                self.engine.clear()
+        except Exception as e:  # never let the worker thread die: report and carry on
+            traceback.print_exc()
+            summary.error = f"unexpected error: {type(e).__name__}: {e}"
+        summary.total_seconds = time.perf_counter() - start
+        self.runFinished.emit(summary)
+
+    @staticmethod
+    def _view(gen: int, result: StageResult, options: RenderOptions) -> StageView:
+        if result.output is None:
+            return StageView(gen, result)
+        out = result.output[0]
+        rendered = render.render_stage(out, options.normalize, options.colormap,
+                                       bins=options.bins)
+        values = out.detach().to("cpu", torch.float32).numpy()
+        return StageView(gen, result, rendered, values)
+
+
+class RunController(QObject):
+    """GUI-side handle: submit snapshots, receive the newest generation's stages."""
+
+    stageReady = Signal(object)  # StageView of the newest generation
+    runStarted = Signal(object)  # generation
+    runFinished = Signal(object)  # RunSummary of the newest generation
+    busyChanged = Signal(bool)
+
+    _dispatch = Signal(object)
+
+    def __init__(self, parent: QObject | None = None, *, synchronous: bool = False):
+        super().__init__(parent)
+        self.synchronous = synchronous
+        self.generation = 0
+        self.runs_started = 0
+        self._busy = False
+        self._pending: RunRequest | None = None
+        self._worker = PipelineWorker()
+        self._thread: QThread | None = None
+        if not synchronous:
+            self._thread = QThread()
+            self._thread.setObjectName("layerlab-worker")
+            self._worker.moveToThread(self._thread)
+            self._dispatch.connect(self._worker.run)
+            self._thread.start()
+        self._worker.stageReady.connect(self._on_stage)
+        self._worker.runFinished.connect(self._on_finished)
+
+    @property
+    def busy(self) -> bool:
+        return self._busy
+
+    def submit(self, request: RunRequest) -> int:
+        """Queue ``request`` (latest wins); returns its generation."""
+        self.generation += 1
+        request = replace(request, generation=self.generation)
+        self._worker.latest_generation = self.generation
+        if self._busy:
+            self._pending = request  # replaces any older pending request
+        else:
+            self._start(request)
+        return self.generation
+
+    def _start(self, request: RunRequest) -> None:
+        self._busy = True
+        self.runs_started += 1
+        self.busyChanged.emit(True)
+        self.runStarted.emit(request.generation)
+        if self.synchronous:
+            self._worker.run(request)
+        else:
+            self._dispatch.emit(request)
+
+    @Slot(object)
+    def _on_stage(self, view: StageView) -> None:
+        if view.generation == self.generation:
+            self.stageReady.emit(view)
+
+    @Slot(object)
+    def _on_finished(self, summary: RunSummary) -> None:
+        self._busy = False
+        if summary.generation == self.generation:
+            self.runFinished.emit(summary)
+        if self._pending is not None:
+            request, self._pending = self._pending, None
+            self._start(request)
+        else:
+            self.busyChanged.emit(False)
+
+    def cancel(self) -> None:
+        """Stop the current run at its next stage boundary; results so far stay."""
+        self._pending = None
+        self.generation += 1
+        self._worker.latest_generation = self.generation
+
+    def shutdown(self, timeout_ms: int = 10000) -> None:
+        """Cancel and join the worker thread (call from closeEvent)."""
+        self.cancel()
+        if self._thread is not None and self._thread.isRunning():
+            self._thread.quit()
+            self._thread.wait(timeout_ms)
