@@ -88,6 +88,10 @@ class Engine:
             self.channels_last = new.type == "cpu"
             self.clear()
 
+    def forget_outputs(self) -> None:
+        """Drop cached stage outputs but keep the built modules (the next run recomputes)."""
+        self._stage_cache.clear()
+
     def clear(self) -> None:
         self._slots.clear()
         self._stage_cache.clear()
