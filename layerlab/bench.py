@@ -1,0 +1,331 @@
+"""`layerlab bench`: the performance table, each scenario beside its baseline in one run.
+
+Every timed scenario alternates LayerLab and its baseline after a warm-up, so both see the same
+machine state; the table reports medians, LayerLab's p95 and the ratio of the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .core import render
+from .core.engine import Engine
+from .core.imageio import load_image, to_tensor
+from .core.kernels import preset
+from .core.pipeline import InputSpec, Pipeline, new_layer
+
+RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+
+
+@dataclass
+class Scenario:
+    name: str
+    layerlab_ms: float | None
+    baseline_ms: float | None = None
+    p95_ms: float | None = None
+    goal: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float | None:
+        if self.layerlab_ms is None or not self.baseline_ms:
+            return None
+        return self.layerlab_ms / self.baseline_ms
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "layerlab_ms": _r(self.layerlab_ms),
+                "baseline_ms": _r(self.baseline_ms), "ratio": _r(self.ratio, 3),
+                "p95_ms": _r(self.p95_ms), "goal": self.goal, **self.extra}
+
+
+def _r(v: float | None, digits: int = 2) -> float | None:
+    return None if v is None else round(v, digits)
+
+
+def _p95(samples: list[float]) -> float:
+    return float(np.percentile(samples, 95))
+
+
+def time_pair(layerlab: Callable[[], object], baseline: Callable[[], object] | None,
+              repeats: int, warmup: int = 3) -> tuple[list[float], list[float]]:
+    """Alternate the two callables; returns per-call milliseconds for each."""
+    for _ in range(warmup):
+        layerlab()
+        if baseline:
+            baseline()
+    a: list[float] = []
+    b: list[float] = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        layerlab()
+        a.append((time.perf_counter() - t) * 1000)
+        if baseline:
+            t = time.perf_counter()
+            baseline()
+            b.append((time.perf_counter() - t) * 1000)
+    return a, b
+
+
+def _photo(mode: str, size: int) -> torch.Tensor:
+    """A real photo (bundled sample) at size x size in the ToTensor convention."""
+    name = "camera.png" if mode == "gray" else "astronaut.jpg"
+    image = load_image(RESOURCES / "samples" / name).image
+    image = image.resize((size, size)) if image.size != (size, size) else image
+    return to_tensor(image, mode)
+
+
+def seed_sharpen_pipeline() -> Pipeline:
+    conv = new_layer("Conv2d", (1, 512, 512), out_channels=1, kernel_size=3, stride=1,
+                     padding=1, bias=False)
+    conv = conv.with_param("weight", preset("seed sharpen").reshape(1, 1, 3, 3).numpy())
+    return Pipeline(InputSpec("gray"), (conv,))
+
+
+def four_stage_pipeline(size: int = 512) -> Pipeline:
+    return Pipeline(InputSpec("rgb"), (
+        new_layer("Conv2d", (3, size, size), out_channels=16, kernel_size=3, padding=1),
+        new_layer("ReLU"),
+        new_layer("MaxPool2d", kernel_size=2),
+        new_layer("Conv2d", (16, size // 2, size // 2), out_channels=16, kernel_size=3,
+                  padding=1)))
+
+
+def cifar_pipeline() -> Pipeline:
+    return Pipeline(InputSpec("rgb", (32, 32)), (
+        new_layer("Conv2d", (3, 32, 32), out_channels=32, kernel_size=5, stride=1, padding=2),
+        new_layer("MaxPool2d", kernel_size=2),
+        new_layer("Conv2d", (32, 16, 16), out_channels=32, kernel_size=5, stride=1, padding=2),
+        new_layer("MaxPool2d", kernel_size=2),
+        new_layer("Conv2d", (32, 8, 8), out_channels=64, kernel_size=5, stride=1, padding=2),
+        new_layer("MaxPool2d", kernel_size=2),
+        new_layer("Flatten"),
+        new_layer("Linear", (1024,), out_features=64),
+        new_layer("Linear", (64,), out_features=10)))
+
+
+def tutorial_sequential(pipeline: Pipeline) -> nn.Module:
+    """The same layers and weights as an NCHW nn.Sequential, the way the tutorials run them."""
+    nchw = Engine("cpu", channels_last=False)
+    return nn.Sequential(*[nchw.build_module(layer) for layer in pipeline.layers]).eval()
+
+
+def _full_run(engine: Engine, pipeline: Pipeline, x: torch.Tensor) -> Callable[[], object]:
+    def run() -> object:
+        engine.forget_outputs()
+        return engine.run_all(pipeline, x)
+    return run
+
+
+def _baseline(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
+    def run() -> object:
+        with torch.no_grad():
+            return model(x)
+    return run
+
+
+def bench_engine(name: str, pipeline: Pipeline, x: torch.Tensor, repeats: int,
+                 goal: str = "") -> Scenario:
+    engine = Engine("cpu")
+    model = tutorial_sequential(pipeline)
+    if pipeline.input.resize:
+        from torchvision.transforms.functional import resize
+        base_x = resize(x, list(pipeline.input.resize), antialias=True)
+    else:
+        base_x = x
+    ours = engine.run_all(pipeline, x)[-1].output
+    ref = _baseline(model, base_x)()
+    diff = float((ours.float() - ref).abs().max())
+    a, b = time_pair(_full_run(engine, pipeline, x), _baseline(model, base_x), repeats)
+    return Scenario(name, statistics.median(a), statistics.median(b), _p95(a), goal,
+                    {"max_abs_diff": diff})
+
+
+def bench_edit_last(x: torch.Tensor, repeats: int) -> Scenario:
+    pipeline = four_stage_pipeline()
+    engine = Engine("cpu")
+    last = len(pipeline.layers) - 1
+    weight = engine.build_module(pipeline.layers[last]).weight.detach().numpy().copy()
+    state = {"v": 0}
+
+    def edit() -> object:
+        state["v"] += 1
+        w = weight.copy()
+        w[0, 0, 1, 1] = 0.001 * state["v"]
+        edited = pipeline.replace_layer(last, pipeline.layers[last].with_param("weight", w))
+        return engine.run_all(edited, x)
+
+    engine.run_all(pipeline, x)
+    full_engine = Engine("cpu")
+    a, b = time_pair(edit, _full_run(full_engine, pipeline, x), repeats)
+    recomputed = sum(not r.cached for r in engine.run_all(
+        pipeline.replace_layer(last, pipeline.layers[last].with_param("weight", weight)), x))
+    return Scenario("edit-last-512", statistics.median(a), statistics.median(b), _p95(a),
+                    "ratio <= 0.40", {"stages_recomputed": recomputed - 1})
+
+
+def bench_render(repeats: int) -> Scenario:
+    x = _photo("rgb", 256)
+    layer = new_layer("Conv2d", (3, 256, 256), out_channels=16, kernel_size=3, padding=1)
+    pipeline = Pipeline(InputSpec("rgb"), (layer,))
+    engine = Engine("cpu")
+    stage = engine.run_all(pipeline, x)[-1].output[0]
+
+    def draw() -> object:
+        return render.render_stage(stage, "channel", "viridis")
+
+    a, b = time_pair(draw, _full_run(engine, pipeline, x), repeats)
+    return Scenario("render-16x256", statistics.median(a), statistics.median(b), _p95(a),
+                    "ratio <= 1")
+
+
+def bench_photo_12mp(quick: bool) -> Scenario:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "photo-4000x3000.jpg"
+        src = load_image(RESOURCES / "samples" / "astronaut.jpg").image
+        big = src.resize((4000, 3000))
+        noise = np.random.default_rng(0).integers(-12, 12, (3000, 4000, 3), dtype=np.int16)
+        from PIL import Image
+        arr = np.clip(np.asarray(big, dtype=np.int16) + noise, 0, 255).astype(np.uint8)
+        Image.fromarray(arr).save(path, quality=90)
+        pipe_path = Path(tmp) / "four-stage.layerlab.json"
+        four_stage_pipeline().save(pipe_path)
+        engine = Engine("cpu")
+        pipeline = four_stage_pipeline()
+        samples = []
+        for _ in range(3 if quick else 7):
+            t = time.perf_counter()
+            preview = load_image(path, draft_size=(1024, 1024))
+            engine.forget_outputs()
+            results = engine.run_all(pipeline, to_tensor(preview.image, "rgb"))
+            samples.append((time.perf_counter() - t) * 1000)
+        preview_shape = results[0].shape
+        code = ("import json,resource,sys,time;from layerlab.core.export import export_run;"
+                "from layerlab.core.pipeline import Pipeline;t=time.perf_counter();"
+                "export_run(sys.argv[1],Pipeline.load(sys.argv[2]),sys.argv[3],device='cpu',"
+                "raw=False);print(json.dumps({'s':time.perf_counter()-t,"
+                "'rss':resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))")
+        proc = subprocess.run([sys.executable, "-c", code, str(path), str(pipe_path),
+                               str(Path(tmp) / "export")], capture_output=True, text=True)
+        extra: dict = {"preview_shape": list(preview_shape)}
+        if proc.returncode == 0:
+            out = json.loads(proc.stdout.strip().splitlines()[-1])
+            extra["export_ms"] = round(out["s"] * 1000, 1)
+            extra["export_peak_rss_mb"] = round(out["rss"] / 1024, 1)
+        else:
+            extra["export_error"] = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+    return Scenario("photo-12mp", statistics.median(samples), None, _p95(samples),
+                    "preview <= 300 ms, export completes, peak RSS < 4096 MB", extra)
+
+
+def bench_gui_edit(repeats: int) -> Scenario:
+    """The real main window, offscreen: kernel cell edited -> new pixels in the view."""
+    code = ("import json,sys;from layerlab.qt.benchmarks import gui_edit_latency;"
+            "print(json.dumps(gui_edit_latency(int(sys.argv[1]))))")
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    proc = subprocess.run([sys.executable, "-c", code, str(repeats)], capture_output=True,
+                          text=True, env=env)
+    if proc.returncode != 0:
+        err = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+        return Scenario("gui-edit-512", None, goal="median <= 40 ms, p95 <= 100 ms",
+                        extra={"error": err})
+    samples = json.loads(proc.stdout.strip().splitlines()[-1])
+    return Scenario("gui-edit-512", statistics.median(samples), None, _p95(samples),
+                    "median <= 40 ms, p95 <= 100 ms")
+
+
+def bench_startup(repeats: int) -> Scenario:
+    """Process start to first feature maps shown (offscreen), as a subprocess."""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "LAYERLAB_EXIT_AFTER_FIRST_RESULT": "1",
+           "LAYERLAB_SETTINGS_DIR": tempfile.mkdtemp(prefix="layerlab-bench-")}
+    samples = []
+    error = None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "layerlab"], capture_output=True,
+                              text=True, env=env, timeout=120)
+        if proc.returncode != 0:
+            error = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+            break
+        samples.append((time.perf_counter() - t) * 1000)
+    if not samples:
+        return Scenario("startup", None, goal="< 3000 ms", extra={"error": error})
+    return Scenario("startup", statistics.median(samples), None, _p95(samples), "< 3000 ms")
+
+
+def run_all(quick: bool, only: list[str] | None = None) -> list[Scenario]:
+    reps = 15 if quick else 60
+    scenarios: list[tuple[str, Callable[[], Scenario]]] = [
+        ("seed-sharpen-512", lambda: bench_engine(
+            "seed-sharpen-512", seed_sharpen_pipeline(), _photo("gray", 512), reps)),
+        ("four-stage-512", lambda: bench_engine(
+            "four-stage-512", four_stage_pipeline(), _photo("rgb", 512), reps,
+            "ratio <= 0.25")),
+        ("cifar-tutorial-32", lambda: bench_engine(
+            "cifar-tutorial-32", cifar_pipeline(), _photo("rgb", 512), reps * 2)),
+        ("edit-last-512", lambda: bench_edit_last(_photo("rgb", 512), reps)),
+        ("render-16x256", lambda: bench_render(reps)),
+        ("gui-edit-512", lambda: bench_gui_edit(20 if quick else 60)),
+        ("startup", lambda: bench_startup(2 if quick else 5)),
+        ("photo-12mp", lambda: bench_photo_12mp(quick)),
+    ]
+    out = []
+    for name, fn in scenarios:
+        if only and name not in only:
+            continue
+        try:
+            out.append(fn())
+        except Exception as e:  # one broken scenario must not hide the others
+            out.append(Scenario(name, None, extra={"error": f"{type(e).__name__}: {e}"}))
+    return out
+
+
+def format_table(scenarios: list[Scenario]) -> str:
+    def f(v: float | None, digits: int = 2) -> str:
+        return "-" if v is None else f"{v:.{digits}f}"
+
+    rows = [("scenario", "layerlab ms", "baseline ms", "ratio", "p95 ms", "goal", "notes")]
+    for s in scenarios:
+        notes = ", ".join(f"{k}={v}" for k, v in s.extra.items())
+        rows.append((s.name, f(s.layerlab_ms), f(s.baseline_ms), f(s.ratio, 3), f(s.p95_ms),
+                     s.goal, notes))
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    lines = []
+    for k, r in enumerate(rows):
+        lines.append("  ".join(c.ljust(widths[i]) if i < 6 else c for i, c in enumerate(r)))
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="layerlab bench", description=(
+        "Time LayerLab's scenarios against their baselines, side by side in one run."))
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (under a minute)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these scenarios")
+    args = parser.parse_args(argv)
+    threads = torch.get_num_threads()
+    scenarios = run_all(args.quick, args.only)
+    meta = {"torch": torch.__version__, "device": "cpu", "threads": threads,
+            "cpu_count": os.cpu_count()}
+    if args.json:
+        print(json.dumps({"scenarios": [s.to_dict() for s in scenarios], **meta}, indent=1))
+    else:
+        print(f"LayerLab bench: torch {meta['torch']}, device cpu, {threads} torch threads, "
+              f"{meta['cpu_count']} cores")
+        print(format_table(scenarios))
+    return 0
