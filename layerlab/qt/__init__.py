@@ -1,0 +1,1 @@
+"""The LayerLab window (PySide6): thin widgets over ``layerlab.core`` and the worker."""

@@ -1,0 +1,66 @@
+"""Start the LayerLab window: ``run_app()`` is what the ``layerlab`` command calls.
+
+Environment hooks (used by the benchmark and by scripts):
+
+``LAYERLAB_SETTINGS_DIR``
+    keep settings in ``<dir>/layerlab.ini`` instead of the user's settings;
+``LAYERLAB_EXIT_AFTER_FIRST_RESULT``
+    close the window as soon as the first run has finished (start-up timing).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QCoreApplication, QSettings, QTimer
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QApplication
+
+ORGANIZATION = "LayerLab"
+APPLICATION = "LayerLab"
+
+
+def make_settings(directory: str | os.PathLike[str] | None = None) -> QSettings:
+    """Settings in ``directory`` (an INI file) or, by default, the platform's usual place."""
+    directory = directory or os.environ.get("LAYERLAB_SETTINGS_DIR")
+    if directory:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        return QSettings(str(Path(directory) / "layerlab.ini"), QSettings.Format.IniFormat)
+    return QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope, ORGANIZATION,
+                     APPLICATION)
+
+
+def ensure_app(argv: list[str] | None = None) -> QApplication:
+    app = QApplication.instance()
+    if app is None:
+        QCoreApplication.setOrganizationName(ORGANIZATION)
+        QCoreApplication.setApplicationName(APPLICATION)
+        app = QApplication(argv if argv is not None else [sys.argv[0]])
+        app.setStyle("Fusion")
+    from .main_window import RESOURCES
+
+    icon = RESOURCES / "icons" / "layerlab.png"
+    if icon.exists():
+        app.setWindowIcon(QIcon(str(icon)))
+    return app  # type: ignore[return-value]
+
+
+def run_app(image: str | None = None, pipeline: str | None = None) -> int:
+    """Open the window (with ``image`` and ``pipeline`` if given) and run the event loop."""
+    app = ensure_app()
+    from ..worker import configure_threads
+    from .main_window import MainWindow
+
+    configure_threads()
+    window = MainWindow(make_settings())
+    if os.environ.get("LAYERLAB_EXIT_AFTER_FIRST_RESULT"):
+        window.controller.runFinished.connect(lambda _s: QTimer.singleShot(0, window.close))
+    window.show()
+    window.start(image=image, pipeline=pipeline)
+    return int(app.exec())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(run_app(*(sys.argv[1:3])))

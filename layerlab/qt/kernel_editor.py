@@ -1,0 +1,442 @@
+"""Kernel editor for a Conv2d: one (out, in) slice as a grid of cells, presets, scaling,
+seeded init and the bias values.
+
+The editor shows the weights the engine uses (explicit params, or the seeded init made
+concrete) and emits whole new tensors; the window records each as one undoable edit.
+Consecutive edits of the same cell carry the same merge key, so a wheel spin is one undo step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor, QFont, QPalette
+from PySide6.QtWidgets import (
+    QAbstractSpinBox,
+    QCheckBox,
+    QComboBox,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.kernels import DEFAULT_INIT, INIT_SCHEMES, PRESET_HELP, PRESETS, fit_kernel, preset
+from ..core.pipeline import LayerSpec
+from .document import materialize
+from .param_form import NumberSpinBox, format_number
+
+CELL_RANGE = 1e6
+
+
+def cell_colour(value: float, max_abs: float) -> QColor:
+    """Blue for negative, red for positive, stronger with |value| / max |value|."""
+    if not np.isfinite(value):
+        return QColor(255, 230, 120)
+    t = 0.0 if max_abs <= 0 else min(1.0, abs(value) / max_abs)
+    strength = 0.12 + 0.68 * t if value != 0 else 0.0
+    target = (214, 39, 40) if value > 0 else (31, 96, 196)
+    r, g, b = (round(255 + (c - 255) * strength) for c in target)
+    return QColor(r, g, b)
+
+
+def text_colour(background: QColor) -> QColor:
+    return QColor(0, 0, 0) if background.lightness() > 130 else QColor(255, 255, 255)
+
+
+class KernelCell(NumberSpinBox):
+    def __init__(self, y: int, x: int, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.y, self.x = y, x
+        self.setRange(-CELL_RANGE, CELL_RANGE)
+        self.setSingleStep(0.1)
+        self.setButtonSymbols(QAbstractSpinBox.ButtonSymbols.NoButtons)
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.setAutoFillBackground(True)
+        self.setToolTip(f"weight[{y}, {x}]: type a value, or scroll / press ↑ ↓ to change "
+                        f"it by 0.1")
+
+    def paint_value(self, value: float, max_abs: float) -> None:
+        pal = self.palette()
+        bg = cell_colour(value, max_abs)
+        pal.setColor(QPalette.ColorRole.Base, bg)
+        pal.setColor(QPalette.ColorRole.Text, text_colour(bg))
+        self.setPalette(pal)
+
+
+class KernelEditor(QWidget):
+    """Edits one Conv2d layer's weight and bias."""
+
+    paramEdited = Signal(str, object, str, object)  # param name, array, undo text, merge key
+    paramsEdited = Signal(object, str)  # {name: array}, undo text
+    initRequested = Signal(object)  # init dict: drop explicit weights, use the seeded init
+    statusMessage = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._index: int | None = None
+        self._layer: LayerSpec | None = None
+        self._weight: np.ndarray | None = None
+        self._bias: np.ndarray | None = None
+        self.cells: list[list[KernelCell]] = []
+        self._grid_shape: tuple[int, int] | None = None
+
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(6, 6, 6, 6)
+        outer.setSpacing(6)
+        self.placeholder = QLabel("<i>Select a Conv2d layer to edit its kernels.</i>")
+        self.placeholder.setWordWrap(True)
+        outer.addWidget(self.placeholder)
+
+        self.content = QWidget()
+        lay = QVBoxLayout(self.content)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(6)
+        outer.addWidget(self.content, 1)
+
+        pick = QHBoxLayout()
+        self.out_box = QSpinBox()
+        self.out_box.setToolTip("Output channel: which kernel (one per output feature map)")
+        self.in_box = QSpinBox()
+        self.in_box.setToolTip("Input channel: which slice of that kernel (one per input "
+                               "channel; R, G, B for an RGB input)")
+        for box in (self.out_box, self.in_box):
+            box.setMinimumWidth(56)
+            box.valueChanged.connect(self._slice_changed)
+        pick.addWidget(QLabel("out"))
+        pick.addWidget(self.out_box)
+        pick.addWidget(QLabel("in"))
+        pick.addWidget(self.in_box)
+        pick.addStretch(1)
+        self.source = QLabel()
+        self.source.setObjectName("kernelSource")
+        pick.addWidget(self.source)
+        lay.addLayout(pick)
+
+        self.grid_host = QWidget()
+        self.grid = QGridLayout(self.grid_host)
+        self.grid.setSpacing(2)
+        self.grid.setContentsMargins(2, 2, 2, 2)
+        self.scroll = QScrollArea()
+        self.scroll.setWidget(self.grid_host)
+        self.scroll.setWidgetResizable(False)
+        self.scroll.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.scroll.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        lay.addWidget(self.scroll)
+        self.summary = QLabel()
+        self.summary.setObjectName("kernelSummary")
+        self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        lay.addWidget(self.summary)
+
+        tools = QGroupBox("Kernel")
+        tl = QGridLayout(tools)
+        tl.setContentsMargins(6, 6, 6, 6)
+        self.preset_box = QComboBox()
+        for name in PRESETS:
+            self.preset_box.addItem(name)
+            self.preset_box.setItemData(self.preset_box.count() - 1, PRESET_HELP.get(name, ""),
+                                        Qt.ItemDataRole.ToolTipRole)
+        self.preset_box.setCurrentText("seed sharpen")
+        self.preset_btn = QPushButton("Apply preset")
+        self.preset_btn.setToolTip("Put the preset kernel into this slice (centred, cropped or "
+                                   "zero-padded to the layer's kernel size)")
+        self.preset_btn.clicked.connect(self.apply_preset)
+        tl.addWidget(QLabel("Preset"), 0, 0)
+        tl.addWidget(self.preset_box, 0, 1, 1, 2)
+        tl.addWidget(self.preset_btn, 0, 3)
+
+        self.mul_box = NumberSpinBox()
+        self.mul_box.setRange(-1e6, 1e6)
+        self.mul_box.setValue(1.0)
+        self.mul_box.setToolTip("Multiply every value by this")
+        self.div_box = NumberSpinBox()
+        self.div_box.setRange(-1e6, 1e6)
+        self.div_box.setValue(1.0)
+        self.div_box.setToolTip("Divide every value by this (e.g. 9 or -9 for a 3x3 sum)")
+        self.scale_btn = QPushButton("Scale")
+        self.scale_btn.setToolTip("Multiply by the first number and divide by the second")
+        self.scale_btn.clicked.connect(self.apply_scale)
+        tl.addWidget(QLabel("×"), 1, 0)
+        tl.addWidget(self.mul_box, 1, 1)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("÷"))
+        row.addWidget(self.div_box, 1)
+        tl.addLayout(row, 1, 2)
+        tl.addWidget(self.scale_btn, 1, 3)
+
+        self.all_slices = QCheckBox("All slices")
+        self.all_slices.setToolTip("Apply the preset, scaling or normalising to every "
+                                   "(out, in) slice of the weight, not only the one shown")
+        self.norm_btn = QPushButton("Normalise sum to 1")
+        self.norm_btn.setToolTip("Divide the kernel by the sum of its values")
+        self.norm_btn.clicked.connect(self.normalise)
+        tl.addWidget(self.all_slices, 2, 0, 1, 2)
+        tl.addWidget(self.norm_btn, 2, 2, 1, 2)
+        tl.setColumnStretch(1, 1)
+        tl.setColumnStretch(2, 1)
+        lay.addWidget(tools)
+
+        init = QGroupBox("Random init")
+        il = QHBoxLayout(init)
+        il.setContentsMargins(6, 6, 6, 6)
+        self.scheme_box = QComboBox()
+        self.scheme_box.addItems(list(INIT_SCHEMES))
+        self.scheme_box.setToolTip("Initialisation scheme (torch.nn.init), seeded and "
+                                   "reproducible")
+        self.seed_box = QSpinBox()
+        self.seed_box.setRange(0, 2**31 - 1)
+        self.seed_box.setToolTip("Seed of the generator: the same seed gives the same weights")
+        self.init_btn = QPushButton("Initialise")
+        self.init_btn.setToolTip("Replace the weights (all slices) and bias with this seeded "
+                                 "init")
+        self.init_btn.clicked.connect(self.apply_init)
+        il.addWidget(self.scheme_box, 1)
+        il.addWidget(QLabel("seed"))
+        il.addWidget(self.seed_box)
+        il.addWidget(self.init_btn)
+        lay.addWidget(init)
+
+        self.bias_group = QGroupBox("Bias (one per output channel)")
+        bl = QVBoxLayout(self.bias_group)
+        bl.setContentsMargins(6, 6, 6, 6)
+        self.bias_table = QTableWidget(0, 1)
+        self.bias_table.setHorizontalHeaderLabels(["bias"])
+        self.bias_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.bias_table.verticalHeader().setDefaultSectionSize(22)
+        self.bias_table.setMaximumHeight(130)
+        self.bias_table.itemChanged.connect(self._bias_item_changed)
+        bl.addWidget(self.bias_table)
+        lay.addWidget(self.bias_group)
+        lay.addStretch(1)
+        self.set_layer(None, None)
+
+    # --- state ---
+    @property
+    def layer_index(self) -> int | None:
+        return self._index
+
+    def current_slice(self) -> tuple[int, int]:
+        return self.out_box.value(), self.in_box.value()
+
+    def set_layer(self, index: int | None, layer: LayerSpec | None) -> None:
+        if layer is None or layer.type != "Conv2d":
+            self._index, self._layer = None, None
+            self.placeholder.show()
+            self.content.hide()
+            return
+        try:
+            values = materialize(layer)
+        except Exception as e:  # invalid args: nothing to show until they are fixed
+            self._index, self._layer = index, None
+            self.placeholder.setText(f"<i>The kernel can be edited once the layer's arguments "
+                                     f"are valid ({type(e).__name__}).</i>")
+            self.placeholder.show()
+            self.content.hide()
+            return
+        self.placeholder.setText("<i>Select a Conv2d layer to edit its kernels.</i>")
+        self.placeholder.hide()
+        self.content.show()
+        self._index, self._layer = index, layer
+        self._weight = values["weight"]
+        self._bias = values.get("bias")
+        o_n, i_n, kh, kw = self._weight.shape
+        for box, n in ((self.out_box, o_n), (self.in_box, i_n)):
+            box.blockSignals(True)
+            box.setRange(0, n - 1)
+            box.blockSignals(False)
+        if self._grid_shape != (kh, kw):
+            self._build_grid(kh, kw)
+        if "weight" in layer.params:
+            self.source.setText("explicit values")
+            self.source.setToolTip("The weights are stored in the pipeline value by value")
+        else:
+            init = dict(layer.init)
+            self.source.setText(f"{init.get('scheme')} init, seed {init.get('seed')}")
+            self.source.setToolTip("The weights come from this seeded init; editing a value "
+                                   "stores them all explicitly")
+            self.scheme_box.setCurrentText(init.get("scheme", DEFAULT_INIT["scheme"]))
+            self.seed_box.setValue(int(init.get("seed", 0)))
+        self._show_slice()
+        self._show_bias()
+
+    def _build_grid(self, kh: int, kw: int) -> None:
+        for row in self.cells:
+            for cell in row:
+                self.grid.removeWidget(cell)
+                cell.deleteLater()
+        self.cells = []
+        big = max(kh, kw)
+        width = 72 if big <= 3 else 64 if big <= 5 else 54 if big <= 7 else 46
+        font = QFont(self.font())
+        if big > 7:
+            font.setPointSizeF(max(7.0, font.pointSizeF() - 1.5))
+        elif big > 5:
+            font.setPointSizeF(max(7.5, font.pointSizeF() - 1.0))
+        for y in range(kh):
+            row = []
+            for x in range(kw):
+                cell = KernelCell(y, x)
+                cell.setObjectName(f"cell_{y}_{x}")
+                cell.setFixedWidth(width)
+                cell.setFont(font)
+                cell.valueChanged.connect(lambda v, c=cell: self._cell_changed(c, v))
+                self.grid.addWidget(cell, y, x)
+                row.append(cell)
+            self.cells.append(row)
+        self._grid_shape = (kh, kw)
+        self.grid_host.adjustSize()
+        hint = self.grid_host.sizeHint()
+        self.scroll.setMinimumHeight(min(hint.height() + 6, 260))
+        self.scroll.setMaximumHeight(hint.height() + 6 +
+                                     (self.scroll.horizontalScrollBar().sizeHint().height()
+                                      if hint.width() > 330 else 0))
+
+    def _slice(self) -> np.ndarray:
+        assert self._weight is not None
+        o, i = self.current_slice()
+        return self._weight[o, i]
+
+    def _show_slice(self) -> None:
+        if self._weight is None:
+            return
+        k = self._slice()
+        finite = k[np.isfinite(k)]
+        max_abs = float(np.abs(finite).max()) if finite.size else 0.0
+        for y, row in enumerate(self.cells):
+            for x, cell in enumerate(row):
+                v = float(k[y, x])
+                if cell.value() != v or not cell.hasFocus():
+                    cell.blockSignals(True)
+                    cell.setValue(v)
+                    cell.blockSignals(False)
+                cell.paint_value(v, max_abs)
+        o, i = self.current_slice()
+        total = float(k.sum(dtype=np.float64))
+        self.summary.setText(f"weight[{o}, {i}]  ·  {k.shape[0]}×{k.shape[1]}  ·  sum "
+                             f"{format_number(total)}  ·  min {format_number(float(k.min()))}"
+                             f"  ·  max {format_number(float(k.max()))}")
+
+    def _show_bias(self) -> None:
+        bias = self._bias
+        self.bias_group.setVisible(bias is not None)
+        if bias is None:
+            return
+        table = self.bias_table
+        table.blockSignals(True)
+        if table.rowCount() != len(bias):
+            table.setRowCount(len(bias))
+        for r, v in enumerate(bias):
+            item = table.item(r, 0)
+            if item is None:
+                item = QTableWidgetItem()
+                table.setItem(r, 0, item)
+            item.setData(Qt.ItemDataRole.EditRole, float(v))
+        table.blockSignals(False)
+
+    def _slice_changed(self) -> None:
+        self._show_slice()
+
+    # --- edits ---
+    def _emit_weight(self, weight: np.ndarray, text: str, merge_key: object = None) -> None:
+        self.paramEdited.emit("weight", weight.astype(np.float32), text, merge_key)
+
+    def _cell_changed(self, cell: KernelCell, value: float) -> None:
+        if self._weight is None or self._index is None:
+            return
+        o, i = self.current_slice()
+        w = np.array(self._weight, dtype=np.float32, copy=True)
+        w[o, i, cell.y, cell.x] = np.float32(value)
+        self._emit_weight(w, f"Edit weight[{o}, {i}, {cell.y}, {cell.x}]",
+                          ("cell", self._index, o, i, cell.y, cell.x))
+
+    def set_cell(self, y: int, x: int, value: float) -> None:
+        """Type ``value`` into cell (y, x) of the shown slice (as a person would)."""
+        self.cells[y][x].setValue(value)
+
+    def _targets(self) -> list[tuple[int, int]]:
+        assert self._weight is not None
+        if self.all_slices.isChecked():
+            return [(o, i) for o in range(self._weight.shape[0])
+                    for i in range(self._weight.shape[1])]
+        return [self.current_slice()]
+
+    def _where(self) -> str:
+        if self.all_slices.isChecked():
+            return "all slices"
+        o, i = self.current_slice()
+        return f"weight[{o}, {i}]"
+
+    def apply_preset(self, name: str | None = None) -> None:
+        if self._weight is None:
+            return
+        name = name or self.preset_box.currentText()
+        kh, kw = self._weight.shape[2:]
+        kernel = fit_kernel(preset(name), (kh, kw)).numpy()
+        w = np.array(self._weight, dtype=np.float32, copy=True)
+        for o, i in self._targets():
+            w[o, i] = kernel
+        self._emit_weight(w, f"Preset {name} ({self._where()})")
+        if (kh, kw) != tuple(preset(name).shape):
+            self.statusMessage.emit(f"Preset {name} is {tuple(preset(name).shape)[0]}×"
+                                    f"{tuple(preset(name).shape)[1]}; fitted to the layer's "
+                                    f"{kh}×{kw} kernel")
+
+    def apply_scale(self) -> None:
+        if self._weight is None:
+            return
+        m, d = self.mul_box.value(), self.div_box.value()
+        if d == 0:
+            self.statusMessage.emit("Cannot divide by 0")
+            return
+        w = torch.from_numpy(np.array(self._weight, dtype=np.float32, copy=True))
+        for o, i in self._targets():
+            w[o, i] = w[o, i] * m / d
+        self._emit_weight(w.numpy(), f"Scale × {format_number(m)} ÷ {format_number(d)} "
+                                     f"({self._where()})")
+
+    def normalise(self) -> None:
+        if self._weight is None:
+            return
+        w = torch.from_numpy(np.array(self._weight, dtype=np.float32, copy=True))
+        skipped = 0
+        for o, i in self._targets():
+            s = w[o, i].sum()
+            if abs(float(s)) < 1e-12:
+                skipped += 1
+                continue
+            w[o, i] = w[o, i] / s
+        if skipped == len(self._targets()):
+            self.statusMessage.emit("The kernel sums to 0: it cannot be normalised to sum 1")
+            return
+        if skipped:
+            self.statusMessage.emit(f"{skipped} slice(s) sum to 0 and were left as they are")
+        self._emit_weight(w.numpy(), f"Normalise to sum 1 ({self._where()})")
+
+    def apply_init(self) -> None:
+        if self._index is None:
+            return
+        self.initRequested.emit({"scheme": self.scheme_box.currentText(),
+                                 "seed": self.seed_box.value()})
+
+    def _bias_item_changed(self, item: QTableWidgetItem) -> None:
+        if self._bias is None or self._index is None:
+            return
+        try:
+            v = float(item.data(Qt.ItemDataRole.EditRole))
+        except (TypeError, ValueError):
+            self._show_bias()
+            return
+        b = np.array(self._bias, dtype=np.float32, copy=True)
+        b[item.row()] = np.float32(v)
+        self.paramEdited.emit("bias", b, f"Edit bias[{item.row()}]",
+                              ("bias", self._index, item.row()))

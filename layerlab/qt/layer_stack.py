@@ -1,0 +1,323 @@
+"""The layer stack: a list of the pipeline's layers with their output shapes and errors.
+
+``LayerStackModel`` reflects the document (rebuilt on every change) and turns the view's
+gestures (checkbox, rename, drag and drop) into document edits; ``LayerStackWidget`` adds the
+buttons and the add-layer menu.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QByteArray,
+    QItemSelectionModel,
+    QMimeData,
+    QModelIndex,
+    QPersistentModelIndex,
+    QSize,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import QAction, QColor, QIcon, QPainter, QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QMenu,
+    QToolButton,
+    QTreeView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.specs import CATEGORIES, ops_in
+from .document import Document, Validation, shape_text
+
+MIME = "application/x-layerlab-layer-row"
+ERROR_COLOUR = QColor(198, 40, 40)
+
+
+def _dot(colour: QColor, size: int = 10) -> QIcon:
+    pix = QPixmap(size, size)
+    pix.fill(Qt.GlobalColor.transparent)
+    p = QPainter(pix)
+    p.setRenderHint(QPainter.RenderHint.Antialiasing)
+    p.setBrush(colour)
+    p.setPen(Qt.PenStyle.NoPen)
+    p.drawEllipse(1, 1, size - 2, size - 2)
+    p.end()
+    return QIcon(pix)
+
+
+class LayerStackModel(QAbstractTableModel):
+    """Rows are the pipeline's layers; columns: name (with the enabled box), type, output."""
+
+    COLUMNS = ("Layer", "Type", "Output")
+
+    def __init__(self, document: Document, parent=None):
+        super().__init__(parent)
+        self.document = document
+        self.validation: Validation | None = None
+        self.run_errors: dict[int, str] = {}  # layer index -> error from the engine
+        self._error_icon: QIcon | None = None
+
+    def _icon(self) -> QIcon:
+        if self._error_icon is None:
+            self._error_icon = _dot(ERROR_COLOUR)
+        return self._error_icon
+
+    # --- refresh from the document ---
+    def refresh(self, validation: Validation | None) -> None:
+        self.beginResetModel()
+        self.validation = validation
+        self.endResetModel()
+
+    def set_run_errors(self, errors: dict[int, str]) -> None:
+        if errors == self.run_errors:
+            return
+        self.run_errors = dict(errors)
+        if self.rowCount():
+            self.dataChanged.emit(self.index(0, 0),
+                                  self.index(self.rowCount() - 1, len(self.COLUMNS) - 1))
+
+    def error_for(self, row: int) -> str | None:
+        v = self.validation
+        if v is not None and row < len(v.layers) and v.layers[row].error:
+            return v.layers[row].error
+        return self.run_errors.get(row)
+
+    # --- Qt model API ---
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
+        return 0 if parent.isValid() else len(self.document.pipeline.layers)
+
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
+        return 0 if parent.isValid() else len(self.COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation,  # noqa: N802
+                   role: int = Qt.ItemDataRole.DisplayRole) -> object:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return self.COLUMNS[section]
+        return None
+
+    def data(self, index: QModelIndex | QPersistentModelIndex,
+             role: int = Qt.ItemDataRole.DisplayRole) -> object:
+        if not index.isValid():
+            return None
+        row, col = index.row(), index.column()
+        layers = self.document.pipeline.layers
+        if row >= len(layers):
+            return None
+        layer = layers[row]
+        error = self.error_for(row)
+        status = None
+        if self.validation is not None and row < len(self.validation.layers):
+            status = self.validation.layers[row]
+        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.EditRole):
+            if col == 0:
+                return layer.name if role == Qt.ItemDataRole.EditRole else \
+                    layer.display_name(row)
+            if col == 1:
+                return layer.type
+            if col == 2:
+                if error:
+                    return "error"
+                if not layer.enabled:
+                    return "off"
+                return shape_text(status.shape if status else None)
+        if role == Qt.ItemDataRole.CheckStateRole and col == 0:
+            return Qt.CheckState.Checked if layer.enabled else Qt.CheckState.Unchecked
+        if role == Qt.ItemDataRole.DecorationRole and col == 2 and error:
+            return self._icon()
+        if role == Qt.ItemDataRole.ForegroundRole:
+            if error and col == 2:
+                return ERROR_COLOUR
+            if not layer.enabled:
+                return QColor(140, 140, 140)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            lines = [f"{layer.display_name(row)} · {layer.type}", layer.op.help]
+            if status and status.in_shape is not None and layer.enabled:
+                lines.append(f"in {shape_text(status.in_shape)} → out "
+                             f"{shape_text(status.shape)}")
+            if not layer.enabled:
+                lines.append("Disabled: skipped when the stack runs")
+            if error:
+                lines.append(f"⚠ {error}")
+            return "\n".join(lines)
+        if role == Qt.ItemDataRole.AccessibleTextRole and col == 0:
+            return f"{layer.display_name(row)}, {layer.type}" + (", error" if error else "")
+        return None
+
+    def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.ItemIsDropEnabled
+        f = (Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable |
+             Qt.ItemFlag.ItemIsDragEnabled | Qt.ItemFlag.ItemIsDropEnabled)
+        if index.column() == 0:
+            f |= Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsEditable
+        return f
+
+    def setData(self, index: QModelIndex | QPersistentModelIndex, value: object,  # noqa: N802
+                role: int = Qt.ItemDataRole.EditRole) -> bool:
+        if not index.isValid() or index.column() != 0:
+            return False
+        row = index.row()
+        if role == Qt.ItemDataRole.CheckStateRole:
+            checked = value in (Qt.CheckState.Checked, Qt.CheckState.Checked.value, 2, True)
+            self.document.set_enabled(row, checked)
+            return True
+        if role == Qt.ItemDataRole.EditRole:
+            self.document.rename_layer(row, str(value))
+            return True
+        return False
+
+    # --- drag and drop (reordering) ---
+    def supportedDropActions(self) -> Qt.DropAction:  # noqa: N802
+        return Qt.DropAction.MoveAction
+
+    def supportedDragActions(self) -> Qt.DropAction:  # noqa: N802
+        return Qt.DropAction.MoveAction
+
+    def mimeTypes(self) -> list[str]:  # noqa: N802
+        return [MIME]
+
+    def mimeData(self, indexes: list[QModelIndex]) -> QMimeData:  # noqa: N802
+        data = QMimeData()
+        rows = sorted({i.row() for i in indexes if i.isValid()})
+        if rows:
+            data.setData(MIME, QByteArray(str(rows[0]).encode()))
+        return data
+
+    def canDropMimeData(self, data: QMimeData, action: Qt.DropAction, row: int,  # noqa: N802
+                        column: int, parent: QModelIndex | QPersistentModelIndex) -> bool:
+        return data.hasFormat(MIME)
+
+    def dropMimeData(self, data: QMimeData, action: Qt.DropAction, row: int,  # noqa: N802
+                     column: int, parent: QModelIndex | QPersistentModelIndex) -> bool:
+        if not data.hasFormat(MIME) or action == Qt.DropAction.IgnoreAction:
+            return False
+        try:
+            src = int(bytes(data.data(MIME).data()).decode())
+        except ValueError:
+            return False
+        n = self.rowCount()
+        if row < 0:
+            row = parent.row() if parent.isValid() else n
+        # ``row`` is the gap the rows were dropped into; after taking ``src`` out it shifts.
+        dst = row - 1 if row > src else row
+        dst = max(0, min(dst, n - 1))
+        # Returning True lets the view finish the move; our removeRows() does nothing, the
+        # document already holds the reordered stack.
+        return self.document.move_layer(src, dst) or True
+
+
+class LayerStackView(QTreeView):
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setRootIsDecorated(False)
+        self.setUniformRowHeights(True)
+        self.setAlternatingRowColors(True)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setDragDropMode(QAbstractItemView.DragDropMode.InternalMove)
+        self.setDefaultDropAction(Qt.DropAction.MoveAction)
+        self.setDragEnabled(True)
+        self.setAcceptDrops(True)
+        self.setDropIndicatorShown(True)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked |
+                             QAbstractItemView.EditTrigger.EditKeyPressed)
+        self.setAllColumnsShowFocus(True)
+        self.setIconSize(QSize(10, 10))
+
+
+class LayerStackWidget(QWidget):
+    """The list plus its buttons. ``currentLayerChanged`` follows the selection."""
+
+    currentLayerChanged = Signal(object)  # layer index or None
+    addRequested = Signal(str)  # op type
+
+    def __init__(self, document: Document, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.document = document
+        self.model = LayerStackModel(document, self)
+        self.view = LayerStackView()
+        self.view.setModel(self.model)
+        header = self.view.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
+        self.view.selectionModel().currentRowChanged.connect(self._current_changed)
+
+        self.add_menu = QMenu("Add layer", self)
+        self.add_actions: dict[str, QAction] = {}
+        for category, title in CATEGORIES:
+            ops = ops_in(category)
+            if not ops:
+                continue
+            self.add_menu.addSection(title)
+            for op in ops:
+                act = self.add_menu.addAction(op.type)
+                act.setToolTip(op.help)
+                act.setStatusTip(op.help)
+                act.setData(op.type)
+                act.triggered.connect(lambda _=False, t=op.type: self.addRequested.emit(t))
+                self.add_actions[op.type] = act
+        self.add_menu.setToolTipsVisible(True)
+
+        self.add_button = QToolButton()
+        self.add_button.setText("Add layer")
+        self.add_button.setToolTip("Add a layer after the selected one (Ctrl+L)")
+        self.add_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.add_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.add_button.setMenu(self.add_menu)
+
+        self.buttons = QHBoxLayout()
+        self.buttons.setContentsMargins(0, 0, 0, 0)
+        self.buttons.setSpacing(2)
+        self.buttons.addWidget(self.add_button)
+        self.buttons.addStretch(1)
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.setSpacing(4)
+        lay.addLayout(self.buttons)
+        lay.addWidget(self.view, 1)
+
+    def add_tool_action(self, action: QAction) -> None:
+        """A button for a window action (remove, duplicate, move) beside the add button."""
+        button = QToolButton()
+        button.setDefaultAction(action)
+        button.setAutoRaise(True)
+        self.buttons.addWidget(button)
+
+    def current_layer(self) -> int | None:
+        idx = self.view.currentIndex()
+        return idx.row() if idx.isValid() else None
+
+    def select_layer(self, row: int | None) -> None:
+        sel = self.view.selectionModel()
+        if row is None or not (0 <= row < self.model.rowCount()):
+            sel.clearSelection()
+            sel.setCurrentIndex(QModelIndex(), QItemSelectionModel.SelectionFlag.Clear)
+            return
+        index = self.model.index(row, 0)
+        sel.setCurrentIndex(index, QItemSelectionModel.SelectionFlag.ClearAndSelect |
+                            QItemSelectionModel.SelectionFlag.Rows)
+        self.view.scrollTo(index)
+
+    def refresh(self, validation: Validation | None, select: int | None) -> None:
+        keep = self.current_layer() if select is None else select
+        sel = self.view.selectionModel()
+        sel.blockSignals(True)
+        try:
+            self.model.refresh(validation)
+            if keep is not None and keep >= self.model.rowCount():
+                keep = self.model.rowCount() - 1 if self.model.rowCount() else None
+            self.select_layer(keep)
+        finally:
+            sel.blockSignals(False)
+        self.view.viewport().update()
+        self.currentLayerChanged.emit(self.current_layer())
+
+    def _current_changed(self, current: QModelIndex, previous: QModelIndex) -> None:
+        self.currentLayerChanged.emit(current.row() if current.isValid() else None)
