@@ -53,6 +53,9 @@ class Param:
     choices: tuple[str, ...] = ()
     # Filled from the incoming shape when a layer is added (e.g. in_channels = C).
     from_input: str | None = None
+    # When omitted while this other argument is given (not null), the value is null instead
+    # of the default (Upsample: a size without a scale_factor, as torch reads it).
+    null_if_given: str | None = None
 
     def check(self, value: Any) -> Any:
         """Return the value in canonical JSON form (lists, not tuples) or raise SpecError."""
@@ -188,6 +191,8 @@ class OpSpec:
         for p in self.params:
             if p.name in args:
                 out[p.name] = p.check(args[p.name])
+            elif p.null_if_given is not None and args.get(p.null_if_given) is not None:
+                out[p.name] = None
             elif p.default is _REQUIRED:
                 raise SpecError(f"{p.name} is required for {self.type}", p.name)
             else:
@@ -240,19 +245,21 @@ def _conv_dim(n: int, k: int, s: int, p: int, d: int, axis: str) -> tuple[int, s
 
 
 def _pool_dim(n: int, k: int, s: int, p: int, d: int, ceil: bool, axis: str) -> tuple[int, str]:
-    # Mirrors ATen's pooling_output_shape, including the ceil_mode correction.
-    span = d * (k - 1) + 1
-    if n + 2 * p < span:
+    # Mirrors ATen's pooling_output_shape: floor division (div_rtn), and with ceil_mode the
+    # last window is kept when it starts inside the image or the left padding, even if the
+    # kernel overhangs the far edge; it is dropped when it would start in the right padding.
+    num = n + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil else 0)
+    out = num // s + 1
+    dropped = ceil and (out - 1) * s >= n + p
+    if dropped:
+        out -= 1
+    if out < 1:
         raise SpecError(f"kernel {k}" + (f" with dilation {d}" if d != 1 else "") +
                         f" is larger than the input's {axis} {n} after padding ({n + 2 * p})",
                         "kernel_size")
-    num = n + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil else 0)
-    out = num // s + 1
-    if ceil and (out - 1) * s >= n + p:
-        out -= 1
     fn = "ceil" if ceil else "floor"
     text = f"{axis}_out = {fn}(({n} + 2*{p} - {d}*({k}-1) - 1)/{s} + 1) = {out}"
-    if ceil and (n + 2 * p - d * (k - 1) - 1) % s and (out - 1) * s + 1 > n + p:
+    if dropped:
         text += " (last window dropped: it would start in the padding)"
     return out, text
 
@@ -263,6 +270,7 @@ def _infer_conv(shape: Shape, a: dict) -> ShapeInfo:
         raise SpecError(f"in_channels is {a['in_channels']} but the input has {c} channels",
                         "in_channels")
     k, s, d = pair(a["kernel_size"]), pair(a["stride"]), pair(a["dilation"])
+    _check_padding_mode(h, w, k, d, a)
     if a["padding"] == "same":
         hw = []
         texts = []
@@ -272,15 +280,33 @@ def _infer_conv(shape: Shape, a: dict) -> ShapeInfo:
                          f"{dd * (kk - 1)} pixels of padding in total)")
         return ShapeInfo((a["out_channels"], hw[0], hw[1]), "\n".join(texts))
     p = (0, 0) if a["padding"] == "valid" else pair(a["padding"])
-    if a["padding_mode"] == "reflect" and (p[0] >= h or p[1] >= w):
-        raise SpecError(f"padding {p[0] if p[0] >= h else p[1]} with padding_mode 'reflect' "
-                        f"must be smaller than the input size {h} x {w}", "padding")
-    if a["padding_mode"] == "circular" and (p[0] > h or p[1] > w):
-        raise SpecError(f"padding with padding_mode 'circular' cannot exceed the input size "
-                        f"{h} x {w}", "padding")
     oh, th = _conv_dim(h, k[0], s[0], p[0], d[0], "H")
     ow, tw = _conv_dim(w, k[1], s[1], p[1], d[1], "W")
     return ShapeInfo((a["out_channels"], oh, ow), th + "\n" + tw)
+
+
+def _check_padding_mode(h: int, w: int, k: tuple[int, int], d: tuple[int, int],
+                        a: dict) -> None:
+    """Reflect/circular padding is done by F.pad, which limits it by the input size."""
+    mode = a["padding_mode"]
+    if mode not in ("reflect", "circular"):
+        return
+    if a["padding"] == "same":
+        # torch splits d*(k-1) as total//2 before, the rest after
+        totals = (d[0] * (k[0] - 1), d[1] * (k[1] - 1))
+        sides = ((totals[0] - totals[0] // 2, h), (totals[1] - totals[1] // 2, w))
+        what = "padding 'same' needs"
+    else:
+        p = (0, 0) if a["padding"] == "valid" else pair(a["padding"])
+        sides = ((p[0], h), (p[1], w))
+        what = "padding"
+    for pad, n in sides:
+        if mode == "reflect" and pad >= n:
+            raise SpecError(f"{what} {pad} with padding_mode 'reflect' must be smaller than "
+                            f"the input size {h} x {w}", "padding")
+        if mode == "circular" and pad > n:
+            raise SpecError(f"{what} {pad} with padding_mode 'circular' cannot exceed the "
+                            f"input size {h} x {w}", "padding")
 
 
 def _check_conv(a: dict) -> None:
@@ -347,6 +373,31 @@ def _needs_channels(field_name: str) -> Callable[[Shape, dict], ShapeInfo]:
                             f"channels", field_name)
         return ShapeInfo(tuple(shape), "shape unchanged")
     return infer
+
+
+def _infer_batchnorm(shape: Shape, a: dict) -> ShapeInfo:
+    info = _needs_channels("num_features")(shape, a)
+    if not a["track_running_stats"] and shape[1] * shape[2] == 1:
+        raise SpecError("without running statistics BatchNorm2d normalises by this image's "
+                        "statistics and needs more than one value per channel (input is 1 x 1)",
+                        "track_running_stats")
+    return info
+
+
+def _infer_instancenorm(shape: Shape, a: dict) -> ShapeInfo:
+    info = _needs_channels("num_features")(shape, a)
+    if not a["track_running_stats"] and shape[1] * shape[2] == 1:
+        raise SpecError("InstanceNorm2d normalises each channel by its own statistics and needs "
+                        "more than one pixel (input is 1 x 1)", "track_running_stats")
+    return info
+
+
+def _infer_groupnorm(shape: Shape, a: dict) -> ShapeInfo:
+    info = _needs_channels("num_channels")(shape, a)
+    if shape[0] // a["num_groups"] * shape[1] * shape[2] == 1:
+        raise SpecError("each group has a single value (one channel per group on a 1 x 1 "
+                        "input), so it cannot be normalised", "num_groups")
+    return info
 
 
 def _check_groupnorm(a: dict) -> None:
@@ -421,8 +472,10 @@ def _infer_softmax2d(shape: Shape, a: dict) -> ShapeInfo:
 
 # --- the specs -------------------------------------------------------------------------------
 
-def P(name, kind, default, help, minimum=None, maximum=None, choices=(), from_input=None):
-    return Param(name, kind, default, help, minimum, maximum, tuple(choices), from_input)
+def P(name, kind, default, help, minimum=None, maximum=None, choices=(), from_input=None,
+      null_if_given=None):
+    return Param(name, kind, default, help, minimum, maximum, tuple(choices), from_input,
+                 null_if_given)
 
 
 _K = P("kernel_size", "pair", 2, "Window size: one number or [height, width].", 1, 256)
@@ -515,7 +568,7 @@ _ops: list[OpSpec] = [
               from_input="channels"), _EPS, _MOM, _AFFINE,
             P("track_running_stats", "bool", True, "Use running statistics (mean 0, var 1 "
               "unless given); off: normalise by this image's statistics.")),
-           _needs_channels("num_features"),
+           _infer_batchnorm,
            learnable=("weight", "bias", "running_mean", "running_var")),
     OpSpec("InstanceNorm2d", "normalization",
            "Normalise each channel of the image by its own mean and variance.",
@@ -523,13 +576,13 @@ _ops: list[OpSpec] = [
               from_input="channels"), _EPS, _MOM,
             P("affine", "bool", False, "Learnable per-channel scale and shift."),
             P("track_running_stats", "bool", False, "Use running statistics instead.")),
-           _needs_channels("num_features"),
+           _infer_instancenorm,
            learnable=("weight", "bias", "running_mean", "running_var")),
     OpSpec("GroupNorm", "normalization", "Normalise over groups of channels.",
            (P("num_groups", "int", 1, "Number of channel groups.", 1, 100000),
             P("num_channels", "int", 1, "Channels of the input.", 1, 100000,
               from_input="channels"), _EPS, _AFFINE),
-           _needs_channels("num_channels"), _check_groupnorm, learnable=("weight", "bias")),
+           _infer_groupnorm, _check_groupnorm, learnable=("weight", "bias")),
     OpSpec("LayerNorm", "normalization", "Normalise over the last dimensions.",
            (P("normalized_shape", "ints", [1], "The trailing dimensions to normalise over, "
               "e.g. [C, H, W].", 1, 1 << 24, from_input="chw"), _EPS,
@@ -551,7 +604,8 @@ _ops: list[OpSpec] = [
     OpSpec("Upsample", "other", "Resize by a factor or to a size.",
            (P("size", "opt_pair", None, "Output size [height, width]; or use scale_factor.",
               1, 16384),
-            P("scale_factor", "opt_float", 2.0, "Resize factor.", 0.01, 64.0),
+            P("scale_factor", "opt_float", 2.0, "Resize factor.", 0.01, 64.0,
+              null_if_given="size"),
             P("mode", "choice", "nearest", "Interpolation.",
               choices=("nearest", "nearest-exact", "bilinear", "bicubic")),
             P("align_corners", "opt_bool", None, "Align corner pixels (bilinear/bicubic).")),
