@@ -156,27 +156,37 @@ def materialize(layer: LayerSpec) -> dict[str, np.ndarray]:
     return out
 
 
-def _overlap_copy(src: np.ndarray, dst: np.ndarray, centre_from: int) -> np.ndarray:
-    """Copy the overlapping block of ``src`` into ``dst``; dims >= centre_from are centred."""
+def _overlap_copy(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """``dst`` with the overlapping part of ``src`` copied in.
+
+    For a conv weight (out, in, kh, kw) the kept channels get the old kernels centred in the
+    new kernel size, zero-padded or cropped (like ``fit_kernel``); new channels keep ``dst``.
+    """
     out = np.array(dst, dtype=np.float32, copy=True)
+    lead = min(src.ndim, 2) if src.ndim == 4 else src.ndim
+    keep = tuple(slice(0, min(a, b)) for a, b in zip(src.shape[:lead], dst.shape[:lead],
+                                                      strict=True))
+    if src.ndim != 4:
+        out[keep] = src[keep]
+        return out
+    block = np.zeros(out[keep].shape, np.float32)
     s_idx, d_idx = [], []
-    for axis, (n_src, n_dst) in enumerate(zip(src.shape, dst.shape, strict=True)):
+    for n_src, n_dst in zip(src.shape[2:], dst.shape[2:], strict=True):
         n = min(n_src, n_dst)
-        if axis >= centre_from:
-            s0, d0 = (n_src - n) // 2, (n_dst - n) // 2
-        else:
-            s0 = d0 = 0
+        s0, d0 = (n_src - n) // 2, (n_dst - n) // 2
         s_idx.append(slice(s0, s0 + n))
         d_idx.append(slice(d0, d0 + n))
-    out[tuple(d_idx)] = src[tuple(s_idx)]
+    block[(..., *d_idx)] = src[keep][(..., *s_idx)]
+    out[keep] = block
     return out
 
 
 def fit_params(layer: LayerSpec) -> tuple[LayerSpec, str | None]:
     """Keep explicit params consistent with the layer's (valid) arguments.
 
-    A param whose shape no longer matches keeps its overlapping part (kernels centred, so a
-    3x3 kernel stays in the middle of a 5x5 one) and the rest comes from the seeded init.
+    A param whose shape no longer matches keeps its overlapping part (kernels centred and
+    zero-padded, so a 3x3 kernel stays in the middle of a 5x5 one); new channels come from the
+    seeded init.
     Returns the layer and a note for the status bar, or the layer unchanged when its
     arguments are invalid (the error is shown; nothing is thrown away).
     """
@@ -195,10 +205,10 @@ def fit_params(layer: LayerSpec) -> tuple[LayerSpec, str | None]:
         if pname not in shapes:
             del params[pname]
             continue
-        arr = _overlap_copy(layer.params[pname], fresh[pname], centre_from=2)
+        arr = _overlap_copy(layer.params[pname], fresh[pname])
         arr.setflags(write=False)
         params[pname] = arr
-    note = (f"{', '.join(wrong)} resized to the new shape (existing values kept, new ones "
+    note = (f"{', '.join(wrong)} resized to the new shape (existing values kept, new channels "
             f"from the {layer.init.get('scheme', 'default')} init)")
     return replace(layer, params=params), note
 

@@ -1,0 +1,538 @@
+"""Editing the stack in the window: adding every kind of layer, the generated forms, the kernel
+editor, reordering, undo/redo, invalid values, and bursts of edits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PySide6.QtCore import QModelIndex, Qt
+from PySide6.QtGui import QPalette
+from PySide6.QtTest import QTest
+
+from layerlab.core.engine import Engine
+from layerlab.core.imageio import to_tensor
+from layerlab.core.kernels import fit_kernel, preset
+from layerlab.core.pipeline import InputSpec, Pipeline, new_layer
+from layerlab.core.specs import OPS
+from layerlab.qt.document import Document, adapt_in_channels, fit_params, validate
+from layerlab.qt.param_form import IntsEditor, ParamForm
+
+
+def preview_tensor(window) -> torch.Tensor:
+    return to_tensor(window.preview.image, window.document.pipeline.input.mode)
+
+
+def assert_shows_engine_result(window) -> None:
+    """Every stage on screen equals the engine run on the document's current pipeline."""
+    results = Engine("cpu").run_all(window.document.pipeline, preview_tensor(window))
+    assert sorted(window.views) == list(range(len(results)))
+    for r in results:
+        view = window.views[r.index]
+        assert view.generation == window.controller.generation
+        if r.error:
+            assert view.result.error == r.error
+        else:
+            np.testing.assert_array_equal(view.values, r.output[0].numpy())
+
+
+def seed_sharpen() -> np.ndarray:
+    return preset("seed sharpen").reshape(1, 1, 3, 3).numpy().copy()
+
+
+# --- adding layers ---------------------------------------------------------------------------
+
+
+def test_add_every_kind_of_layer_from_the_menu(main_window, qtbot):
+    w = main_window
+    actions = w.stack.add_actions
+    assert set(actions) == set(OPS)
+    categories = [a.text() for a in w.stack.add_menu.actions() if a.isSeparator()]
+    assert categories == ["Convolution", "Pooling", "Padding", "Activation", "Normalisation",
+                          "Other"]
+    base = w.document.pipeline
+    for type_name, action in actions.items():
+        w.stack.select_layer(2)  # after the max-pool: input 1 x 256 x 256
+        action.trigger()
+        layers = w.document.pipeline.layers
+        assert len(layers) == 4 and layers[3].type == type_name
+        assert w.current_layer() == 3
+        expected = new_layer(type_name, (1, 256, 256))
+        assert dict(layers[3].args) == dict(expected.args), type_name
+        assert w.param_form.layer_index == 3
+        assert set(w.param_form.editors) == {p.name for p in OPS[type_name].params}
+        w.wait_idle(qtbot)
+        status = w.validation.layers[3]
+        if status.error is None:
+            assert 4 in w.views and w.views[4].result.type == type_name
+            assert w.views[4].values.shape == status.shape
+        else:  # shown next to the layer, the earlier stages stay
+            assert w.stack.model.error_for(3)
+        w.document.undo_stack.undo()
+        assert w.document.pipeline is base
+    w.wait_idle(qtbot)
+
+
+def test_added_layer_takes_channels_from_the_incoming_shape(main_window, qtbot):
+    w = main_window
+    w.stack.select_layer(0)
+    w.add_layer("Conv2d")  # after the sharpen conv: 1 channel in
+    conv2 = w.document.pipeline.layers[1]
+    assert conv2.args["in_channels"] == 1
+    w.document.set_arg(1, "out_channels", 8)
+    w.wait_idle(qtbot)
+    w.add_layer("BatchNorm2d")
+    assert w.document.pipeline.layers[2].args["num_features"] == 8
+    w.wait_idle(qtbot)
+    assert w.validation.ok
+    assert_shows_engine_result(w)
+
+
+# --- the generated form ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("type_name", sorted(OPS))
+def test_form_shows_every_argument_of_every_op(qtbot, type_name):
+    form = ParamForm()
+    qtbot.addWidget(form)
+    layer = new_layer(type_name, (3, 32, 32))
+    form.set_layer(0, layer)
+    assert list(form.editors) == [p.name for p in layer.op.params]
+    for p in layer.op.params:
+        editor = form.editors[p.name]
+        assert editor.value() == layer.args[p.name], p.name
+        assert editor.toolTip() == p.help
+    form.set_layer(None, None)
+    assert form.editors == {}
+
+
+def test_form_editors_emit_json_values(qtbot):
+    form = ParamForm()
+    qtbot.addWidget(form)
+    seen = []
+    form.argEdited.connect(lambda n, v: seen.append((n, v)))
+    form.set_layer(0, new_layer("Conv2d", (3, 32, 32)))
+    ks = form.editors["kernel_size"]
+    ks.h.setValue(5)
+    assert seen[-1] == ("kernel_size", 5)
+    ks.link.setChecked(False)
+    ks.w.setValue(3)
+    assert seen[-1] == ("kernel_size", [5, 3])
+    pad = form.editors["padding"]
+    pad.mode.setCurrentText("same")
+    assert seen[-1] == ("padding", "same")
+    form.editors["bias"].box.setChecked(False)
+    assert seen[-1] == ("bias", False)
+    form.editors["padding_mode"].box.setCurrentText("reflect")
+    assert seen[-1] == ("padding_mode", "reflect")
+
+    form.set_layer(1, new_layer("MaxPool2d", (3, 32, 32)))
+    stride = form.editors["stride"]
+    assert stride.none.isChecked() and stride.value() is None
+    stride.none.setChecked(False)
+    assert seen[-1] == ("stride", 1)
+
+    form.set_layer(2, new_layer("ZeroPad2d", (3, 32, 32)))
+    form.editors["padding"].boxes[2].setValue(4)
+    assert seen[-1] == ("padding", [1, 1, 4, 1])
+
+    form.set_layer(3, new_layer("BatchNorm2d", (3, 32, 32)))
+    eps = form.editors["eps"].box
+    assert eps.text() == "1e-05"
+    eps.lineEdit().setText("2.5e-7")
+    QTest.keyClick(eps, Qt.Key.Key_Return)
+    assert seen[-1] == ("eps", 2.5e-7)
+
+    form.set_layer(4, new_layer("LayerNorm", (3, 32, 32)))
+    ints = form.editors["normalized_shape"]
+    assert isinstance(ints, IntsEditor) and ints.line.text() == "3, 32, 32"
+    ints.line.setText("32, 32")
+    ints.line.editingFinished.emit()
+    assert seen[-1] == ("normalized_shape", [32, 32])
+    n = len(seen)
+    ints.line.setText("3, x")
+    ints.line.editingFinished.emit()
+    assert len(seen) == n and ints.parse_error
+
+    form.set_layer(5, new_layer("Upsample", (3, 32, 32)))
+    align = form.editors["align_corners"]
+    assert align.value() is None
+    align.box.setCurrentIndex(1)
+    assert seen[-1] == ("align_corners", True)
+
+
+def test_form_keeps_its_widgets_while_the_same_layer_is_edited(main_window, qtbot):
+    w = main_window
+    w.stack.select_layer(2)
+    editor = w.param_form.editors["kernel_size"]
+    editor.h.setValue(3)
+    w.wait_idle(qtbot)
+    assert w.param_form.editors["kernel_size"] is editor
+    assert w.document.pipeline.layers[2].args["kernel_size"] == 3
+    assert w.views[3].values.shape == (1, 170, 170)
+
+
+def test_invalid_value_shows_the_reason_and_keeps_the_last_result(main_window, qtbot):
+    w = main_window
+    w.stack.select_layer(0)
+    shown = dict(w.views)
+    runs = w.controller.runs_started
+    w.param_form.editors["in_channels"].box.setValue(3)
+    # Recorded in the document (undoable) ...
+    assert w.document.pipeline.layers[0].args["in_channels"] == 3
+    assert w.isWindowModified()
+    # ... explained next to the field ...
+    assert w.param_form.error.isVisible()
+    assert "in_channels is 3 but the input has 1 channels" in w.param_form.error.text()
+    assert w.param_form.editors["in_channels"].property("error") is True
+    assert "color" in w.param_form.labels["in_channels"].styleSheet()
+    assert w.stack.model.error_for(0)
+    idx = w.stack.model.index(0, 2)
+    assert w.stack.model.data(idx) == "error"
+    assert "in_channels" in w.stack.model.data(idx, Qt.ItemDataRole.ToolTipRole)
+    assert "Not run" in w.statusBar().currentMessage()
+    # ... and the pictures of the last valid run stay.
+    w.wait_idle(qtbot)
+    assert w.controller.runs_started == runs
+    assert w.views == shown
+    assert w.stage_panel.stage_view(1) is shown[1]
+    # Fixing it runs again.
+    w.document.undo_stack.undo()
+    assert not w.param_form.error.isVisible()
+    w.wait_idle(qtbot)
+    assert w.controller.runs_started == runs + 1
+    assert_shows_engine_result(w)
+
+
+def test_shape_error_after_a_flatten_is_marked_on_the_layer(main_window, qtbot):
+    w = main_window
+    w.stack.select_layer(1)
+    w.add_layer("Flatten")  # then MaxPool2d gets a vector
+    w.wait_idle(qtbot)
+    assert not w.validation.ok and w.validation.error_index == 3
+    assert "needs a C x H x W input" in w.stack.model.error_for(3)
+    assert w.stack.model.data(w.stack.model.index(3, 2)) == "error"
+    w.stack.select_layer(3)
+    assert "needs a C x H x W input" in w.param_form.error.text()
+
+
+# --- the kernel editor -----------------------------------------------------------------------
+
+
+def test_kernel_cell_edit_shows_what_torch_computes(main_window, qtbot):
+    w = main_window
+    w.stack.select_layer(0)
+    w.tabs.setCurrentIndex(1)
+    ke = w.kernel_editor
+    assert ke.layer_index == 0 and len(ke.cells) == 3 and len(ke.cells[0]) == 3
+    assert ke.cells[1][1].value() == 1.0
+    assert ke.cells[0][0].value() == pytest.approx(-1 / 9)
+    ke.set_cell(1, 1, 2.0)
+    w.wait_idle(qtbot)
+    weight = seed_sharpen()
+    weight[0, 0, 1, 1] = 2.0
+    np.testing.assert_array_equal(w.document.pipeline.layers[0].params["weight"], weight)
+    x = to_tensor(w.preview.image, "gray")
+    expected = F.conv2d(x, torch.from_numpy(weight), padding=1)[0].numpy()
+    np.testing.assert_allclose(w.views[1].values, expected, rtol=0, atol=1e-6)
+    assert_shows_engine_result(w)
+    # Colour follows sign and size: the centre is the strongest red.
+    centre = ke.cells[1][1].palette().color(QPalette.ColorRole.Base)
+    corner = ke.cells[0][0].palette().color(QPalette.ColorRole.Base)
+    assert centre.red() > centre.blue() and corner.blue() > corner.red()
+    # Undo and redo go through the same path.
+    w.document.undo_stack.undo()
+    w.wait_idle(qtbot)
+    np.testing.assert_array_equal(w.document.pipeline.layers[0].params["weight"],
+                                  seed_sharpen())
+    assert ke.cells[1][1].value() == 1.0
+    w.document.undo_stack.redo()
+    w.wait_idle(qtbot)
+    np.testing.assert_allclose(w.views[1].values, expected, rtol=0, atol=1e-6)
+
+
+def test_editing_an_initialised_kernel_makes_it_explicit(main_window, qtbot):
+    w = main_window
+    w.stack.select_layer(0)
+    w.add_layer("Conv2d")
+    w.document.set_arg(1, "out_channels", 2)
+    w.wait_idle(qtbot)
+    layer = w.document.pipeline.layers[1]
+    assert not layer.params
+    ke = w.kernel_editor
+    assert ke.source.text() == "kaiming_normal init, seed 0"
+    init_weight = Engine("cpu").build_module(layer).weight.detach().numpy().copy()
+    ke.out_box.setValue(1)
+    assert ke.cells[2][0].value() == pytest.approx(float(init_weight[1, 0, 2, 0]), abs=1e-7)
+    ke.set_cell(2, 0, 0.25)
+    w.wait_idle(qtbot)
+    weight = w.document.pipeline.layers[1].params["weight"]
+    init_weight[1, 0, 2, 0] = 0.25
+    np.testing.assert_array_equal(weight, init_weight)
+    assert ke.source.text() == "explicit values"
+    assert_shows_engine_result(w)
+
+
+def test_presets_scaling_normalising_and_init(main_window, qtbot):
+    w = main_window
+    w.stack.select_layer(0)
+    ke = w.kernel_editor
+    ke.preset_box.setCurrentText("sobel x")
+    ke.preset_btn.click()
+    w.wait_idle(qtbot)
+    sobel = preset("sobel x").numpy()
+    np.testing.assert_array_equal(w.document.pipeline.layers[0].params["weight"][0, 0], sobel)
+    assert_shows_engine_result(w)
+    # Sobel sums to zero: normalising says why it cannot.
+    steps = w.document.undo_stack.count()
+    ke.norm_btn.click()
+    assert "sums to 0" in w.statusBar().currentMessage()
+    assert w.document.undo_stack.count() == steps
+    # The seed tutorial: ones / -9 with the centre 1, typed as scale + preset.
+    ke.preset_box.setCurrentText("box blur 3")
+    ke.preset_btn.click()
+    ke.mul_box.setValue(9)
+    ke.div_box.setValue(-9)
+    ke.scale_btn.click()
+    ke.set_cell(1, 1, 1.0)
+    w.wait_idle(qtbot)
+    tutorial = torch.ones(3, 3) / 9 * 9 / -9
+    tutorial[1][1] = 1
+    np.testing.assert_allclose(w.document.pipeline.layers[0].params["weight"][0, 0],
+                               tutorial.numpy(), rtol=1e-6)
+    # Normalise a box blur back to sum 1.
+    ke.preset_btn.click()
+    ke.mul_box.setValue(3)
+    ke.div_box.setValue(1)
+    ke.scale_btn.click()
+    ke.norm_btn.click()
+    w.wait_idle(qtbot)
+    np.testing.assert_allclose(w.document.pipeline.layers[0].params["weight"].sum(), 1.0,
+                               rtol=1e-6)
+    # Seeded init replaces the explicit values, exactly and undoably.
+    ke.scheme_box.setCurrentText("xavier_uniform")
+    ke.seed_box.setValue(7)
+    ke.init_btn.click()
+    w.wait_idle(qtbot)
+    layer = w.document.pipeline.layers[0]
+    assert not layer.params and dict(layer.init) == {"scheme": "xavier_uniform", "seed": 7}
+    assert ke.source.text() == "xavier_uniform init, seed 7"
+    assert_shows_engine_result(w)
+    w.document.undo_stack.undo()
+    assert "weight" in w.document.pipeline.layers[0].params
+
+
+def test_preset_on_all_slices_and_large_kernels(main_window, qtbot):
+    w = main_window
+    w.mode_box.setCurrentIndex(w.mode_box.findData("rgb"))
+    w.mode_box.activated.emit(w.mode_box.currentIndex())
+    w.stack.select_layer(0)
+    w.document.set_arg(0, "kernel_size", 11)
+    w.document.set_arg(0, "padding", 5)
+    w.document.set_arg(0, "out_channels", 2)
+    w.wait_idle(qtbot)
+    ke = w.kernel_editor
+    assert len(ke.cells) == 11 and all(len(r) == 11 for r in ke.cells)
+    # The 3x3 kernel stays in the middle of the 11x11 one after the resize.
+    weight = w.document.pipeline.layers[0].params["weight"]
+    assert weight.shape == (2, 3, 11, 11)
+    assert weight[0, 0, 5, 5] == pytest.approx(1 / 3, rel=1e-6)
+    assert weight[0, 0, 0, 0] == 0.0
+    assert ke.cells[0][0].width() < 60  # cells shrink for big kernels
+    ke.all_slices.setChecked(True)
+    ke.preset_box.setCurrentText("gaussian 5")
+    ke.preset_btn.click()
+    w.wait_idle(qtbot)
+    g = fit_kernel(preset("gaussian 5"), (11, 11)).numpy()
+    weight = w.document.pipeline.layers[0].params["weight"]
+    for o in range(2):
+        for i in range(3):
+            np.testing.assert_array_equal(weight[o, i], g)
+    assert_shows_engine_result(w)
+
+
+def test_bias_table_edits(main_window, qtbot):
+    w = main_window
+    w.stack.select_layer(0)
+    w.document.set_arg(0, "bias", True)
+    w.wait_idle(qtbot)
+    ke = w.kernel_editor
+    assert ke.bias_group.isVisibleTo(ke) and ke.bias_table.rowCount() == 1
+    ke.bias_table.item(0, 0).setData(Qt.ItemDataRole.EditRole, 0.125)
+    w.wait_idle(qtbot)
+    layer = w.document.pipeline.layers[0]
+    assert layer.params["bias"][0] == np.float32(0.125)
+    x = to_tensor(w.preview.image, "gray")
+    expected = F.conv2d(x, torch.from_numpy(seed_sharpen()), torch.tensor([0.125]),
+                        padding=1)[0].numpy()
+    np.testing.assert_allclose(w.views[1].values, expected, rtol=0, atol=1e-6)
+
+
+def test_spinning_one_cell_is_one_undo_step(main_window, qtbot):
+    w = main_window
+    w.stack.select_layer(0)
+    stack = w.document.undo_stack
+    steps = stack.count()
+    cell = w.kernel_editor.cells[0][1]
+    for _ in range(6):
+        cell.stepBy(1)  # what the wheel or the arrow keys do
+    assert stack.count() == steps + 1
+    assert w.document.pipeline.layers[0].params["weight"][0, 0, 0, 1] == pytest.approx(
+        -1 / 9 + 0.6, abs=1e-6)
+    w.kernel_editor.cells[0][2].stepBy(1)  # another cell: a new step
+    assert stack.count() == steps + 2
+    stack.undo()
+    stack.undo()
+    np.testing.assert_array_equal(w.document.pipeline.layers[0].params["weight"],
+                                  seed_sharpen())
+    w.wait_idle(qtbot)
+    assert_shows_engine_result(w)
+
+
+# --- the stack: reorder, remove, duplicate, enable, rename -----------------------------------
+
+
+def test_reorder_with_shortcuts_and_drag_then_undo_redo(main_window, qtbot):
+    w = main_window
+    names = lambda: [layer.display_name(i) for i, layer in  # noqa: E731
+                     enumerate(w.document.pipeline.layers)]
+    assert names() == ["sharpen", "relu", "maxpool"]
+    w.stack.select_layer(1)
+    w.move_down_act.trigger()
+    assert names() == ["sharpen", "maxpool", "relu"] and w.current_layer() == 2
+    w.wait_idle(qtbot)
+    assert_shows_engine_result(w)
+    # Alt+Up as typed in the list.
+    w.activateWindow()
+    w.stack.view.setFocus()
+    QTest.keyClick(w.stack.view, Qt.Key.Key_Up, Qt.KeyboardModifier.AltModifier)
+    assert names() == ["sharpen", "relu", "maxpool"] and w.current_layer() == 1
+    # Drag the max-pool row to the top.
+    model = w.stack.model
+    mime = model.mimeData([model.index(2, 0)])
+    assert model.dropMimeData(mime, Qt.DropAction.MoveAction, 0, 0, QModelIndex())
+    assert names() == ["maxpool", "sharpen", "relu"] and w.current_layer() == 0
+    w.wait_idle(qtbot)
+    assert_shows_engine_result(w)
+    stack = w.document.undo_stack
+    stack.undo()
+    stack.undo()
+    stack.undo()
+    assert names() == ["sharpen", "relu", "maxpool"]
+    stack.redo()
+    assert names() == ["sharpen", "maxpool", "relu"]
+    w.wait_idle(qtbot)
+    assert_shows_engine_result(w)
+
+
+def test_drop_on_a_row_and_at_the_end(main_window):
+    w = main_window
+    model = w.stack.model
+    names = lambda: [layer.display_name(i) for i, layer in  # noqa: E731
+                     enumerate(w.document.pipeline.layers)]
+    model.dropMimeData(model.mimeData([model.index(0, 0)]), Qt.DropAction.MoveAction, -1, -1,
+                       QModelIndex())
+    assert names() == ["relu", "maxpool", "sharpen"]
+    model.dropMimeData(model.mimeData([model.index(2, 0)]), Qt.DropAction.MoveAction, -1, -1,
+                       model.index(1, 0))
+    assert names() == ["relu", "sharpen", "maxpool"]
+
+
+def test_remove_duplicate_enable_rename(main_window, qtbot):
+    w = main_window
+    model = w.stack.model
+    w.stack.select_layer(1)
+    w.duplicate_act.trigger()
+    assert [layer.type for layer in w.document.pipeline.layers] == ["Conv2d", "ReLU", "ReLU",
+                                                                    "MaxPool2d"]
+    assert w.current_layer() == 2
+    w.remove_act.trigger()
+    assert len(w.document.pipeline.layers) == 3
+    # The checkbox switches a layer off: the stack skips it.
+    assert model.setData(model.index(1, 0), Qt.CheckState.Unchecked.value,
+                         Qt.ItemDataRole.CheckStateRole)
+    assert not w.document.pipeline.layers[1].enabled
+    assert model.data(model.index(1, 2)) == "off"
+    w.wait_idle(qtbot)
+    assert sorted(w.views) == [0, 1, 2]
+    assert_shows_engine_result(w)
+    w.stack.select_layer(1)
+    w.toggle_act.trigger()  # Space
+    assert w.document.pipeline.layers[1].enabled
+    # Rename by editing the name cell (double-click / F2 open this editor).
+    assert model.setData(model.index(2, 0), "pool", Qt.ItemDataRole.EditRole)
+    assert w.document.pipeline.layers[2].name == "pool"
+    assert model.data(model.index(2, 0)) == "pool"
+    w.wait_idle(qtbot)
+    assert w.views[3].result.name == "pool"
+    # Delete from the keyboard in the list.
+    w.activateWindow()
+    w.stack.view.setFocus()
+    w.stack.select_layer(2)
+    QTest.keyClick(w.stack.view, Qt.Key.Key_Delete)
+    assert [layer.type for layer in w.document.pipeline.layers] == ["Conv2d", "ReLU"]
+    for _ in range(4):
+        w.document.undo_stack.undo()
+    assert [layer.display_name(i) for i, layer in enumerate(w.document.pipeline.layers)] == [
+        "sharpen", "relu", "maxpool"]
+
+
+def test_layer_rows_show_output_shapes(main_window):
+    model = main_window.stack.model
+    assert [model.data(model.index(r, 2)) for r in range(3)] == [
+        "1 × 512 × 512", "1 × 512 × 512", "1 × 256 × 256"]
+    assert model.data(model.index(0, 1)) == "Conv2d"
+    assert model.data(model.index(0, 0), Qt.ItemDataRole.CheckStateRole) == Qt.CheckState.Checked
+
+
+# --- bursts ----------------------------------------------------------------------------------
+
+
+def test_a_burst_of_kernel_edits_runs_far_fewer_pipelines(main_window, qtbot):
+    w = main_window
+    w.stack.select_layer(0)
+    runs = w.controller.runs_started
+    for k in range(100):
+        w.kernel_editor.set_cell(1, 1, 1.0 + k / 100)
+    w.wait_idle(qtbot)
+    assert w.controller.runs_started - runs < 100
+    assert w.document.pipeline.layers[0].params["weight"][0, 0, 1, 1] == np.float32(1.99)
+    assert_shows_engine_result(w)
+
+
+def test_a_burst_of_form_edits_ends_on_the_last(main_window, qtbot):
+    w = main_window
+    w.stack.select_layer(2)
+    runs = w.controller.runs_started
+    steps = w.document.undo_stack.count()
+    box = w.param_form.editors["kernel_size"].h
+    for k in range(100):
+        box.setValue(2 + k % 5)
+        qtbot.wait(0) if k % 10 == 0 else None  # let some results arrive in between
+    w.wait_idle(qtbot)
+    assert w.controller.runs_started - runs < 100
+    assert w.document.pipeline.layers[2].args["kernel_size"] == 2 + 99 % 5
+    assert w.document.undo_stack.count() == steps + 1  # one field: one undo step
+    assert_shows_engine_result(w)
+
+
+# --- the document on its own -----------------------------------------------------------------
+
+
+def test_document_helpers():
+    conv = new_layer("Conv2d", (1, 8, 8), kernel_size=3, padding=1, bias=False)
+    conv = conv.with_param("weight", seed_sharpen())
+    rgb, note = adapt_in_channels(conv, 3)
+    assert rgb.args["in_channels"] == 3 and "split" in note
+    np.testing.assert_allclose(rgb.params["weight"].sum(axis=1), seed_sharpen()[:, 0],
+                               rtol=1e-6)
+    back, note = adapt_in_channels(rgb, 1)
+    np.testing.assert_allclose(back.params["weight"], seed_sharpen(), rtol=1e-6)
+    bigger, note = fit_params(conv.with_args(kernel_size=5, padding=2))
+    assert bigger.params["weight"].shape == (1, 1, 5, 5) and note
+    np.testing.assert_array_equal(bigger.params["weight"][0, 0, 1:4, 1:4], seed_sharpen()[0, 0])
+    assert validate(Pipeline(InputSpec("gray"), (conv,)), (8, 8)).ok
+    doc = Document(Pipeline(InputSpec("gray"), (conv,)))
+    assert not doc.edit(doc.pipeline, "nothing")
+    assert doc.undo_stack.count() == 0
