@@ -1,0 +1,368 @@
+"""Export from the window: current channel PNG, stage grid PNG, all stages, clipboard.
+
+The single-stage PNGs are the pixels on screen (``RenderedStage`` from the worker), written by
+core export's atomic ``save_png``; they equal ``layerlab export``'s ``ch-KKK.png`` / ``grid.png``
+for the same image and pipeline. "All stages" runs core ``export_run`` (same layout and
+manifest as ``layerlab export``, full-size image) in a thread behind a progress dialog; a
+cancelled or failed export leaves nothing on disk (core writes into a hidden folder and renames
+it at the end).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
+from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QProgressDialog,
+    QPushButton,
+    QWidget,
+)
+
+from ..core import export
+from ..core.pipeline import Pipeline
+from .stage_view import _qimage
+
+if TYPE_CHECKING:
+    from ..core.imageio import LoadedImage
+    from .stage_view import StagePanel
+
+# Exports of fewer stages than this finish before a progress dialog would be worth showing.
+PROGRESS_MIN_MS = 400
+
+
+def stage_tensor(view) -> torch.Tensor:
+    """The exact stage output of a ``StageView`` with its batch dimension, on the CPU."""
+    if view.values is None or view.rendered is None:
+        raise export.ExportError(f"stage {view.result.index} ({view.result.name}) failed; "
+                                 f"there is nothing to export")
+    return torch.from_numpy(view.values).unsqueeze(0)
+
+
+def shown_image(view, channel: int | None) -> np.ndarray:
+    """A stage's picture exactly as core export writes it: one channel, or the grid (None).
+
+    Made by core export from the exact values with the normalisation and colormap the view
+    was rendered with, so it is byte for byte ``layerlab export``'s ``ch-KKK.png`` /
+    ``grid.png``. Vector stages give the heat strip (their ``grid.png``).
+    """
+    r = view.rendered
+    imgs = export.stage_images(stage_tensor(view), r.mode, r.colormap)
+    if channel is None or imgs.vector:
+        return imgs.grid
+    if not 0 <= channel < imgs.channels.shape[0]:
+        raise export.ExportError(f"channel {channel} does not exist (the stage has "
+                                 f"{imgs.channels.shape[0]})")
+    return imgs.channel_image(channel)
+
+
+class ExportJob(QThread):
+    """Runs core ``export_run`` off the GUI thread; cancel() stops it between files."""
+
+    progressed = Signal(int, int, str)
+    succeeded = Signal(object)  # manifest dict
+    failed = Signal(str)
+    cancelled = Signal()
+
+    def __init__(self, image: LoadedImage, pipeline: Pipeline, out_dir: str, *,
+                 options: dict[str, Any], parent: QObject | None = None):
+        super().__init__(parent)
+        self.setObjectName("layerlab-export")
+        self.image = image
+        self.pipeline = pipeline
+        self.out_dir = out_dir
+        self.options = options
+        self._cancel = threading.Event()
+        self.manifest: dict | None = None
+        self.error: str | None = None
+        self.was_cancelled = False
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def run(self) -> None:  # worker thread
+        try:
+            self.manifest = export.export_run(
+                self.image, self.pipeline, self.out_dir,
+                progress=lambda done, total, text: self.progressed.emit(done, total, text),
+                cancel=self._cancel.is_set, **self.options)
+        except export.ExportCancelled:
+            self.was_cancelled = True
+            self.cancelled.emit()
+        except export.ExportError as e:
+            self.error = str(e)
+            self.failed.emit(self.error)
+        except Exception as e:  # never let the thread die silently
+            self.error = f"unexpected error: {type(e).__name__}: {e}"
+            self.failed.emit(self.error)
+        else:
+            self.succeeded.emit(self.manifest)
+
+
+class ExportAllDialog(QDialog):
+    """Asks where to export every stage, and whether to add the raw float32 arrays."""
+
+    def __init__(self, parent: QWidget | None, start_dir: str):
+        super().__init__(parent)
+        self.setWindowTitle("Export all stages")
+        self.folder = QLineEdit(os.path.join(start_dir, "layerlab-export"), self)
+        browse = QPushButton("Browse\u2026", self)
+        browse.clicked.connect(self._browse)
+        row = QHBoxLayout()
+        row.addWidget(self.folder, 1)
+        row.addWidget(browse)
+        self.raw = QCheckBox("also write the exact values (.npy, float32)", self)
+        self.overwrite = QCheckBox("replace the folder if it exists", self)
+        note = QLabel("Runs the pipeline on the full-size image and writes, per stage, every "
+                      "channel as a PNG, the grid and manifest.json (the layout of "
+                      "<code>layerlab export</code>).", self)
+        note.setWordWrap(True)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
+                                   | QDialogButtonBox.StandardButton.Cancel, self)
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Export")
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form = QFormLayout(self)
+        form.addRow(note)
+        form.addRow("Folder", row)
+        form.addRow(self.raw)
+        form.addRow(self.overwrite)
+        form.addRow(buttons)
+        self.resize(520, self.sizeHint().height())
+
+    @Slot()
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "New export folder", self.folder.text())
+        if path:
+            self.folder.setText(path)
+
+
+class StageExporter(QObject):
+    """The panel's export actions and the jobs behind them."""
+
+    exported = Signal(str)  # a message once something was written
+
+    def __init__(self, panel: StagePanel):
+        super().__init__(panel)
+        self.panel = panel
+        self.job: ExportJob | None = None
+        self.progress: QProgressDialog | None = None
+        self.last_error: str | None = None
+        self.last_dir = os.path.expanduser("~")
+        self.device = "auto"  # the main window may set the device it runs on
+        self._box: QMessageBox | None = None
+
+        self.channel_action = QAction("Export current channel as PNG\u2026", panel)
+        self.grid_action = QAction("Export stage grid as PNG\u2026", panel)
+        self.all_action = QAction("Export all stages\u2026", panel)
+        self.all_action.setShortcut(QKeySequence("Ctrl+Shift+E"))
+        self.copy_action = QAction("Copy image to clipboard", panel)
+        self.copy_action.setShortcut(QKeySequence("Ctrl+Shift+C"))
+        self.channel_action.triggered.connect(self._ask_channel)
+        self.grid_action.triggered.connect(self._ask_grid)
+        self.all_action.triggered.connect(self._ask_all)
+        self.copy_action.triggered.connect(self.copy_to_clipboard)
+        app = QCoreApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self.shutdown)
+
+    def actions(self) -> list[QAction]:
+        return [self.channel_action, self.grid_action, self.all_action, self.copy_action]
+
+    def update_enabled(self) -> None:
+        view = self.panel.stage_view(self.panel.current_stage())
+        has_view = view is not None and view.rendered is not None
+        for a in (self.channel_action, self.grid_action, self.copy_action):
+            a.setEnabled(has_view)
+        self.all_action.setEnabled(self.panel.pipeline() is not None
+                                   and self.panel.image() is not None and self.job is None)
+
+    # --- single images ---
+    def _current(self):
+        view = self.panel.stage_view(self.panel.current_stage())
+        if view is None:
+            raise export.ExportError("no stage to export yet")
+        return view
+
+    def _default_name(self, channel: int | None) -> str:
+        view = self._current()
+        base = export.stage_dir_name(view.result.index, view.result.name)
+        if channel is None or view.rendered is None or view.rendered.vector is not None:
+            return f"{base}-grid.png"
+        return f"{base}-{export.channel_file_name(channel)}"
+
+    def save_channel_png(self, path: str | os.PathLike, channel: int | None = None) -> Path:
+        """Write a channel (default: the selected one) of the current stage, as shown."""
+        view = self._current()
+        ch = self.panel.current_channel() if channel is None else channel
+        r = view.rendered
+        return export.export_channel_png(stage_tensor(view), ch, path, normalize=r.mode,
+                                         colormap=r.colormap)
+
+    def save_grid_png(self, path: str | os.PathLike) -> Path:
+        """Write the current stage's grid (a vector stage's heat strip), as shown."""
+        view = self._current()
+        r = view.rendered
+        return export.export_grid_png(stage_tensor(view), path, normalize=r.mode,
+                                      colormap=r.colormap)
+
+    def copy_to_clipboard(self) -> bool:
+        """Put what the view shows (the large channel or the grid) on the clipboard."""
+        try:
+            view = self._current()
+            channel = self.panel.current_channel() if self.panel.view_mode() == "channel" \
+                else None
+            arr = shown_image(view, channel)
+        except export.ExportError as e:
+            self._report_error(str(e))
+            return False
+        QGuiApplication.clipboard().setImage(_qimage(arr))
+        self._done(f"copied {arr.shape[1]} x {arr.shape[0]} image to the clipboard")
+        return True
+
+    @Slot()
+    def _ask_channel(self) -> None:
+        self._ask_png(self.save_channel_png, self._default_name(self.panel.current_channel()))
+
+    @Slot()
+    def _ask_grid(self) -> None:
+        self._ask_png(self.save_grid_png, self._default_name(None))
+
+    def _ask_png(self, save, name: str) -> None:
+        path, _ = QFileDialog.getSaveFileName(self.panel, "Save PNG",
+                                              os.path.join(self.last_dir, name),
+                                              "PNG images (*.png)")
+        if not path:
+            return
+        if not path.lower().endswith(".png"):
+            path += ".png"
+        self.last_dir = os.path.dirname(path)
+        try:
+            written = save(path)
+        except (export.ExportError, ValueError) as e:
+            self._report_error(str(e))
+            return
+        self._done(f"saved {written}")
+
+    # --- everything ---
+    @Slot()
+    def _ask_all(self) -> None:
+        dialog = ExportAllDialog(self.panel, self.last_dir)
+        if dialog.exec() != QDialog.DialogCode.Accepted:
+            return
+        folder = dialog.folder.text().strip()
+        if not folder:
+            return
+        self.last_dir = os.path.dirname(os.path.abspath(folder))
+        self.export_all(folder, raw=dialog.raw.isChecked(),
+                        overwrite=dialog.overwrite.isChecked())
+
+    def export_all(self, out_dir: str | os.PathLike, *, raw: bool = False,
+                   overwrite: bool = False, show_progress: bool = True) -> ExportJob | None:
+        """Start exporting every stage into ``out_dir``; returns the running job."""
+        if self.job is not None:
+            self._report_error("an export is already running")
+            return None
+        pipeline, image = self.panel.pipeline(), self.panel.image()
+        if pipeline is None or image is None:
+            self._report_error("load an image first")
+            return None
+        opts = self.panel.render_options()
+        options = {"device": self.device, "raw": raw, "normalize": opts.normalize,
+                   "colormap": opts.colormap, "overwrite": overwrite}
+        job = ExportJob(image, pipeline, os.fspath(out_dir), options=options, parent=self)
+        self.job = job
+        self.last_error = None
+        if show_progress:
+            total = len(pipeline.enabled_layers()) + 2
+            dlg = QProgressDialog("Exporting\u2026", "Cancel", 0, total, self.panel)
+            dlg.setWindowTitle("Export all stages")
+            dlg.setMinimumDuration(PROGRESS_MIN_MS)
+            dlg.setAutoClose(False)
+            dlg.setAutoReset(False)
+            dlg.setValue(0)
+            dlg.canceled.connect(job.cancel)
+            job.progressed.connect(self._on_progress)
+            self.progress = dlg
+        job.succeeded.connect(self._on_succeeded)
+        job.failed.connect(self._on_failed)
+        job.cancelled.connect(self._on_cancelled)
+        job.finished.connect(self._on_finished)
+        self.update_enabled()
+        job.start()
+        return job
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+
+    def shutdown(self, timeout_ms: int = 30000) -> None:
+        """Cancel a running export and join its thread (call before quitting)."""
+        job = self.job
+        if job is not None:
+            job.cancel()
+            job.wait(timeout_ms)
+
+    @Slot(int, int, str)
+    def _on_progress(self, done: int, total: int, text: str) -> None:
+        if self.progress is not None:
+            if self.progress.wasCanceled() and self.job is not None:
+                self.job.cancel()
+            self.progress.setMaximum(total)
+            self.progress.setValue(done)
+            self.progress.setLabelText(text)
+
+    @Slot(object)
+    def _on_succeeded(self, manifest: dict) -> None:
+        job = self.sender() if isinstance(self.sender(), ExportJob) else self.job
+        where = job.out_dir if job is not None else ""
+        self._done(f"exported {len(manifest['stages'])} stages to {where}")
+
+    @Slot(str)
+    def _on_failed(self, message: str) -> None:
+        self._report_error(f"export failed: {message}")
+
+    @Slot()
+    def _on_cancelled(self) -> None:
+        self._done("export cancelled; nothing was written")
+
+    @Slot()
+    def _on_finished(self) -> None:
+        job, self.job = self.job, None
+        if self.progress is not None:
+            self.progress.close()
+            self.progress.deleteLater()
+            self.progress = None
+        if job is not None:
+            job.deleteLater()
+        self.update_enabled()
+
+    # --- messages ---
+    def _done(self, message: str) -> None:
+        self.panel.statusMessage.emit(message)
+        self.exported.emit(message)
+
+    def _report_error(self, message: str) -> None:
+        self.last_error = message
+        self.panel.statusMessage.emit(message)
+        if self.panel.isVisible():
+            box = QMessageBox(QMessageBox.Icon.Warning, "Export", message,
+                              QMessageBox.StandardButton.Ok, self.panel)
+            box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            box.open()
+            self._box = box

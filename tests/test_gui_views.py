@@ -1,0 +1,620 @@
+"""The stage panel driven by real runs: hover values, histograms, export, options, errors."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QPushButton
+
+from layerlab.core import export, render
+from layerlab.core.engine import Engine
+from layerlab.core.imageio import load_image
+from layerlab.core.pipeline import InputSpec, LayerSpec, Pipeline, new_layer
+from layerlab.core.receptive import Window
+from layerlab.qt.stage_view import StagePanel, format_value, formula_lines
+from layerlab.worker import RenderOptions, RunController, RunRequest
+
+ROOT = Path(__file__).resolve().parents[1]
+CAMERA = ROOT / "resources" / "samples" / "camera.png"
+ASTRONAUT = ROOT / "resources" / "samples" / "astronaut.jpg"
+SEED_SHARPEN = np.full((1, 1, 3, 3), -1 / 9, dtype=np.float32)
+SEED_SHARPEN[0, 0, 1, 1] = 1.0
+
+
+def sharpen_pipeline(*more: LayerSpec) -> Pipeline:
+    conv = new_layer("Conv2d", (1, 512, 512), kernel_size=3, padding=1, bias=False)
+    conv = LayerSpec(conv.type, conv.args, "sharpen").with_param("weight", SEED_SHARPEN)
+    return Pipeline(InputSpec("gray"), (conv, *more))
+
+
+class Harness:
+    """A StagePanel wired to a synchronous RunController, as the main window wires them."""
+
+    def __init__(self, qtbot, *, show: bool = False):
+        self.panel = StagePanel()
+        qtbot.addWidget(self.panel)
+        self.controller = RunController(synchronous=True)
+        self.controller.runStarted.connect(self.panel.begin_run)
+        self.controller.stageReady.connect(self.panel.show_stage)
+        self.controller.runFinished.connect(self.panel.finish_run)
+        self.panel.renderOptionsChanged.connect(self.rerender)
+        self.pipeline: Pipeline | None = None
+        self.image = None
+        self.summaries = []
+        self.controller.runFinished.connect(self.summaries.append)
+        if show:
+            self.panel.resize(1100, 650)
+            self.panel.show()
+            qtbot.waitExposed(self.panel)
+
+    def run(self, pipeline: Pipeline, image_path: Path = CAMERA):
+        self.pipeline = pipeline
+        self.image = load_image(image_path)
+        self.panel.set_context(pipeline, self.image)
+        self.controller.submit(RunRequest(pipeline, self.image.image,
+                                          self.panel.render_options(), device="cpu"))
+        return self.summaries[-1]
+
+    def rerender(self, options: RenderOptions):
+        self.controller.submit(RunRequest(self.pipeline, self.image.image, options,
+                                          device="cpu", render_only=True))
+
+
+@pytest.fixture
+def harness(qtbot):
+    h = Harness(qtbot)
+    yield h
+    h.panel.shutdown()
+    h.controller.shutdown()
+
+
+@pytest.fixture
+def shown(qtbot):
+    h = Harness(qtbot, show=True)
+    yield h
+    h.panel.shutdown()
+    h.controller.shutdown()
+
+
+def camera_tensor() -> torch.Tensor:
+    arr = np.asarray(Image.open(CAMERA).convert("L"), dtype=np.float32) / 255.0
+    return torch.from_numpy(arr)[None, None]
+
+
+# --- hover ---------------------------------------------------------------------------------
+
+def test_hover_value_is_the_engine_value_and_torch_conv2d(harness):
+    summary = harness.run(sharpen_pipeline())
+    assert summary.error is None and summary.stages == 2
+    panel = harness.panel
+    engine_out = Engine("cpu").run_all(harness.pipeline, camera_tensor())[1].output[0]
+    direct = F.conv2d(camera_tensor(), torch.from_numpy(SEED_SHARPEN), padding=1)[0]
+    for x, y in [(120, 45), (0, 0), (511, 511), (300, 200)]:
+        info = panel.hover_at(1, 0, x, y)
+        assert info is not None
+        assert info.value == engine_out[0, y, x].item()  # bit for bit what the engine made
+        assert info.value == pytest.approx(direct[0, y, x].item(), abs=1e-6)
+        # and by hand, in float64, from the kernel definition
+        img = camera_tensor()[0, 0].double()
+        pad = F.pad(img, (1, 1, 1, 1))
+        win = pad[y:y + 3, x:x + 3]
+        by_hand = (win.sum() * (-1 / 9) + win[1, 1] * (1 + 1 / 9)).item()
+        assert info.value == pytest.approx(by_hand, abs=1e-6)
+        assert info.text.startswith(f"stage 1 sharpen \u00b7 ch 0 \u00b7 (x {x}, y {y}) = ")
+        assert format_value(info.value) in info.text
+        assert np.float32(format_value(info.value)) == info.value  # the text is exact
+
+
+def test_hover_text_shows_receptive_field_and_status(harness, qtbot):
+    pipe = sharpen_pipeline(new_layer("ReLU"), new_layer("MaxPool2d", (1, 512, 512),
+                                                         kernel_size=2))
+    harness.run(pipe)
+    panel = harness.panel
+    with qtbot.waitSignal(panel.statusMessage) as sig:
+        info = panel.hover_at(3, 0, 60, 45)
+    assert sig.args[0] == info.text
+    assert info.input_window == Window(89, 92, 119, 122)
+    assert "from input x 119..122, y 89..92 (4 x 4)" in info.text
+    assert panel.overlay.text() == info.text
+
+
+def test_receptive_field_box_on_the_input_view(harness):
+    pipe = Pipeline(InputSpec("gray"), (
+        new_layer("Conv2d", (1, 512, 512), kernel_size=3, stride=2, padding=2, dilation=2),))
+    harness.run(pipe)
+    panel = harness.panel
+    panel.select_stage(1)
+    panel.select_channel(0)
+    assert panel.view_mode() == "channel"
+    info = panel.hover_at(1, 0, 10, 20)
+    # window start = out * stride - padding, span = dilation * (k - 1) + 1
+    assert info.window == Window(20 * 2 - 2, 20 * 2 - 2 + 4, 10 * 2 - 2, 10 * 2 - 2 + 4)
+    box = panel.channel_page.rf_box
+    assert box.isVisible()
+    assert box.parentItem() is panel.channel_page.left_vb.childGroup  # in input pixels
+    assert (box.rect().x(), box.rect().y(), box.rect().width(), box.rect().height()) == \
+        (18.0, 38.0, 5.0, 5.0)
+    # compare with the stage's input: for stage 1 that is the input again
+    panel.compare_box.setCurrentIndex(panel.compare_box.findData(panel.COMPARE_PREVIOUS))
+    info = panel.hover_at(1, 0, 0, 0)
+    assert info.window == Window(-2, 2, -2, 2) and info.window_stage == 0
+
+
+def test_real_mouse_move_reads_the_pixel_under_the_cursor(shown, qtbot):
+    shown.run(sharpen_pipeline())
+    panel = shown.panel
+    panel.select_stage(1)
+    panel.select_channel(0)
+    qtbot.wait(50)
+    page = panel.channel_page
+    scene = page.right_vb.mapViewToScene(QPointF(37.5, 101.5))
+    pos = page.glw.mapFromScene(scene)
+    # the pixel under that (integer) mouse position
+    back = page.right_vb.mapSceneToView(page.glw.mapToScene(pos))
+    x, y = int(back.x()), int(back.y())
+    assert abs(x - 37) <= 1 and abs(y - 101) <= 1
+    messages = []
+    panel.statusMessage.connect(messages.append)
+    QTest.mouseMove(page.glw.viewport(), QPoint(pos.x() + 1, pos.y()))
+    qtbot.wait(60)  # pyqtgraph drops moves that come faster than its rate limit
+    QTest.mouseMove(page.glw.viewport(), pos)
+    qtbot.waitUntil(lambda: panel.last_hover() is not None
+                    and (panel.last_hover().x, panel.last_hover().y) == (x, y), timeout=3000)
+    info = panel.last_hover()
+    assert info.value == shown.panel.stage_view(1).values[0, y, x]
+    assert messages and messages[-1] == info.text
+    assert page.hover_box.isVisible()
+
+
+def test_grid_hover_and_click_pick_the_channel(shown, qtbot):
+    pipe = Pipeline(InputSpec("rgb"), (new_layer("Conv2d", (3, 512, 512), out_channels=6,
+                                                 kernel_size=3, padding=1),))
+    shown.run(pipe, ASTRONAUT)
+    panel = shown.panel
+    panel.select_stage(1)
+    assert panel.view_mode() == "grid"
+    r = panel.stage_view(1).rendered
+    assert r.num_channels == 6
+    page = panel.grid_page
+    qtbot.wait(50)
+    scene = page.vb.mapViewToScene(page.view_point(4, 200, 150))
+    pos = page.glw.mapFromScene(scene)
+    back = page.vb.mapSceneToView(page.glw.mapToScene(pos))
+    ch, x, y = page.tile_at(back.x(), back.y())
+    assert ch == 4 and abs(x - 200) <= 2 and abs(y - 150) <= 2
+    QTest.mouseMove(page.glw.viewport(), QPoint(pos.x() + 1, pos.y()))
+    qtbot.wait(60)  # pyqtgraph drops moves that come faster than its rate limit
+    QTest.mouseMove(page.glw.viewport(), pos)
+    qtbot.waitUntil(lambda: panel.last_hover() is not None
+                    and panel.last_hover().channel == ch, timeout=3000)
+    info = panel.last_hover()
+    assert (info.x, info.y) == (x, y)
+    assert info.value == panel.stage_view(1).values[ch, y, x]
+    assert panel.colorbar.levels == tuple(r.levels[ch])
+    QTest.mouseClick(page.glw.viewport(), Qt.MouseButton.LeftButton, pos=pos)
+    qtbot.waitUntil(lambda: panel.view_mode() == "channel", timeout=3000)
+    assert panel.current_channel() == ch
+    assert panel.channel_box.value() == ch
+
+
+def test_channel_numbers_are_on_the_tiles(harness):
+    pipe = Pipeline(InputSpec("rgb"), (new_layer("Conv2d", (3, 512, 512), out_channels=5,
+                                                 kernel_size=3),))
+    harness.run(pipe, ASTRONAUT)
+    harness.panel.select_stage(1)
+    page = harness.panel.grid_page
+    r = harness.panel.stage_view(1).rendered
+    texts = [(lab.textItem.toPlainText(), (lab.pos().y(), lab.pos().x()))
+             for lab in page.labels[:5]]
+    assert texts == [(str(i), tuple(map(float, r.grid_origins[i]))) for i in range(5)]
+    assert page.image.image.shape == r.grid_u8.shape
+    assert page.image.levels is not None and list(page.image.levels) == [0, 255]
+
+
+# --- histogram and statistics -----------------------------------------------------------------
+
+def test_histogram_counts_equal_numpy(harness):
+    pipe = Pipeline(InputSpec("rgb"), (new_layer("Conv2d", (3, 512, 512), out_channels=4,
+                                                 kernel_size=5, stride=2),))
+    harness.run(pipe, ASTRONAUT)
+    panel = harness.panel
+    panel.select_stage(1)
+    panel.channel_box.setValue(2)
+    values = panel.stage_view(1).values
+    counts, ch_counts, edges = panel.histogram.shown_counts()
+    want, want_edges = np.histogram(values, bins=64)
+    np.testing.assert_array_equal(counts, want)
+    np.testing.assert_array_equal(edges, want_edges)
+    want_ch, _ = np.histogram(values[2], bins=want_edges)
+    np.testing.assert_array_equal(ch_counts, want_ch)
+    # the curves drawn hold these counts
+    x, y = panel.histogram.stage_curve.getData()
+    np.testing.assert_array_equal(y, want)
+    np.testing.assert_array_equal(x, want_edges)
+    _, y = panel.histogram.channel_curve.getData()
+    np.testing.assert_array_equal(y, want_ch)
+    # log counts changes the drawing only
+    panel.histogram.set_log_counts(True)
+    _, y = panel.histogram.stage_curve.getData()
+    np.testing.assert_allclose(y, np.log10(want + 1.0))
+    text = panel.histogram.stats_label.text()
+    st = render.stats(torch.from_numpy(values))
+    for key in ("min", "max", "mean", "std"):
+        assert f"{st[key]:.6g}" in text
+    assert f"{100 * float((values == 0).mean()):.2f} %" in text
+    assert f"{float(values[2].max()):.6g}" in text  # the channel column
+
+
+def test_bins_change_rerenders_without_torch(harness, monkeypatch):
+    harness.run(sharpen_pipeline())
+    calls = []
+    real_run = Engine.run
+
+    def spy(self, *a, **kw):
+        calls.append(1)
+        return real_run(self, *a, **kw)
+
+    monkeypatch.setattr(Engine, "run", spy)
+    harness.panel.select_stage(1)
+    harness.panel.bins_box.setValue(16)
+    counts, _, edges = harness.panel.histogram.shown_counts()
+    want, want_edges = np.histogram(harness.panel.stage_view(1).values, bins=16)
+    np.testing.assert_array_equal(counts, want)
+    assert calls == []
+
+
+# --- normalisation, colormap -----------------------------------------------------------------
+
+def test_switching_normalisation_and_colormap_does_not_run_torch(harness, monkeypatch):
+    pipe = Pipeline(InputSpec("rgb"), (new_layer("Conv2d", (3, 512, 512), out_channels=4,
+                                                 kernel_size=3, padding=1),))
+    harness.run(pipe, ASTRONAUT)
+    panel = harness.panel
+    panel.select_stage(1)
+    calls = []
+    real_run = Engine.run
+
+    def spy(self, *a, **kw):
+        calls.append(1)
+        return real_run(self, *a, **kw)
+
+    monkeypatch.setattr(Engine, "run", spy)
+    runs_before = harness.controller.runs_started
+    before = panel.grid_page.image.image.copy()
+    emitted = []
+    panel.renderOptionsChanged.connect(emitted.append)
+    panel.normalize_box.setCurrentIndex(panel.normalize_box.findData("symmetric"))
+    assert emitted[-1] == RenderOptions("symmetric", "gray", 64)
+    assert calls == []
+    assert harness.controller.runs_started == runs_before + 1  # one render-only request
+    r = panel.stage_view(1).rendered
+    assert r.mode == "symmetric"
+    shown = panel.grid_page.image.image
+    assert not np.array_equal(shown, before)
+    values = panel.stage_view(1).values
+    np.testing.assert_array_equal(shown, render.make_grid(
+        render.to_uint8(torch.from_numpy(values), "symmetric")))
+    m = float(np.abs(values).max())
+    assert panel.colorbar.levels == pytest.approx((-m, m))
+    panel.colormap_box.setCurrentIndex(panel.colormap_box.findData("viridis"))
+    assert calls == []
+    assert panel.stage_view(1).rendered.colormap == "viridis"
+    np.testing.assert_array_equal(panel.grid_page.image.lut, render.colormap_lut("viridis"))
+    assert panel.colorbar.colormap == "viridis"
+    panel.normalize_box.setCurrentIndex(panel.normalize_box.findData("fixed"))
+    assert panel.colorbar.levels == (0.0, 1.0)
+    assert calls == []
+
+
+def test_set_render_options_does_not_emit(harness, qtbot):
+    with qtbot.assertNotEmitted(harness.panel.renderOptionsChanged):
+        harness.panel.set_render_options(RenderOptions("stage", "magma", 32))
+    assert harness.panel.render_options() == RenderOptions("stage", "magma", 32)
+
+
+# --- shapes and formulas -------------------------------------------------------------------
+
+@pytest.mark.parametrize("args,expected", [
+    ({"kernel_size": 3, "padding": 1},
+     ["H_out = floor((512 + 2*1 - 1*(3-1) - 1)/1 + 1) = 512",
+      "W_out = floor((512 + 2*1 - 1*(3-1) - 1)/1 + 1) = 512"], ),
+    ({"kernel_size": 3, "stride": 2, "padding": 2, "dilation": 2},
+     ["H_out = floor((512 + 2*2 - 2*(3-1) - 1)/2 + 1) = 256"]),
+    ({"kernel_size": [5, 3], "stride": [3, 1], "padding": [0, 4], "dilation": [1, 3]},
+     ["H_out = floor((512 + 2*0 - 1*(5-1) - 1)/3 + 1) = 170",
+      "W_out = floor((512 + 2*4 - 3*(3-1) - 1)/1 + 1) = 514"]),
+])
+def test_formula_shows_the_numbers(harness, args, expected):
+    pipe = Pipeline(InputSpec("gray"), (new_layer("Conv2d", (1, 512, 512), **args),))
+    harness.run(pipe)
+    panel = harness.panel
+    panel.select_stage(1)
+    res = panel.stage_view(1).result
+    shown = " ".join(panel.formula_label.text().split())
+    for line in expected:
+        assert line in res.formula
+        assert " ".join(line.split()) in shown
+    assert f"<b>{' x '.join(map(str, res.shape))}</b>" in panel.shape_label.text()
+    assert panel.strip.label(1) == f"1 conv2d\n{' x '.join(map(str, res.shape))}"
+
+
+def test_formula_lines_put_the_result_under_the_equals():
+    text = formula_lines("H_out = floor((512 + 2*1 - 1*(3-1) - 1)/1 + 1) = 512\nshape unchanged")
+    assert text.splitlines() == ["H_out = floor((512 + 2*1 - 1*(3-1) - 1)/1 + 1)",
+                                 "      = 512", "shape unchanged"]
+
+
+def test_pool_formula(harness):
+    harness.run(sharpen_pipeline(new_layer("MaxPool2d", (1, 512, 512), kernel_size=3,
+                                           stride=2, padding=1, ceil_mode=True)))
+    harness.panel.select_stage(2)
+    assert "ceil((512 + 2*1 - 1*(3-1) - 1)/2 + 1) = 257" in \
+        " ".join(harness.panel.formula_label.text().split())
+
+
+# --- vector stages ---------------------------------------------------------------------------
+
+def vector_pipeline() -> Pipeline:
+    return Pipeline(InputSpec("gray", (16, 16)), (
+        new_layer("Conv2d", (1, 16, 16), out_channels=2, kernel_size=3),
+        new_layer("Flatten", (2, 14, 14)),
+        new_layer("Linear", (392,), in_features=392, out_features=10),
+    ))
+
+
+def test_vector_stage_shows_bars_equal_to_values(harness):
+    harness.run(vector_pipeline())
+    panel = harness.panel
+    panel.select_stage(3)
+    values = panel.stage_view(3).values
+    assert values.shape == (10,)
+    assert panel.stack.currentWidget() is panel.vector_page
+    np.testing.assert_array_equal(panel.vector_page.bar_heights(), values)
+    np.testing.assert_array_equal(panel.vector_page.bars.opts["x"], np.arange(10))
+    info = panel.hover_at(3, 0, 7, 0)
+    assert info.value == values[7]
+    assert info.text.startswith(f"stage 3 linear \u00b7 index 7 = {format_value(values[7])}")
+    assert "mixes all 392 values of stage 2" in info.text
+    # a flattened stage tells where each value came from
+    panel.select_stage(2)
+    info = panel.hover_at(2, 0, 14 * 14 + 3 * 14 + 5, 0)
+    assert "from stage 1 ch 1 (x 5, y 3)" in info.text
+    assert info.value == panel.stage_view(1).values[1, 3, 5]
+    assert panel.hover_at(3, 0, 10, 0) is None  # outside
+    assert not panel.grid_button.isEnabled()
+
+
+def test_vector_hover_with_the_mouse(shown, qtbot):
+    shown.run(vector_pipeline())
+    panel = shown.panel
+    panel.select_stage(3)
+    qtbot.wait(50)
+    vb = panel.vector_page.plot.getPlotItem().getViewBox()
+    scene = vb.mapViewToScene(QPointF(4.1, 0.0))
+    pos = panel.vector_page.plot.mapFromScene(scene)
+    QTest.mouseMove(panel.vector_page.plot.viewport(), QPoint(pos.x() + 1, pos.y()))
+    qtbot.wait(60)  # pyqtgraph drops moves that come faster than its rate limit
+    QTest.mouseMove(panel.vector_page.plot.viewport(), pos)
+    qtbot.waitUntil(lambda: panel.last_hover() is not None and panel.last_hover().x == 4,
+                    timeout=3000)
+    assert panel.last_hover().value == panel.stage_view(3).values[4]
+
+
+# --- errors and runs -------------------------------------------------------------------------
+
+def failing_pipeline() -> Pipeline:
+    ok = sharpen_pipeline(new_layer("ReLU")).layers
+    bad = LayerSpec("Conv2d", new_layer("Conv2d", (3, 8, 8), in_channels=3).args, "wants-rgb")
+    return Pipeline(InputSpec("gray"), (*ok, bad, new_layer("ReLU")))
+
+
+def test_failing_stage_shows_its_error_and_earlier_stages_stay(harness):
+    long = sharpen_pipeline(new_layer("ReLU"), new_layer("ReLU"), new_layer("ReLU"))
+    harness.run(long)
+    panel = harness.panel
+    panel.select_stage(4)
+    assert panel.strip.count() == 5
+    summary = harness.run(failing_pipeline())
+    assert summary.error and "in_channels" in summary.error
+    # stage 3 failed: the view shows it in place, red, and the thumbnail is marked
+    assert panel.current_stage() == 3
+    assert panel.stack.currentWidget() is panel.error_page
+    assert "in_channels is 3 but the input has 1 channels" in panel.error_page.text()
+    assert ERROR_RED in panel.error_page.styleSheet()
+    assert panel.strip.is_error(3)
+    assert panel.strip.count() == 4  # stage 4 of the older run is gone
+    assert panel.banner.isVisibleTo(panel)
+    # earlier stages are still there and still work
+    for i in (0, 1, 2):
+        assert panel.stage_view(i).rendered is not None
+        assert not panel.strip.is_error(i)
+    panel.select_stage(1)
+    assert panel.stack.currentWidget() is panel.grid_page
+    assert panel.hover_at(1, 0, 3, 3) is not None
+
+
+ERROR_RED = "#c62828"
+
+
+def test_new_run_keeps_old_pictures_until_stages_arrive(harness):
+    harness.run(sharpen_pipeline(new_layer("ReLU")))
+    panel = harness.panel
+    panel.select_stage(2)
+    old = panel.stage_view(2)
+    panel.begin_run(harness.controller.generation + 1)
+    assert panel.stage_view(2) is old
+    assert panel.stack.currentWidget() is panel.grid_page
+    # a stale result of an older generation is ignored
+    stale = type(old)(old.generation - 1, old.result, old.rendered, old.values)
+    panel.show_stage(stale)
+    assert panel.stage_view(2) is old
+
+
+def test_run_refused_before_any_stage_keeps_the_pictures(harness):
+    harness.run(sharpen_pipeline())
+    panel = harness.panel
+    gen = harness.controller.generation + 1
+    panel.begin_run(gen)
+    from layerlab.worker import RunSummary
+    panel.finish_run(RunSummary(gen, 0, 0.0, error="this stack needs about 9 GB"))
+    assert panel.stage_view(1) is not None
+    assert panel.banner.text() == "this stack needs about 9 GB"
+
+
+def test_strip_click_emits_stage_selected(shown, qtbot):
+    shown.run(sharpen_pipeline(new_layer("ReLU")))
+    panel = shown.panel
+    item = panel.strip.item(2)
+    rect = panel.strip.visualItemRect(item)
+    with qtbot.waitSignal(panel.stageSelected) as sig:
+        QTest.mouseClick(panel.strip.viewport(), Qt.MouseButton.LeftButton,
+                         pos=rect.center())
+    assert sig.args == [2]
+    assert panel.current_stage() == 2
+    with qtbot.assertNotEmitted(panel.stageSelected):
+        panel.select_stage(1)
+
+
+def test_clear(harness):
+    harness.run(sharpen_pipeline())
+    harness.panel.clear()
+    assert harness.panel.strip.count() == 0
+    assert harness.panel.stack.currentWidget() is harness.panel.empty_page
+    assert harness.panel.hover_at(1, 0, 0, 0) is None
+
+
+# --- export --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("normalize,colormap", [("channel", "gray"), ("stage", "viridis")])
+def test_exported_pngs_equal_core_export(harness, tmp_path, normalize, colormap):
+    pipe = Pipeline(InputSpec("rgb"), (
+        new_layer("Conv2d", (3, 512, 512), out_channels=3, kernel_size=3, padding=1),
+        new_layer("ReLU"), new_layer("MaxPool2d", (3, 512, 512), kernel_size=2)))
+    harness.panel.set_render_options(RenderOptions(normalize, colormap))
+    harness.run(pipe, ASTRONAUT)
+    panel = harness.panel
+    ref = tmp_path / "ref"
+    manifest = export.export_run(ASTRONAUT, pipe, ref, device="cpu", normalize=normalize,
+                                 colormap=colormap)
+    exporter = panel.exporter
+    for stage in (1, 3):
+        panel.select_stage(stage)
+        folder = ref / manifest["stages"][stage]["grid"].split("/")[0]
+        out = exporter.save_channel_png(tmp_path / f"ch{stage}.png", channel=2)
+        assert out.read_bytes() == (folder / "ch-002.png").read_bytes()
+        out = exporter.save_grid_png(tmp_path / f"grid{stage}.png")
+        assert out.read_bytes() == (folder / "grid.png").read_bytes()
+    # what the view draws is the same pixels
+    panel.select_stage(3)
+    panel.select_channel(2)
+    r = panel.stage_view(3).rendered
+    drawn = panel.channel_page.right_image
+    written = np.asarray(Image.open(folder / "ch-002.png"))
+    lut = drawn.lut if drawn.lut is not None else render.colormap_lut("gray")
+    np.testing.assert_array_equal(render.colormap_lut(r.colormap)[drawn.image] if colormap !=
+                                  "gray" else drawn.image, written)
+    assert lut.shape == (256, 3)
+
+
+def test_export_all_from_the_window_equals_layerlab_export(harness, tmp_path, qtbot):
+    pipe = sharpen_pipeline(new_layer("ReLU"), new_layer("Flatten", (1, 512, 512)))
+    harness.run(pipe)
+    exporter = harness.panel.exporter
+    job = exporter.export_all(tmp_path / "win", raw=True)
+    assert job is not None
+    qtbot.waitUntil(lambda: exporter.job is None, timeout=60000)
+    assert exporter.last_error is None, exporter.last_error
+    ref = tmp_path / "cli"
+    export.export_run(CAMERA, pipe, ref, device="auto", raw=True)
+    got = json.loads((tmp_path / "win" / "manifest.json").read_text())
+    want = json.loads((ref / "manifest.json").read_text())
+    assert got == want
+    files = sorted(p.relative_to(ref) for p in ref.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path / "win")
+                           for p in (tmp_path / "win").rglob("*") if p.is_file())
+    for rel in files:
+        assert (tmp_path / "win" / rel).read_bytes() == (ref / rel).read_bytes(), rel
+
+
+def test_cancelled_export_leaves_nothing(harness, tmp_path, qtbot):
+    pipe = sharpen_pipeline(*[new_layer("ReLU") for _ in range(6)])
+    harness.run(pipe)
+    exporter = harness.panel.exporter
+    job = exporter.export_all(tmp_path / "out", show_progress=False)
+    job.cancel()
+    qtbot.waitUntil(lambda: exporter.job is None, timeout=60000)
+    assert job.was_cancelled or job.manifest is not None
+    if job.was_cancelled:
+        assert list(tmp_path.iterdir()) == []
+
+
+def test_cancel_from_the_progress_dialog(harness, tmp_path, qtbot, monkeypatch):
+    pipe = sharpen_pipeline(*[new_layer("ReLU") for _ in range(4)])
+    harness.run(pipe)
+    exporter = harness.panel.exporter
+    real = export.export_stage_images
+
+    def slow(*a, **kw):  # a slow disk: the cancel arrives while stages are written
+        time.sleep(0.3)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(export, "export_stage_images", slow)
+    job = exporter.export_all(tmp_path / "out")
+    assert exporter.progress is not None
+    qtbot.waitUntil(lambda: exporter.progress.value() >= 1, timeout=20000)
+    assert "stage" in exporter.progress.labelText()
+    exporter.progress.findChild(QPushButton).click()  # the dialog's Cancel button
+    qtbot.waitUntil(lambda: exporter.job is None, timeout=60000)
+    assert job.was_cancelled
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_of_an_existing_folder_reports_and_keeps_it(harness, tmp_path, qtbot):
+    harness.run(sharpen_pipeline())
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("mine")
+    exporter = harness.panel.exporter
+    exporter.export_all(tmp_path / "out", show_progress=False)
+    qtbot.waitUntil(lambda: exporter.job is None, timeout=60000)
+    assert "already exists" in exporter.last_error
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["keep.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_copy_to_clipboard_and_actions(harness):
+    harness.run(sharpen_pipeline())
+    panel = harness.panel
+    actions = panel.export_actions()
+    assert [a.text() for a in actions] == [
+        "Export current channel as PNG\u2026", "Export stage grid as PNG\u2026",
+        "Export all stages\u2026", "Copy image to clipboard"]
+    assert all(a.isEnabled() for a in actions)
+    panel.select_stage(1)
+    assert panel.exporter.copy_to_clipboard()
+    img = QGuiApplication.clipboard().image()
+    assert (img.width(), img.height()) == (512, 512)
+
+
+def test_format_value():
+    assert format_value(-0.03125) == "-0.031250"
+    assert format_value(0.0) == "0.000000"
+    assert format_value(np.float32(1 / 3)) == "0.33333334"
+    assert format_value(1e-7) == "1e-07"
+    assert format_value(float("nan")) == "nan"
+    assert format_value(float("-inf")) == "-inf"
+    for v in np.random.default_rng(0).standard_normal(200).astype(np.float32):
+        assert np.float32(format_value(v)) == v
