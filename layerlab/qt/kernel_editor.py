@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QPalette
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
@@ -113,15 +113,17 @@ class KernelEditor(QWidget):
         for box in (self.out_box, self.in_box):
             box.setMinimumWidth(56)
             box.valueChanged.connect(self._slice_changed)
-        pick.addWidget(QLabel("out"))
+        pick.addWidget(QLabel("Slice: out"))
         pick.addWidget(self.out_box)
         pick.addWidget(QLabel("in"))
         pick.addWidget(self.in_box)
         pick.addStretch(1)
+        lay.addLayout(pick)
         self.source = QLabel()
         self.source.setObjectName("kernelSource")
-        pick.addWidget(self.source)
-        lay.addLayout(pick)
+        self.source.setWordWrap(True)
+        self.source.setEnabled(False)
+        lay.addWidget(self.source)
 
         self.grid_host = QWidget()
         self.grid = QGridLayout(self.grid_host)
@@ -131,29 +133,34 @@ class KernelEditor(QWidget):
         self.scroll.setWidget(self.grid_host)
         self.scroll.setWidgetResizable(False)
         self.scroll.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.scroll.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.scroll.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         lay.addWidget(self.scroll)
         self.summary = QLabel()
         self.summary.setObjectName("kernelSummary")
+        self.summary.setWordWrap(True)
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         lay.addWidget(self.summary)
 
-        tools = QGroupBox("Kernel")
+        tools = QGroupBox("Change the kernel")
         tl = QGridLayout(tools)
         tl.setContentsMargins(6, 6, 6, 6)
+        tl.setHorizontalSpacing(4)
         self.preset_box = QComboBox()
+        self.preset_box.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.preset_box.setMinimumContentsLength(10)
         for name in PRESETS:
             self.preset_box.addItem(name)
             self.preset_box.setItemData(self.preset_box.count() - 1, PRESET_HELP.get(name, ""),
                                         Qt.ItemDataRole.ToolTipRole)
         self.preset_box.setCurrentText("seed sharpen")
+        self.preset_box.setToolTip("Kernel presets (hover an entry for what it does)")
         self.preset_btn = QPushButton("Apply preset")
         self.preset_btn.setToolTip("Put the preset kernel into this slice (centred, cropped or "
                                    "zero-padded to the layer's kernel size)")
-        self.preset_btn.clicked.connect(self.apply_preset)
-        tl.addWidget(QLabel("Preset"), 0, 0)
-        tl.addWidget(self.preset_box, 0, 1, 1, 2)
-        tl.addWidget(self.preset_btn, 0, 3)
+        self.preset_btn.clicked.connect(lambda: self.apply_preset())
+        tl.addWidget(self.preset_box, 0, 0, 1, 4)
+        tl.addWidget(self.preset_btn, 0, 4)
 
         self.mul_box = NumberSpinBox()
         self.mul_box.setRange(-1e6, 1e6)
@@ -162,17 +169,16 @@ class KernelEditor(QWidget):
         self.div_box = NumberSpinBox()
         self.div_box.setRange(-1e6, 1e6)
         self.div_box.setValue(1.0)
-        self.div_box.setToolTip("Divide every value by this (e.g. 9 or -9 for a 3x3 sum)")
+        self.div_box.setToolTip("Divide every value by this (e.g. -9 for the tutorials' "
+                                "ones(3, 3) / -9)")
         self.scale_btn = QPushButton("Scale")
         self.scale_btn.setToolTip("Multiply by the first number and divide by the second")
         self.scale_btn.clicked.connect(self.apply_scale)
         tl.addWidget(QLabel("×"), 1, 0)
         tl.addWidget(self.mul_box, 1, 1)
-        row = QHBoxLayout()
-        row.addWidget(QLabel("÷"))
-        row.addWidget(self.div_box, 1)
-        tl.addLayout(row, 1, 2)
-        tl.addWidget(self.scale_btn, 1, 3)
+        tl.addWidget(QLabel("÷"), 1, 2)
+        tl.addWidget(self.div_box, 1, 3)
+        tl.addWidget(self.scale_btn, 1, 4)
 
         self.all_slices = QCheckBox("All slices")
         self.all_slices.setToolTip("Apply the preset, scaling or normalising to every "
@@ -181,20 +187,24 @@ class KernelEditor(QWidget):
         self.norm_btn.setToolTip("Divide the kernel by the sum of its values")
         self.norm_btn.clicked.connect(self.normalise)
         tl.addWidget(self.all_slices, 2, 0, 1, 2)
-        tl.addWidget(self.norm_btn, 2, 2, 1, 2)
+        tl.addWidget(self.norm_btn, 2, 2, 1, 3)
         tl.setColumnStretch(1, 1)
-        tl.setColumnStretch(2, 1)
+        tl.setColumnStretch(3, 1)
         lay.addWidget(tools)
 
         init = QGroupBox("Random init")
         il = QHBoxLayout(init)
         il.setContentsMargins(6, 6, 6, 6)
         self.scheme_box = QComboBox()
+        self.scheme_box.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.scheme_box.setMinimumContentsLength(10)
         self.scheme_box.addItems(list(INIT_SCHEMES))
         self.scheme_box.setToolTip("Initialisation scheme (torch.nn.init), seeded and "
                                    "reproducible")
         self.seed_box = QSpinBox()
         self.seed_box.setRange(0, 2**31 - 1)
+        self.seed_box.setMinimumWidth(60)
         self.seed_box.setToolTip("Seed of the generator: the same seed gives the same weights")
         self.init_btn = QPushButton("Initialise")
         self.init_btn.setToolTip("Replace the weights (all slices) and bias with this seeded "
@@ -294,12 +304,23 @@ class KernelEditor(QWidget):
                 row.append(cell)
             self.cells.append(row)
         self._grid_shape = (kh, kw)
-        self.grid_host.adjustSize()
-        hint = self.grid_host.sizeHint()
-        self.scroll.setMinimumHeight(min(hint.height() + 6, 260))
-        self.scroll.setMaximumHeight(hint.height() + 6 +
-                                     (self.scroll.horizontalScrollBar().sizeHint().height()
-                                      if hint.width() > 330 else 0))
+        cell_h = self.cells[0][0].sizeHint().height()
+        spacing = self.grid.spacing()
+        margins = self.grid.contentsMargins()
+        grid_w = kw * width + (kw - 1) * spacing + margins.left() + margins.right()
+        grid_h = kh * cell_h + (kh - 1) * spacing + margins.top() + margins.bottom()
+        self.grid_host.setFixedSize(grid_w, grid_h)
+        frame = 2 * self.scroll.frameWidth()
+        bar = self.scroll.horizontalScrollBar().sizeHint().height()
+        # Up to 7 rows show whole; bigger kernels scroll (a horizontal bar may be needed too).
+        visible = min(grid_h, 7 * cell_h + 6 * spacing + margins.top() + margins.bottom())
+        self.scroll.setFixedHeight(visible + frame + (bar if big > 5 else 0))
+        QTimer.singleShot(0, self, self._centre_grid)
+
+    def _centre_grid(self) -> None:
+        """Big kernels open scrolled to their centre, where a fitted preset sits."""
+        for bar in (self.scroll.horizontalScrollBar(), self.scroll.verticalScrollBar()):
+            bar.setValue((bar.minimum() + bar.maximum()) // 2)
 
     def _slice(self) -> np.ndarray:
         assert self._weight is not None
@@ -322,9 +343,9 @@ class KernelEditor(QWidget):
                 cell.paint_value(v, max_abs)
         o, i = self.current_slice()
         total = float(k.sum(dtype=np.float64))
-        self.summary.setText(f"weight[{o}, {i}]  ·  {k.shape[0]}×{k.shape[1]}  ·  sum "
-                             f"{format_number(total)}  ·  min {format_number(float(k.min()))}"
-                             f"  ·  max {format_number(float(k.max()))}")
+        self.summary.setText(f"weight[{o}, {i}] · {k.shape[0]}×{k.shape[1]} · sum "
+                             f"{format_number(total)} · min {format_number(float(k.min()))}"
+                             f" · max {format_number(float(k.max()))}")
 
     def _show_bias(self) -> None:
         bias = self._bias

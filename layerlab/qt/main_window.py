@@ -322,6 +322,7 @@ class MainWindow(QMainWindow):
             scroll = QScrollArea()
             scroll.setWidgetResizable(True)
             scroll.setFrameShape(QFrame.Shape.NoFrame)
+            scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
             scroll.setWidget(widget)
             self.tabs.addTab(scroll, title)
         self.tabs.setTabToolTip(1, "Edit the selected Conv2d layer's kernels cell by cell")
@@ -331,7 +332,7 @@ class MainWindow(QMainWindow):
         self.side_splitter.setStretchFactor(0, 2)
         self.side_splitter.setStretchFactor(1, 3)
         self.side_splitter.setChildrenCollapsible(False)
-        self.side_splitter.setSizes([230, 400])
+        self.side_splitter.setSizes([170, 480])
         self.dock = QDockWidget("Layers", self)
         self.dock.setObjectName("layersDock")
         self.dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable |
@@ -824,7 +825,7 @@ class MainWindow(QMainWindow):
                 self.show_status(f"{len(files)} files dropped: opening the first, "
                                  f"{Path(files[0]).name}")
             # Let the drag finish (the source application waits) before loading.
-            QTimer.singleShot(0, lambda p=files[0]: self.open_path(p))
+            QTimer.singleShot(0, self, lambda p=files[0]: self.open_path(p))
             return
         if urls:
             self.show_error("Only local files can be dropped (not web addresses); save the "
@@ -1086,9 +1087,9 @@ class MainWindow(QMainWindow):
         if self.validation is None or not self.validation.ok:
             err = self.validation.error if self.validation else "no pipeline"
             self.progress_label.setText("⚠ not run")
-            self.progress_label.setToolTip(err or "")
-            self.show_status(f"Not run: {err}. The pictures are from the last valid stack.",
-                             10000)
+            self.progress_label.setToolTip(f"{err}\nThe pictures are from the last stack "
+                                           f"that ran.")
+            self.show_status(f"Not run: {err}", 15000)
             return None
         pipeline = self.document.pipeline
         self._run_kind = "full" if full else "render" if render_only else "preview"

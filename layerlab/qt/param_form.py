@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from PySide6.QtCore import QLocale, Qt, Signal
-from PySide6.QtGui import QValidator
+from PySide6.QtCore import QLocale, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QPalette, QValidator
 from PySide6.QtWidgets import (
+    QAbstractSpinBox,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
@@ -32,6 +33,7 @@ from ..core.specs import Param
 
 INT_LIMIT = 2**31 - 1
 ERROR_STYLE = "#c62828"
+ERROR_TINT = "#fbd5d5"
 
 
 def _int_range(p: Param) -> tuple[int, int]:
@@ -85,6 +87,20 @@ class NumberSpinBox(QDoubleSpinBox):
 
     def fixup(self, text: str) -> str:
         return format_number(self.value())
+
+    # Qt sizes a double spin box for its longest possible text (15 decimals here); size it
+    # for the numbers it actually shows instead.
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        return self._hint(super().sizeHint())
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        return self._hint(super().minimumSizeHint())
+
+    def _hint(self, base: QSize) -> QSize:
+        fm = self.fontMetrics()
+        text = fm.horizontalAdvance("-0.0000000") + 8
+        buttons = 0 if self.buttonSymbols() == QAbstractSpinBox.ButtonSymbols.NoButtons else 18
+        return QSize(min(base.width(), text + buttons + 6), base.height())
 
 
 def _spin(p: Param, lo: int | None = None) -> QSpinBox:
@@ -147,10 +163,19 @@ class FieldEditor(QWidget):
             self.edited.emit(self.value())
 
     def set_error(self, on: bool) -> None:
+        """Tint the field's inputs (a palette change keeps the native look)."""
+        if bool(self.property("error")) == on:
+            return
         self.setProperty("error", on)
-        self.setStyleSheet(
-            f"QAbstractSpinBox, QLineEdit, QComboBox {{ border: 1px solid {ERROR_STYLE}; }}"
-            if on else "")
+        for w in self.findChildren(QWidget):
+            if isinstance(w, QAbstractSpinBox | QLineEdit | QComboBox):
+                if on:
+                    pal = w.palette()
+                    for role in (QPalette.ColorRole.Base, QPalette.ColorRole.Button):
+                        pal.setColor(role, QColor(ERROR_TINT))
+                    w.setPalette(pal)
+                else:
+                    w.setPalette(QPalette())
 
 
 class IntEditor(FieldEditor):
