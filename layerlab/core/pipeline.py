@@ -281,7 +281,10 @@ class Pipeline:
 def new_layer(type_name: str, in_shape: Shape | None = None, **args: Any) -> LayerSpec:
     """A layer with default args (filled from the incoming shape) plus ``args``."""
     op = get_op(type_name)
-    full = op.normalize_args({**op.defaults(in_shape), **args})
+    # Only the shape-derived defaults are filled here; normalize_args completes the rest, so
+    # that e.g. Upsample(size=...) does not also get the default scale_factor.
+    derived = {k: v for k, v in op.defaults(in_shape).items() if op.param(k).from_input}
+    full = op.normalize_args({**derived, **args})
     return LayerSpec(type=type_name, args=full)
 
 
@@ -384,8 +387,12 @@ def _parse_params(raw: Any, op: OpSpec, args: dict, fail) -> dict[str, np.ndarra
             accepted = ", ".join(shapes) or "none"
             raise fail(f"{op.type} with these args has no parameter {pname!r} "
                        f"(accepted: {accepted})", fld)
+        if not _numbers_only(value):
+            # np.array would quietly turn null into NaN, "1.5" into 1.5 and true into 1.0
+            raise fail("must be a nested list of numbers (no strings, true/false or null)", fld)
         try:
-            arr = np.array(value, dtype=np.float32)
+            with np.errstate(over="ignore"):  # beyond float32: inf, reported as non-finite
+                arr = np.array(value, dtype=np.float32)
         except (ValueError, TypeError):
             raise fail("must be a nested list of numbers with a regular shape", fld) from None
         if arr.dtype == object:
@@ -396,6 +403,29 @@ def _parse_params(raw: Any, op: OpSpec, args: dict, fail) -> dict[str, np.ndarra
         arr.setflags(write=False)
         out[pname] = arr
     return out
+
+
+def _is_number_type(t: type) -> bool:
+    return issubclass(t, int | float | np.integer | np.floating) and not issubclass(t, bool)
+
+
+def _numbers_only(value: Any) -> bool:
+    """True if ``value`` is a number or nested lists whose leaves are all numbers."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, list | tuple):
+            types = set(map(type, v))
+            nested = {t for t in types if issubclass(t, list | tuple)}
+            if nested:
+                if nested != types:
+                    return False
+                stack.extend(v)
+            elif not all(_is_number_type(t) for t in types):
+                return False
+        elif not _is_number_type(type(v)):
+            return False
+    return True
 
 
 def nonfinite_warnings(pipeline: Pipeline) -> list[str]:
