@@ -212,12 +212,15 @@ class Engine:
             shape = info.shape
         need = 4 * (math.prod(x.shape) + sum(math.prod(s) for s, _ in shapes))
         if need > self.memory_budget:
-            big = max(range(len(shapes)), key=lambda k: math.prod(shapes[k][0]))
-            i, layer = enabled[big]
+            largest = "the input image alone is too large"
+            if shapes:
+                big = max(range(len(shapes)), key=lambda k: math.prod(shapes[k][0]))
+                i, layer = enabled[big]
+                largest = (f"the largest is layer {i} ({names[big + 1]}, "
+                           f"{' x '.join(map(str, shapes[big][0]))})")
             raise RunError(f"this stack needs about {format_bytes(need)} for its stage outputs "
                            f"at {hw[0]} x {hw[1]}, more than the memory budget of "
-                           f"{format_bytes(self.memory_budget)}; the largest is layer {i} "
-                           f"({names[big + 1]}, {' x '.join(map(str, shapes[big][0]))})")
+                           f"{format_bytes(self.memory_budget)}; {largest}")
 
         key = hashlib.blake2b(
             repr((image_key or id(image), tuple(image.shape), image._version,
