@@ -536,3 +536,32 @@ def test_document_helpers():
     doc = Document(Pipeline(InputSpec("gray"), (conv,)))
     assert not doc.edit(doc.pipeline, "nothing")
     assert doc.undo_stack.count() == 0
+
+
+def test_list_and_feature_view_follow_each_other(main_window, qtbot):
+    w = main_window
+    w.stack.select_layer(2)
+    assert w.stage_panel.current_stage() == 3
+    w.stage_panel.stageSelected.emit(2)  # the person picks stage 2 in the feature view
+    assert w.current_layer() == 1
+    w.stack.select_layer(0)
+    assert w.stage_panel.current_stage() == 1
+    # Disabled layers have no stage: later layers' stages shift.
+    w.document.set_enabled(1, False)
+    w.stack.select_layer(2)
+    assert w.stage_panel.current_stage() == 2
+    w.wait_idle(qtbot)
+
+
+def test_rename_in_place_keeps_typed_spaces(main_window, qtbot):
+    w = main_window
+    w.activateWindow()
+    w.stack.select_layer(1)
+    w.rename_act.trigger()
+    editor = w.stack.view.focusWidget()
+    assert editor is not None and editor is not w.stack.view
+    editor.selectAll()
+    QTest.keyClicks(editor, "my relu")
+    QTest.keyClick(editor, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: w.document.pipeline.layers[1].name == "my relu")
+    assert w.document.pipeline.layers[1].enabled  # Space typed text, it did not toggle

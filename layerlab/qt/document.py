@@ -299,8 +299,7 @@ class Document(QObject):
         self.path = path
         self.pathChanged.emit(path)
         if modified:
-            # A marker step so the window shows unsaved changes; undoing it changes nothing.
-            self.undo_stack.push(PipelineCommand(self, pipeline, pipeline, "Restore session"))
+            self.undo_stack.resetClean()  # no saved state in this history: shown as modified
         self.changed.emit(0 if pipeline.layers else None)
 
     def mark_saved(self, path: str) -> None:

@@ -273,6 +273,8 @@ class MainWindow(QMainWindow):
         self._submitted_key: tuple | None = None
         self._closing = False
         self._syncing_selection = False
+        self._selected_layer: int | None = None
+        self._refreshing = False
         self._pipeline_name = "untitled"
 
         self.setWindowTitle("LayerLab")
@@ -931,12 +933,12 @@ class MainWindow(QMainWindow):
 
     def _revalidate(self, select: int | None = None) -> None:
         self.validation = validate(self.document.pipeline, self.image_hw())
-        self._syncing_selection = True
+        self._refreshing = True
         try:
             self.stack.refresh(self.validation, select)
         finally:
-            self._syncing_selection = False
-        self._layer_selected(self.stack.current_layer(), sync_panel=select is not None)
+            self._refreshing = False
+        self._layer_selected(self.stack.current_layer())
 
     @Slot()
     def _update_title(self, *_: object) -> None:
@@ -952,7 +954,9 @@ class MainWindow(QMainWindow):
         return self.stack.current_layer()
 
     @Slot(object)
-    def _layer_selected(self, index: object, sync_panel: bool = True) -> None:
+    def _layer_selected(self, index: object) -> None:
+        if self._refreshing:
+            return  # _revalidate() calls again once the list is rebuilt
         layers = self.document.pipeline.layers
         i = index if isinstance(index, int) and 0 <= index < len(layers) else None
         layer = layers[i] if i is not None else None
@@ -963,7 +967,11 @@ class MainWindow(QMainWindow):
         self.move_up_act.setEnabled(i is not None and i > 0)
         self.move_down_act.setEnabled(i is not None and i < len(layers) - 1)
         self._update_form_status()
-        if i is not None and sync_panel and not self._syncing_selection:
+        changed = i != self._selected_layer
+        self._selected_layer = i
+        # The feature view follows a newly picked layer, not every edit of the same one (a
+        # person tuning the first kernel may be watching the last stage).
+        if i is not None and changed and not self._syncing_selection:
             stage = self._stage_of_layer(i)
             if stage is not None and hasattr(self.stage_panel, "select_stage"):
                 self.stage_panel.select_stage(stage)
