@@ -76,9 +76,9 @@ def np_minmax_u8(x: np.ndarray, lo, hi) -> np.ndarray:
     lo = np.asarray(lo, F32).reshape(-1, 1, 1)
     hi = np.asarray(hi, F32).reshape(-1, 1, 1)
     span = hi - lo
-    with np.errstate(invalid="ignore", divide="ignore"):
-        s = np.where(span > 0, F32(255) / span, F32(0))
-        y = np.floor((x - lo) * s + F32(0.5))
+    with np.errstate(invalid="ignore"):
+        y = np.floor((x - lo) / np.where(span == 0, F32(1), span) * F32(255) + F32(0.5))
+    y = np.where(span == 0, F32(0), y)
     return np.nan_to_num(np.clip(y, 0, 255), nan=0).astype(np.uint8)
 
 
@@ -116,7 +116,7 @@ def test_sharpen_stage_exact_values(sharpened):
     assert lo < 0 < hi  # the sharpen kernel overshoots on both sides of edges
     u8 = to_uint8(sharpened, "channel")[0]
     i, j = 100, 200
-    want = math.floor(float((x[i, j] - lo) * (F32(255) / (hi - lo)) + F32(0.5)))
+    want = math.floor(float((x[i, j] - lo) / (hi - lo) * F32(255) + F32(0.5)))
     assert u8[i, j] == want
 
 
@@ -161,7 +161,7 @@ def test_constant_channels_are_zero_and_levels_equal():
     assert ch[2, 0, 0] == 255 and (ch[2].reshape(-1)[1:] == 0).all()
     assert levels(t, "channel")[1].tolist() == [pytest.approx(0.7), pytest.approx(0.7)]
     st = to_uint8(t, "stage")
-    assert (st[1] == np.floor(F32(0.7) * (F32(255) / F32(1)) + F32(0.5))).all()  # 179
+    assert (st[1] == np.floor(F32(0.7) / F32(1) * F32(255) + F32(0.5))).all()  # 179
 
 
 def test_non_finite_values():

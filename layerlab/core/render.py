@@ -17,9 +17,9 @@ Normalisation modes (how a float channel becomes uint8):
     ``0.5 + 0.5 * x / m`` on a 0..1 scale (``m == 0`` is treated as ``m == 1``).
 
 For ``channel``, ``stage`` and ``symmetric`` the mapping with levels (lo, hi) is, evaluated
-step by step in float32 (float64 for float64 tensors), ``s`` rounded once per channel::
+step by step in float32 (float64 for float64 tensors)::
 
-    s = 255 / (hi - lo);  u8 = floor((x - lo) * s + 0.5)    (clipped to 0..255)
+    u8 = floor((x - lo) / (hi - lo) * 255 + 0.5)    (clipped to 0..255)
 
 i.e. round-half-up of the linear stretch, with ``hi == lo`` giving 0 everywhere. NaN shows
 as 0, +inf as 255 and -inf as 0; levels only ever come from finite values.
@@ -202,13 +202,13 @@ def _map_u8(
         # hi - lo overflowed float32; the same formula in float64 stays finite.
         x, lo = x.double(), lo.double()
         span = hi.double().reshape(-1, 1, 1) - lo
-    # A true division (``255 / span`` on a tensor would multiply by a rounded reciprocal).
-    scale = torch.full_like(span, 255.0).div_(span)
-    scale = torch.where(span > 0, scale, 0.0)  # hi == lo: every value maps to 0
+    flat = span == 0
+    y = (x - lo).div_(torch.where(flat, 1.0, span)).mul_(255).add_(0.5).clamp_(0.0, 255.0)
     # x >= lo, so y >= 0.5 and the truncating cast to uint8 is the floor of the formula.
-    y = (x - lo).mul_(scale).add_(0.5).clamp_(0.0, 255.0)
-    if not finite or not bool(torch.isfinite(scale).all()):
+    if not finite:
         y.nan_to_num_(nan=0.0)
+        if bool(flat.any()):
+            y.masked_fill_(flat.expand_as(y), 0.0)  # +inf in a constant channel stays 0
     return y.to(torch.uint8)
 
 
