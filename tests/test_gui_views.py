@@ -129,7 +129,7 @@ def test_hover_text_shows_receptive_field_and_status(harness, qtbot):
     assert sig.args[0] == info.text
     assert info.input_window == Window(89, 92, 119, 122)
     assert "from input x 119..122, y 89..92 (4 x 4)" in info.text
-    assert panel.overlay.text() == info.text
+    assert panel.overlay.text() == info.text.replace(" \u00b7 from", "\nfrom")
 
 
 def test_receptive_field_box_on_the_input_view(harness):

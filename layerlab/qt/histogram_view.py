@@ -43,6 +43,7 @@ class HistogramView(QWidget):
         self.plot.hideButtons()
         self.plot.setMinimumHeight(120)
         item = self.plot.getPlotItem()
+        item.setLabel("left", "count", **{"font-size": "8pt"})
         item.showGrid(x=False, y=True, alpha=0.25)
         self.stage_curve = pg.PlotDataItem(stepMode="center", fillLevel=0,
                                            brush=pg.mkBrush(STAGE_BRUSH),
@@ -127,28 +128,35 @@ class HistogramView(QWidget):
     def _refresh(self) -> None:
         r = self._rendered
         item = self.plot.getPlotItem()
-        item.getAxis("left").setLogMode(False, self.log_counts)
         if r is None:
             self.stage_curve.setData([], [])
             self.channel_curve.setData([], [])
             self.stats_label.setText("")
             self.legend.setText("")
+            self._set_axis(item)
             return
         edges = np.asarray(r.hist_edges, dtype=np.float64)
         self.stage_curve.setData(edges, self._y(r.hist_counts))
         ch = self._valid_channel()
         several = r.channel_hist.shape[0] > 1
-        what = "count + 1, log scale" if self.log_counts else "count"
         legend = f"<span style='color: rgb{STAGE_PEN}'>&#9632; stage</span>"
         if ch is not None and several:
             self.channel_curve.setData(edges, self._y(r.channel_hist[ch]))
             legend += f" &nbsp;<span style='color: rgb{CHANNEL_PEN}'>&#9632; ch {ch}</span>"
         else:
             self.channel_curve.setData([], [])
-        self.legend.setText(f"{legend} &nbsp;<span style='color: palette(mid)'>({what}, "
-                            f"{len(r.hist_counts)} bins)</span>")
+        self.legend.setText(f"{legend} &nbsp;<span style='color: palette(mid)'>"
+                            f"{len(r.hist_counts)} bins</span>")
         item.enableAutoRange()
+        item.getViewBox().updateAutoRange()
+        self._set_axis(item)
         self.stats_label.setText(self._stats_html(r, ch if several else None))
+
+    def _set_axis(self, item) -> None:
+        """Log labels on the count axis (after the data, so the range is already in log10)."""
+        item.getAxis("left").setLogMode(False, self.log_counts)
+        item.setLabel("left", "count + 1" if self.log_counts else "count",
+                      **{"font-size": "8pt"})
 
     @staticmethod
     def _stats_html(r, ch: int | None) -> str:

@@ -112,6 +112,14 @@ class HoverInfo:
     window: Window | None = None  # receptive field in ``window_stage``'s pixels
     window_stage: int | None = None
     input_window: Window | None = None  # receptive field in the input image (stage 0)
+    origin: str = ""  # where the value came from (the end of ``text``), if known
+
+    @property
+    def overlay_text(self) -> str:
+        """``text`` on two lines: the value, then where it came from."""
+        if not self.origin:
+            return self.text
+        return self.text[: -len(self.origin) - 3] + "\n" + self.origin
 
 
 def _qimage(arr: np.ndarray) -> QImage:
@@ -532,7 +540,7 @@ class VectorPage(QWidget):
 
 
 class _OverlayFilter(QObject):
-    """Keeps the hover label at the bottom-left of the view area when it resizes."""
+    """Re-places the hover label and re-fits the formula when the view area resizes."""
 
     def __init__(self, panel: StagePanel):
         super().__init__(panel)
@@ -541,6 +549,7 @@ class _OverlayFilter(QObject):
     def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt override)
         if event.type() == QEvent.Type.Resize:
             self._panel._place_overlay()
+            self._panel._fit_formula()
         return False
 
 
@@ -660,37 +669,52 @@ class StagePanel(QWidget):
         self.stack.installEventFilter(_OverlayFilter(self))
         self.colorbar = ColorBar(self)
 
-        view_area = QWidget(self)
-        va = QHBoxLayout(view_area)
-        va.setContentsMargins(0, 0, 0, 0)
-        va.setSpacing(2)
-        va.addWidget(self.stack, 1)
-        va.addWidget(self.colorbar)
-
-        # info column
+        # header above the view: what the stage is, its shape and the size formula
         self.title_label = QLabel(self)
         self.title_label.setStyleSheet("font-weight: bold; font-size: 11pt;")
-        self.title_label.setWordWrap(True)
         self.shape_label = QLabel(self)
-        self.shape_label.setWordWrap(True)
         self.shape_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.formula_label = QLabel(self)
-        self.formula_label.setWordWrap(True)
         mono = QFont("monospace")
         mono.setStyleHint(QFont.StyleHint.Monospace)
         mono.setPointSizeF(max(self.font().pointSizeF() - 1, 7))
         self.formula_label.setFont(mono)
         self.formula_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.formula_label.setSizePolicy(QSizePolicy.Policy.Ignored,
+                                         QSizePolicy.Policy.Preferred)
+        self.formula_label.setAlignment(Qt.AlignmentFlag.AlignRight
+                                        | Qt.AlignmentFlag.AlignVCenter)
+        self.formula_label.installEventFilter(_OverlayFilter(self))
+        self._formula = ""
+        names = QVBoxLayout()
+        names.setContentsMargins(0, 0, 0, 0)
+        names.setSpacing(0)
+        names.addWidget(self.title_label)
+        names.addWidget(self.shape_label)
+        header = QHBoxLayout()
+        header.setContentsMargins(2, 0, 2, 0)
+        header.addLayout(names)
+        header.addWidget(self.formula_label, 1)
+
+        view_row = QHBoxLayout()
+        view_row.setContentsMargins(0, 0, 0, 0)
+        view_row.setSpacing(2)
+        view_row.addWidget(self.stack, 1)
+        view_row.addWidget(self.colorbar)
+        view_area = QWidget(self)
+        va = QVBoxLayout(view_area)
+        va.setContentsMargins(0, 0, 0, 0)
+        va.setSpacing(2)
+        va.addLayout(header)
+        va.addLayout(view_row, 1)
+
+        # info column: statistics and histogram
         self.histogram = HistogramView(self)
         info = QWidget(self)
         il = QVBoxLayout(info)
         il.setContentsMargins(4, 0, 0, 0)
-        il.setSpacing(4)
-        il.addWidget(self.title_label)
-        il.addWidget(self.shape_label)
-        il.addWidget(self.formula_label)
         il.addWidget(self.histogram, 1)
-        info.setMinimumWidth(250)
+        info.setMinimumWidth(240)
 
         self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
         self.splitter.addWidget(view_area)
@@ -698,7 +722,7 @@ class StagePanel(QWidget):
         self.splitter.setStretchFactor(0, 1)
         self.splitter.setStretchFactor(1, 0)
         self.splitter.setCollapsible(0, False)
-        self.splitter.setSizes([700, 300])
+        self.splitter.setSizes([720, 280])
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
@@ -740,7 +764,8 @@ class StagePanel(QWidget):
         self.overlay.hide()
         self.title_label.setText("")
         self.shape_label.setText("")
-        self.formula_label.setText("")
+        self._formula = ""
+        self._fit_formula()
         self.stack.setCurrentWidget(self.empty_page)
         self._update_controls()
 
@@ -896,8 +921,7 @@ class StagePanel(QWidget):
                 self._update_colorbar(self._channel)
             self.statusMessage.emit("")
             return None
-        self.overlay.setText(info.text)
-        self.overlay.adjustSize()
+        self.overlay.setText(info.overlay_text)
         self._place_overlay()
         self.overlay.show()
         self.overlay.raise_()
@@ -928,8 +952,12 @@ class StagePanel(QWidget):
                 return None
             value = np.float32(vals[x])
             text = f"{head} \u00b7 index {x} = {format_value(value)}"
-            text += self._vector_origin(stage, x)
-            return HoverInfo(stage, 0, x, 0, value, text)
+            origin = self._vector_origin(stage, x)
+            if origin:
+                text += f" \u00b7 {origin}"
+            return HoverInfo(stage, 0, x, 0, value, text, origin=origin)
+        if vals.ndim == 2:  # a 2-D stage (Flatten of some dimensions): one channel
+            vals = vals[None]
         c, h, w = vals.shape
         if not (0 <= channel < c and 0 <= x < w and 0 <= y < h):
             return None
@@ -937,6 +965,7 @@ class StagePanel(QWidget):
         text = f"{head} \u00b7 ch {channel} \u00b7 (x {x}, y {y}) = {format_value(value)}"
         window = input_window = None
         window_stage = None
+        origin = ""
         if stage > 0:
             target = 0 if self._compare() == self.COMPARE_INPUT else stage - 1
             input_window = self._receptive(stage, x, y, 0)
@@ -944,12 +973,15 @@ class StagePanel(QWidget):
             window_stage = target
             if input_window is not None and (input_window.width > 1 or
                                              input_window.height > 1):
-                text += f" \u00b7 from input x {input_window.x0}..{input_window.x1}, " \
-                        f"y {input_window.y0}..{input_window.y1} " \
-                        f"({input_window.width} x {input_window.height})"
-            elif input_window is None and self._shapes_match() and stage in self._views:
-                text += " \u00b7 depends on the whole image"
-        return HoverInfo(stage, channel, x, y, value, text, window, window_stage, input_window)
+                origin = (f"from input x {input_window.x0}..{input_window.x1}, "
+                          f"y {input_window.y0}..{input_window.y1} "
+                          f"({input_window.width} x {input_window.height})")
+            elif input_window is None and self._shapes_match():
+                origin = "depends on the whole image"
+        if origin:
+            text += f" \u00b7 {origin}"
+        return HoverInfo(stage, channel, x, y, value, text, window, window_stage, input_window,
+                         origin)
 
     def _vector_origin(self, stage: int, index: int) -> str:
         """For a Flatten of a C x H x W stage: where the value sat before flattening."""
@@ -959,9 +991,9 @@ class StagePanel(QWidget):
         if view.result.type == "Flatten" and prev.values.ndim == 3 \
                 and prev.values.size == view.values.size:
             c, h, w = np.unravel_index(index, prev.values.shape)
-            return f" \u00b7 from stage {stage - 1} ch {c} (x {w}, y {h})"
+            return f"from stage {stage - 1} ch {c} (x {w}, y {h})"
         if view.result.type == "Linear":
-            return f" \u00b7 mixes all {prev.values.size} values of stage {stage - 1}"
+            return f"mixes all {prev.values.size} values of stage {stage - 1}"
         return ""
 
     def _shapes_match(self) -> bool:
@@ -990,9 +1022,24 @@ class StagePanel(QWidget):
         except (PipelineError, ValueError):
             return None
 
+    def _fit_formula(self) -> None:
+        """One line per axis when it fits, else the result under each line's first '='."""
+        text = self._formula
+        fm = self.formula_label.fontMetrics()
+        widest = max((fm.horizontalAdvance(line) for line in text.splitlines()), default=0)
+        if widest > self.formula_label.width():
+            text = formula_lines(text)
+        self.formula_label.setText(text)
+        self.formula_label.setToolTip(self._formula)
+
     def _place_overlay(self) -> None:
+        """Bottom-left of the image views; top-left (beside the value axis) for bar charts."""
+        self.overlay.setMaximumWidth(max(self.stack.width() - 12, 50))
         self.overlay.adjustSize()
-        self.overlay.move(6, max(0, self.stack.height() - self.overlay.height() - 6))
+        if self.stack.currentWidget() is self.vector_page:
+            self.overlay.move(64, 6)
+        else:
+            self.overlay.move(6, max(0, self.stack.height() - self.overlay.height() - 6))
 
     # mouse handlers: map to pixels, then the same path as hover_at
     @Slot(object)
@@ -1038,7 +1085,7 @@ class StagePanel(QWidget):
                 return
             # Hovering the input: read its value, keep the output's box where it was.
             self._last_hover = info
-            self.overlay.setText(info.text)
+            self.overlay.setText(info.overlay_text)
             self._place_overlay()
             self.overlay.show()
             self.statusMessage.emit(info.text)
@@ -1114,7 +1161,8 @@ class StagePanel(QWidget):
                                  + (f" ({res.type})" if res.type != "Input" else ""))
         if res.error:
             self.shape_label.setText("")
-            self.formula_label.setText("")
+            self._formula = ""
+            self._fit_formula()
             self.error_page.setText(f"stage {res.index} ({res.name}) failed\n\n{res.error}")
             self.stack.setCurrentWidget(self.error_page)
             self.histogram.clear()
@@ -1124,8 +1172,8 @@ class StagePanel(QWidget):
         timing = "cached" if res.cached else f"{res.seconds * 1000:.1f} ms"
         self.shape_label.setText(f"output <b>{shape_text(res.shape)}</b> &nbsp; "
                                  f"<span style='color: palette(mid)'>{timing}</span>")
-        self.formula_label.setText(formula_lines(res.formula))
-        self.formula_label.setVisible(bool(res.formula))
+        self._formula = res.formula
+        self._fit_formula()
         r = view.rendered
         c = r.num_channels
         if self._channel >= c:
@@ -1135,8 +1183,9 @@ class StagePanel(QWidget):
             self.vector_page.set_values(view.values)
             self.stack.setCurrentWidget(self.vector_page)
             self.histogram.set_stage(r, None)
-            self._update_colorbar(0)
+            self.colorbar.hide()  # the bars are drawn at their values, not through a colormap
             return
+        self.colorbar.show()
         if self._mode == self.GRID:
             self.grid_page.set_rendered(r)
             self.stack.setCurrentWidget(self.grid_page)
@@ -1167,7 +1216,7 @@ class StagePanel(QWidget):
         channel = min(max(channel, 0), r.num_channels - 1)
         lo, hi = r.levels[channel]
         mode = r.mode
-        if mode == "channel" and r.num_channels > 1:
+        if mode == "channel":
             title = f"ch {channel}"
         elif mode == "fixed":
             title = "fixed"
