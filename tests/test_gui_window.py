@@ -388,3 +388,25 @@ def test_window_works_with_the_minimal_feature_view(monkeypatch, make_window, se
     w.stage_panel.picker.setCurrentIndex(3)
     assert w.current_layer() == 2
     assert not w.stage_panel.picture.pixmap().isNull()
+
+
+def test_render_options_rerender_without_running_torch(main_window, qtbot, monkeypatch):
+    w = main_window
+    requests = []
+    submit = w.controller.submit
+    monkeypatch.setattr(w.controller, "submit", lambda r: requests.append(r) or submit(r))
+    before = w.views[1].values
+    w.stage_panel.bins_box.setValue(16)
+    w.wait_idle(qtbot)
+    assert len(requests) == 1 and requests[0].render_only
+    assert requests[0].options.bins == 16
+    assert len(w.views[1].rendered.hist_counts) == 16
+    np.testing.assert_array_equal(w.views[1].values, before)
+    # After an edit the next options change runs the new stack (nothing stale is re-rendered).
+    w.document.set_arg(2, "kernel_size", 4)
+    w.stage_panel.bins_box.setValue(32)
+    w.wait_idle(qtbot)
+    assert w.views[3].values.shape == (1, 128, 128)
+    assert len(w.views[3].rendered.hist_counts) == 32
+    w.close()
+    assert w.settings.value("prefs/render") == "channel|gray|32"

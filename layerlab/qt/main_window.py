@@ -11,6 +11,7 @@ one is not run and the pictures of the last valid run stay on screen.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -612,7 +613,8 @@ class MainWindow(QMainWindow):
     def save_session(self) -> None:
         """Keep the document (even unsaved), the image and the preferences for next time."""
         s = self.settings
-        s.setValue("session/pipeline", self.document.pipeline.to_json())
+        s.setValue("session/pipeline", json.dumps(self.document.pipeline.to_dict(),
+                                              separators=(",", ":")))
         s.setValue("session/pipeline_path", self.document.path or "")
         s.setValue("session/pipeline_name", self._pipeline_name)
         s.setValue("session/modified", self.document.modified)
