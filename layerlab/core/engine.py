@@ -78,6 +78,9 @@ class Engine:
         self._slots: dict[int, _ModuleSlot] = {}
         self._stage_cache: list[tuple[str, torch.Tensor]] = []
         self._input_cache: tuple[tuple, torch.Tensor, torch.Tensor] | None = None
+        # Numbers each prepared input: stage keys use it, not id(image), because a freed
+        # tensor's id is reused by the next one and would hit stale stages.
+        self._input_serial = 0
         self.rebuilds = 0  # modules constructed (for tests of the incremental path)
         self.weight_updates = 0  # in-place weight updates
 
@@ -122,6 +125,7 @@ class Engine:
             x = x.contiguous(memory_format=torch.channels_last)
         # Keep a reference to ``image`` so its id cannot be reused by another tensor.
         self._input_cache = (ident, image, x)
+        self._input_serial += 1
         return x
 
     # --- modules ---
@@ -223,7 +227,7 @@ class Engine:
                            f"{format_bytes(self.memory_budget)}; {largest}")
 
         key = hashlib.blake2b(
-            repr((image_key or id(image), tuple(image.shape), image._version,
+            repr((image_key or ("input", self._input_serial), tuple(image.shape), image._version,
                   pipeline.input.to_dict(), str(self.device))).encode(),
             digest_size=16).hexdigest()
         yield StageResult(0, -1, "input", "Input", x, tuple(x.shape[1:]), input_seconds, False)
