@@ -1,0 +1,425 @@
+"""Export a run: per-stage PNGs, a mosaic, raw arrays and a manifest (``layerlab export``).
+
+Layout of an export folder ``DIR`` (stage 0 is the input; ``NN`` is the stage index, two digits
+or more; ``<name>`` the stage name made safe for a file name)::
+
+    DIR/manifest.json
+    DIR/NN-<name>/ch-KKK.png     one per channel (KKK: channel index, three digits or more)
+    DIR/NN-<name>/grid.png       all channels tiled row-major, 2-pixel black gutters
+    DIR/NN-<name>.npy            with raw=True: float32, the stage exactly as torch computed
+                                 it (C x H x W; (N,) after Flatten/Linear)
+
+PNG pixels follow :mod:`layerlab.core.render`: ``to_uint8(stage, normalize)`` (levels from the
+whole stage, so ``stage``/``symmetric`` compare channels), written as 8-bit gray for the
+``gray`` colormap and as RGB through the colormap's table otherwise.
+
+A vector stage (N,) has no channels: ``images`` is empty and ``grid.png`` is a heat strip, the
+N values row-major in rows of ``ncols = max(min(N, 64), ceil(sqrt(N)))`` cells, each value a
+square of ``cell = clip(512 // max(rows, ncols), 1, 8)`` pixels, normalised like a
+one-channel stage; cells after the last value are black. A 2-D stage (A, B) is written as one
+A x B image ``ch-000.png``.
+
+Everything is written into a hidden sibling folder first and renamed to ``DIR`` at the end, so
+a failed or cancelled export leaves nothing behind and ``DIR`` is never half-written.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import re
+import shutil
+import time
+import unicodedata
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import render
+from .engine import Engine, RunError, resolve_device
+from .imageio import ImageLoadError, LoadedImage, load_image, to_tensor
+from .pipeline import DEFAULT_MEMORY_BUDGET, Pipeline, PipelineError, atomic_write_bytes
+
+PNG_COMPRESS_LEVEL = 3  # zlib level: about 2x faster than Pillow's default 6, ~15% larger
+GUTTER = 2  # pixels between grid tiles
+NAME_MAX = 40  # characters kept of a stage name in file names
+VECTOR_MAX_COLS = 64
+VECTOR_SIDE = 512
+
+ProgressFn = Callable[[int, int, str], None]
+CancelFn = Callable[[], bool]
+
+
+class ExportError(Exception):
+    """The export could not be done; the message is one line, for the user."""
+
+
+class ExportCancelled(ExportError):
+    """The export was cancelled; nothing was written."""
+
+
+# --- names ----------------------------------------------------------------------------------
+
+def safe_name(name: str, fallback: str = "stage") -> str:
+    """``name`` as a safe file-name part: letters, digits, ``-``, ``_`` and single dots only.
+
+    Separators, ``..``, control and other characters become ``_``; the result never starts or
+    ends with a dot, dash or underscore and has at most :data:`NAME_MAX` characters.
+    """
+    text = unicodedata.normalize("NFC", str(name))
+    kept = "".join(ch if (ch.isalnum() or ch in "-_.") else "_" for ch in text)
+    kept = re.sub(r"\.{2,}", ".", kept)
+    kept = re.sub(r"_{2,}", "_", kept)
+    kept = kept.strip("._-")[:NAME_MAX].rstrip("._-")
+    return kept or fallback
+
+
+def stage_dir_name(index: int, name: str) -> str:
+    """``NN-<name>``: the stage index (two digits or more) and the safe name."""
+    return f"{index:02d}-{safe_name(name)}"
+
+
+def channel_file_name(channel: int) -> str:
+    return f"ch-{channel:03d}.png"
+
+
+# --- PNG helpers (also used by the window's "export channel / grid" actions) -----------------
+
+def encode_png(image: np.ndarray) -> bytes:
+    """PNG bytes of a uint8 (H, W) gray or (H, W, 3) RGB array."""
+    a = np.ascontiguousarray(image)
+    if a.dtype != np.uint8 or not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 3)):
+        raise ValueError(f"expected uint8 (H, W) or (H, W, 3), got {a.dtype} {a.shape}")
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    return buf.getvalue()
+
+
+def save_png(image: np.ndarray, path: str | os.PathLike) -> Path:
+    """Write ``image`` as a PNG atomically (temporary file + rename). Returns the path."""
+    p = Path(path)
+    try:
+        atomic_write_bytes(p, encode_png(image))
+    except OSError as e:
+        raise ExportError(f"cannot write {p}: {e.strerror or e}") from None
+    return p
+
+
+@dataclass(frozen=True)
+class StageImages:
+    """What the PNGs of one stage show, as uint8 arrays ready to encode.
+
+    ``channels`` is (C, H, W) uint8 (empty for vector stages); ``grid`` is (H', W') for the
+    gray colormap and (H', W', 3) otherwise.
+    """
+
+    channels: np.ndarray
+    grid: np.ndarray
+    colormap: str
+    vector: bool
+
+    def channel_image(self, k: int) -> np.ndarray:
+        u8 = self.channels[k]
+        return u8 if self.colormap == "gray" else render.apply_colormap(u8, self.colormap)
+
+
+def stage_images(output: torch.Tensor, normalize: str = "channel",
+                 colormap: str = "gray") -> StageImages:
+    """Normalise a stage output ((1, C, H, W), (1, A, B) or a (1, N) vector) for export."""
+    _check_options(normalize, colormap)
+    t = output.detach()
+    if t.dim() == 4 or t.dim() == 3:  # (1, C, H, W), or a 2-D stage (1, A, B) as one channel
+        u8 = render.to_uint8(t if t.dim() == 4 else t.reshape(1, *t.shape[-2:]), normalize)
+        return StageImages(u8, _grid(u8, colormap), colormap, False)
+    if t.dim() == 2:  # (1, N)
+        values = render.to_uint8(t.reshape(1, 1, -1), normalize)[0, 0]
+        return StageImages(np.zeros((0, 0, 0), np.uint8), vector_strip(values, colormap),
+                           colormap, True)
+    raise ValueError(f"cannot export a stage of shape {tuple(t.shape)}")
+
+
+def vector_strip(values_u8: np.ndarray, colormap: str = "gray") -> np.ndarray:
+    """The heat strip of a vector stage (see the module docstring for the layout)."""
+    v = np.asarray(values_u8, dtype=np.uint8).reshape(-1)
+    n = max(1, v.size)
+    ncols = max(min(n, VECTOR_MAX_COLS), math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / ncols)
+    cell = max(1, min(8, VECTOR_SIDE // max(rows, ncols)))
+    cells = np.zeros(rows * ncols, np.uint8)
+    cells[: v.size] = v
+    img = np.repeat(np.repeat(cells.reshape(rows, ncols), cell, axis=0), cell, axis=1)
+    if colormap == "gray":
+        return img
+    rgb = render.apply_colormap(img, colormap)
+    filled = np.zeros(rows * ncols, bool)
+    filled[: v.size] = True
+    mask = np.repeat(np.repeat(filled.reshape(rows, ncols), cell, axis=0), cell, axis=1)
+    rgb[~mask] = 0
+    return rgb
+
+
+def _grid(u8: np.ndarray, colormap: str) -> np.ndarray:
+    c, h, w = u8.shape
+    gray = render.make_grid(u8, padding=GUTTER, pad_value=0)
+    if colormap == "gray":
+        return gray
+    rgb = render.apply_colormap(gray, colormap)
+    if c > 1:
+        # Gutters and empty tiles hold no data: black, not the colormap's colour for 0.
+        rows_gutter = (np.arange(gray.shape[0]) % (h + GUTTER)) >= h
+        cols_gutter = (np.arange(gray.shape[1]) % (w + GUTTER)) >= w
+        rgb[rows_gutter] = 0
+        rgb[:, cols_gutter] = 0
+        ncols = math.ceil(math.sqrt(c))
+        rows = math.ceil(c / ncols)
+        for i in range(c, rows * ncols):
+            y0, x0 = (i // ncols) * (h + GUTTER), (i % ncols) * (w + GUTTER)
+            rgb[y0:y0 + h, x0:x0 + w] = 0
+    return rgb
+
+
+def export_stage_images(output: torch.Tensor, directory: str | os.PathLike, *,
+                        normalize: str = "channel", colormap: str = "gray",
+                        channels: bool = True, grid: bool = True,
+                        cancel: CancelFn | None = None) -> dict[str, Any]:
+    """Write one stage's ``ch-KKK.png`` files and ``grid.png`` into ``directory``.
+
+    Returns ``{"images": [file names], "grid": file name or None}``. The folder must exist.
+    """
+    d = Path(directory)
+    imgs = stage_images(output, normalize, colormap)
+    names: list[str] = []
+    if channels and not imgs.vector:
+        for k in range(imgs.channels.shape[0]):
+            if cancel is not None and cancel():
+                raise ExportCancelled("export cancelled")
+            name = channel_file_name(k)
+            _write_file(d / name, encode_png(imgs.channel_image(k)))
+            names.append(name)
+    grid_name = None
+    if grid:
+        grid_name = "grid.png"
+        _write_file(d / grid_name, encode_png(imgs.grid))
+    return {"images": names, "grid": grid_name}
+
+
+def export_channel_png(output: torch.Tensor, channel: int, path: str | os.PathLike, *,
+                       normalize: str = "channel", colormap: str = "gray") -> Path:
+    """Save one channel of a stage (normalised with the whole stage's levels) as a PNG."""
+    imgs = stage_images(output, normalize, colormap)
+    if imgs.vector:
+        return save_png(imgs.grid, path)
+    if not 0 <= channel < imgs.channels.shape[0]:
+        raise ExportError(f"channel {channel} does not exist (the stage has "
+                          f"{imgs.channels.shape[0]})")
+    return save_png(imgs.channel_image(channel), path)
+
+
+def export_grid_png(output: torch.Tensor, path: str | os.PathLike, *,
+                    normalize: str = "channel", colormap: str = "gray") -> Path:
+    """Save a stage's mosaic (or a vector's heat strip) as a PNG."""
+    return save_png(stage_images(output, normalize, colormap).grid, path)
+
+
+# --- the whole run ---------------------------------------------------------------------------
+
+def export_run(image_path: str | os.PathLike | LoadedImage, pipeline: Pipeline | str | os.PathLike,
+               out_dir: str | os.PathLike, *, device: str = "auto", raw: bool = False,
+               normalize: str = "channel", colormap: str = "gray", overwrite: bool = False,
+               progress: ProgressFn | None = None,
+               cancel: CancelFn | None = None) -> dict[str, Any]:
+    """Run ``pipeline`` on the full-size image and write the export folder ``out_dir``.
+
+    Returns the manifest (also written to ``out_dir/manifest.json``). Raises
+    :class:`ExportError` (one-line message) for bad input, an existing non-empty ``out_dir``
+    without ``overwrite``, an unwritable location or a failing stage, and
+    :class:`ExportCancelled` when ``cancel()`` returns true; in every such case nothing is
+    left on disk. ``progress(done, total, text)`` is called as stages are written.
+    """
+    _check_options(normalize, colormap)
+    try:
+        if not isinstance(pipeline, Pipeline):
+            pipeline = Pipeline.load(pipeline)
+        target = _check_target(out_dir, overwrite)
+        loaded, image_label = _load(image_path)
+        x = to_tensor(loaded.image, pipeline.input.mode)
+        hw = (int(x.shape[-2]), int(x.shape[-1]))
+        shapes = pipeline.infer_shapes(hw)
+        _check_peak_memory(shapes)
+        dev = resolve_device(device)
+    except (PipelineError, ImageLoadError, RunError) as e:
+        raise ExportError(str(e)) from None
+
+    total = len(shapes) + 1  # every stage, then the manifest and the final rename
+    tmp = _make_temp_dir(target)
+    try:
+        engine = Engine(str(dev.type), memory_budget=1 << 62)  # peak checked above
+        stages: list[dict[str, Any]] = []
+        t0 = time.perf_counter()
+        for result in engine.run(pipeline, x, cache=False, cancel=cancel):
+            if cancel is not None and cancel():
+                raise ExportCancelled("export cancelled")
+            if result.error:
+                raise ExportError(result.error)
+            if progress is not None:
+                progress(result.index, total, f"stage {result.index} of {len(shapes) - 1}: "
+                                              f"{result.name}")
+            stages.append(_write_stage(tmp, result, raw, normalize, colormap, cancel))
+            del result  # let the engine free this stage once the next one is computed
+        if cancel is not None and cancel():
+            raise ExportCancelled("export cancelled")
+        if len(stages) != len(shapes):  # pragma: no cover - the engine stops only on cancel
+            raise ExportError(f"the run stopped after {len(stages)} of {len(shapes)} stages")
+        manifest = {
+            "image": image_label,
+            "pipeline": pipeline.to_dict(),
+            "device": str(engine.device),
+            "stages": stages,
+        }
+        # Stats are null when not finite; NaN/inf weights in the embedded pipeline are written
+        # as pipeline files write them (NaN, Infinity), the only non-standard JSON possible.
+        _write_file(tmp / "manifest.json",
+                    (json.dumps(manifest, indent=1) + "\n").encode("utf-8"))
+        _commit(tmp, target, overwrite)
+        if progress is not None:
+            progress(total, total, f"wrote {len(stages)} stages in "
+                                   f"{time.perf_counter() - t0:.2f} s")
+        return manifest
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, ExportError | KeyboardInterrupt):
+            raise
+        if isinstance(e, OSError):
+            raise ExportError(f"cannot write the export: {e.strerror or e}") from None
+        if isinstance(e, torch.cuda.OutOfMemoryError | MemoryError):
+            raise ExportError("out of memory while exporting; try --device cpu or a smaller "
+                              "image") from None
+        raise
+
+
+def _write_stage(tmp: Path, result, raw: bool, normalize: str, colormap: str,
+                 cancel: CancelFn | None) -> dict[str, Any]:
+    folder = stage_dir_name(result.index, result.name)
+    (tmp / folder).mkdir()
+    out = result.output
+    files = export_stage_images(out, tmp / folder, normalize=normalize, colormap=colormap,
+                                cancel=cancel)
+    raw_name = None
+    if raw:
+        raw_name = f"{folder}.npy"
+        arr = np.ascontiguousarray(out[0].detach().to("cpu", torch.float32).numpy())
+        with open(tmp / raw_name, "wb") as f:
+            np.save(f, arr)
+    st = render.stats(out)
+    stats = {k: _json_float(st[k]) for k in ("min", "max", "mean", "std")}
+    if stats["min"] is None:  # no finite value at all: no spread either
+        stats["std"] = None
+    return {
+        "index": result.index,
+        "name": result.name,
+        "type": result.type,
+        "shape": [int(d) for d in result.shape],
+        "stats": stats,
+        "grid": f"{folder}/{files['grid']}",
+        "images": [f"{folder}/{n}" for n in files["images"]],
+        "raw": raw_name,
+    }
+
+
+def _json_float(v: float) -> float | None:
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def _check_options(normalize: str, colormap: str) -> None:
+    if normalize not in render.NORMALIZE_MODES:
+        raise ExportError(f"normalize must be one of {', '.join(render.NORMALIZE_MODES)}, "
+                          f"not {normalize!r}")
+    if colormap not in render.COLORMAPS:
+        raise ExportError(f"colormap must be one of {', '.join(render.COLORMAPS)}, "
+                          f"not {colormap!r}")
+
+
+def _load(image: str | os.PathLike | LoadedImage) -> tuple[LoadedImage, str]:
+    if isinstance(image, LoadedImage):
+        preview = image.source_size is not None and image.source_size != image.size
+        if preview and image.path:  # the window shows a preview; exports use the full image
+            return load_image(image.path), os.fspath(image.path)
+        return image, os.fspath(image.path) if image.path else "(image in memory)"
+    return load_image(image), os.fspath(image)
+
+
+def _check_peak_memory(shapes) -> None:
+    """Only the current stage and its input are alive during an export (cache off)."""
+    sizes = [4 * math.prod(s.shape) for s in shapes]
+    peak = sizes[0] + max((a + b for a, b in zip(sizes, sizes[1:], strict=False)), default=0)
+    if peak > DEFAULT_MEMORY_BUDGET:
+        k = max(range(1, len(sizes)), key=lambda i: sizes[i - 1] + sizes[i])
+        s = shapes[k]
+        raise ExportError(f"stage {k} ({s.name}, {' x '.join(map(str, s.shape))}) needs about "
+                          f"{(sizes[k - 1] + sizes[k] + sizes[0]) / 2**30:.1f} GB at once, more "
+                          f"than the {DEFAULT_MEMORY_BUDGET / 2**30:.0f} GB an export may use")
+
+
+def _check_target(out_dir: str | os.PathLike, overwrite: bool) -> Path:
+    target = Path(os.path.abspath(os.fspath(out_dir)))
+    if not target.name:
+        raise ExportError(f"cannot export into {target}: choose a new folder name")
+    parent = target.parent
+    if not parent.exists():
+        raise ExportError(f"cannot create {target}: the folder {parent} does not exist")
+    if not parent.is_dir():
+        raise ExportError(f"cannot create {target}: {parent} is not a folder")
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        raise ExportError(f"{target} exists and is not a folder; choose another --out")
+    if target.is_dir() and not overwrite and any(target.iterdir()):
+        raise ExportError(f"{target} already exists and is not empty; choose another --out "
+                          f"or pass --overwrite to replace it")
+    return target
+
+
+def _make_temp_dir(target: Path) -> Path:
+    tmp = target.parent / f".{target.name}.export-{uuid.uuid4().hex[:12]}"
+    try:
+        tmp.mkdir()
+    except PermissionError:
+        raise ExportError(f"cannot write in {target.parent}: permission denied") from None
+    except OSError as e:
+        raise ExportError(f"cannot write in {target.parent}: {e.strerror or e}") from None
+    return tmp
+
+
+def _commit(tmp: Path, target: Path, overwrite: bool) -> None:
+    """Rename the finished temporary folder to ``target`` (replacing it if allowed)."""
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        raise ExportError(f"{target} exists and is not a folder; choose another --out")
+    if target.is_dir():
+        if not any(target.iterdir()):
+            target.rmdir()
+        elif not overwrite:
+            raise ExportError(f"{target} already exists and is not empty; choose another "
+                              f"--out or pass --overwrite to replace it")
+        else:
+            old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:12]}"
+            os.rename(target, old)
+            try:
+                os.rename(tmp, target)
+            except BaseException:
+                os.rename(old, target)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+            return
+    os.rename(tmp, target)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
