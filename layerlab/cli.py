@@ -1,0 +1,317 @@
+"""The ``layerlab`` command.
+
+``layerlab [IMAGE] [--pipeline P]`` opens the window. The sub-commands ``export``, ``code``,
+``info`` and ``bench`` run headless: this module and everything they import stay free of Qt
+(the window's modules are imported lazily, only when the window is asked for).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from . import __version__
+
+PROG = "layerlab"
+HEADLESS = ("export", "code", "info", "bench")
+DEFAULT_INFO_SIZE = (224, 224)
+
+
+class UsageError(Exception):
+    """Bad input from the command line: reported as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``layerlab: error: <message>``, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        hint = f" (see '{self.prog} --help')"
+        raise UsageError(message + hint)
+
+
+def _fmt(description: str, example: str) -> dict:
+    return {"description": description, "epilog": "example:\n  " + example,
+            "formatter_class": argparse.RawDescriptionHelpFormatter}
+
+
+def _window_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, usage="%(prog)s [IMAGE] [--pipeline P]\n"
+                "       %(prog)s {export,code,info,bench} ...",
+                **_fmt("See what neural-network layers do to an image.\n\n"
+                       "Without a command, opens the window (with IMAGE and the stack P if "
+                       "given).\nHeadless commands (no window, no Qt):\n"
+                       "  export   run a stack on an image and write every stage as PNGs, "
+                       "raw arrays and a manifest\n"
+                       "  code     print a standalone PyTorch script that rebuilds a stack\n"
+                       "  info     print a stack's stages: shapes, parameter counts, "
+                       "formulas\n"
+                       "  bench    time LayerLab against plain torch baselines\n"
+                       "Run 'layerlab COMMAND --help' for each command's options.",
+                       "layerlab photo.jpg --pipeline resources/pipelines/edge-detection"
+                       ".layerlab.json"))
+    p.add_argument("image", nargs="?", help="image to open (any format Pillow reads)")
+    p.add_argument("--pipeline", metavar="P", help="layer stack to open (*.layerlab.json)")
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    return p
+
+
+def _export_parser() -> argparse.ArgumentParser:
+    from .core.render import COLORMAPS, NORMALIZE_MODES
+
+    p = _Parser(prog=f"{PROG} export", **_fmt(
+        "Run the stack P on the full-size IMAGE and write, per stage (stage 0 is the input):\n"
+        "  DIR/NN-<name>/ch-KKK.png  every channel\n"
+        "  DIR/NN-<name>/grid.png    all channels tiled\n"
+        "  DIR/NN-<name>.npy         with --raw: float32 C x H x W, exactly what torch "
+        "computed\n"
+        "  DIR/manifest.json         image, pipeline, device, and per stage its shape, "
+        "statistics\n"
+        "                            and file names (relative to DIR)\n"
+        "DIR is written completely or not at all; an existing non-empty DIR is refused\n"
+        "unless --overwrite is given.",
+        "layerlab export resources/samples/camera.png --pipeline "
+        "resources/pipelines/seed-sharpen-gray.layerlab.json --out sharpened --raw"))
+    p.add_argument("image", metavar="IMAGE", help="the image file")
+    p.add_argument("--pipeline", metavar="P", required=True, help="the stack (*.layerlab.json)")
+    p.add_argument("--out", metavar="DIR", required=True, help="the folder to create")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where torch runs (auto: CUDA when available; default auto)")
+    p.add_argument("--raw", action="store_true", help="also write each stage as float32 .npy")
+    p.add_argument("--normalize", choices=NORMALIZE_MODES, default="channel",
+                   help="how values become gray levels: each channel's min..max (channel, "
+                   "the default), the stage's min..max (stage), [0, 1] clipped (fixed), or "
+                   "-max|x|..max|x| with 0 at mid-grey (symmetric)")
+    p.add_argument("--colormap", choices=COLORMAPS, default="gray",
+                   help="gray writes 8-bit gray PNGs, the others RGB (default gray)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace DIR if it exists and is not empty")
+    p.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
+    return p
+
+
+def _code_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=f"{PROG} code", **_fmt(
+        "Print a standalone PyTorch script (torch, torchvision, pillow, numpy) that rebuilds\n"
+        "the stack P as an nn.Sequential with its exact weights. Run it as\n"
+        "  python script.py IMAGE [--out output.npy]\n"
+        "to save the last stage as float32 .npy (the layout of 'layerlab export --raw').",
+        "layerlab code resources/pipelines/cifar10-tutorial.layerlab.json -o cifar10.py"))
+    p.add_argument("pipeline", metavar="P", help="the stack (*.layerlab.json)")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="write the script to FILE instead of printing it")
+    return p
+
+
+def _info_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=f"{PROG} info", **_fmt(
+        "Print the stages of the stack P: output shape, parameter count and the output-size\n"
+        "formula with the numbers filled in. The input size is IMAGE's size, --size, the\n"
+        "stack's input.resize, or else 224 x 224 (the header says which).",
+        "layerlab info resources/pipelines/cifar10-tutorial.layerlab.json --size 32x32"))
+    p.add_argument("pipeline", metavar="P", help="the stack (*.layerlab.json)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--image", metavar="IMAGE", help="take the input size from this image")
+    src.add_argument("--size", metavar="HxW", type=_parse_size,
+                     help="input height x width, e.g. 480x640")
+    return p
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    parts = text.lower().replace(",", "x").replace("*", "x").split("x")
+    try:
+        h, w = (int(v) for v in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 480x640, not {text!r}") from None
+    if not (1 <= h <= 65536 and 1 <= w <= 65536):
+        raise argparse.ArgumentTypeError(f"size {h}x{w} is out of range (1 to 65536)")
+    return h, w
+
+
+# --- commands --------------------------------------------------------------------------------
+
+def _cmd_export(argv: Sequence[str]) -> int:
+    args = _export_parser().parse_args(argv)
+    from .core.export import ExportError, export_run
+    from .core.pipeline import Pipeline, PipelineError, nonfinite_warnings
+
+    try:
+        pipeline = Pipeline.load(args.pipeline)
+    except PipelineError as e:
+        raise UsageError(str(e)) from None
+    for w in nonfinite_warnings(pipeline):
+        print(f"{PROG}: warning: {w}", file=sys.stderr)
+    show = not args.quiet and sys.stderr.isatty()
+
+    def progress(done: int, total: int, text: str) -> None:
+        if show:
+            print(f"\r[{done}/{total}] {text[:60]:<60}", end="", file=sys.stderr, flush=True)
+
+    import time
+    t0 = time.perf_counter()
+    try:
+        manifest = export_run(args.image, pipeline, args.out, device=args.device, raw=args.raw,
+                              normalize=args.normalize, colormap=args.colormap,
+                              overwrite=args.overwrite, progress=progress)
+    except ExportError as e:
+        if show:
+            print(file=sys.stderr)
+        raise UsageError(str(e)) from None
+    if show:
+        print(file=sys.stderr)
+    if not args.quiet:
+        files = sum(len(s["images"]) + 1 + (s["raw"] is not None) for s in manifest["stages"])
+        print(f"wrote {len(manifest['stages'])} stages ({files} files and manifest.json) to "
+              f"{args.out} on {manifest['device']} in {time.perf_counter() - t0:.2f} s")
+    return 0
+
+
+def _cmd_code(argv: Sequence[str]) -> int:
+    args = _code_parser().parse_args(argv)
+    from .core.codegen import generate_script
+    from .core.pipeline import Pipeline, PipelineError, atomic_write_text
+
+    try:
+        pipeline = Pipeline.load(args.pipeline)
+    except PipelineError as e:
+        raise UsageError(str(e)) from None
+    script = generate_script(pipeline, source=Path(args.pipeline).name)
+    if args.output is None:
+        sys.stdout.write(script)
+        return 0
+    out = Path(args.output)
+    if out.is_dir():
+        raise UsageError(f"{out} is a folder; give a file name for the script")
+    if not out.parent.is_dir():
+        raise UsageError(f"cannot write {out}: the folder {out.parent} does not exist")
+    try:
+        atomic_write_text(out, script)
+    except OSError as e:
+        raise UsageError(f"cannot write {out}: {e.strerror or e}") from None
+    return 0
+
+
+def _cmd_info(argv: Sequence[str]) -> int:
+    args = _info_parser().parse_args(argv)
+    from .core.pipeline import Pipeline, PipelineError, format_bytes, nonfinite_warnings
+
+    try:
+        pipeline = Pipeline.load(args.pipeline)
+    except PipelineError as e:
+        raise UsageError(str(e)) from None
+    if args.image:
+        from .core.imageio import ImageLoadError, load_image
+
+        try:
+            loaded = load_image(args.image)
+        except ImageLoadError as e:
+            raise UsageError(str(e)) from None
+        w, h = loaded.size
+        origin = f"the size of {Path(args.image).name}"
+    elif args.size:
+        h, w = args.size
+        origin = "--size"
+    elif pipeline.input.resize:
+        h, w = pipeline.input.resize
+        origin = "the pipeline's input.resize"
+    else:
+        h, w = DEFAULT_INFO_SIZE
+        origin = "default; pass --image or --size for another"
+    try:
+        stages = pipeline.infer_shapes((h, w))
+    except PipelineError as e:
+        raise UsageError(f"{Path(args.pipeline).name}: {e}") from None
+    for warning in nonfinite_warnings(pipeline):
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
+
+    print(format_info(pipeline, stages, Path(args.pipeline).name, (h, w), origin,
+                      format_bytes))
+    return 0
+
+
+def format_info(pipeline, stages, source: str, hw: tuple[int, int], origin: str,
+                format_bytes) -> str:
+    """The ``layerlab info`` text: a header, then one row per stage."""
+    h, w = hw
+    mode = "gray" if pipeline.input.mode == "gray" else "rgb"
+    resize = pipeline.input.resize
+    lines = [f"{source}: {len(stages) - 1} stage(s) after the input, input {mode}",
+             f"input size {h} x {w} ({origin})"
+             + (f", resized to {resize[0]} x {resize[1]} by the pipeline"
+                if resize and tuple(resize) != (h, w) else "")]
+    headers = ("stage", "layer", "name", "type", "output", "params", "formula")
+    rows = []
+    for k, s in enumerate(stages):
+        formula = "; ".join(s.formula.splitlines())
+        rows.append((str(k), "-" if s.layer_index < 0 else str(s.layer_index), s.name, s.type,
+                     " x ".join(map(str, s.shape)), f"{s.parameter_count:,}", formula))
+    widths = [max(len(r[i]) for r in (*rows, headers)) for i in range(len(headers) - 1)]
+    right = {0, 1, 5}
+
+    def line(cells):
+        parts = [c.rjust(wd) if i in right else c.ljust(wd)
+                 for i, (c, wd) in enumerate(zip(cells[:-1], widths, strict=True))]
+        return ("  ".join(parts) + "  " + cells[-1]).rstrip()
+
+    lines += ["", line(headers)] + [line(r) for r in rows]
+    disabled = [f"{i} ({layer.display_name(i)})" for i, layer in enumerate(pipeline.layers)
+                if not layer.enabled]
+    total_params = sum(s.parameter_count for s in stages)
+    last = stages[-1]
+    lines += ["", f"output {' x '.join(map(str, last.shape))}; {total_params:,} parameters "
+              f"({format_bytes(4 * total_params)} as float32)"]
+    if disabled:
+        lines.append("disabled (not run): layer " + ", ".join(disabled))
+    return "\n".join(lines)
+
+
+def _cmd_bench(argv: Sequence[str]) -> int:
+    try:
+        from . import bench
+    except ImportError as e:  # pragma: no cover - bench ships with LayerLab
+        raise UsageError(f"the benchmark is not available: {e}") from None
+    return int(bench.main(list(argv)) or 0)
+
+
+def _cmd_window(argv: Sequence[str]) -> int:
+    args = _window_parser().parse_args(argv)
+    for path, what in ((args.image, "image"), (args.pipeline, "pipeline")):
+        if path is not None and not os.path.exists(path):
+            raise UsageError(f"the {what} file {path} does not exist")
+    try:
+        from .qt import app
+    except ImportError as e:
+        raise UsageError(f"the window cannot start: {e} (the headless commands "
+                         f"export, code, info and bench still work)") from None
+    return int(app.run_app(image=args.image, pipeline=args.pipeline) or 0)
+
+
+COMMANDS = {"export": _cmd_export, "code": _cmd_code, "info": _cmd_info, "bench": _cmd_bench}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``layerlab``; returns the exit status (0 ok, 2 bad input)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] in COMMANDS:
+            return COMMANDS[argv[0]](argv[1:])
+        return _cmd_window(argv)
+    except UsageError as e:
+        print(f"{PROG}: error: {_one_line(str(e))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as e:  # --help and --version end here
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
