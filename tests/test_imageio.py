@@ -450,17 +450,22 @@ def test_draft_decodes_large_jpeg_at_reduced_scale(tmp_path, astronaut):
     big = Image.fromarray(astronaut).resize((4000, 3000), Image.Resampling.BILINEAR)
     path = _save(tmp_path / "big.jpg", big, "JPEG", quality=90)
     preview = load_image(path, draft_size=(1024, 1024))
-    assert preview.size == (1024, 768)
+    # libjpeg's 1/4 DCT scale lands at 1000 x 750 <= 1024: no resampling needed at all.
+    assert preview.size == (1000, 750)
     assert preview.source_size == (4000, 3000)
     assert preview.notes == (
-        "JPEG decoded at 1/2 scale for preview",
-        "downscaled from 4000x3000 to 1024x768 for preview",
+        "JPEG decoded at 1/4 scale for preview",
+        "downscaled from 4000x3000 to 1000x750 for preview",
     )
     full = load_image(path)
     assert full.size == (4000, 3000) and full.notes == ()
     # The preview shows the same picture: compare with a high-quality downscale of the full decode.
-    ref = np.asarray(full.image.resize((1024, 768), Image.Resampling.LANCZOS), dtype=np.float64)
+    ref = np.asarray(full.image.resize((1000, 750), Image.Resampling.LANCZOS), dtype=np.float64)
     assert np.abs(np.asarray(preview.image, dtype=np.float64) - ref).mean() < 3.0
+    # Beyond 1/8 the rest is resampled: 4000 / 8 = 500 > 300.
+    small = load_image(path, draft_size=(300, 300))
+    assert small.size == (300, 225)
+    assert small.notes[0] == "JPEG decoded at 1/8 scale for preview"
 
 
 def test_draft_on_png_just_downscales(tmp_path, coffee):

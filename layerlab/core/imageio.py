@@ -9,7 +9,6 @@ source mode is reduced to 8-bit ``"L"`` or ``"RGB"``. Any failure is one
 from __future__ import annotations
 
 import io
-import math
 import os
 import re
 import struct
@@ -255,12 +254,13 @@ def _finish(
         notes.append("16-bit image reduced to 8 bits")
 
     if draft_size is not None and fmt == "JPEG":
-        target = _fit(im.size, max(draft_size))
-        if target != im.size:
-            before = im.size
-            im.draft(im.mode, target)
-            if im.size != before:
-                notes.append(f"JPEG decoded at 1/{round(before[0] / im.size[0])} scale for preview")
+        scale = _draft_scale(im.size, max(draft_size))
+        if scale > 1:
+            # libjpeg scales by 1/2, 1/4 or 1/8 while decoding (DCT domain); asking for
+            # exactly size / scale makes Pillow pick that factor.
+            im.draft(im.mode, (-(-w // scale), -(-h // scale)))
+            if im.size != (w, h):
+                notes.append(f"JPEG decoded at 1/{round(w / im.size[0])} scale for preview")
 
     orientation = 1
     with warnings.catch_warnings(record=True):
@@ -292,13 +292,14 @@ def _finish(
     return LoadedImage(out, path, original_mode, out.size, unique, source_size)
 
 
-def _fit(size: tuple[int, int], max_side: int) -> tuple[int, int]:
-    w, h = size
-    longest = max(w, h)
-    if longest <= max_side:
-        return size
-    k = max_side / longest
-    return max(1, math.ceil(w * k)), max(1, math.ceil(h * k))
+def _draft_scale(size: tuple[int, int], max_side: int) -> int:
+    """The smallest JPEG DCT scale (1, 2, 4 or 8) bringing the longest side to ``max_side``
+    or below; 8 when even that is not enough (the rest is resampled)."""
+    longest = max(size)
+    for scale in (1, 2, 4, 8):
+        if -(-longest // scale) <= max_side:
+            return scale
+    return 8
 
 
 def _to_display_mode(im: Image.Image, notes: list[str]) -> Image.Image:

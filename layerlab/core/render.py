@@ -342,11 +342,17 @@ def _histogram_rows(flat: torch.Tensor, edges: np.ndarray, all_in: bool) -> torc
         near = torch.ones_like(t, dtype=torch.bool)  # edges too coarse: search everything
         idx = torch.full_like(t, bins, dtype=torch.int32)
     else:
-        idx = t.to(torch.int32)  # truncation == floor for the in-range (t >= 0) values
-        if not all_in:
-            idx.masked_fill_(~((t >= 0) & (t < bins)), bins)  # also NaN and inf
-        # |t - round(t)| < tol, computed in place as frac(t + tol) < 2 tol.
-        near = t.add_(tol).frac_() < 2 * tol
+        outside = None if all_in else ~((t >= 0) & (t < bins))  # also NaN and inf
+        # Shifted by tol, the truncation is the bin of every value farther than tol from an
+        # edge, and frac(t + tol) < 2 tol flags the values within tol of edge trunc(t + tol).
+        idx = t.add_(tol).to(torch.int32)
+        near = t.frac_() < 2 * tol
+        if outside is None:
+            # At the outer edges both candidates are the same end bin: no search needed.
+            near &= (idx > 0) & (idx < bins)
+            idx.clamp_(max=bins - 1)
+        else:
+            idx.masked_fill_(outside, bins)
         idx.masked_fill_(near, bins)  # bin `bins` is the discard pile
     if rows > 1:
         offsets = torch.arange(0, rows * (bins + 1), bins + 1, device=flat.device)
