@@ -618,3 +618,24 @@ def test_format_value():
     assert format_value(float("-inf")) == "-inf"
     for v in np.random.default_rng(0).standard_normal(200).astype(np.float32):
         assert np.float32(format_value(v)) == v
+
+
+def test_no_receptive_field_from_a_pipeline_that_did_not_make_the_pictures(harness):
+    harness.run(sharpen_pipeline())
+    panel = harness.panel
+    assert panel.hover_at(1, 0, 5, 5).input_window == Window(4, 6, 4, 6)
+    # the user edits the stack (kernel 5, stride 2) but the new run has not arrived yet
+    edited = Pipeline(InputSpec("gray"), (new_layer("Conv2d", (1, 512, 512), kernel_size=5,
+                                                    stride=2),))
+    panel.set_context(edited, harness.image)
+    info = panel.hover_at(1, 0, 5, 5)
+    assert info.input_window is None and "from input" not in info.text
+    assert info.value == panel.stage_view(1).values[0, 5, 5]
+
+
+def test_global_stage_says_it_depends_on_the_whole_image(harness):
+    harness.run(sharpen_pipeline(new_layer("InstanceNorm2d", (1, 512, 512))))
+    info = harness.panel.hover_at(2, 0, 10, 10)
+    assert info.input_window is None
+    assert info.text.endswith("depends on the whole image")
+    assert info.overlay_text.endswith("\ndepends on the whole image")

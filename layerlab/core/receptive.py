@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .pipeline import Pipeline
+from .pipeline import Pipeline, StageShape
 from .specs import pad4, pair
 
 __all__ = ["GLOBAL_OPS", "LOCAL_IDENTITY_OPS", "Window", "is_local", "layer_window",
@@ -144,18 +144,21 @@ def layer_window(layer_type: str, args: dict[str, Any], in_hw: tuple[int, int],
 
 
 def receptive_field(pipeline: Pipeline, image_hw: tuple[int, int], stage: int, y: int, x: int,
-                    *, to_stage: int = 0) -> Window | None:
+                    *, to_stage: int = 0,
+                    shapes: list[StageShape] | None = None) -> Window | None:
     """Window of stage ``to_stage``'s pixels that output pixel (y, x) of ``stage`` came from.
 
     Stages count as in the engine: 0 is the (resized) input, ``k`` the k-th enabled layer.
     ``image_hw`` is the loaded image's (H, W) (before the pipeline's own resize). Returns
     ``None`` when a layer on the way is not local or a stage is not spatial. Windows of
     intermediate stages are clipped to those stages' images (padding depends on nothing), the
-    result is not: a box reaching into ``to_stage``'s padding shows as such.
+    result is not: a box reaching into ``to_stage``'s padding shows as such. ``shapes`` may
+    pass ``pipeline.infer_shapes(image_hw)`` when it is already known (hover, every move).
     """
     if not 0 <= to_stage <= stage:
         raise ValueError(f"to_stage {to_stage} must be between 0 and {stage}")
-    shapes = pipeline.infer_shapes(image_hw)
+    if shapes is None:
+        shapes = pipeline.infer_shapes(image_hw)
     if stage >= len(shapes):
         raise ValueError(f"stage {stage} does not exist ({len(shapes)} stages)")
     layers = [layer for _, layer in pipeline.enabled_layers()]

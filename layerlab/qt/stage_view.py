@@ -579,6 +579,7 @@ class StagePanel(QWidget):
         self._image: LoadedImage | None = None
         self._run_error: str | None = None
         self._last_hover: HoverInfo | None = None
+        self._shapes_cache: tuple | None = None
         self._build()
         self._exporter = None  # created on first use (export_dialog.StageExporter)
         self._actions: list[QAction] | None = None
@@ -872,6 +873,7 @@ class StagePanel(QWidget):
         """The pipeline and image of the run shown (for export and receptive fields)."""
         self._pipeline = pipeline
         self._image = image
+        self._shapes_cache = None
         if self._actions is not None:
             self._update_actions()
         if self._mode == self.CHANNEL and 0 in self._views:
@@ -996,29 +998,42 @@ class StagePanel(QWidget):
             return f"mixes all {prev.values.size} values of stage {stage - 1}"
         return ""
 
-    def _shapes_match(self) -> bool:
-        """Whether the context pipeline is the one whose results are shown."""
+    def _context_shapes(self) -> list | None:
+        """The context pipeline's stage shapes, when it is the pipeline whose results are
+        shown (else None: no receptive fields for a stale or different stack). Cached per
+        pipeline and run, since the mouse asks on every move."""
         if self._pipeline is None or 0 not in self._views:
-            return False
+            return None
+        key = (id(self._pipeline), tuple((i, v.generation) for i, v in self._views.items()))
+        if self._shapes_cache is not None and self._shapes_cache[0] == key:
+            return self._shapes_cache[1]
         hw = tuple(self._views[0].result.shape[1:])
         try:
             shapes = self._pipeline.infer_shapes(hw)
         except PipelineError:
-            return False
-        for i, v in self._views.items():
-            if v.result.error:
-                continue
-            if i >= len(shapes) or tuple(shapes[i].shape) != tuple(v.result.shape) \
-                    or shapes[i].name != v.result.name:
-                return False
-        return True
+            shapes = None
+        if shapes is not None:
+            for i, v in self._views.items():
+                if v.result.error:
+                    continue
+                if i >= len(shapes) or tuple(shapes[i].shape) != tuple(v.result.shape) \
+                        or shapes[i].name != v.result.name:
+                    shapes = None
+                    break
+        self._shapes_cache = (key, shapes)
+        return shapes
+
+    def _shapes_match(self) -> bool:
+        return self._context_shapes() is not None
 
     def _receptive(self, stage: int, x: int, y: int, to_stage: int) -> Window | None:
-        if not self._shapes_match():
+        shapes = self._context_shapes()
+        if shapes is None:
             return None
         hw = tuple(self._views[0].result.shape[1:])
         try:
-            return receptive_field(self._pipeline, hw, stage, y, x, to_stage=to_stage)
+            return receptive_field(self._pipeline, hw, stage, y, x, to_stage=to_stage,
+                                   shapes=shapes)
         except (PipelineError, ValueError):
             return None
 
