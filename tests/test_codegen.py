@@ -17,6 +17,7 @@ from layerlab.core.codegen import generate_script
 from layerlab.core.engine import Engine
 from layerlab.core.imageio import load_image, to_tensor
 from layerlab.core.pipeline import Pipeline
+from layerlab.core.specs import OPS
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "resources" / "samples"
@@ -302,3 +303,70 @@ def test_script_loads_images_exactly_like_layerlab(mode, tmp_path):
         assert got.dtype == torch.float32 and got.shape == want.shape, image.name
         assert torch.equal(got, want), (image.name, loaded.notes)
     assert script_load(str(tmp_path / "rotated.jpg")).shape[-2:] == (37, 23)  # turned upright
+
+
+# --- every supported op ----------------------------------------------------------------------
+
+ALL_OPS = [
+    {"type": "ZeroPad2d", "args": {"padding": [1, 2, 0, 3]}},
+    {"type": "ReflectionPad2d", "args": {"padding": 2}},
+    {"type": "ReplicationPad2d", "args": {"padding": 1}},
+    {"type": "ConstantPad2d", "args": {"padding": 1, "value": 0.5}},
+    {"type": "Conv2d", "args": {"in_channels": 3, "out_channels": 6, "kernel_size": 3,
+                                "padding": "same", "padding_mode": "circular"},
+     "init": {"scheme": "xavier_uniform", "seed": 3}},
+    {"type": "InstanceNorm2d", "args": {"num_features": 6, "affine": True},
+     "init": {"scheme": "torch_default", "seed": 1}},
+    {"type": "LocalResponseNorm", "args": {"size": 3}},
+    {"type": "ELU"}, {"type": "GELU", "args": {"approximate": "tanh"}}, {"type": "SiLU"},
+    {"type": "Softplus", "args": {"beta": 2.0}},
+    {"type": "Hardtanh", "args": {"min_val": -0.5, "max_val": 0.7}},
+    {"type": "LeakyReLU", "args": {"negative_slope": 0.2}}, {"type": "Tanh"},
+    {"type": "Dropout", "args": {"p": 0.3}}, {"type": "Dropout2d"},
+    {"type": "LPPool2d", "args": {"norm_type": 2.0, "kernel_size": 2}},
+    {"type": "AdaptiveMaxPool2d", "args": {"output_size": [10, 12]}},
+    {"type": "Upsample", "args": {"scale_factor": 1.5, "mode": "bilinear",
+                                  "align_corners": False}},
+    {"type": "Upsample", "args": {"size": [16, 16], "scale_factor": None, "mode": "bicubic"}},
+    {"type": "Softmax2d"},
+    # LayerNorm over C x H x W has a 3-D weight: the seeded scheme applies to it
+    {"type": "LayerNorm", "args": {"normalized_shape": [6, 16, 16]},
+     "init": {"scheme": "kaiming_uniform", "seed": 9}},
+    {"type": "BatchNorm2d", "args": {"num_features": 6, "track_running_stats": False}},
+    {"type": "GroupNorm", "args": {"num_groups": 3, "num_channels": 6},
+     "init": {"scheme": "torch_default", "seed": 2}},
+    {"type": "MaxPool2d", "args": {"kernel_size": 3, "stride": 2, "padding": 1,
+                                   "ceil_mode": True}},
+    {"type": "Sigmoid"},
+    {"type": "AvgPool2d", "args": {"kernel_size": 2, "count_include_pad": False,
+                                   "divisor_override": 3, "padding": 1}},
+    {"type": "AdaptiveAvgPool2d", "args": {"output_size": 5}},
+    {"type": "ReLU"},
+    {"type": "Flatten", "args": {"start_dim": 2}},
+    {"type": "LayerNorm", "args": {"normalized_shape": [25]}},
+    {"type": "Linear", "args": {"in_features": 25, "out_features": 4},
+     "init": {"scheme": "xavier_normal", "seed": 4}},
+    {"type": "Flatten"},
+    {"type": "Linear", "args": {"in_features": 24, "out_features": 5, "bias": False},
+     "init": {"scheme": "torch_default", "seed": 5}},
+]
+
+
+def test_every_op_type_matches_the_engine_bit_for_bit(tmp_path):
+    """All op types, odd arguments and every init scheme; engine in NCHW like the script."""
+    pipeline = p(ALL_OPS, "rgb", resize=[20, 24])
+    assert {layer.type for layer in pipeline.layers} == set(OPS)
+    script = tmp_path / "all.py"
+    script.write_text(generate_script(pipeline), encoding="utf-8")
+    ns = runpy.run_path(str(script))
+    model = ns["build_model"]()
+    x = ns["load_image"](str(SAMPLES / "astronaut.jpg"))
+    image = to_tensor(load_image(SAMPLES / "astronaut.jpg").image, "rgb")
+    results = Engine("cpu", channels_last=False).run_all(pipeline, image, cache=False)
+    assert all(r.ok for r in results), [r.error for r in results]
+    assert torch.equal(x, results[0].output)
+    with torch.no_grad():
+        for module, result in zip(model, results[1:], strict=True):
+            x = module(x)
+            assert torch.equal(x, result.output), result.name
+    assert tuple(x.shape) == (1, 5)
