@@ -199,7 +199,7 @@ def _decode(
 ) -> LoadedImage:
     limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else int(max_pixels)
     prefix = f"cannot open '{label}'"
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True):
         # Pillow warns (DecompressionBombWarning) between its limit and twice it; recording the
         # warning keeps it off stderr, and the declared size is checked against `limit` below.
         warnings.simplefilter("always", Image.DecompressionBombWarning)
@@ -211,7 +211,6 @@ def _decode(
             raise ImageLoadError(_unidentified_text(fp, prefix)) from None
         except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError) as exc:
             raise ImageLoadError(f"{prefix}: {_damage_text(exc, noun)}") from None
-        del caught
     try:
         result = _finish(im, path, limit, draft_size, prefix, noun)
     except BaseException:
