@@ -61,17 +61,18 @@ class Harness:
             self.panel.show()
             qtbot.waitExposed(self.panel)
 
-    def run(self, pipeline: Pipeline, image_path: Path = CAMERA):
+    def run(self, pipeline: Pipeline, image_path: Path = CAMERA, device: str = "cpu"):
         self.pipeline = pipeline
         self.image = load_image(image_path)
+        self.device = device
         self.panel.set_context(pipeline, self.image)
         self.controller.submit(RunRequest(pipeline, self.image.image,
-                                          self.panel.render_options(), device="cpu"))
+                                          self.panel.render_options(), device=device))
         return self.summaries[-1]
 
     def rerender(self, options: RenderOptions):
         self.controller.submit(RunRequest(self.pipeline, self.image.image, options,
-                                          device="cpu", render_only=True))
+                                          device=self.device, render_only=True))
 
 
 @pytest.fixture
@@ -499,16 +500,18 @@ def test_clear(harness):
 
 # --- export --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("normalize,colormap", [("channel", "gray"), ("stage", "viridis")])
-def test_exported_pngs_equal_core_export(harness, tmp_path, normalize, colormap):
+@pytest.mark.parametrize("normalize,colormap,device", [
+    ("channel", "gray", "cpu"), ("stage", "viridis", "cpu"), ("symmetric", "coolwarm", "auto")])
+def test_exported_pngs_equal_core_export(harness, tmp_path, normalize, colormap, device):
+    """With "auto" both the window's run and the export use CUDA where there is one."""
     pipe = Pipeline(InputSpec("rgb"), (
         new_layer("Conv2d", (3, 512, 512), out_channels=3, kernel_size=3, padding=1),
         new_layer("ReLU"), new_layer("MaxPool2d", (3, 512, 512), kernel_size=2)))
     harness.panel.set_render_options(RenderOptions(normalize, colormap))
-    harness.run(pipe, ASTRONAUT)
+    harness.run(pipe, ASTRONAUT, device)
     panel = harness.panel
     ref = tmp_path / "ref"
-    manifest = export.export_run(ASTRONAUT, pipe, ref, device="cpu", normalize=normalize,
+    manifest = export.export_run(ASTRONAUT, pipe, ref, device=device, normalize=normalize,
                                  colormap=colormap)
     exporter = panel.exporter
     for stage in (1, 3):
@@ -518,16 +521,14 @@ def test_exported_pngs_equal_core_export(harness, tmp_path, normalize, colormap)
         assert out.read_bytes() == (folder / "ch-002.png").read_bytes()
         out = exporter.save_grid_png(tmp_path / f"grid{stage}.png")
         assert out.read_bytes() == (folder / "grid.png").read_bytes()
-    # what the view draws is the same pixels
+    # what the view draws is the same pixels: the uint8 channel through the colormap's table
     panel.select_stage(3)
     panel.select_channel(2)
-    r = panel.stage_view(3).rendered
     drawn = panel.channel_page.right_image
+    np.testing.assert_array_equal(drawn.lut, render.colormap_lut(colormap))
     written = np.asarray(Image.open(folder / "ch-002.png"))
-    lut = drawn.lut if drawn.lut is not None else render.colormap_lut("gray")
-    np.testing.assert_array_equal(render.colormap_lut(r.colormap)[drawn.image] if colormap !=
-                                  "gray" else drawn.image, written)
-    assert lut.shape == (256, 3)
+    shown = drawn.image if colormap == "gray" else drawn.lut[drawn.image]
+    np.testing.assert_array_equal(shown, written)
 
 
 def test_export_all_from_the_window_equals_layerlab_export(harness, tmp_path, qtbot):
