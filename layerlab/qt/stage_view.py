@@ -150,11 +150,12 @@ def _thumbnail(view: StageView) -> QPixmap:
         elif r.vector is not None:
             _paint_bars(painter, r.vector, pix.width(), pix.height())
         else:
-            grid = r.grid_u8
+            colour_input = view.result.index == 0 and r.num_channels == 3
+            grid = np.moveaxis(r.channels_u8, 0, -1) if colour_input else r.grid_u8
             step = max(1, max(grid.shape[0] // (2 * THUMB.height()),
                               grid.shape[1] // (2 * THUMB.width())))
             small = grid[::step, ::step]
-            img = _qimage(small if r.colormap == "gray" else r.lut[small])
+            img = _qimage(small if colour_input or r.colormap == "gray" else r.lut[small])
             scaled = img.scaled(THUMB, Qt.AspectRatioMode.KeepAspectRatio,
                                 Qt.TransformationMode.SmoothTransformation)
             painter.drawImage((THUMB.width() - scaled.width()) // 2,
