@@ -97,10 +97,24 @@ def validate(pipeline: Pipeline, image_hw: tuple[int, int] | None) -> Validation
                       first[0] if first else None)
 
 
+_SHAPES: OrderedDict[str, dict[str, tuple[int, ...]]] = OrderedDict()
+
+
+def parameter_shapes(layer: LayerSpec, args: dict) -> dict[str, tuple[int, ...]]:
+    """``OpSpec.parameter_shapes``, remembered per structure (it builds a meta module)."""
+    key = layer.structure_key
+    hit = _SHAPES.get(key)
+    if hit is None:
+        hit = _SHAPES[key] = layer.op.parameter_shapes(args)
+        while len(_SHAPES) > 256:
+            _SHAPES.popitem(last=False)
+    return hit
+
+
 def _check_params(layer: LayerSpec, args: dict) -> None:
     if not layer.params:
         return
-    shapes = layer.op.parameter_shapes(args)
+    shapes = parameter_shapes(layer, args)
     for pname, arr in layer.params.items():
         if pname not in shapes:
             raise SpecError(f"explicit params.{pname} does not exist with these arguments",
@@ -193,7 +207,7 @@ def fit_params(layer: LayerSpec) -> tuple[LayerSpec, str | None]:
     if not layer.params:
         return layer, None
     try:
-        shapes = layer.op.parameter_shapes(layer.op.normalize_args(layer.args))
+        shapes = parameter_shapes(layer, layer.op.normalize_args(layer.args))
     except SpecError:
         return layer, None
     wrong = [p for p, a in layer.params.items() if shapes.get(p) != tuple(a.shape)]

@@ -59,6 +59,7 @@ class LayerStackModel(QAbstractTableModel):
         self.document = document
         self.validation: Validation | None = None
         self.run_errors: dict[int, str] = {}  # layer index -> error from the engine
+        self._rows = len(document.pipeline.layers)
         self._error_icon: QIcon | None = None
 
     def _icon(self) -> QIcon:
@@ -68,8 +69,17 @@ class LayerStackModel(QAbstractTableModel):
 
     # --- refresh from the document ---
     def refresh(self, validation: Validation | None) -> None:
+        rows = len(self.document.pipeline.layers)
+        if rows == self._rows:
+            # Same number of rows (an edit, a move): repaint them, keep the view's state.
+            self.validation = validation
+            if rows:
+                self.dataChanged.emit(self.index(0, 0),
+                                      self.index(rows - 1, len(self.COLUMNS) - 1))
+            return
         self.beginResetModel()
         self.validation = validation
+        self._rows = rows
         self.endResetModel()
 
     def set_run_errors(self, errors: dict[int, str]) -> None:
@@ -88,7 +98,7 @@ class LayerStackModel(QAbstractTableModel):
 
     # --- Qt model API ---
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
-        return 0 if parent.isValid() else len(self.document.pipeline.layers)
+        return 0 if parent.isValid() else self._rows
 
     def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
         return 0 if parent.isValid() else len(self.COLUMNS)
@@ -302,6 +312,8 @@ class LayerStackWidget(QWidget):
             sel.setCurrentIndex(QModelIndex(), QItemSelectionModel.SelectionFlag.Clear)
             return
         index = self.model.index(row, 0)
+        if self.view.currentIndex().row() == row and sel.isRowSelected(row):
+            return
         sel.setCurrentIndex(index, QItemSelectionModel.SelectionFlag.ClearAndSelect |
                             QItemSelectionModel.SelectionFlag.Rows)
         self.view.scrollTo(index)
