@@ -85,6 +85,9 @@ class PipelineWorker(QObject):
         self._tensor_cache: tuple[tuple, torch.Tensor] | None = None
         self._last_results: list[StageResult] = []
         self._device_choice = "auto"
+        # stage index -> (output tensor, options, view): a stage the engine served from its
+        # cache is the same tensor object, so its pictures need not be drawn again.
+        self._drawn: dict[int, tuple[torch.Tensor, RenderOptions, StageView]] = {}
 
     def _cancelled(self, generation: int) -> bool:
         return generation != self.latest_generation
@@ -125,7 +128,7 @@ class PipelineWorker(QObject):
                     summary.cancelled = True
                     break
                 kept.append(result)
-                self.stageReady.emit(self._view(gen, result, request.options))
+                self.stageReady.emit(self._view_cached(gen, result, request.options))
                 summary.stages += 1
                 summary.timings.append(result.seconds)
                 if result.error:
@@ -146,11 +149,26 @@ class PipelineWorker(QObject):
         summary.total_seconds = time.perf_counter() - start
         self.runFinished.emit(summary)
 
+    def _view_cached(self, gen: int, result: StageResult, options: RenderOptions) -> StageView:
+        drawn = self._drawn.get(result.index)
+        if (drawn is not None and result.output is not None and drawn[0] is result.output
+                and drawn[1] == options):
+            old = drawn[2]
+            return StageView(gen, result, old.rendered, old.values)
+        view = self._view(gen, result, options)
+        if result.output is None:
+            self._drawn.pop(result.index, None)
+        else:
+            self._drawn[result.index] = (result.output, options, view)
+        return view
+
     @staticmethod
     def _view(gen: int, result: StageResult, options: RenderOptions) -> StageView:
         if result.output is None:
             return StageView(gen, result)
         out = result.output[0]
+        if out.dim() == 2:  # e.g. Flatten(start_dim=2): one A x B image
+            out = out.unsqueeze(0)
         rendered = render.render_stage(out, options.normalize, options.colormap,
                                        bins=options.bins)
         values = out.detach().to("cpu", torch.float32).numpy()

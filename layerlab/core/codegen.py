@@ -194,13 +194,12 @@ def _weights(pos: int, index: int, layer: LayerSpec) -> list[str]:
     target = f"model[{pos}]"
     init = dict(layer.init)
     scheme = init["scheme"]
-    weight_dims = len(shapes.get("weight", ()))
     random_params = {k for k in ("weight", "bias") if k in shapes}
     ind = "        "
     lines = [f"{ind}# [{pos}] {_label(index, layer, pos)}"]
-    # apply_init only touches modules whose weight has 2+ dimensions (conv, linear): norm
-    # layers keep torch's deterministic ones/zeros, so nothing needs to be written for them.
-    if weight_dims >= 2 and not random_params <= set(layer.params):
+    # apply_init only touches Conv2d and Linear: norm layers keep torch's deterministic
+    # ones/zeros, so nothing needs to be written for them.
+    if layer.type in ("Conv2d", "Linear") and not random_params <= set(layer.params):
         seed = init["seed"]
         if scheme == "torch_default":
             lines += [

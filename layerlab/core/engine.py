@@ -214,7 +214,11 @@ class Engine:
                 break
             shapes.append((info.shape, info.formula))
             shape = info.shape
-        need = 4 * (math.prod(x.shape) + sum(math.prod(s) for s, _ in shapes))
+        sizes = [math.prod(x.shape)] + [math.prod(s) for s, _ in shapes]
+        if cache:  # every stage stays alive for display
+            need = 4 * sum(sizes)
+        else:  # one pass: a stage's input and output are alive together
+            need = 4 * max(a + b for a, b in zip(sizes, sizes[1:] + [0], strict=True))
         if need > self.memory_budget:
             largest = "the input image alone is too large"
             if shapes:

@@ -261,7 +261,10 @@ def export_run(image_path: str | os.PathLike | LoadedImage, pipeline: Pipeline |
     total = len(shapes) + 1  # every stage, then the manifest and the final rename
     tmp = _make_temp_dir(target)
     try:
-        engine = Engine(str(dev.type), memory_budget=1 << 62)  # peak checked above
+        # NCHW, as the tutorials run: exports carry torch's exact numbers, bit for bit, while
+        # the window's live preview uses the faster channels_last layout (within ~1e-6).
+        engine = Engine(str(dev.type), channels_last=False,
+                        memory_budget=1 << 62)  # peak checked above
         stages: list[dict[str, Any]] = []
         t0 = time.perf_counter()
         for result in engine.run(pipeline, x, cache=False, cancel=cancel):

@@ -153,8 +153,9 @@ def init_expression(init: dict, target: str, generator: str) -> str:
 def apply_init(module: nn.Module, init: dict) -> None:
     """Deterministically initialise ``module`` on the CPU.
 
-    The weight gets the scheme (seeded generator), biases zero; ``torch_default`` runs torch's
-    own ``reset_parameters`` under the seed. Modules without a weight keep torch's defaults.
+    Conv2d/Linear weights get the scheme (seeded generator), their biases zero;
+    ``torch_default`` runs torch's own ``reset_parameters`` under the seed. Other modules (norm
+    layers) keep torch's deterministic defaults.
     """
     weight = getattr(module, "weight", None)
     if init["scheme"] == "torch_default":
@@ -163,7 +164,7 @@ def apply_init(module: nn.Module, init: dict) -> None:
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
         return
-    if not isinstance(weight, torch.Tensor) or weight.dim() < 2:
+    if not isinstance(module, nn.Conv2d | nn.Linear) or not isinstance(weight, torch.Tensor):
         return  # norm layers: torch's ones/zeros are already deterministic
     g = torch.Generator().manual_seed(init["seed"])
     s = init["scheme"]

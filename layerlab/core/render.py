@@ -559,7 +559,8 @@ def render_stage(
     src = torch.as_tensor(tensor)
     shape = tuple(int(s) for s in src.shape)
     is_vector = src.ndim in (1, 2)
-    x = _as_chw(src)
+    # Per-channel reductions want each channel contiguous; engine outputs are channels_last.
+    x = _as_chw(src).contiguous()
     c, h, w = x.shape
     flat = x.reshape(c, -1)
 
