@@ -21,13 +21,13 @@ from PySide6.QtGui import (
     QAction,
     QActionGroup,
     QCloseEvent,
-    QDesktopServices,
     QDragEnterEvent,
     QDropEvent,
     QGuiApplication,
     QIcon,
     QImage,
     QKeySequence,
+    QPixmap,
 )
 from PySide6.QtWidgets import (
     QComboBox,
@@ -237,8 +237,6 @@ class FallbackStagePanel(QWidget):
         h, w = grid.shape[:2]
         fmt = QImage.Format.Format_Grayscale8 if grid.ndim == 2 else QImage.Format.Format_RGB888
         image = QImage(grid.data, w, h, grid.strides[0], fmt).copy()
-        from PySide6.QtGui import QPixmap
-
         self.picture.setPixmap(QPixmap.fromImage(image).scaled(
             self.picture.size(), Qt.AspectRatioMode.KeepAspectRatio))
 
@@ -1296,9 +1294,6 @@ class MainWindow(QMainWindow):
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()
         self.about_box = box
-
-    def open_url(self, url: str) -> None:
-        QDesktopServices.openUrl(QUrl(url))
 
     # ------------------------------------------------------------------ closing
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
