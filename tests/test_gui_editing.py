@@ -319,6 +319,14 @@ def test_presets_scaling_normalising_and_init(main_window, qtbot):
     assert not layer.params and dict(layer.init) == {"scheme": "xavier_uniform", "seed": 7}
     assert ke.source.text() == "xavier_uniform init, seed 7"
     assert_shows_engine_result(w)
+    # Schemes with extra settings get their defaults (normal: mean 0, std 0.01).
+    ke.scheme_box.setCurrentText("normal")
+    ke.init_btn.click()
+    w.wait_idle(qtbot)
+    assert w.document.pipeline.layers[0].init["std"] == 0.01
+    assert w.last_summary.error is None
+    assert_shows_engine_result(w)
+    w.document.undo_stack.undo()
     w.document.undo_stack.undo()
     assert "weight" in w.document.pipeline.layers[0].params
 

@@ -20,7 +20,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoStack
 
-from ..core.kernels import DEFAULT_INIT
+from ..core.kernels import DEFAULT_INIT, check_init
 from ..core.pipeline import InputSpec, LayerSpec, Pipeline, new_layer
 from ..core.specs import Shape, SpecError
 from .commands import PipelineCommand, same_pipeline
@@ -400,7 +400,7 @@ class Document(QObject):
     def set_init(self, index: int, init: dict) -> None:
         """Seeded init instead of explicit weights (exact: the engine applies the same init)."""
         layer = self.pipeline.layers[index]
-        init = {**DEFAULT_INIT, **init}
+        init = check_init({**DEFAULT_INIT, **init})  # completes mean/std/value defaults
         self._layer_edit(index, replace(layer, params={}, init=init),
                          f"Initialise {layer.display_name(index)} ({init['scheme']}, "
                          f"seed {init['seed']})")
