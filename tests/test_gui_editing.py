@@ -184,7 +184,7 @@ def test_invalid_value_shows_the_reason_and_keeps_the_last_result(main_window, q
     assert w.isWindowModified()
     # ... explained next to the field ...
     assert w.param_form.error.isVisible()
-    assert "in_channels is 3 but the input has 1 channels" in w.param_form.error.text()
+    assert "in_channels is 3 but the input has 1 channel" in w.param_form.error.text()
     assert w.param_form.editors["in_channels"].property("error") is True
     assert "color" in w.param_form.labels["in_channels"].styleSheet()
     assert w.stack.model.error_for(0)

@@ -434,7 +434,7 @@ def test_failing_stage_shows_its_error_and_earlier_stages_stay(harness):
     # stage 3 failed: the view shows it in place, red, and the thumbnail is marked
     assert panel.current_stage() == 3
     assert panel.stack.currentWidget() is panel.error_page
-    assert "in_channels is 3 but the input has 1 channels" in panel.error_page.text()
+    assert "in_channels is 3 but the input has 1 channel" in panel.error_page.text()
     assert ERROR_RED in panel.error_page.styleSheet()
     assert panel.strip.is_error(3)
     assert panel.strip.count() == 4  # stage 4 of the older run is gone

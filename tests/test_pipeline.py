@@ -313,7 +313,7 @@ def test_shapes_that_do_not_chain():
     with pytest.raises(PipelineError) as exc:
         p.infer_shapes((32, 32))
     assert_located(exc.value, 0, "a", "in_channels", "in_channels is 3",
-                   "input has 1 channels", "input 1 x 32 x 32")
+                   "input has 1 channel", "input 1 x 32 x 32")
     p = Pipeline.from_dict(doc(conv("a", out_channels=8), conv("b"), conv("c")))
     with pytest.raises(PipelineError) as exc:
         p.infer_shapes((32, 32))

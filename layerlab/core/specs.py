@@ -228,6 +228,10 @@ class OpSpec:
 _REQUIRED = object()
 
 
+def _channels(n: int) -> str:
+    return "1 channel" if n == 1 else f"{n} channels"
+
+
 def _shape_text(shape: Shape) -> str:
     return " x ".join(str(d) for d in shape) if shape else "a scalar"
 
@@ -267,8 +271,8 @@ def _pool_dim(n: int, k: int, s: int, p: int, d: int, ceil: bool, axis: str) -> 
 def _infer_conv(shape: Shape, a: dict) -> ShapeInfo:
     c, h, w = shape
     if c != a["in_channels"]:
-        raise SpecError(f"in_channels is {a['in_channels']} but the input has {c} channels",
-                        "in_channels")
+        raise SpecError(f"in_channels is {a['in_channels']} but the input has "
+                        f"{_channels(c)}", "in_channels")
     k, s, d = pair(a["kernel_size"]), pair(a["stride"]), pair(a["dilation"])
     _check_padding_mode(h, w, k, d, a)
     if a["padding"] == "same":
@@ -369,8 +373,8 @@ def _same(shape: Shape, a: dict) -> ShapeInfo:
 def _needs_channels(field_name: str) -> Callable[[Shape, dict], ShapeInfo]:
     def infer(shape: Shape, a: dict) -> ShapeInfo:
         if shape[0] != a[field_name]:
-            raise SpecError(f"{field_name} is {a[field_name]} but the input has {shape[0]} "
-                            f"channels", field_name)
+            raise SpecError(f"{field_name} is {a[field_name]} but the input has "
+                            f"{_channels(shape[0])}", field_name)
         return ShapeInfo(tuple(shape), "shape unchanged")
     return infer
 
