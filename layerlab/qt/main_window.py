@@ -1310,4 +1310,6 @@ class MainWindow(QMainWindow):
             self.settings.sync()
         finally:
             self.controller.shutdown()
+            if hasattr(self.stage_panel, "shutdown"):
+                self.stage_panel.shutdown()  # cancel and join a running export
         event.accept()
