@@ -1168,7 +1168,8 @@ class MainWindow(QMainWindow):
     def _run_finished(self, summary: RunSummary) -> None:
         self.last_summary = summary
         self.stage_panel.finish_run(summary)
-        if not summary.cancelled:
+        refused = bool(summary.error) and summary.stages == 0  # e.g. the memory budget
+        if not summary.cancelled and not refused:
             for i in [i for i in self.views if i >= summary.stages]:
                 del self.views[i]
             self.run_errors = dict(self._run_errors_now)
