@@ -58,7 +58,7 @@ from ..core.imageio import (
     load_image,
 )
 from ..core.kernels import preset
-from ..core.pipeline import InputSpec, Pipeline, PipelineError, new_layer
+from ..core.pipeline import InputSpec, Pipeline, PipelineError, new_layer, nonfinite_warnings
 from ..worker import RenderOptions, RunController, RunRequest, RunSummary, StageView
 from .document import Document, Validation, in_shape_at, pipeline_title, shape_text, validate
 from .kernel_editor import KernelEditor
@@ -139,6 +139,7 @@ class MessageBanner(QFrame):
 
     def show_message(self, text: str, kind: str = "error") -> None:
         colours = {"error": ("#fdecea", "#8e1c1c", "#e57373"),
+                   "warning": ("#fff4e0", "#6d4300", "#f0b860"),
                    "info": ("#e8f1fb", "#174a7c", "#90b8e0")}
         bg, fg, border = colours.get(kind, colours["info"])
         self.setStyleSheet(f"#messageBanner {{ background: {bg}; border: 1px solid {border}; "
@@ -864,8 +865,7 @@ class MainWindow(QMainWindow):
         else:
             self.document.load(pipeline, str(Path(path).resolve()),
                                f"Open {Path(path).name}")
-        self.banner.hide()
-        self.show_status(f"Opened pipeline {Path(path).name}")
+        self._show_opened(pipeline, f"Opened pipeline {Path(path).name}")
         return True
 
     def open_example(self, path: str) -> None:
@@ -877,8 +877,20 @@ class MainWindow(QMainWindow):
             return
         self._pipeline_name = pipeline_title(path)
         self.document.load(pipeline, None, f"Open example {self._pipeline_name}")
-        self.banner.hide()
-        self.show_status(f"Opened example {self._pipeline_name}; Save As keeps your changes")
+        self._show_opened(pipeline, f"Opened example {self._pipeline_name}; Save As keeps "
+                                    f"your changes")
+
+    def _show_opened(self, pipeline: Pipeline, text: str) -> None:
+        """Say a stack was opened; NaN/inf weights and a stack that cannot run are said too."""
+        warnings = nonfinite_warnings(pipeline)
+        if warnings:
+            self.banner.show_message(f"{text}: " + "; ".join(warnings), "warning")
+        else:
+            self.banner.hide()
+        if self.validation is not None and not self.validation.ok:
+            self.show_status(f"{text}, but it cannot run: {self.validation.error}", 15000)
+        else:
+            self.show_status(text)
 
     def save_pipeline(self) -> bool:
         if not self.document.path:
