@@ -5,13 +5,15 @@ Environment hooks (used by the benchmark and by scripts):
 ``LAYERLAB_SETTINGS_DIR``
     keep settings in ``<dir>/layerlab.ini`` instead of the user's settings;
 ``LAYERLAB_EXIT_AFTER_FIRST_RESULT``
-    close the window as soon as the first run has finished (start-up timing).
+    close the window as soon as the first run has finished and print
+    ``first-result <unix time>`` (start-up timing).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QSettings, QTimer
@@ -56,7 +58,11 @@ def run_app(image: str | None = None, pipeline: str | None = None) -> int:
     configure_threads()
     window = MainWindow(make_settings())
     if os.environ.get("LAYERLAB_EXIT_AFTER_FIRST_RESULT"):
-        window.controller.runFinished.connect(lambda _s: QTimer.singleShot(0, window.close))
+        def first_result(_summary: object) -> None:
+            print(f"first-result {time.time():.6f}", flush=True)
+            QTimer.singleShot(0, window.close)
+
+        window.controller.runFinished.connect(first_result)
     window.show()
     window.start(image=image, pipeline=pipeline)
     return int(app.exec())
