@@ -23,7 +23,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 from .core import render
 from .core.engine import Engine, RunError, StageResult
 from .core.imageio import to_tensor
-from .core.pipeline import Pipeline
+from .core.pipeline import DEFAULT_MEMORY_BUDGET, Pipeline
 
 
 def configure_threads() -> int:
@@ -49,6 +49,7 @@ class RunRequest:
     device: str = "auto"
     render_only: bool = False  # re-render the last results with new options, no torch run
     generation: int = 0
+    memory_budget: int = DEFAULT_MEMORY_BUDGET  # bytes of stage outputs a run may keep
 
 
 @dataclass
@@ -115,6 +116,7 @@ class PipelineWorker(QObject):
             elif request.device != self._device_choice:
                 self.engine.set_device(request.device)
             self._device_choice = request.device
+            self.engine.memory_budget = request.memory_budget
             summary.device = str(self.engine.device)
             if request.render_only:
                 results = self._last_results

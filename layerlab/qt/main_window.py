@@ -58,7 +58,14 @@ from ..core.imageio import (
     load_image,
 )
 from ..core.kernels import preset
-from ..core.pipeline import InputSpec, Pipeline, PipelineError, new_layer, nonfinite_warnings
+from ..core.pipeline import (
+    DEFAULT_MEMORY_BUDGET,
+    InputSpec,
+    Pipeline,
+    PipelineError,
+    new_layer,
+    nonfinite_warnings,
+)
 from ..worker import RenderOptions, RunController, RunRequest, RunSummary, StageView
 from .document import Document, Validation, in_shape_at, pipeline_title, shape_text, validate
 from .kernel_editor import KernelEditor
@@ -81,6 +88,7 @@ IMAGE_FILTER = ("Images (" + " ".join(f"*{s}" for s in IMAGE_SUFFIXES) + ");;All
 PIPELINE_FILTER = "LayerLab pipelines (*.layerlab.json);;JSON files (*.json);;All files (*)"
 PREVIEW_SIZES = (512, 768, 1024, 1536, 2048)
 DEFAULT_PREVIEW = 1024
+MEMORY_BUDGETS_GB = (1, 2, 4, 8, 16)
 MAX_RECENT = 8
 
 
@@ -261,6 +269,8 @@ class MainWindow(QMainWindow):
         self.loaded: LoadedImage | None = None  # full-size image
         self.preview: LoadedImage | None = None  # what the window runs while editing
         self.preview_max = self._setting_int("prefs/preview_max", DEFAULT_PREVIEW)
+        self.memory_budget_gb = self._setting_int("prefs/memory_budget_gb",
+                                                  DEFAULT_MEMORY_BUDGET // 1024**3)
         self.device = self._initial_device()
         self.validation: Validation | None = None
         self.views: dict[int, StageView] = {}  # newest stage results, by stage index
@@ -472,6 +482,19 @@ class MainWindow(QMainWindow):
             act.triggered.connect(lambda _=False, s=size: self.set_preview_max(s))
             group.addAction(act)
             self.preview_actions[size] = act
+        self.budget_menu = v.addMenu("&Memory budget")
+        self.budget_menu.setToolTipsVisible(True)
+        budget_group = QActionGroup(self)
+        self.budget_actions: dict[int, QAction] = {}
+        for gb in MEMORY_BUDGETS_GB:
+            act = self.budget_menu.addAction(f"{gb} GB of stage outputs")
+            act.setToolTip("A stack whose stage outputs would need more is refused before it "
+                           "runs, with the estimate")
+            act.setCheckable(True)
+            act.setChecked(gb == self.memory_budget_gb)
+            act.triggered.connect(lambda _=False, g=gb: self.set_memory_budget(g))
+            budget_group.addAction(act)
+            self.budget_actions[gb] = act
         v.addSeparator()
         v.addAction(self.dock.toggleViewAction())
 
@@ -735,6 +758,13 @@ class MainWindow(QMainWindow):
             return None
         w, h = self.preview.size
         return (h, w)
+
+    def set_memory_budget(self, gb: int) -> None:
+        self.memory_budget_gb = int(gb)
+        for g, act in self.budget_actions.items():
+            act.setChecked(g == self.memory_budget_gb)
+        self.settings.setValue("prefs/memory_budget_gb", self.memory_budget_gb)
+        self.submit()
 
     def set_preview_max(self, size: int) -> None:
         self.preview_max = int(size)
@@ -1116,7 +1146,8 @@ class MainWindow(QMainWindow):
         self._submitted_key = self._run_key(image)
         self._run_context = (pipeline, image)
         request = RunRequest(pipeline, image.image, self.stage_panel.render_options(),
-                             self.device, render_only)
+                             self.device, render_only,
+                             memory_budget=self.memory_budget_gb * 1024**3)
         return self.controller.submit(request)
 
     def run_or_stop(self) -> None:
