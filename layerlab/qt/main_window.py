@@ -27,7 +27,6 @@ from PySide6.QtGui import (
     QIcon,
     QImage,
     QKeySequence,
-    QPixmap,
 )
 from PySide6.QtWidgets import (
     QComboBox,
@@ -71,11 +70,7 @@ from .document import Document, Validation, in_shape_at, pipeline_title, shape_t
 from .kernel_editor import KernelEditor
 from .layer_stack import LayerStackWidget
 from .param_form import ParamForm
-
-try:  # the feature view; a minimal stand-in keeps the window usable without it
-    from .stage_view import StagePanel
-except ImportError:  # pragma: no cover - only while the stage view is missing
-    StagePanel = None  # type: ignore[assignment,misc]
+from .stage_view import StagePanel
 
 RESOURCES = Path(__file__).resolve().parent.parent.parent / "resources"
 SAMPLES = RESOURCES / "samples"
@@ -159,100 +154,6 @@ class MessageBanner(QFrame):
         return self.label.text() if self.isVisible() else ""
 
 
-class FallbackStagePanel(QWidget):
-    """Minimal stand-in for the stage view: a stage picker and the selected stage's grid."""
-
-    stageSelected = Signal(int)
-    renderOptionsChanged = Signal(object)
-    statusMessage = Signal(str)
-
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        self._views: dict[int, StageView] = {}
-        self._stage = 0
-        self.picker = QComboBox()
-        self.picker.currentIndexChanged.connect(self._picked)
-        self.picture = QLabel()
-        self.picture.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.picture.setMinimumSize(200, 200)
-        lay = QVBoxLayout(self)
-        lay.addWidget(self.picker)
-        lay.addWidget(self.picture, 1)
-
-    def clear(self) -> None:
-        self._views.clear()
-        self.picker.clear()
-        self.picture.clear()
-
-    def begin_run(self, generation: int) -> None:
-        pass
-
-    def show_stage(self, view: StageView) -> None:
-        self._views[view.result.index] = view
-        self._sync_picker()
-        if view.result.index == self._stage:
-            self._refresh()
-
-    def finish_run(self, summary: RunSummary) -> None:
-        if not summary.cancelled:
-            for i in [i for i in self._views if i >= summary.stages]:
-                del self._views[i]
-            self._sync_picker()
-
-    def select_stage(self, index: int) -> None:
-        self._stage = index
-        self._refresh()
-
-    def current_stage(self) -> int:
-        return self._stage
-
-    def stage_view(self, index: int) -> StageView | None:
-        return self._views.get(index)
-
-    def render_options(self) -> RenderOptions:
-        return RenderOptions()
-
-    def set_render_options(self, options: RenderOptions) -> None:
-        pass
-
-    def set_context(self, pipeline: Pipeline, image: LoadedImage | None) -> None:
-        pass
-
-    def export_actions(self) -> list[QAction]:
-        return []
-
-    def _sync_picker(self) -> None:
-        self.picker.blockSignals(True)
-        self.picker.clear()
-        for i in sorted(self._views):
-            self.picker.addItem(f"{i}: {self._views[i].result.name}", i)
-        j = self.picker.findData(self._stage)
-        if j >= 0:
-            self.picker.setCurrentIndex(j)
-        self.picker.blockSignals(False)
-
-    def _picked(self, i: int) -> None:
-        if i >= 0:
-            self._stage = self.picker.itemData(i)
-            self._refresh()
-            self.stageSelected.emit(self._stage)
-
-    def _refresh(self) -> None:
-        view = self._views.get(self._stage)
-        if view is None or view.rendered is None:
-            self.picture.setText(view.result.error if view and view.result.error else "")
-            return
-        grid = np.ascontiguousarray(view.rendered.grid)
-        h, w = grid.shape[:2]
-        fmt = QImage.Format.Format_Grayscale8 if grid.ndim == 2 else QImage.Format.Format_RGB888
-        image = QImage(grid.data, w, h, grid.strides[0], fmt).copy()
-        self.picture.setPixmap(QPixmap.fromImage(image).scaled(
-            self.picture.size(), Qt.AspectRatioMode.KeepAspectRatio))
-
-
-# --- the window ------------------------------------------------------------------------------
-
-
 class MainWindow(QMainWindow):
     """The app window. ``start()`` loads the first image and stack and runs them."""
 
@@ -320,7 +221,7 @@ class MainWindow(QMainWindow):
         lay.setSpacing(4)
         self.banner = MessageBanner()
         lay.addWidget(self.banner)
-        self.stage_panel = StagePanel() if StagePanel is not None else FallbackStagePanel()
+        self.stage_panel = StagePanel()
         lay.addWidget(self.stage_panel, 1)
         self.setCentralWidget(central)
 
@@ -625,7 +526,7 @@ class MainWindow(QMainWindow):
         if isinstance(panel_state, QByteArray | bytes) and panel_state:
             self.side_splitter.restoreState(QByteArray(panel_state))
         options = self.settings.value("prefs/render")
-        if isinstance(options, str) and hasattr(self.stage_panel, "set_render_options"):
+        if isinstance(options, str):
             try:
                 norm, cmap, bins = options.split("|")
                 self.stage_panel.set_render_options(RenderOptions(norm, cmap, int(bins)))
@@ -1015,7 +916,7 @@ class MainWindow(QMainWindow):
         # person tuning the first kernel may be watching the last stage).
         if i is not None and changed and not self._syncing_selection:
             stage = self._stage_of_layer(i)
-            if stage is not None and hasattr(self.stage_panel, "select_stage"):
+            if stage is not None:
                 self.stage_panel.select_stage(stage)
 
     def _update_form_status(self) -> None:
@@ -1134,8 +1035,12 @@ class MainWindow(QMainWindow):
         image = self.loaded if full else self.preview
         if image is None:
             return None
-        if self.validation is None or not self.validation.ok:
-            err = self.validation.error if self.validation else "no pipeline"
+        validation = self.validation
+        if full:  # the full image's shapes decide, not the preview's (a 20000 x 20 strip)
+            w, h = image.size
+            validation = validate(self.document.pipeline, (h, w))
+        if validation is None or not validation.ok:
+            err = validation.error if validation else "no pipeline"
             self.progress_label.setText("⚠ not run")
             self.progress_label.setToolTip(f"{err}\nThe pictures are from the last stack "
                                            f"that ran.")
@@ -1354,6 +1259,5 @@ class MainWindow(QMainWindow):
             self.settings.sync()
         finally:
             self.controller.shutdown()
-            if hasattr(self.stage_panel, "shutdown"):
-                self.stage_panel.shutdown()  # cancel and join a running export
+            self.stage_panel.shutdown()  # cancel and join a running export
         event.accept()
