@@ -377,19 +377,6 @@ def test_help_dialogs_do_not_block(main_window, qtbot):
     w.about_box.close()
 
 
-def test_window_works_with_the_minimal_feature_view(monkeypatch, make_window, settings):
-    from layerlab.qt import main_window as mw
-
-    monkeypatch.setattr(mw, "StagePanel", None)
-    w = make_window(settings)
-    assert isinstance(w.stage_panel, mw.FallbackStagePanel)
-    assert sorted(w.views) == [0, 1, 2, 3]
-    assert w.stage_panel.picker.count() == 4
-    w.stage_panel.picker.setCurrentIndex(3)
-    assert w.current_layer() == 2
-    assert not w.stage_panel.picture.pixmap().isNull()
-
-
 def test_render_options_rerender_without_running_torch(main_window, qtbot, monkeypatch):
     w = main_window
     requests = []
