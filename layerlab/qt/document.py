@@ -254,6 +254,9 @@ def adapt_in_channels(layer: LayerSpec, channels: int) -> tuple[LayerSpec, str]:
 # --- the document ----------------------------------------------------------------------------
 
 
+_CONTROL = dict.fromkeys(range(32))
+
+
 def pipeline_title(path: str | None) -> str:
     if not path:
         return "untitled"
@@ -375,7 +378,9 @@ class Document(QObject):
                   f"{verb} {layer.display_name(index)}", select=index)
 
     def rename_layer(self, index: int, name: str) -> None:
-        name = " ".join(name.split())[:64]
+        # Tabs and newlines become spaces; other control characters (a pasted NUL) are
+        # dropped: a pipeline file refuses them, so a saved stack would not open again.
+        name = " ".join(name.split()).translate(_CONTROL)[:64]
         layer = self.pipeline.layers[index]
         self.edit(self.pipeline.replace_layer(index, replace(layer, name=name)),
                   f"Rename to {name or layer.type.lower()}", select=index)
