@@ -556,38 +556,50 @@ class MainWindow(QMainWindow):
     def start(self, image: str | None = None, pipeline: str | None = None) -> None:
         """Open the given files, else what the last session had, else the sample and the
         default stack; then run."""
+        errors: list[str] = []  # shown at the end: opening the fallback image hides the banner
         opened_pipeline = False
         if pipeline:
             opened_pipeline = self.open_pipeline_path(pipeline, reset_history=True)
+            if not opened_pipeline:
+                errors.append(self.banner.text())
         if not opened_pipeline:
-            self._restore_pipeline()
+            restore_error = self._restore_pipeline()
+            if restore_error:
+                errors.append(restore_error)
         opened_image = False
         if image:
             opened_image = self.open_image_path(image)
+            if not opened_image:
+                errors.append(self.banner.text())
         if not opened_image:
             last = str(self.settings.value("session/image", "") or "")
             if not (image is None and last and Path(last).is_file()
                     and self.open_image_path(last, quiet=True)):
                 self.open_image_path(str(DEFAULT_SAMPLE), quiet=True)
+        if errors:
+            self.show_error("\n".join(errors))
         self._update_title()
 
-    def _restore_pipeline(self) -> None:
+    def _restore_pipeline(self) -> str | None:
+        """The last session's stack, else the default one; returns why the former failed."""
+        error = None
         text = self.settings.value("session/pipeline")
         if isinstance(text, str) and text:
             try:
                 pipeline = Pipeline.from_json(text, source="last session")
             except PipelineError as e:
-                self.show_status(f"The last session's stack could not be restored: {e}")
+                error = f"The last session's stack could not be restored: {e}"
             else:
                 path = str(self.settings.value("session/pipeline_path", "") or "") or None
                 self._pipeline_name = str(self.settings.value("session/pipeline_name", "")
                                           or pipeline_title(path))
                 modified = self.settings.value("session/modified", False, type=bool)
                 self.document.reset(pipeline, path, modified=bool(modified))
-                return
+                return None
         pipeline, name = default_pipeline()
         self._pipeline_name = name
         self.document.reset(pipeline, None)
+        return error
 
     # ------------------------------------------------------------------ images
     def open_image_dialog(self) -> None:
