@@ -249,6 +249,10 @@ class Pipeline:
                                 source=source) from None
         except RecursionError:
             raise PipelineError("JSON nested too deeply", source=source) from None
+        except ValueError as e:  # Python refuses integers of more than 4300 digits
+            m = re.search(r"value has (\d+) digits", str(e))
+            what = f"a {m.group(1)}-digit integer" if m else "a number that cannot be read"
+            raise PipelineError(f"not valid JSON ({what})", source=source) from None
         return _parse(data, source)
 
     @classmethod
