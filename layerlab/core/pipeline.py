@@ -243,7 +243,10 @@ class Pipeline:
     @classmethod
     def from_json(cls, text: str, *, source: str | None = None) -> Pipeline:
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_unique_keys)
+        except _DuplicateKey as e:
+            raise PipelineError(f"the key {e.args[0]!r} appears twice in one object; which "
+                                f"value is meant is unclear", source=source) from None
         except json.JSONDecodeError as e:
             raise PipelineError(f"not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})",
                                 source=source) from None
@@ -280,6 +283,22 @@ class Pipeline:
             raise PipelineError(f"not UTF-8 text (bad byte at offset {e.start})",
                                 source=src) from None
         return cls.from_json(text, source=src)
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads`` keeps the last of repeated keys silently; a pipeline file may not."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return obj
 
 
 def new_layer(type_name: str, in_shape: Shape | None = None, **args: Any) -> LayerSpec:
