@@ -194,7 +194,7 @@ def deliberate_policy(type_name: str, args: dict, shape: Shape, err: SpecError) 
     # 3. Norm layers whose channel count does not match the input are rejected even where torch
     #    does not look at it (no affine weight, no running statistics: it only warns or
     #    silently normalises the input's own channels).
-    if err.field in ("num_features", "num_channels") and "channels" in msg:
+    if err.field in ("num_features", "num_channels") and "channel" in msg:
         return "norm layer channel count must match the input"
     return None
 
