@@ -481,3 +481,102 @@ def test_render_stage_on_gpu_matches_cpu(features):
 
 def test_module_exports():
     assert set(render.__all__) <= set(dir(render))
+
+
+# --------------------------------------------------------------------------- memory layouts
+
+
+def _channel_hists(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Per-channel np.histogram with the stage's edges in the data's precision."""
+    e = edges.astype(x.dtype)
+    return np.stack([np.histogram(ch.reshape(-1), bins=e)[0] for ch in x])
+
+
+def _layouts(t: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The same (1, C, H, W) values as contiguous, channels_last and a permuted view."""
+    return {
+        "contiguous": t.contiguous(),
+        "channels_last": t.contiguous(memory_format=torch.channels_last),
+        "other": t.transpose(2, 3).contiguous().transpose(2, 3),
+    }
+
+
+@pytest.mark.parametrize("mode", NORMALIZE_MODES)
+def test_render_stage_is_the_same_in_every_memory_layout(features, signed, mode):
+    g = torch.Generator().manual_seed(3)
+    odd = torch.randn(1, 2, 7, 9, generator=g)  # too narrow to reduce in channels_last order
+    three = torch.rand(1, 3, 40, 24, generator=g)
+    for t in (features, signed, odd, three, signed.double(), three.double()):
+        want = None
+        for name, v in _layouts(t).items():
+            r = render_stage(v, mode, "magma")
+            x = t[0].numpy()
+            assert np.array_equal(r.channels_u8, to_uint8(t, mode)), name
+            assert r.channels_u8.flags.c_contiguous
+            counts, edges = np.histogram(x[np.isfinite(x)], bins=64)
+            assert np.array_equal(r.hist_edges, edges) and np.array_equal(r.hist_counts, counts)
+            assert np.array_equal(r.channel_hist, _channel_hists(x, edges)), name
+            s = stats(v)
+            assert r.stats == s
+            assert s["min"] == v.min().item() and s["max"] == v.max().item()
+            assert s["mean"] == v.mean().item() and s["std"] == v.std().item()
+            cs = r.channel_stats
+            flat = x.reshape(len(x), -1).astype(np.float64)
+            assert np.array_equal(cs["min"], flat.min(1)) and np.array_equal(cs["max"], flat.max(1))
+            assert np.array_equal(cs["zero_fraction"], (flat == 0).mean(1))
+            np.testing.assert_allclose(cs["mean"], flat.mean(1), rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(cs["std"], flat.std(1, ddof=1), rtol=1e-5, atol=1e-6)
+            if want is None:
+                want = r
+            assert np.array_equal(r.levels, want.levels)
+            assert np.array_equal(r.grid, want.grid)
+            assert np.array_equal(r.grid, apply_colormap(r.grid_u8, "magma"))
+
+
+@pytest.mark.parametrize("bins", [1, 7, 64, 100, 256])
+def test_render_stage_histograms_exact_near_edges(bins):
+    rng = np.random.default_rng(7)
+    # many values on and one float away from edges; exact zeros and extremes repeated
+    a = np.round(rng.uniform(0, 10, (6, 32, 48)), 1).astype(F32)
+    edges = np.histogram_bin_edges(a, bins=bins)
+    e32 = edges.astype(F32)
+    a[0, :4].flat[: 4 * 48] = np.resize(np.nextafter(e32, F32(-1)), 4 * 48)
+    a[1, :4].flat[: 4 * 48] = np.resize(np.nextafter(e32, F32(11)), 4 * 48)
+    a[2, :4].flat[: 4 * 48] = np.resize(e32, 4 * 48)
+    a[3] = np.clip(a[3], 2.0, 8.0)  # saturated at both ends
+    a[4, ::2] = 0.0
+    a = np.clip(a, 0.0, 10.0)
+    t = torch.from_numpy(a)[None]
+    for name, v in _layouts(t).items():
+        r = render_stage(v, "stage", bins=bins)
+        counts, edges = np.histogram(a, bins=bins)
+        assert np.array_equal(r.hist_edges, edges), name
+        assert np.array_equal(r.hist_counts, counts), name
+        assert np.array_equal(r.channel_hist, _channel_hists(a, edges)), name
+        zf = (a.reshape(6, -1) == 0).mean(1)
+        assert np.array_equal(r.channel_stats["zero_fraction"], zf), name
+
+
+def test_render_stage_grid_is_made_once_on_demand(features):
+    r = render_stage(features, "channel", "viridis")
+    assert "grid" not in vars(r)
+    first = r.grid
+    assert r.grid is first and np.array_equal(first, apply_colormap(r.grid_u8, "viridis"))
+    gray = render_stage(features, "channel", "gray")
+    assert gray.grid is gray.grid_u8
+
+
+# numpy itself warns computing float32 edges across +-3e38 (the histogram is numpy's too)
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_render_stage_awkward_ranges_match_the_parts():
+    collapsed = torch.tensor([1e6, 1e6 + 0.0625, 1e6 + 0.125])  # float32 edges collapse
+    huge = torch.tensor([[[-3e38, 0.0, 3e38]]])  # hi - lo overflows float32
+    tiny = torch.tensor([[[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]])  # constant stage
+    for t in (collapsed, huge, tiny):
+        r = render_stage(t, "channel")
+        assert np.array_equal(r.channels_u8, to_uint8(t, "channel"))
+        counts, edges = histogram(t, bins=64)
+        assert np.array_equal(r.hist_counts, counts) and np.array_equal(r.hist_edges, edges)
+        assert r.stats == stats(t)
+    assert render_stage(huge).channels_u8[0, 0].tolist() == [0, 128, 255]

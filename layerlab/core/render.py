@@ -27,7 +27,9 @@ as 0, +inf as 255 and -inf as 0; levels only ever come from finite values.
 
 from __future__ import annotations
 
+import functools
 import math
+import threading
 from dataclasses import dataclass
 from typing import Literal
 
@@ -477,14 +479,19 @@ def stats(tensor: torch.Tensor) -> dict[str, float | int]:
     """min, max, mean, std, zero_fraction (python floats), nan_count, inf_count (ints).
 
     min/max/mean/std are over the finite values; for an all-finite tensor they are exactly
-    ``t.min()``, ``t.max()``, ``t.mean()`` and ``t.std()`` (unbiased, correction 1). std of
-    fewer than two values is 0.0; a tensor with no finite value gives NaN for the other three.
+    ``t.min()``, ``t.max()``, ``t.mean()`` and ``t.std()`` (unbiased, correction 1), whatever
+    the memory layout (reduced in memory order, as torch does). std of fewer than two values
+    is 0.0; a tensor with no finite value gives NaN for the other three.
     """
-    x = _work(torch.as_tensor(tensor)).reshape(1, -1)
+    x = _work(torch.as_tensor(tensor))
     if x.numel() == 0:
         return {"min": math.nan, "max": math.nan, "mean": math.nan, "std": 0.0,
                 "zero_fraction": 0.0, "nan_count": 0, "inf_count": 0}  # fmt: skip
-    lo, hi, finite = _finite_minmax(x)
+    lo, hi = x.amin().reshape(1), x.amax().reshape(1)
+    finite = bool(torch.isfinite(lo).all() & torch.isfinite(hi).all())
+    if not finite:
+        x = x.reshape(1, -1)
+        lo, hi, finite = _finite_minmax(x)
     return _stats_dict(_stage_stats(x, lo, hi, finite).cpu().numpy(), x.numel())
 
 
@@ -496,15 +503,14 @@ class RenderedStage:
     """Everything the feature view, histogram view and exporter show for one stage.
 
     ``channels_u8`` and ``grid_u8`` hold normalised values (0..255) before any colormap;
-    ``grid`` is the mosaic as shown: ``grid_u8`` itself for the gray colormap, else
-    (H', W', 3) through the colormap (gutters take the colour of the pad value).
+    ``grid`` (made on first use) is the mosaic as shown: ``grid_u8`` itself for the gray
+    colormap, else (H', W', 3) through the colormap (gutters take the colour of the pad value).
     """
 
     shape: tuple[int, ...]  # the tensor's shape as given
     mode: str
     colormap: str
     channels_u8: np.ndarray  # (C, H, W) uint8
-    grid: np.ndarray  # (H', W') or (H', W', 3) uint8: the mosaic as shown
     grid_u8: np.ndarray  # (H', W') uint8 mosaic of channels_u8
     grid_origins: list[tuple[int, int]]  # top-left (y, x) of each channel's tile
     grid_ncols: int
@@ -524,6 +530,17 @@ class RenderedStage:
     @property
     def tile_size(self) -> tuple[int, int]:
         return int(self.channels_u8.shape[1]), int(self.channels_u8.shape[2])
+
+    @functools.cached_property
+    def grid(self) -> np.ndarray:
+        """(H', W') or (H', W', 3) uint8: the mosaic as shown, made on first use.
+
+        The window shows ``grid_u8`` through ``lut``; the RGB mosaic costs as much as the rest
+        of a render, so only callers that want it pay for it.
+        """
+        if self.colormap == "gray":
+            return self.grid_u8
+        return apply_colormap(self.grid_u8, self.colormap)
 
     @property
     def lut(self) -> np.ndarray:
@@ -556,37 +573,19 @@ def render_stage(
     """
     _check_mode(mode)
     colormap_lut(colormap)  # fail on a bad name before any work
+    if bins < 1:
+        raise ValueError(f"bins must be at least 1, not {bins}")
     src = torch.as_tensor(tensor)
     shape = tuple(int(s) for s in src.shape)
     is_vector = src.ndim in (1, 2)
-    # Per-channel reductions want each channel contiguous; engine outputs are channels_last.
-    x = _as_chw(src).contiguous()
+    x = _as_chw(src)
     c, h, w = x.shape
-    flat = x.reshape(c, -1)
+    parts = _render_cpu(x, mode, bins) if x.device.type == "cpu" else None
+    if parts is None:
+        parts = _render_any(x, mode, bins)
+    lv, channels_u8, edges, ch_hist_np, st_row, ch_rows = parts
 
-    ch_lo, ch_hi, finite = _finite_minmax(flat)
-    lo, hi = _levels_t(x, mode, ch_lo, ch_hi)
-    u8 = _map_u8(x, lo, hi, mode, finite)
-
-    if x.numel():
-        lo_v, hi_v = ch_lo.min(), ch_hi.max()
-        pair = torch.stack([lo_v, hi_v]).cpu()
-        edges = _bin_edges(pair[0].item(), pair[1].item(), bins, None,
-                           np.float64 if x.dtype == torch.float64 else np.float32)  # fmt: skip
-    else:
-        edges = np.linspace(0.0, 1.0, bins + 1)
-    ch_hist = _histogram_rows(flat, edges, all_in=finite)
-    ch_st = _channel_stats(flat, ch_lo, ch_hi, finite)
-    st = _stage_stats(x, ch_lo, ch_hi, finite, zeros=ch_st[4].sum() if flat.shape[1] else None)
-
-    # One transfer for all small results, one for the images.
-    lv_t = torch.stack([lo, hi], 1).reshape(-1).to(torch.float64)
-    small = torch.cat([lv_t, st, ch_st.reshape(-1)]).cpu().numpy()
-    channels_u8 = u8.cpu().numpy()
-    ch_hist_np = ch_hist.cpu().numpy().astype(np.int64, copy=False)
-    lv = small[: 2 * c].reshape(c, 2)
-    stage_stats = _stats_dict(small[2 * c : 2 * c + 7], x.numel())
-    ch_rows = small[2 * c + 7 :].reshape(7, c)
+    stage_stats = _stats_dict(st_row, x.numel())
     channel_stats = {k: ch_rows[i].copy() for i, k in enumerate(_STAT_KEYS)}
     channel_stats["zero_fraction"] = ch_rows[4] / max(h * w, 1)
     for k in ("nan_count", "inf_count"):
@@ -594,14 +593,12 @@ def render_stage(
 
     _, cols = _grid_dims(c, ncols)
     grid_u8 = make_grid(channels_u8, cols, padding, pad_value)
-    grid = grid_u8 if colormap == "gray" else apply_colormap(grid_u8, colormap)
     vector = x.reshape(-1).to(torch.float32).cpu().numpy() if is_vector else None
     return RenderedStage(
         shape=shape,
         mode=mode,
         colormap=colormap,
         channels_u8=channels_u8,
-        grid=grid,
         grid_u8=grid_u8,
         grid_origins=grid_layout(c, h, w, cols, padding),
         grid_ncols=cols,
@@ -614,3 +611,233 @@ def render_stage(
         channel_stats=channel_stats,
         vector=vector,
     )
+
+
+_Parts = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _render_any(x: torch.Tensor, mode: str, bins: int) -> _Parts:
+    """render_stage's numbers on any device and for any data (NaN, inf, empty).
+
+    Returns levels (C, 2), uint8 channels (C, H, W), edges, per-channel counts (C, bins)
+    int64, stage stats row (7,) and channel stats rows (7, C), all numpy.
+    """
+    c, h, w = x.shape
+    # Per-channel reductions want each channel contiguous; engine outputs are channels_last.
+    xc = x.contiguous()
+    flat = xc.reshape(c, -1)
+
+    ch_lo, ch_hi, finite = _finite_minmax(flat)
+    lo, hi = _levels_t(xc, mode, ch_lo, ch_hi)
+    u8 = _map_u8(xc, lo, hi, mode, finite)
+
+    if x.numel():
+        lo_v, hi_v = ch_lo.min(), ch_hi.max()
+        pair = torch.stack([lo_v, hi_v]).cpu()
+        edges = _bin_edges(pair[0].item(), pair[1].item(), bins, None,
+                           np.float64 if x.dtype == torch.float64 else np.float32)  # fmt: skip
+    else:
+        edges = np.linspace(0.0, 1.0, bins + 1)
+    ch_hist = _histogram_rows(flat, edges, all_in=finite)
+    ch_st = _channel_stats(flat, ch_lo, ch_hi, finite)
+    # Stage mean and std over the tensor as laid out, like stats() and torch itself.
+    st = _stage_stats(x, ch_lo, ch_hi, finite, zeros=ch_st[4].sum() if flat.shape[1] else None)
+
+    # One transfer for all small results, one for the images.
+    lv_t = torch.stack([lo, hi], 1).reshape(-1).to(torch.float64)
+    small = torch.cat([lv_t, st, ch_st.reshape(-1)]).cpu().numpy()
+    ch_hist_np = ch_hist.cpu().numpy().astype(np.int64, copy=False)
+    lv = small[: 2 * c].reshape(c, 2)
+    return (
+        lv,
+        u8.cpu().numpy(),
+        edges,
+        ch_hist_np,
+        small[2 * c : 2 * c + 7],
+        small[2 * c + 7 :].reshape(7, c),
+    )
+
+
+# ---- the CPU path
+#
+# The data is handled as one contiguous 2-D matrix in memory order, so nothing is transposed
+# in float: either "rows" (contiguous (C, H, W): channel c is row c) or "cols" (channels_last:
+# memory is (H, W, C), viewed as (H*W/g, g*C) so rows are long; column j is channel j % C).
+# Float arithmetic runs in torch, casts and comparisons in numpy (both far faster there on
+# CPU), and the arithmetic is the same step by step as in _render_any, so are the results.
+# Large temporaries are per-thread scratch buffers reused between calls: fresh multi-megabyte
+# allocations cost a page fault per 4 KiB page every time.
+
+_COLS_MIN_WIDTH = 64  # narrower channels_last matrices reduce slowly: copy to rows instead
+_SCRATCH = threading.local()
+_SCRATCH_LIMIT = 16 << 20  # bytes; larger temporaries are allocated and freed each time
+
+
+def _scratch(name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised CPU tensor that this thread reuses; never part of a result."""
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > _SCRATCH_LIMIT:
+        return torch.empty(shape, dtype=dtype)
+    bufs = _SCRATCH.__dict__.setdefault("bufs", {})
+    buf = bufs.get(name)
+    if buf is None or buf.numel() < nbytes:
+        buf = bufs[name] = torch.empty(max(nbytes, 64), dtype=torch.uint8)
+    return buf[:nbytes].view(dtype).view(shape)
+
+
+class _Matrix:
+    def __init__(self, x: torch.Tensor):
+        c, h, w = x.shape
+        n = h * w
+        self.c, self.n = c, n
+        hwc = x.permute(1, 2, 0)
+        self.rows, self.g = True, 1
+        if x.is_contiguous():
+            self.t = x.reshape(c, n)
+        elif hwc.is_contiguous() and c >= 2:
+            g = 1
+            while g * c < 256 and n % (2 * g) == 0:
+                g *= 2
+            if g * c >= _COLS_MIN_WIDTH:
+                self.rows, self.g = False, g
+                self.t = hwc.reshape(n // g, g * c)
+        if self.rows and not x.is_contiguous():
+            self.t = _scratch("copy", (c, h, w), x.dtype).copy_(x).view(c, n)
+        self.a = self.t.numpy()
+
+    def per_channel(self, v: torch.Tensor) -> torch.Tensor:
+        """(C,) values broadcast against the matrix."""
+        return v[:, None] if self.rows else v.repeat(self.g)
+
+    def reduce(self, m: torch.Tensor, op: str, **kw) -> torch.Tensor:
+        """Per-channel amin/amax/sum of a matrix laid out like this one."""
+        if self.rows:
+            return getattr(m, op)(dim=1, **kw)
+        return getattr(getattr(m, op)(dim=0, **kw).reshape(self.g, self.c), op)(dim=0)
+
+    def u8_chw(self, y: np.ndarray) -> np.ndarray:
+        """Values in [0, 256) laid out like the matrix -> new (C, n) uint8, truncated."""
+        if self.rows:
+            return y.astype(np.uint8)
+        u8 = _scratch("u8", y.shape, torch.uint8).numpy()
+        np.copyto(u8, y, casting="unsafe")
+        return np.ascontiguousarray(u8.reshape(self.n, self.c).T)
+
+
+def _render_cpu(x: torch.Tensor, mode: str, bins: int) -> _Parts | None:
+    """render_stage's numbers for finite float data on the CPU; None where _render_any must."""
+    c, h, w = x.shape
+    if x.numel() == 0:
+        return None
+    mat = _Matrix(x)
+    t, a = mat.t, mat.a
+    ch_lo, ch_hi = mat.reduce(t, "amin"), mat.reduce(t, "amax")
+    if not bool(torch.isfinite(ch_lo).all() & torch.isfinite(ch_hi).all()):
+        return None  # NaN and inf propagate through amin/amax
+    lo, hi = _levels_t(x, mode, ch_lo, ch_hi)
+    work = _scratch("work", tuple(t.shape), t.dtype)
+    wa = work.numpy()
+
+    # uint8 images, per the module docstring's formula
+    if mode == "fixed":
+        torch.clamp(t, 0.0, 1.0, out=work).mul_(255)
+    else:
+        span = hi - lo
+        if not bool(torch.isfinite(span).all()):
+            return None  # needs float64
+        span = torch.where(span == 0, 1.0, span)
+        # x >= lo, so the result lies in [0.5, 255.5): the cast truncates, i.e. floors.
+        torch.sub(t, mat.per_channel(lo), out=work).div_(mat.per_channel(span))
+        work.mul_(255).add_(0.5)
+    u8 = mat.u8_chw(wa).reshape(c, h, w)
+
+    # histograms with the stage's edges
+    dtype = np.float64 if x.dtype == torch.float64 else np.float32
+    lo_v, hi_v = float(ch_lo.min()), float(ch_hi.max())
+    edges = _bin_edges(lo_v, hi_v, bins, None, dtype)
+    counts = _hist_cpu(mat, work, edges)
+    if counts is None:
+        counts = _histogram_rows(mat.t if mat.rows else x.reshape(c, -1), edges, all_in=True)
+        counts = counts.numpy()
+
+    # statistics
+    n = mat.n
+    zeros_at = _scratch("bool", a.shape, torch.bool).numpy()
+    np.equal(a, 0, out=zeros_at)
+    if mat.rows:
+        zeros = torch.tensor([np.count_nonzero(r) for r in zeros_at], dtype=torch.int64)
+    else:
+        # Column sums of the 0/1 bytes, 255 rows at a time so uint8 sums cannot overflow.
+        ones = zeros_at.view(np.uint8)
+        col = np.zeros(ones.shape[1], np.int64)
+        for r in range(0, ones.shape[0], 255):
+            col += np.add.reduce(ones[r : r + 255], axis=0, dtype=np.uint8)
+        zeros = torch.from_numpy(col.reshape(mat.g, c).sum(axis=0))
+    mean = mat.reduce(t, "sum").div_(n)
+    if n > 1:
+        torch.sub(t, mat.per_channel(mean), out=work).square_()
+        std = mat.reduce(work, "sum").div_(n - 1).sqrt_()
+    else:
+        std = torch.zeros_like(mean)
+    none = torch.zeros(c, dtype=torch.int64)
+    parts = (ch_lo, ch_hi, mean, std, zeros, none, none)
+    ch_rows = torch.stack([p.to(torch.float64) for p in parts])
+    st = _stage_stats(x, ch_lo, ch_hi, True, zeros=zeros.sum())
+    lv = torch.stack([lo, hi], 1).to(torch.float64).numpy()
+    return lv, u8, edges, counts.astype(np.int64, copy=False), st.numpy(), ch_rows.numpy()
+
+
+def _hist_cpu(mat: _Matrix, work: torch.Tensor, edges: np.ndarray) -> np.ndarray | None:
+    """(C, bins) counts of finite data inside [edges[0], edges[-1]] (as _histogram_rows)."""
+    bins = len(edges) - 1
+    if edges.dtype != mat.a.dtype:
+        return None
+    first, last = float(edges[0]), float(edges[-1])
+    scale = bins / (last - first)
+    eps = float(np.finfo(edges.dtype).eps)
+    spacing = float(np.spacing(np.array(max(abs(first), abs(last)), edges.dtype)))
+    tol = 8.0 * (bins * eps + spacing * scale)
+    if tol >= 0.1:
+        return None
+    wa = work.numpy()
+    # t = (x - first) * scale lies within tol of the position between the real edges. Values
+    # within tol of the outer edges certainly lie in the end bins: clamped clear of them, only
+    # values within tol of an inner edge k have frac(t + tol) < 2 tol (and k = trunc(t + tol));
+    # every other value lies in bin trunc(t + tol). The near ones get an exact search.
+    torch.sub(mat.t, first, out=work).mul_(scale)
+    work.clamp_(tol, bins - 0.5 - tol).add_(tol)
+    idx_t = _scratch("idx", tuple(work.shape), torch.int32)
+    idx = idx_t.numpy()
+    np.copyto(idx, wa, casting="unsafe")
+    near = np.less(
+        work.frac_().numpy(), 2 * tol, out=_scratch("bool", wa.shape, torch.bool).numpy()
+    )
+    # Count into a block of bins+1 slots per channel and lane (a few lanes, so consecutive
+    # values rarely hit the same counter: bincount is bound by that dependency).
+    slots = bins + 1
+    lanes = 1
+    if mat.rows:
+        while lanes < 4 and mat.n % (2 * lanes) == 0:
+            lanes *= 2
+        base = torch.arange(mat.c * lanes, dtype=torch.int32).mul_(slots).reshape(mat.c, 1, lanes)
+        idx_t.view(mat.c, -1, lanes).add_(base)
+    else:
+        while lanes < 4 and mat.g % (2 * lanes) == 0:
+            lanes *= 2
+        base = torch.arange(mat.a.shape[1], dtype=torch.int32) % (mat.c * lanes) * slots
+        idx_t.add_(base)
+    total = mat.c * lanes
+    counts = torch.bincount(idx_t.view(-1), minlength=total * slots).numpy()
+    pos = np.flatnonzero(near)
+    if len(pos):
+        xs = mat.a.reshape(-1)[pos]
+        exact = np.searchsorted(edges, xs, side="right") - 1
+        np.clip(exact, 0, bins - 1, out=exact)
+        guess = idx.reshape(-1)[pos]  # slot * (bins + 1) + bin
+        counts = counts - np.bincount(guess, minlength=total * slots)
+        counts += np.bincount(guess - guess % slots + exact, minlength=total * slots)
+    if mat.rows:
+        counts = counts.reshape(mat.c, lanes, slots).sum(axis=1)
+    else:
+        counts = counts.reshape(lanes, mat.c, slots).sum(axis=0)
+    return counts[:, :bins]
