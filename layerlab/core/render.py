@@ -812,20 +812,18 @@ def _hist_cpu(mat: _Matrix, work: torch.Tensor, edges: np.ndarray) -> np.ndarray
     near = np.less(
         work.frac_().numpy(), 2 * tol, out=_scratch("bool", wa.shape, torch.bool).numpy()
     )
-    # Count into a block of bins+1 slots per channel and lane (a few lanes, so consecutive
-    # values rarely hit the same counter: bincount is bound by that dependency).
+    # Count into a block of bins+1 slots per channel. channels_last data interleaves the
+    # channels, and a few lanes of columns per channel keep consecutive values off the same
+    # counter (bincount is bound by that dependency); rows just add their channel's offset.
     slots = bins + 1
     lanes = 1
     if mat.rows:
-        while lanes < 4 and mat.n % (2 * lanes) == 0:
-            lanes *= 2
-        base = torch.arange(mat.c * lanes, dtype=torch.int32).mul_(slots).reshape(mat.c, 1, lanes)
-        idx_t.view(mat.c, -1, lanes).add_(base)
+        if mat.c > 1:
+            idx_t.add_(torch.arange(0, mat.c * slots, slots, dtype=torch.int32)[:, None])
     else:
         while lanes < 4 and mat.g % (2 * lanes) == 0:
             lanes *= 2
-        base = torch.arange(mat.a.shape[1], dtype=torch.int32) % (mat.c * lanes) * slots
-        idx_t.add_(base)
+        idx_t.add_(torch.arange(mat.a.shape[1], dtype=torch.int32) % (mat.c * lanes) * slots)
     total = mat.c * lanes
     counts = torch.bincount(idx_t.view(-1), minlength=total * slots).numpy()
     pos = np.flatnonzero(near)
@@ -836,8 +834,4 @@ def _hist_cpu(mat: _Matrix, work: torch.Tensor, edges: np.ndarray) -> np.ndarray
         guess = idx.reshape(-1)[pos]  # slot * (bins + 1) + bin
         counts = counts - np.bincount(guess, minlength=total * slots)
         counts += np.bincount(guess - guess % slots + exact, minlength=total * slots)
-    if mat.rows:
-        counts = counts.reshape(mat.c, lanes, slots).sum(axis=1)
-    else:
-        counts = counts.reshape(lanes, mat.c, slots).sum(axis=0)
-    return counts[:, :bins]
+    return counts.reshape(lanes, mat.c, slots).sum(axis=0)[:, :bins]
