@@ -193,6 +193,14 @@ class Soak:
     def wait(self) -> None:
         self.wait_idle(10.0)
 
+    def spin(self, seconds: float) -> None:
+        """Run the event loop for a while (timers fire, deferred deletes happen)."""
+        from PySide6.QtCore import QEventLoop, QTimer
+
+        loop = QEventLoop()
+        QTimer.singleShot(int(seconds * 1000), loop.quit)
+        loop.exec()
+
     def wait_idle(self, timeout: float) -> bool:
         end = time.monotonic() + timeout
         while self.w.controller.busy and time.monotonic() < end:
@@ -216,11 +224,19 @@ class Soak:
         from ..core.imageio import to_tensor
 
         w = self.w
-        if not self.wait_idle(60.0):
-            return "the last run did not finish within 60 s"
+        for _ in range(100):  # until edits still on their way (editor timers) have landed
+            if not self.wait_idle(60.0):
+                return "the last run did not finish within 60 s"
+            generation = w.controller.generation
+            self.spin(0.2)
+            if not w.controller.busy and w.controller.generation == generation:
+                break
         w.run_or_stop()  # a fresh run of the current stack, so the comparison is current
         if not self.wait_idle(60.0):
             return "the last run did not finish within 60 s"
+        stale = [i for i, v in w.views.items() if v.generation != w.controller.generation]
+        if stale:
+            return f"stages {stale} are not from the last run"
         if w.validation is None or not w.validation.ok:
             return f"the final stack does not run ({w.validation.error if w.validation else ''})"
         x = to_tensor(w.preview.image, w.document.pipeline.input.mode)
@@ -233,9 +249,16 @@ class Soak:
                 if r.error != view.result.error:
                     return f"stage {r.index}: error {view.result.error!r} != {r.error!r}"
                 continue
-            if view.values is None or not np.allclose(view.values, r.output[0].cpu().numpy(),
-                                                      rtol=0, atol=1e-5, equal_nan=True):
-                return f"stage {r.index} differs from a fresh engine"
+            want = r.output[0].cpu().numpy()
+            if view.values is None or view.values.shape != want.shape:
+                return f"stage {r.index} ({r.name}) is missing or has another shape"
+            if not np.allclose(view.values, want, rtol=1e-5, atol=1e-5, equal_nan=True):
+                both = np.isfinite(view.values) & np.isfinite(want)
+                diff = float(np.abs(view.values - want)[both].max(initial=0))
+                nan = int((np.isnan(view.values) != np.isnan(want)).sum())
+                return (f"stage {r.index} ({r.name}) differs from a fresh engine by up to "
+                        f"{diff:.3g} (values up to {float(np.abs(want[both]).max(initial=0)):.3g}"
+                        f"; {nan} NaN mismatches)")
         return "ok"
 
 
@@ -256,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
                                                  "memory and thread counts sampled.")
     parser.add_argument("--minutes", type=float, default=30.0, help="how long (default 30)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--edits", type=int, default=None,
+                        help="stop after this many edits (with --seed: a repeatable sequence)")
     parser.add_argument("--interval", type=float, default=10.0,
                         help="seconds between samples (default 10)")
     parser.add_argument("--show", action="store_true",
@@ -266,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.show:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
 
-    from PySide6.QtCore import QtMsgType, qInstallMessageHandler
+    from PySide6.QtCore import QEventLoop, QTimer, QtMsgType, qInstallMessageHandler
 
     from ..worker import RunController, configure_threads
     from .app import ensure_app, make_settings
@@ -286,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         hook_errors.append(f"{kind.__name__}: {value}")
         previous_hook(kind, value, tb)
 
-    qInstallMessageHandler(on_message)
+    previous_handler = qInstallMessageHandler(on_message)
     sys.excepthook = on_exception
     app = ensure_app()
     configure_threads()
@@ -316,14 +341,29 @@ def main(argv: list[str] | None = None) -> int:
     samples = [soak.sample(t0)]
     show(samples[0])
     deadline = t0 + args.minutes * 60
-    next_sample = t0 + args.interval
-    while time.monotonic() < deadline:
+    next_sample = [t0 + args.interval]
+
+    def tick() -> None:
+        now = time.monotonic()
+        if now >= deadline or (args.edits is not None and soak.edits >= args.edits):
+            timer.stop()
+            loop.quit()
+            return
         soak.step()
-        app.processEvents()
-        if time.monotonic() >= next_sample:
+        if now >= next_sample[0]:
             samples.append(soak.sample(t0))
             show(samples[-1])
-            next_sample += args.interval
+            next_sample[0] += args.interval
+
+    # The edits run inside a real event loop, one per turn, as a person's do: widgets the
+    # window replaces are only deleted (deleteLater) when control returns to a running loop.
+    # A local loop, not app.exec(): quitting the application would close the window.
+    loop = QEventLoop()
+    timer = QTimer()
+    timer.setInterval(0)
+    timer.timeout.connect(tick)
+    timer.start()
+    loop.exec()
     verdict = soak.final_check()
     samples.append(soak.sample(t0))
     show(samples[-1])
@@ -334,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     joined = worker is None or worker.isFinished()
     shutil.rmtree(settings_dir, ignore_errors=True)
     sys.excepthook = previous_hook
+    qInstallMessageHandler(previous_handler)
 
     # --- verdict ---
     warm = [s for s in samples if s.seconds >= min(WARM_UP_S, samples[-1].seconds / 2)]
