@@ -319,7 +319,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repeats (under a minute)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these scenarios")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="torch threads (default: torch's; the window uses one less than "
+                             "the cores on small machines)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(max(1, args.threads))
     threads = torch.get_num_threads()
     scenarios = run_all(args.quick, args.only)
     meta = {"torch": torch.__version__, "device": "cpu", "threads": threads,
