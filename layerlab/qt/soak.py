@@ -7,7 +7,8 @@ stack, in throw-away settings, and edits it the way a busy person does, as fast 
 loop allows: add, remove, reorder and toggle layers, change arguments, type kernel cells,
 undo and redo, switch the input mode, the normalisation, the colormap, the histogram bins and
 the stage shown, and now and then wait for the run to finish. Every ``--interval`` seconds it
-prints a row: resident memory, Python and OS threads, edits, runs started, undo steps, layers.
+prints a row: resident memory (raw, and after glibc's malloc_trim: what is in use), QObjects
+under the window, Python and OS threads, edits, runs started, undo steps, layers.
 At the end it checks the pictures against a fresh engine, closes the window (joining its
 threads) and prints a verdict on memory and thread growth. Exit status 0 when nothing grew,
 nothing raised and no Qt warning was printed; 1 otherwise.
@@ -65,6 +66,21 @@ def rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
+def trimmed_rss_mb() -> float | None:
+    """RSS after handing freed heap back to the OS (glibc ``malloc_trim``); None elsewhere.
+
+    glibc keeps freed blocks in its arenas (the worker thread gets its own), so raw RSS rises
+    with the largest stacks seen and never falls; after a trim it shows what is still in use.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        return None
+    return rss_mb()
+
+
 def os_threads() -> int:
     try:
         with open("/proc/self/status") as f:
@@ -80,6 +96,8 @@ def os_threads() -> int:
 class Sample:
     seconds: float
     rss_mb: float
+    live_mb: float | None  # RSS after malloc_trim (what is really in use), where available
+    qobjects: int
     py_threads: int
     os_threads: int
     edits: int
@@ -212,7 +230,11 @@ class Soak:
     # --- checking ---
     def sample(self, t0: float) -> Sample:
         w = self.w
-        return Sample(time.monotonic() - t0, rss_mb(), threading.active_count(), os_threads(),
+        from PySide6.QtCore import QObject
+
+        raw = rss_mb()
+        return Sample(time.monotonic() - t0, raw, trimmed_rss_mb(),
+                      len(w.findChildren(QObject)), threading.active_count(), os_threads(),
                       self.edits, w.controller.runs_started, w.document.undo_stack.count(),
                       len(w.document.pipeline.layers))
 
@@ -328,14 +350,16 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"soak: {args.minutes:g} min, seed {args.seed}, device {window.device}, "
           f"{'on screen' if args.show else 'offscreen'}; a sample every {args.interval:g} s")
-    header = (f"{'time':>7} {'RSS MB':>8} {'py thr':>6} {'OS thr':>6} {'edits':>7} "
-              f"{'runs':>6} {'undo':>5} {'layers':>6}")
+    header = (f"{'time':>7} {'RSS MB':>8} {'in use':>8} {'QObjects':>8} {'py thr':>6} "
+              f"{'OS thr':>6} {'edits':>7} {'runs':>6} {'undo':>5} {'layers':>6}")
     print(header)
     print("-" * len(header))
 
     def show(s: Sample) -> None:
-        print(f"{s.seconds:7.0f} {s.rss_mb:8.1f} {s.py_threads:6d} {s.os_threads:6d} "
-              f"{s.edits:7d} {s.runs:6d} {s.undo:5d} {s.layers:6d}", flush=True)
+        live = f"{s.live_mb:8.1f}" if s.live_mb is not None else f"{'-':>8}"
+        print(f"{s.seconds:7.0f} {s.rss_mb:8.1f} {live} {s.qobjects:8d} {s.py_threads:6d} "
+              f"{s.os_threads:6d} {s.edits:7d} {s.runs:6d} {s.undo:5d} {s.layers:6d}",
+              flush=True)
 
     t0 = time.monotonic()
     samples = [soak.sample(t0)]
@@ -380,9 +404,12 @@ def main(argv: list[str] | None = None) -> int:
     warm = [s for s in samples if s.seconds >= min(WARM_UP_S, samples[-1].seconds / 2)]
     base = warm[0] if warm else samples[0]
     last = samples[-1]
-    growth = last.rss_mb - base.rss_mb
+    # Judge what is in use (after a trim) where it can be measured, else the raw RSS.
+    measure = "live_mb" if last.live_mb is not None else "rss_mb"
+    growth = getattr(last, measure) - getattr(base, measure)
     peak = max(s.rss_mb for s in samples)
-    slope = _slope(warm, "rss_mb")
+    slope = _slope(warm, measure)
+    qobject_growth = last.qobjects - base.qobjects
     thread_growth = last.os_threads - base.os_threads
     py_thread_growth = last.py_threads - base.py_threads
     minutes = last.seconds / 60
@@ -391,14 +418,21 @@ def main(argv: list[str] | None = None) -> int:
           f"{last.runs} ({last.runs / max(last.edits, 1):.2f} per edit); actions: "
           + ", ".join(f"{k} {v}" for k, v in sorted(soak.action_counts.items())))
     print(f"RSS: start {samples[0].rss_mb:.1f} MB, after warm-up {base.rss_mb:.1f} MB, end "
-          f"{last.rss_mb:.1f} MB, peak {peak:.1f} MB; growth after warm-up {growth:+.1f} MB "
-          f"over {minutes - base.seconds / 60:.1f} min (trend {slope:+.2f} MB/min)")
+          f"{last.rss_mb:.1f} MB, peak {peak:.1f} MB (raw, {last.rss_mb - base.rss_mb:+.1f} "
+          f"MB after warm-up)")
+    if measure == "live_mb":
+        print(f"in use (RSS after malloc_trim): after warm-up {base.live_mb:.1f} MB, end "
+              f"{last.live_mb:.1f} MB: {growth:+.1f} MB over "
+              f"{minutes - base.seconds / 60:.1f} min (trend {slope:+.2f} MB/min)")
+    print(f"QObjects under the window: {base.qobjects} -> {last.qobjects}")
     print(f"threads: Python {base.py_threads} -> {last.py_threads}, OS {base.os_threads} -> "
           f"{last.os_threads}; worker joined on close: {'yes' if joined else 'NO'}")
     print(f"final pictures vs a fresh engine: {verdict}")
     problems = []
     if growth > RSS_GROWTH_LIMIT_MB:
         problems.append(f"memory grew {growth:.0f} MB after warm-up")
+    if qobject_growth > 500:
+        problems.append(f"{qobject_growth} more QObjects under the window")
     if thread_growth > 0 or py_thread_growth > 0:
         problems.append(f"threads grew (OS {thread_growth:+d}, Python {py_thread_growth:+d})")
     if not joined:
@@ -410,7 +444,8 @@ def main(argv: list[str] | None = None) -> int:
         problems.append(f"{len(errors)} exception(s), first: {errors[0]}")
     if qt_warnings:
         problems.append(f"{len(qt_warnings)} Qt warning(s), first: {qt_warnings[0]}")
-    print("verdict: " + (f"OK - memory {growth:+.0f} MB after warm-up (limit "
+    what = "in use" if measure == "live_mb" else "RSS"
+    print("verdict: " + (f"OK - memory {what} {growth:+.0f} MB after warm-up (limit "
                          f"{RSS_GROWTH_LIMIT_MB:.0f}), threads flat, no errors, no Qt warnings"
                          if not problems else "PROBLEMS - " + "; ".join(problems)))
     return 0 if not problems else 1
