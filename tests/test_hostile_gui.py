@@ -759,7 +759,7 @@ def test_closing_mid_export_cancels_it_joins_the_thread_and_leaves_nothing(
     # The window object is deleted at teardown; with a thread still running that aborted.
 
 
-def test_closing_mid_run_twice_and_saving_the_session(make_window, settings, qtbot):
+def test_closing_mid_run_twice_keeps_the_work(make_window, settings, qtbot):
     w = make_window(settings)
     w.document.load(heavy_pipeline(), None)
     assert w.controller.busy
@@ -797,7 +797,7 @@ def test_a_bad_pipeline_on_the_command_line_is_said_and_the_default_stack_used(
                                "version 2 is not supported (this LayerLab reads version 1)")
 
 
-def test_a_last_session_that_cannot_be_restored_is_said(make_window, settings):
+def test_work_that_cannot_be_restored_at_start_is_said(make_window, settings):
     data = doc(conv(), {"type": "MaxPool2d", "name": "pool", "args": {"kernel_size": 0}})
     settings.setValue("session/pipeline", json.dumps(data))
     w = make_window(settings)
@@ -816,6 +816,6 @@ def test_a_pasted_control_character_in_a_layer_name_cannot_break_the_saved_file(
     assert w.save_pipeline_to(str(path))
     assert Pipeline.load(path).layers[1].name == "clipped twice"
     w.close()
-    again = make_window(settings)  # the session comes back too
+    again = make_window(settings)  # the unsaved work comes back too
     assert again.document.pipeline.layers[1].name == "clipped twice"
     assert again.banner.text() == ""
