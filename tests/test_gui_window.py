@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from gui_helpers import drop_files
 from PIL import Image
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
-from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage
+from PySide6.QtCore import QMimeData, Qt, QUrl
+from PySide6.QtGui import QGuiApplication, QImage
 
 from layerlab.core.engine import Engine
 from layerlab.core.imageio import to_tensor
@@ -22,18 +23,6 @@ from layerlab.qt.main_window import DEFAULT_SAMPLE, PIPELINES, default_pipeline
 
 def preview_tensor(window) -> torch.Tensor:
     return to_tensor(window.preview.image, window.document.pipeline.input.mode)
-
-
-def drop_files(window, *paths) -> None:
-    mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
-    enter = QDragEnterEvent(window.rect().center(), Qt.DropAction.CopyAction, mime,
-                            Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
-    window.dragEnterEvent(enter)
-    assert enter.isAccepted()
-    drop = QDropEvent(QPointF(window.rect().center()), Qt.DropAction.CopyAction, mime,
-                      Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
-    window.dropEvent(drop)
 
 
 def engine_outputs(pipeline: Pipeline, x: torch.Tensor) -> list[np.ndarray]:

@@ -17,9 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from gui_helpers import drop_files
 from PIL import Image, ImageOps
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
-from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from torch import nn
 
 from layerlab.core import export
@@ -33,19 +32,6 @@ from layerlab.core.pipeline import (
 )
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def drop_files(window, *paths) -> None:
-    """A real drag-and-drop: a QDragEnterEvent the window accepts, then the QDropEvent."""
-    mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
-    enter = QDragEnterEvent(window.rect().center(), Qt.DropAction.CopyAction, mime,
-                            Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
-    window.dragEnterEvent(enter)
-    assert enter.isAccepted()
-    drop = QDropEvent(QPointF(window.rect().center()), Qt.DropAction.CopyAction, mime,
-                      Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
-    window.dropEvent(drop)
 
 
 def preview_tensor(window) -> torch.Tensor:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gc
 import math
-import resource
 import sys
 import threading
 import time
@@ -26,34 +25,10 @@ from PySide6.QtWidgets import QApplication
 
 from layerlab.core.engine import Engine
 from layerlab.core.imageio import to_tensor
+from layerlab.qt.soak import os_threads, rss_mb
 
 EDITS = 1000
 CHUNK = 10  # edits between two turns of the event loop (a drag delivers a few per frame)
-
-
-def rss_mb() -> float:
-    """Resident memory now (Linux), else the peak (other systems)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
-
-
-def os_threads() -> int:
-    """Threads of the process as the OS counts them (Qt's and torch's too); -1 if unknown."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Threads:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return -1
 
 
 class Heartbeat:
