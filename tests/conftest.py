@@ -59,7 +59,7 @@ def make_window(qtbot):
         window.show()
         window.start(image=image, pipeline=pipeline)
         if wait:
-            qtbot.waitUntil(lambda: bool(window.views) and not window.controller.busy,
+            qtbot.waitUntil(lambda: bool(window.session.results) and not window.runner.busy,
                             timeout=30000)
         windows.append(window)
         return window

@@ -15,3 +15,8 @@ def drop_files(window, *paths) -> None:
     drop = QDropEvent(QPointF(window.rect().center()), Qt.DropAction.CopyAction, mime,
                       Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
     window.dropEvent(drop)
+
+
+def wait_idle(window, qtbot, timeout: int = 20000) -> None:
+    """Wait until the window's runner has no run in flight or pending."""
+    qtbot.waitUntil(lambda: not window.runner.busy, timeout=timeout)

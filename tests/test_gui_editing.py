@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from gui_helpers import wait_idle
 from PySide6.QtCore import QModelIndex, Qt
 from PySide6.QtGui import QPalette
 from PySide6.QtTest import QTest
@@ -21,16 +22,16 @@ from layerlab.qt.param_form import IntsEditor, ParamForm
 
 
 def preview_tensor(window) -> torch.Tensor:
-    return to_tensor(window.preview.image, window.document.pipeline.input.mode)
+    return to_tensor(window.session.preview.image, window.session.document.pipeline.input.mode)
 
 
 def assert_shows_engine_result(window) -> None:
     """Every stage on screen equals the engine run on the document's current pipeline."""
-    results = Engine("cpu").run_all(window.document.pipeline, preview_tensor(window))
-    assert sorted(window.views) == list(range(len(results)))
+    results = Engine("cpu").run_all(window.session.document.pipeline, preview_tensor(window))
+    assert sorted(window.session.results) == list(range(len(results)))
     for r in results:
-        view = window.views[r.index]
-        assert view.generation == window.controller.generation
+        view = window.session.results[r.index]
+        assert view.generation == window.runner.generation
         if r.error:
             assert view.result.error == r.error
         else:
@@ -51,41 +52,41 @@ def test_add_every_kind_of_layer_from_the_menu(main_window, qtbot):
     categories = [a.text() for a in w.stack.add_menu.actions() if a.isSeparator()]
     assert categories == ["Convolution", "Pooling", "Padding", "Activation", "Normalisation",
                           "Other"]
-    base = w.document.pipeline
+    base = w.session.document.pipeline
     for type_name, action in actions.items():
         w.stack.select_layer(2)  # after the max-pool: input 1 x 256 x 256
         action.trigger()
-        layers = w.document.pipeline.layers
+        layers = w.session.document.pipeline.layers
         assert len(layers) == 4 and layers[3].type == type_name
-        assert w.current_layer() == 3
+        assert w.session.layer == 3
         expected = new_layer(type_name, (1, 256, 256))
         assert dict(layers[3].args) == dict(expected.args), type_name
         assert w.param_form.layer_index == 3
         assert set(w.param_form.editors) == {p.name for p in OPS[type_name].params}
-        w.wait_idle(qtbot)
-        status = w.validation.layers[3]
+        wait_idle(w, qtbot)
+        status = w.session.validation.layers[3]
         if status.error is None:
-            assert 4 in w.views and w.views[4].result.type == type_name
-            assert w.views[4].values.shape == status.shape
+            assert 4 in w.session.results and w.session.results[4].result.type == type_name
+            assert w.session.results[4].values.shape == status.shape
         else:  # shown next to the layer, the earlier stages stay
             assert w.stack.model.error_for(3)
-        w.document.undo_stack.undo()
-        assert w.document.pipeline is base
-    w.wait_idle(qtbot)
+        w.session.document.undo_stack.undo()
+        assert w.session.document.pipeline is base
+    wait_idle(w, qtbot)
 
 
 def test_added_layer_takes_channels_from_the_incoming_shape(main_window, qtbot):
     w = main_window
     w.stack.select_layer(0)
-    w.add_layer("Conv2d")  # after the sharpen conv: 1 channel in
-    conv2 = w.document.pipeline.layers[1]
+    w.controller.on_add_layer("Conv2d")  # after the sharpen conv: 1 channel in
+    conv2 = w.session.document.pipeline.layers[1]
     assert conv2.args["in_channels"] == 1
-    w.document.set_arg(1, "out_channels", 8)
-    w.wait_idle(qtbot)
-    w.add_layer("BatchNorm2d")
-    assert w.document.pipeline.layers[2].args["num_features"] == 8
-    w.wait_idle(qtbot)
-    assert w.validation.ok
+    w.session.document.set_arg(1, "out_channels", 8)
+    wait_idle(w, qtbot)
+    w.controller.on_add_layer("BatchNorm2d")
+    assert w.session.document.pipeline.layers[2].args["num_features"] == 8
+    wait_idle(w, qtbot)
+    assert w.session.validation.ok
     assert_shows_engine_result(w)
 
 
@@ -167,20 +168,20 @@ def test_form_keeps_its_widgets_while_the_same_layer_is_edited(main_window, qtbo
     w.stack.select_layer(2)
     editor = w.param_form.editors["kernel_size"]
     editor.h.setValue(3)
-    w.wait_idle(qtbot)
+    wait_idle(w, qtbot)
     assert w.param_form.editors["kernel_size"] is editor
-    assert w.document.pipeline.layers[2].args["kernel_size"] == 3
-    assert w.views[3].values.shape == (1, 170, 170)
+    assert w.session.document.pipeline.layers[2].args["kernel_size"] == 3
+    assert w.session.results[3].values.shape == (1, 170, 170)
 
 
 def test_invalid_value_shows_the_reason_and_keeps_the_last_result(main_window, qtbot):
     w = main_window
     w.stack.select_layer(0)
-    shown = dict(w.views)
-    runs = w.controller.runs_started
+    shown = dict(w.session.results)
+    runs = w.runner.runs_started
     w.param_form.editors["in_channels"].box.setValue(3)
     # Recorded in the document (undoable) ...
-    assert w.document.pipeline.layers[0].args["in_channels"] == 3
+    assert w.session.document.pipeline.layers[0].args["in_channels"] == 3
     assert w.isWindowModified()
     # ... explained next to the field ...
     assert w.param_form.error.isVisible()
@@ -193,24 +194,24 @@ def test_invalid_value_shows_the_reason_and_keeps_the_last_result(main_window, q
     assert "in_channels" in w.stack.model.data(idx, Qt.ItemDataRole.ToolTipRole)
     assert "Not run" in w.statusBar().currentMessage()
     # ... and the pictures of the last valid run stay.
-    w.wait_idle(qtbot)
-    assert w.controller.runs_started == runs
-    assert w.views == shown
-    assert w.stage_panel.stage_view(1) is shown[1]
+    wait_idle(w, qtbot)
+    assert w.runner.runs_started == runs
+    assert w.session.results == shown
+    assert w.session.results.get(1) is shown[1]
     # Fixing it runs again.
-    w.document.undo_stack.undo()
+    w.session.document.undo_stack.undo()
     assert not w.param_form.error.isVisible()
-    w.wait_idle(qtbot)
-    assert w.controller.runs_started == runs + 1
+    wait_idle(w, qtbot)
+    assert w.runner.runs_started == runs + 1
     assert_shows_engine_result(w)
 
 
 def test_shape_error_after_a_flatten_is_marked_on_the_layer(main_window, qtbot):
     w = main_window
     w.stack.select_layer(1)
-    w.add_layer("Flatten")  # then MaxPool2d gets a vector
-    w.wait_idle(qtbot)
-    assert not w.validation.ok and w.validation.error_index == 3
+    w.controller.on_add_layer("Flatten")  # then MaxPool2d gets a vector
+    wait_idle(w, qtbot)
+    assert not w.session.validation.ok and w.session.validation.error_index == 3
     assert "needs a C x H x W input" in w.stack.model.error_for(3)
     assert w.stack.model.data(w.stack.model.index(3, 2)) == "error"
     w.stack.select_layer(3)
@@ -229,36 +230,36 @@ def test_kernel_cell_edit_shows_what_torch_computes(main_window, qtbot):
     assert ke.cells[1][1].value() == 1.0
     assert ke.cells[0][0].value() == pytest.approx(-1 / 9)
     ke.set_cell(1, 1, 2.0)
-    w.wait_idle(qtbot)
+    wait_idle(w, qtbot)
     weight = seed_sharpen()
     weight[0, 0, 1, 1] = 2.0
-    np.testing.assert_array_equal(w.document.pipeline.layers[0].params["weight"], weight)
-    x = to_tensor(w.preview.image, "gray")
+    np.testing.assert_array_equal(w.session.document.pipeline.layers[0].params["weight"], weight)
+    x = to_tensor(w.session.preview.image, "gray")
     expected = F.conv2d(x, torch.from_numpy(weight), padding=1)[0].numpy()
-    np.testing.assert_allclose(w.views[1].values, expected, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(w.session.results[1].values, expected, rtol=0, atol=1e-6)
     assert_shows_engine_result(w)
     # Colour follows sign and size: the centre is the strongest red.
     centre = ke.cells[1][1].palette().color(QPalette.ColorRole.Base)
     corner = ke.cells[0][0].palette().color(QPalette.ColorRole.Base)
     assert centre.red() > centre.blue() and corner.blue() > corner.red()
     # Undo and redo go through the same path.
-    w.document.undo_stack.undo()
-    w.wait_idle(qtbot)
-    np.testing.assert_array_equal(w.document.pipeline.layers[0].params["weight"],
+    w.session.document.undo_stack.undo()
+    wait_idle(w, qtbot)
+    np.testing.assert_array_equal(w.session.document.pipeline.layers[0].params["weight"],
                                   seed_sharpen())
     assert ke.cells[1][1].value() == 1.0
-    w.document.undo_stack.redo()
-    w.wait_idle(qtbot)
-    np.testing.assert_allclose(w.views[1].values, expected, rtol=0, atol=1e-6)
+    w.session.document.undo_stack.redo()
+    wait_idle(w, qtbot)
+    np.testing.assert_allclose(w.session.results[1].values, expected, rtol=0, atol=1e-6)
 
 
 def test_editing_an_initialised_kernel_makes_it_explicit(main_window, qtbot):
     w = main_window
     w.stack.select_layer(0)
-    w.add_layer("Conv2d")
-    w.document.set_arg(1, "out_channels", 2)
-    w.wait_idle(qtbot)
-    layer = w.document.pipeline.layers[1]
+    w.controller.on_add_layer("Conv2d")
+    w.session.document.set_arg(1, "out_channels", 2)
+    wait_idle(w, qtbot)
+    layer = w.session.document.pipeline.layers[1]
     assert not layer.params
     ke = w.kernel_editor
     assert ke.source.text() == "kaiming_normal init, seed 0"
@@ -266,8 +267,8 @@ def test_editing_an_initialised_kernel_makes_it_explicit(main_window, qtbot):
     ke.out_box.setValue(1)
     assert ke.cells[2][0].value() == pytest.approx(float(init_weight[1, 0, 2, 0]), abs=1e-7)
     ke.set_cell(2, 0, 0.25)
-    w.wait_idle(qtbot)
-    weight = w.document.pipeline.layers[1].params["weight"]
+    wait_idle(w, qtbot)
+    weight = w.session.document.pipeline.layers[1].params["weight"]
     init_weight[1, 0, 2, 0] = 0.25
     np.testing.assert_array_equal(weight, init_weight)
     assert ke.source.text() == "explicit values"
@@ -280,15 +281,15 @@ def test_presets_scaling_normalising_and_init(main_window, qtbot):
     ke = w.kernel_editor
     ke.preset_box.setCurrentText("sobel x")
     ke.preset_btn.click()
-    w.wait_idle(qtbot)
+    wait_idle(w, qtbot)
     sobel = preset("sobel x").numpy()
-    np.testing.assert_array_equal(w.document.pipeline.layers[0].params["weight"][0, 0], sobel)
+    np.testing.assert_array_equal(w.session.document.pipeline.layers[0].params["weight"][0, 0], sobel)
     assert_shows_engine_result(w)
     # Sobel sums to zero: normalising says why it cannot.
-    steps = w.document.undo_stack.count()
+    steps = w.session.document.undo_stack.count()
     ke.norm_btn.click()
     assert "sums to 0" in w.statusBar().currentMessage()
-    assert w.document.undo_stack.count() == steps
+    assert w.session.document.undo_stack.count() == steps
     # The seed tutorial: ones / -9 with the centre 1, typed as scale + preset.
     ke.preset_box.setCurrentText("box blur 3")
     ke.preset_btn.click()
@@ -296,10 +297,10 @@ def test_presets_scaling_normalising_and_init(main_window, qtbot):
     ke.div_box.setValue(-9)
     ke.scale_btn.click()
     ke.set_cell(1, 1, 1.0)
-    w.wait_idle(qtbot)
+    wait_idle(w, qtbot)
     tutorial = torch.ones(3, 3) / 9 * 9 / -9
     tutorial[1][1] = 1
-    np.testing.assert_allclose(w.document.pipeline.layers[0].params["weight"][0, 0],
+    np.testing.assert_allclose(w.session.document.pipeline.layers[0].params["weight"][0, 0],
                                tutorial.numpy(), rtol=1e-6)
     # Normalise a box blur back to sum 1.
     ke.preset_btn.click()
@@ -307,28 +308,28 @@ def test_presets_scaling_normalising_and_init(main_window, qtbot):
     ke.div_box.setValue(1)
     ke.scale_btn.click()
     ke.norm_btn.click()
-    w.wait_idle(qtbot)
-    np.testing.assert_allclose(w.document.pipeline.layers[0].params["weight"].sum(), 1.0,
+    wait_idle(w, qtbot)
+    np.testing.assert_allclose(w.session.document.pipeline.layers[0].params["weight"].sum(), 1.0,
                                rtol=1e-6)
     # Seeded init replaces the explicit values, exactly and undoably.
     ke.scheme_box.setCurrentText("xavier_uniform")
     ke.seed_box.setValue(7)
     ke.init_btn.click()
-    w.wait_idle(qtbot)
-    layer = w.document.pipeline.layers[0]
+    wait_idle(w, qtbot)
+    layer = w.session.document.pipeline.layers[0]
     assert not layer.params and dict(layer.init) == {"scheme": "xavier_uniform", "seed": 7}
     assert ke.source.text() == "xavier_uniform init, seed 7"
     assert_shows_engine_result(w)
     # Schemes with extra settings get their defaults (normal: mean 0, std 0.01).
     ke.scheme_box.setCurrentText("normal")
     ke.init_btn.click()
-    w.wait_idle(qtbot)
-    assert w.document.pipeline.layers[0].init["std"] == 0.01
-    assert w.last_summary.error is None
+    wait_idle(w, qtbot)
+    assert w.session.document.pipeline.layers[0].init["std"] == 0.01
+    assert w.session.last_summary.error is None
     assert_shows_engine_result(w)
-    w.document.undo_stack.undo()
-    w.document.undo_stack.undo()
-    assert "weight" in w.document.pipeline.layers[0].params
+    w.session.document.undo_stack.undo()
+    w.session.document.undo_stack.undo()
+    assert "weight" in w.session.document.pipeline.layers[0].params
 
 
 def test_preset_on_all_slices_and_large_kernels(main_window, qtbot):
@@ -336,14 +337,14 @@ def test_preset_on_all_slices_and_large_kernels(main_window, qtbot):
     w.mode_box.setCurrentIndex(w.mode_box.findData("rgb"))
     w.mode_box.activated.emit(w.mode_box.currentIndex())
     w.stack.select_layer(0)
-    w.document.set_arg(0, "kernel_size", 11)
-    w.document.set_arg(0, "padding", 5)
-    w.document.set_arg(0, "out_channels", 2)
-    w.wait_idle(qtbot)
+    w.session.document.set_arg(0, "kernel_size", 11)
+    w.session.document.set_arg(0, "padding", 5)
+    w.session.document.set_arg(0, "out_channels", 2)
+    wait_idle(w, qtbot)
     ke = w.kernel_editor
     assert len(ke.cells) == 11 and all(len(r) == 11 for r in ke.cells)
     # The 3x3 kernel stays in the middle of the 11x11 one after the resize.
-    weight = w.document.pipeline.layers[0].params["weight"]
+    weight = w.session.document.pipeline.layers[0].params["weight"]
     assert weight.shape == (2, 3, 11, 11)
     assert weight[0, 0, 5, 5] == pytest.approx(1 / 3, rel=1e-6)
     assert weight[0, 0, 0, 0] == 0.0
@@ -351,9 +352,9 @@ def test_preset_on_all_slices_and_large_kernels(main_window, qtbot):
     ke.all_slices.setChecked(True)
     ke.preset_box.setCurrentText("gaussian 5")
     ke.preset_btn.click()
-    w.wait_idle(qtbot)
+    wait_idle(w, qtbot)
     g = fit_kernel(preset("gaussian 5"), (11, 11)).numpy()
-    weight = w.document.pipeline.layers[0].params["weight"]
+    weight = w.session.document.pipeline.layers[0].params["weight"]
     for o in range(2):
         for i in range(3):
             np.testing.assert_array_equal(weight[o, i], g)
@@ -363,38 +364,38 @@ def test_preset_on_all_slices_and_large_kernels(main_window, qtbot):
 def test_bias_table_edits(main_window, qtbot):
     w = main_window
     w.stack.select_layer(0)
-    w.document.set_arg(0, "bias", True)
-    w.wait_idle(qtbot)
+    w.session.document.set_arg(0, "bias", True)
+    wait_idle(w, qtbot)
     ke = w.kernel_editor
     assert ke.bias_group.isVisibleTo(ke) and ke.bias_table.rowCount() == 1
     ke.bias_table.item(0, 0).setData(Qt.ItemDataRole.EditRole, 0.125)
-    w.wait_idle(qtbot)
-    layer = w.document.pipeline.layers[0]
+    wait_idle(w, qtbot)
+    layer = w.session.document.pipeline.layers[0]
     assert layer.params["bias"][0] == np.float32(0.125)
-    x = to_tensor(w.preview.image, "gray")
+    x = to_tensor(w.session.preview.image, "gray")
     expected = F.conv2d(x, torch.from_numpy(seed_sharpen()), torch.tensor([0.125]),
                         padding=1)[0].numpy()
-    np.testing.assert_allclose(w.views[1].values, expected, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(w.session.results[1].values, expected, rtol=0, atol=1e-6)
 
 
 def test_spinning_one_cell_is_one_undo_step(main_window, qtbot):
     w = main_window
     w.stack.select_layer(0)
-    stack = w.document.undo_stack
+    stack = w.session.document.undo_stack
     steps = stack.count()
     cell = w.kernel_editor.cells[0][1]
     for _ in range(6):
         cell.stepBy(1)  # what the wheel or the arrow keys do
     assert stack.count() == steps + 1
-    assert w.document.pipeline.layers[0].params["weight"][0, 0, 0, 1] == pytest.approx(
+    assert w.session.document.pipeline.layers[0].params["weight"][0, 0, 0, 1] == pytest.approx(
         -1 / 9 + 0.6, abs=1e-6)
     w.kernel_editor.cells[0][2].stepBy(1)  # another cell: a new step
     assert stack.count() == steps + 2
     stack.undo()
     stack.undo()
-    np.testing.assert_array_equal(w.document.pipeline.layers[0].params["weight"],
+    np.testing.assert_array_equal(w.session.document.pipeline.layers[0].params["weight"],
                                   seed_sharpen())
-    w.wait_idle(qtbot)
+    wait_idle(w, qtbot)
     assert_shows_engine_result(w)
 
 
@@ -404,33 +405,33 @@ def test_spinning_one_cell_is_one_undo_step(main_window, qtbot):
 def test_reorder_with_shortcuts_and_drag_then_undo_redo(main_window, qtbot):
     w = main_window
     names = lambda: [layer.display_name(i) for i, layer in  # noqa: E731
-                     enumerate(w.document.pipeline.layers)]
+                     enumerate(w.session.document.pipeline.layers)]
     assert names() == ["sharpen", "relu", "maxpool"]
     w.stack.select_layer(1)
-    w.move_down_act.trigger()
-    assert names() == ["sharpen", "maxpool", "relu"] and w.current_layer() == 2
-    w.wait_idle(qtbot)
+    w.actions["move_down"].trigger()
+    assert names() == ["sharpen", "maxpool", "relu"] and w.session.layer == 2
+    wait_idle(w, qtbot)
     assert_shows_engine_result(w)
     # Alt+Up as typed in the list.
     w.activateWindow()
     w.stack.view.setFocus()
     QTest.keyClick(w.stack.view, Qt.Key.Key_Up, Qt.KeyboardModifier.AltModifier)
-    assert names() == ["sharpen", "relu", "maxpool"] and w.current_layer() == 1
+    assert names() == ["sharpen", "relu", "maxpool"] and w.session.layer == 1
     # Drag the max-pool row to the top.
     model = w.stack.model
     mime = model.mimeData([model.index(2, 0)])
     assert model.dropMimeData(mime, Qt.DropAction.MoveAction, 0, 0, QModelIndex())
-    assert names() == ["maxpool", "sharpen", "relu"] and w.current_layer() == 0
-    w.wait_idle(qtbot)
+    assert names() == ["maxpool", "sharpen", "relu"] and w.session.layer == 0
+    wait_idle(w, qtbot)
     assert_shows_engine_result(w)
-    stack = w.document.undo_stack
+    stack = w.session.document.undo_stack
     stack.undo()
     stack.undo()
     stack.undo()
     assert names() == ["sharpen", "relu", "maxpool"]
     stack.redo()
     assert names() == ["sharpen", "maxpool", "relu"]
-    w.wait_idle(qtbot)
+    wait_idle(w, qtbot)
     assert_shows_engine_result(w)
 
 
@@ -438,7 +439,7 @@ def test_drop_on_a_row_and_at_the_end(main_window):
     w = main_window
     model = w.stack.model
     names = lambda: [layer.display_name(i) for i, layer in  # noqa: E731
-                     enumerate(w.document.pipeline.layers)]
+                     enumerate(w.session.document.pipeline.layers)]
     model.dropMimeData(model.mimeData([model.index(0, 0)]), Qt.DropAction.MoveAction, -1, -1,
                        QModelIndex())
     assert names() == ["relu", "maxpool", "sharpen"]
@@ -451,38 +452,38 @@ def test_remove_duplicate_enable_rename(main_window, qtbot):
     w = main_window
     model = w.stack.model
     w.stack.select_layer(1)
-    w.duplicate_act.trigger()
-    assert [layer.type for layer in w.document.pipeline.layers] == ["Conv2d", "ReLU", "ReLU",
+    w.actions["duplicate"].trigger()
+    assert [layer.type for layer in w.session.document.pipeline.layers] == ["Conv2d", "ReLU", "ReLU",
                                                                     "MaxPool2d"]
-    assert w.current_layer() == 2
-    w.remove_act.trigger()
-    assert len(w.document.pipeline.layers) == 3
+    assert w.session.layer == 2
+    w.actions["remove"].trigger()
+    assert len(w.session.document.pipeline.layers) == 3
     # The checkbox switches a layer off: the stack skips it.
     assert model.setData(model.index(1, 0), Qt.CheckState.Unchecked.value,
                          Qt.ItemDataRole.CheckStateRole)
-    assert not w.document.pipeline.layers[1].enabled
+    assert not w.session.document.pipeline.layers[1].enabled
     assert model.data(model.index(1, 2)) == "off"
-    w.wait_idle(qtbot)
-    assert sorted(w.views) == [0, 1, 2]
+    wait_idle(w, qtbot)
+    assert sorted(w.session.results) == [0, 1, 2]
     assert_shows_engine_result(w)
     w.stack.select_layer(1)
-    w.toggle_act.trigger()  # Space
-    assert w.document.pipeline.layers[1].enabled
+    w.actions["toggle"].trigger()  # Space
+    assert w.session.document.pipeline.layers[1].enabled
     # Rename by editing the name cell (double-click / F2 open this editor).
     assert model.setData(model.index(2, 0), "pool", Qt.ItemDataRole.EditRole)
-    assert w.document.pipeline.layers[2].name == "pool"
+    assert w.session.document.pipeline.layers[2].name == "pool"
     assert model.data(model.index(2, 0)) == "pool"
-    w.wait_idle(qtbot)
-    assert w.views[3].result.name == "pool"
+    wait_idle(w, qtbot)
+    assert w.session.results[3].result.name == "pool"
     # Delete from the keyboard in the list.
     w.activateWindow()
     w.stack.view.setFocus()
     w.stack.select_layer(2)
     QTest.keyClick(w.stack.view, Qt.Key.Key_Delete)
-    assert [layer.type for layer in w.document.pipeline.layers] == ["Conv2d", "ReLU"]
+    assert [layer.type for layer in w.session.document.pipeline.layers] == ["Conv2d", "ReLU"]
     for _ in range(4):
-        w.document.undo_stack.undo()
-    assert [layer.display_name(i) for i, layer in enumerate(w.document.pipeline.layers)] == [
+        w.session.document.undo_stack.undo()
+    assert [layer.display_name(i) for i, layer in enumerate(w.session.document.pipeline.layers)] == [
         "sharpen", "relu", "maxpool"]
 
 
@@ -500,28 +501,28 @@ def test_layer_rows_show_output_shapes(main_window):
 def test_a_burst_of_kernel_edits_runs_far_fewer_pipelines(main_window, qtbot):
     w = main_window
     w.stack.select_layer(0)
-    runs = w.controller.runs_started
+    runs = w.runner.runs_started
     for k in range(100):
         w.kernel_editor.set_cell(1, 1, 1.0 + k / 100)
-    w.wait_idle(qtbot)
-    assert w.controller.runs_started - runs < 100
-    assert w.document.pipeline.layers[0].params["weight"][0, 0, 1, 1] == np.float32(1.99)
+    wait_idle(w, qtbot)
+    assert w.runner.runs_started - runs < 100
+    assert w.session.document.pipeline.layers[0].params["weight"][0, 0, 1, 1] == np.float32(1.99)
     assert_shows_engine_result(w)
 
 
 def test_a_burst_of_form_edits_ends_on_the_last(main_window, qtbot):
     w = main_window
     w.stack.select_layer(2)
-    runs = w.controller.runs_started
-    steps = w.document.undo_stack.count()
+    runs = w.runner.runs_started
+    steps = w.session.document.undo_stack.count()
     box = w.param_form.editors["kernel_size"].h
     for k in range(100):
         box.setValue(2 + k % 5)
         qtbot.wait(0) if k % 10 == 0 else None  # let some results arrive in between
-    w.wait_idle(qtbot)
-    assert w.controller.runs_started - runs < 100
-    assert w.document.pipeline.layers[2].args["kernel_size"] == 2 + 99 % 5
-    assert w.document.undo_stack.count() == steps + 1  # one field: one undo step
+    wait_idle(w, qtbot)
+    assert w.runner.runs_started - runs < 100
+    assert w.session.document.pipeline.layers[2].args["kernel_size"] == 2 + 99 % 5
+    assert w.session.document.undo_stack.count() == steps + 1  # one field: one undo step
     assert_shows_engine_result(w)
 
 
@@ -549,27 +550,27 @@ def test_document_helpers():
 def test_list_and_feature_view_follow_each_other(main_window, qtbot):
     w = main_window
     w.stack.select_layer(2)
-    assert w.stage_panel.current_stage() == 3
+    assert w.session.stage == 3
     w.stage_panel.stageSelected.emit(2)  # the person picks stage 2 in the feature view
-    assert w.current_layer() == 1
+    assert w.session.layer == 1
     w.stack.select_layer(0)
-    assert w.stage_panel.current_stage() == 1
+    assert w.session.stage == 1
     # Disabled layers have no stage: later layers' stages shift.
-    w.document.set_enabled(1, False)
+    w.session.document.set_enabled(1, False)
     w.stack.select_layer(2)
-    assert w.stage_panel.current_stage() == 2
-    w.wait_idle(qtbot)
+    assert w.session.stage == 2
+    wait_idle(w, qtbot)
 
 
 def test_rename_in_place_keeps_typed_spaces(main_window, qtbot):
     w = main_window
     w.activateWindow()
     w.stack.select_layer(1)
-    w.rename_act.trigger()
+    w.actions["rename"].trigger()
     editor = w.stack.view.focusWidget()
     assert editor is not None and editor is not w.stack.view
     editor.selectAll()
     QTest.keyClicks(editor, "my relu")
     QTest.keyClick(editor, Qt.Key.Key_Return)
-    qtbot.waitUntil(lambda: w.document.pipeline.layers[1].name == "my relu")
-    assert w.document.pipeline.layers[1].enabled  # Space typed text, it did not toggle
+    qtbot.waitUntil(lambda: w.session.document.pipeline.layers[1].name == "my relu")
+    assert w.session.document.pipeline.layers[1].enabled  # Space typed text, it did not toggle

@@ -25,7 +25,11 @@ from layerlab.core.engine import Engine
 from layerlab.core.imageio import load_image
 from layerlab.core.pipeline import InputSpec, LayerSpec, Pipeline, new_layer
 from layerlab.core.receptive import Window
-from layerlab.qt.stage_view import StagePanel, format_value, formula_lines
+from layerlab.qt.controller import Controller
+from layerlab.qt.export_dialog import StageExporter
+from layerlab.qt.session import Session
+from layerlab.qt.stage_panel import StagePanel
+from layerlab.qt.text import format_value, formula_lines
 from layerlab.worker import RenderOptions, RunController, RunRequest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,53 +46,57 @@ def sharpen_pipeline(*more: LayerSpec) -> Pipeline:
 
 
 class Harness:
-    """A StagePanel wired to a synchronous RunController, as the main window wires them."""
+    """A StagePanel on a session, driven by the controller and a synchronous runner as the
+    main window wires them, without a window."""
 
     def __init__(self, qtbot, *, show: bool = False):
-        self.panel = StagePanel()
+        self.session = Session()
+        self.runner = RunController(synchronous=True)
+        self.controller = Controller(self.session, self.runner)
+        self.panel = StagePanel(self.session)
         qtbot.addWidget(self.panel)
-        self.controller = RunController(synchronous=True)
-        self.controller.runStarted.connect(self.panel.begin_run)
-        self.controller.stageReady.connect(self.panel.show_stage)
-        self.controller.runFinished.connect(self.panel.finish_run)
-        self.panel.renderOptionsChanged.connect(self.rerender)
-        self.pipeline: Pipeline | None = None
+        self.exporter = StageExporter(self.session, self.panel.view_mode, self.panel)
+        self.panel.stagePicked.connect(self.controller.on_stage_picked)
+        self.panel.channelPicked.connect(self.controller.on_channel_picked)
+        self.panel.optionsEdited.connect(self.controller.on_render_options)
         self.image = None
         self.summaries = []
-        self.controller.runFinished.connect(self.summaries.append)
+        self.runner.runFinished.connect(self.summaries.append)
         if show:
             self.panel.resize(1100, 650)
             self.panel.show()
             qtbot.waitExposed(self.panel)
 
     def run(self, pipeline: Pipeline, image_path: Path = CAMERA, device: str = "cpu"):
-        self.pipeline = pipeline
         self.image = load_image(image_path)
-        self.device = device
-        self.panel.set_context(pipeline, self.image)
-        self.controller.submit(RunRequest(pipeline, self.image.image,
-                                          self.panel.render_options(), device=device))
+        self.session.set_device(device)
+        self.session.document.reset(pipeline, None)
+        self.session.set_image(self.image)
+        self.controller.image_opened()
         return self.summaries[-1]
 
-    def rerender(self, options: RenderOptions):
-        self.controller.submit(RunRequest(self.pipeline, self.image.image, options,
-                                          device=self.device, render_only=True))
+    def run_unchecked(self, pipeline: Pipeline):
+        """Run a stack the controller would refuse to run (to see a stage fail at run time)."""
+        self.session.begin_run(pipeline, self.image)
+        self.runner.submit(RunRequest(pipeline, self.image.image, self.session.render_options,
+                                      self.session.device))
+        return self.summaries[-1]
 
 
 @pytest.fixture
 def harness(qtbot):
     h = Harness(qtbot)
     yield h
-    h.panel.shutdown()
-    h.controller.shutdown()
+    h.exporter.shutdown()
+    h.runner.shutdown()
 
 
 @pytest.fixture
 def shown(qtbot):
     h = Harness(qtbot, show=True)
     yield h
-    h.panel.shutdown()
-    h.controller.shutdown()
+    h.exporter.shutdown()
+    h.runner.shutdown()
 
 
 def camera_tensor() -> torch.Tensor:
@@ -102,7 +110,7 @@ def test_hover_value_is_the_engine_value_and_torch_conv2d(harness):
     summary = harness.run(sharpen_pipeline())
     assert summary.error is None and summary.stages == 2
     panel = harness.panel
-    engine_out = Engine("cpu").run_all(harness.pipeline, camera_tensor())[1].output[0]
+    engine_out = Engine("cpu").run_all(harness.session.pipeline, camera_tensor())[1].output[0]
     direct = F.conv2d(camera_tensor(), torch.from_numpy(SEED_SHARPEN), padding=1)[0]
     for x, y in [(120, 45), (0, 0), (511, 511), (300, 200)]:
         info = panel.hover_at(1, 0, x, y)
@@ -138,7 +146,7 @@ def test_receptive_field_box_on_the_input_view(harness):
         new_layer("Conv2d", (1, 512, 512), kernel_size=3, stride=2, padding=2, dilation=2),))
     harness.run(pipe)
     panel = harness.panel
-    panel.select_stage(1)
+    panel.session.select(stage=1)
     panel.select_channel(0)
     assert panel.view_mode() == "channel"
     info = panel.hover_at(1, 0, 10, 20)
@@ -158,7 +166,7 @@ def test_receptive_field_box_on_the_input_view(harness):
 def test_real_mouse_move_reads_the_pixel_under_the_cursor(shown, qtbot):
     shown.run(sharpen_pipeline())
     panel = shown.panel
-    panel.select_stage(1)
+    panel.session.select(stage=1)
     panel.select_channel(0)
     qtbot.wait(50)
     page = panel.channel_page
@@ -176,7 +184,7 @@ def test_real_mouse_move_reads_the_pixel_under_the_cursor(shown, qtbot):
     qtbot.waitUntil(lambda: panel.last_hover() is not None
                     and (panel.last_hover().x, panel.last_hover().y) == (x, y), timeout=3000)
     info = panel.last_hover()
-    assert info.value == shown.panel.stage_view(1).values[0, y, x]
+    assert info.value == shown.panel.session.results.get(1).values[0, y, x]
     assert messages and messages[-1] == info.text
     assert page.hover_box.isVisible()
 
@@ -186,9 +194,9 @@ def test_grid_hover_and_click_pick_the_channel(shown, qtbot):
                                                  kernel_size=3, padding=1),))
     shown.run(pipe, ASTRONAUT)
     panel = shown.panel
-    panel.select_stage(1)
+    panel.session.select(stage=1)
     assert panel.view_mode() == "grid"
-    r = panel.stage_view(1).rendered
+    r = panel.session.results.get(1).rendered
     assert r.num_channels == 6
     page = panel.grid_page
     qtbot.wait(50)
@@ -204,11 +212,11 @@ def test_grid_hover_and_click_pick_the_channel(shown, qtbot):
                     and panel.last_hover().channel == ch, timeout=3000)
     info = panel.last_hover()
     assert (info.x, info.y) == (x, y)
-    assert info.value == panel.stage_view(1).values[ch, y, x]
+    assert info.value == panel.session.results.get(1).values[ch, y, x]
     assert panel.colorbar.levels == tuple(r.levels[ch])
     QTest.mouseClick(page.glw.viewport(), Qt.MouseButton.LeftButton, pos=pos)
     qtbot.waitUntil(lambda: panel.view_mode() == "channel", timeout=3000)
-    assert panel.current_channel() == ch
+    assert panel.session.channel == ch
     assert panel.channel_box.value() == ch
 
 
@@ -216,9 +224,9 @@ def test_channel_numbers_are_on_the_tiles(harness):
     pipe = Pipeline(InputSpec("rgb"), (new_layer("Conv2d", (3, 512, 512), out_channels=5,
                                                  kernel_size=3),))
     harness.run(pipe, ASTRONAUT)
-    harness.panel.select_stage(1)
+    harness.panel.session.select(stage=1)
     page = harness.panel.grid_page
-    r = harness.panel.stage_view(1).rendered
+    r = harness.panel.session.results.get(1).rendered
     texts = [(lab.textItem.toPlainText(), (lab.pos().y(), lab.pos().x()))
              for lab in page.labels[:5]]
     assert texts == [(str(i), tuple(map(float, r.grid_origins[i]))) for i in range(5)]
@@ -233,9 +241,9 @@ def test_histogram_counts_equal_numpy(harness):
                                                  kernel_size=5, stride=2),))
     harness.run(pipe, ASTRONAUT)
     panel = harness.panel
-    panel.select_stage(1)
+    panel.session.select(stage=1)
     panel.channel_box.setValue(2)
-    values = panel.stage_view(1).values
+    values = panel.session.results.get(1).values
     counts, ch_counts, edges = panel.histogram.shown_counts()
     want, want_edges = np.histogram(values, bins=64)
     np.testing.assert_array_equal(counts, want)
@@ -270,10 +278,10 @@ def test_bins_change_rerenders_without_torch(harness, monkeypatch):
         return real_run(self, *a, **kw)
 
     monkeypatch.setattr(Engine, "run", spy)
-    harness.panel.select_stage(1)
+    harness.panel.session.select(stage=1)
     harness.panel.bins_box.setValue(16)
     counts, _, edges = harness.panel.histogram.shown_counts()
-    want, want_edges = np.histogram(harness.panel.stage_view(1).values, bins=16)
+    want, want_edges = np.histogram(harness.panel.session.results.get(1).values, bins=16)
     np.testing.assert_array_equal(counts, want)
     assert calls == []
 
@@ -285,7 +293,7 @@ def test_switching_normalisation_and_colormap_does_not_run_torch(harness, monkey
                                                  kernel_size=3, padding=1),))
     harness.run(pipe, ASTRONAUT)
     panel = harness.panel
-    panel.select_stage(1)
+    panel.session.select(stage=1)
     calls = []
     real_run = Engine.run
 
@@ -294,26 +302,26 @@ def test_switching_normalisation_and_colormap_does_not_run_torch(harness, monkey
         return real_run(self, *a, **kw)
 
     monkeypatch.setattr(Engine, "run", spy)
-    runs_before = harness.controller.runs_started
+    runs_before = harness.runner.runs_started
     before = panel.grid_page.image.image.copy()
     emitted = []
-    panel.renderOptionsChanged.connect(emitted.append)
+    panel.optionsEdited.connect(emitted.append)
     panel.normalize_box.setCurrentIndex(panel.normalize_box.findData("symmetric"))
     assert emitted[-1] == RenderOptions("symmetric", "gray", 64)
     assert calls == []
-    assert harness.controller.runs_started == runs_before + 1  # one render-only request
-    r = panel.stage_view(1).rendered
+    assert harness.runner.runs_started == runs_before + 1  # one render-only request
+    r = panel.session.results.get(1).rendered
     assert r.mode == "symmetric"
     shown = panel.grid_page.image.image
     assert not np.array_equal(shown, before)
-    values = panel.stage_view(1).values
+    values = panel.session.results.get(1).values
     np.testing.assert_array_equal(shown, render.make_grid(
         render.to_uint8(torch.from_numpy(values), "symmetric")))
     m = float(np.abs(values).max())
     assert panel.colorbar.levels == pytest.approx((-m, m))
     panel.colormap_box.setCurrentIndex(panel.colormap_box.findData("viridis"))
     assert calls == []
-    assert panel.stage_view(1).rendered.colormap == "viridis"
+    assert panel.session.results.get(1).rendered.colormap == "viridis"
     np.testing.assert_array_equal(panel.grid_page.image.lut, render.colormap_lut("viridis"))
     assert panel.colorbar.colormap == "viridis"
     panel.normalize_box.setCurrentIndex(panel.normalize_box.findData("fixed"))
@@ -322,7 +330,7 @@ def test_switching_normalisation_and_colormap_does_not_run_torch(harness, monkey
 
 
 def test_set_render_options_does_not_emit(harness, qtbot):
-    with qtbot.assertNotEmitted(harness.panel.renderOptionsChanged):
+    with qtbot.assertNotEmitted(harness.panel.optionsEdited):
         harness.panel.set_render_options(RenderOptions("stage", "magma", 32))
     assert harness.panel.render_options() == RenderOptions("stage", "magma", 32)
 
@@ -343,14 +351,14 @@ def test_formula_shows_the_numbers(harness, args, expected):
     pipe = Pipeline(InputSpec("gray"), (new_layer("Conv2d", (1, 512, 512), **args),))
     harness.run(pipe)
     panel = harness.panel
-    panel.select_stage(1)
-    res = panel.stage_view(1).result
+    panel.session.select(stage=1)
+    res = panel.session.results.get(1).result
     shown = " ".join(panel.formula_label.text().split())
     for line in expected:
         assert line in res.formula
         assert " ".join(line.split()) in shown
-    assert f"<b>{' x '.join(map(str, res.shape))}</b>" in panel.shape_label.text()
-    assert panel.strip.label(1) == f"1 conv2d\n{' x '.join(map(str, res.shape))}"
+    assert f"<b>{' × '.join(map(str, res.shape))}</b>" in panel.shape_label.text()
+    assert panel.strip.label(1) == f"1 conv2d\n{' × '.join(map(str, res.shape))}"
 
 
 def test_formula_lines_put_the_result_under_the_equals():
@@ -362,7 +370,7 @@ def test_formula_lines_put_the_result_under_the_equals():
 def test_pool_formula(harness):
     harness.run(sharpen_pipeline(new_layer("MaxPool2d", (1, 512, 512), kernel_size=3,
                                            stride=2, padding=1, ceil_mode=True)))
-    harness.panel.select_stage(2)
+    harness.panel.session.select(stage=2)
     assert "ceil((512 + 2*1 - 1*(3-1) - 1)/2 + 1) = 257" in \
         " ".join(harness.panel.formula_label.text().split())
 
@@ -380,8 +388,8 @@ def vector_pipeline() -> Pipeline:
 def test_vector_stage_shows_bars_equal_to_values(harness):
     harness.run(vector_pipeline())
     panel = harness.panel
-    panel.select_stage(3)
-    values = panel.stage_view(3).values
+    panel.session.select(stage=3)
+    values = panel.session.results.get(3).values
     assert values.shape == (10,)
     assert panel.stack.currentWidget() is panel.vector_page
     np.testing.assert_array_equal(panel.vector_page.bar_heights(), values)
@@ -391,10 +399,10 @@ def test_vector_stage_shows_bars_equal_to_values(harness):
     assert info.text.startswith(f"stage 3 linear \u00b7 index 7 = {format_value(values[7])}")
     assert "mixes all 392 values of stage 2" in info.text
     # a flattened stage tells where each value came from
-    panel.select_stage(2)
+    panel.session.select(stage=2)
     info = panel.hover_at(2, 0, 14 * 14 + 3 * 14 + 5, 0)
     assert "from stage 1 ch 1 (x 5, y 3)" in info.text
-    assert info.value == panel.stage_view(1).values[1, 3, 5]
+    assert info.value == panel.session.results.get(1).values[1, 3, 5]
     assert panel.hover_at(3, 0, 10, 0) is None  # outside
     assert not panel.grid_button.isEnabled()
 
@@ -402,7 +410,7 @@ def test_vector_stage_shows_bars_equal_to_values(harness):
 def test_vector_hover_with_the_mouse(shown, qtbot):
     shown.run(vector_pipeline())
     panel = shown.panel
-    panel.select_stage(3)
+    panel.session.select(stage=3)
     qtbot.wait(50)
     vb = panel.vector_page.plot.getPlotItem().getViewBox()
     scene = vb.mapViewToScene(QPointF(4.1, 0.0))
@@ -412,7 +420,7 @@ def test_vector_hover_with_the_mouse(shown, qtbot):
     QTest.mouseMove(panel.vector_page.plot.viewport(), pos)
     qtbot.waitUntil(lambda: panel.last_hover() is not None and panel.last_hover().x == 4,
                     timeout=3000)
-    assert panel.last_hover().value == panel.stage_view(3).values[4]
+    assert panel.last_hover().value == panel.session.results.get(3).values[4]
 
 
 # --- errors and runs -------------------------------------------------------------------------
@@ -427,12 +435,12 @@ def test_failing_stage_shows_its_error_and_earlier_stages_stay(harness):
     long = sharpen_pipeline(new_layer("ReLU"), new_layer("ReLU"), new_layer("ReLU"))
     harness.run(long)
     panel = harness.panel
-    panel.select_stage(4)
+    panel.session.select(stage=4)
     assert panel.strip.count() == 5
-    summary = harness.run(failing_pipeline())
+    summary = harness.run_unchecked(failing_pipeline())
     assert summary.error and "in_channels" in summary.error
     # stage 3 failed: the view shows it in place, red, and the thumbnail is marked
-    assert panel.current_stage() == 3
+    assert panel.session.stage == 3
     assert panel.stack.currentWidget() is panel.error_page
     assert "in_channels is 3 but the input has 1 channel" in panel.error_page.text()
     assert ERROR_RED in panel.error_page.styleSheet()
@@ -441,9 +449,9 @@ def test_failing_stage_shows_its_error_and_earlier_stages_stay(harness):
     assert panel.banner.isVisibleTo(panel)
     # earlier stages are still there and still work
     for i in (0, 1, 2):
-        assert panel.stage_view(i).rendered is not None
+        assert panel.session.results.get(i).rendered is not None
         assert not panel.strip.is_error(i)
-    panel.select_stage(1)
+    panel.session.select(stage=1)
     assert panel.stack.currentWidget() is panel.grid_page
     assert panel.hover_at(1, 0, 3, 3) is not None
 
@@ -454,25 +462,25 @@ ERROR_RED = "#c62828"
 def test_new_run_keeps_old_pictures_until_stages_arrive(harness):
     harness.run(sharpen_pipeline(new_layer("ReLU")))
     panel = harness.panel
-    panel.select_stage(2)
-    old = panel.stage_view(2)
-    panel.begin_run(harness.controller.generation + 1)
-    assert panel.stage_view(2) is old
+    panel.session.select(stage=2)
+    old = panel.session.results.get(2)
+    harness.session.begin_run(harness.session.pipeline, harness.session.preview)
+    assert panel.session.results.get(2) is old
     assert panel.stack.currentWidget() is panel.grid_page
-    # a stale result of an older generation is ignored
+    # a stale result of an older generation is ignored (as the worker thread sends it)
     stale = type(old)(old.generation - 1, old.result, old.rendered, old.values)
-    panel.show_stage(stale)
-    assert panel.stage_view(2) is old
+    harness.runner._worker.stageReady.emit(stale)
+    assert panel.session.results.get(2) is old
 
 
 def test_run_refused_before_any_stage_keeps_the_pictures(harness):
     harness.run(sharpen_pipeline())
     panel = harness.panel
-    gen = harness.controller.generation + 1
-    panel.begin_run(gen)
+    gen = harness.runner.generation
     from layerlab.worker import RunSummary
-    panel.finish_run(RunSummary(gen, 0, 0.0, error="this stack needs about 9 GB"))
-    assert panel.stage_view(1) is not None
+    harness.runner._worker.runFinished.emit(
+        RunSummary(gen, 0, 0.0, error="this stack needs about 9 GB"))
+    assert panel.session.results.get(1) is not None
     assert panel.banner.text() == "this stack needs about 9 GB"
 
 
@@ -481,18 +489,19 @@ def test_strip_click_emits_stage_selected(shown, qtbot):
     panel = shown.panel
     item = panel.strip.item(2)
     rect = panel.strip.visualItemRect(item)
-    with qtbot.waitSignal(panel.stageSelected) as sig:
+    with qtbot.waitSignal(panel.stagePicked) as sig:
         QTest.mouseClick(panel.strip.viewport(), Qt.MouseButton.LeftButton,
                          pos=rect.center())
     assert sig.args == [2]
-    assert panel.current_stage() == 2
-    with qtbot.assertNotEmitted(panel.stageSelected):
-        panel.select_stage(1)
+    assert panel.session.stage == 2
+    with qtbot.assertNotEmitted(panel.stagePicked):
+        panel.session.select(stage=1)
 
 
-def test_clear(harness):
+def test_results_dropped_show_the_empty_page(harness):
     harness.run(sharpen_pipeline())
-    harness.panel.clear()
+    harness.session.results.clear()
+    harness.session.resultsChanged.emit()
     assert harness.panel.strip.count() == 0
     assert harness.panel.stack.currentWidget() is harness.panel.empty_page
     assert harness.panel.hover_at(1, 0, 0, 0) is None
@@ -507,22 +516,22 @@ def test_exported_pngs_equal_core_export(harness, tmp_path, normalize, colormap,
     pipe = Pipeline(InputSpec("rgb"), (
         new_layer("Conv2d", (3, 512, 512), out_channels=3, kernel_size=3, padding=1),
         new_layer("ReLU"), new_layer("MaxPool2d", (3, 512, 512), kernel_size=2)))
-    harness.panel.set_render_options(RenderOptions(normalize, colormap))
+    harness.session.set_render_options(RenderOptions(normalize, colormap))
     harness.run(pipe, ASTRONAUT, device)
     panel = harness.panel
     ref = tmp_path / "ref"
     manifest = export.export_run(ASTRONAUT, pipe, ref, device=device, normalize=normalize,
                                  colormap=colormap)
-    exporter = panel.exporter
+    exporter = harness.exporter
     for stage in (1, 3):
-        panel.select_stage(stage)
+        panel.session.select(stage=stage)
         folder = ref / manifest["stages"][stage]["grid"].split("/")[0]
         out = exporter.save_channel_png(tmp_path / f"ch{stage}.png", channel=2)
         assert out.read_bytes() == (folder / "ch-002.png").read_bytes()
         out = exporter.save_grid_png(tmp_path / f"grid{stage}.png")
         assert out.read_bytes() == (folder / "grid.png").read_bytes()
     # what the view draws is the same pixels: the uint8 channel through the colormap's table
-    panel.select_stage(3)
+    panel.session.select(stage=3)
     panel.select_channel(2)
     drawn = panel.channel_page.right_image
     np.testing.assert_array_equal(drawn.lut, render.colormap_lut(colormap))
@@ -534,7 +543,7 @@ def test_exported_pngs_equal_core_export(harness, tmp_path, normalize, colormap,
 def test_export_all_from_the_window_equals_layerlab_export(harness, tmp_path, qtbot):
     pipe = sharpen_pipeline(new_layer("ReLU"), new_layer("Flatten", (1, 512, 512)))
     harness.run(pipe)
-    exporter = harness.panel.exporter
+    exporter = harness.exporter
     job = exporter.export_all(tmp_path / "win", raw=True)
     assert job is not None
     qtbot.waitUntil(lambda: exporter.job is None, timeout=60000)
@@ -554,7 +563,7 @@ def test_export_all_from_the_window_equals_layerlab_export(harness, tmp_path, qt
 def test_cancelled_export_leaves_nothing(harness, tmp_path, qtbot):
     pipe = sharpen_pipeline(*[new_layer("ReLU") for _ in range(6)])
     harness.run(pipe)
-    exporter = harness.panel.exporter
+    exporter = harness.exporter
     job = exporter.export_all(tmp_path / "out", show_progress=False)
     job.cancel()
     qtbot.waitUntil(lambda: exporter.job is None, timeout=60000)
@@ -566,7 +575,7 @@ def test_cancelled_export_leaves_nothing(harness, tmp_path, qtbot):
 def test_cancel_from_the_progress_dialog(harness, tmp_path, qtbot, monkeypatch):
     pipe = sharpen_pipeline(*[new_layer("ReLU") for _ in range(4)])
     harness.run(pipe)
-    exporter = harness.panel.exporter
+    exporter = harness.exporter
     real = export.export_stage_images
 
     def slow(*a, **kw):  # a slow disk: the cancel arrives while stages are written
@@ -588,7 +597,7 @@ def test_export_of_an_existing_folder_reports_and_keeps_it(harness, tmp_path, qt
     harness.run(sharpen_pipeline())
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("mine")
-    exporter = harness.panel.exporter
+    exporter = harness.exporter
     exporter.export_all(tmp_path / "out", show_progress=False)
     qtbot.waitUntil(lambda: exporter.job is None, timeout=60000)
     assert "already exists" in exporter.last_error
@@ -599,13 +608,13 @@ def test_export_of_an_existing_folder_reports_and_keeps_it(harness, tmp_path, qt
 def test_copy_to_clipboard_and_actions(harness):
     harness.run(sharpen_pipeline())
     panel = harness.panel
-    actions = panel.export_actions()
+    actions = harness.exporter.actions()
     assert [a.text() for a in actions] == [
         "Export current channel as PNG\u2026", "Export stage grid as PNG\u2026",
         "Export all stages\u2026", "Copy image to clipboard"]
     assert all(a.isEnabled() for a in actions)
-    panel.select_stage(1)
-    assert panel.exporter.copy_to_clipboard()
+    panel.session.select(stage=1)
+    assert harness.exporter.copy_to_clipboard()
     img = QGuiApplication.clipboard().image()
     assert (img.width(), img.height()) == (512, 512)
 
@@ -628,10 +637,10 @@ def test_no_receptive_field_from_a_pipeline_that_did_not_make_the_pictures(harne
     # the user edits the stack (kernel 5, stride 2) but the new run has not arrived yet
     edited = Pipeline(InputSpec("gray"), (new_layer("Conv2d", (1, 512, 512), kernel_size=5,
                                                     stride=2),))
-    panel.set_context(edited, harness.image)
+    harness.session.begin_run(edited, harness.image)
     info = panel.hover_at(1, 0, 5, 5)
     assert info.input_window is None and "from input" not in info.text
-    assert info.value == panel.stage_view(1).values[0, 5, 5]
+    assert info.value == panel.session.results.get(1).values[0, 5, 5]
 
 
 def test_global_stage_says_it_depends_on_the_whole_image(harness):

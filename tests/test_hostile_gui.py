@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from gui_helpers import drop_files
+from gui_helpers import drop_files, wait_idle
 from PIL import Image, ImageOps
 from torch import nn
 
@@ -35,22 +35,22 @@ from layerlab.core.pipeline import (
 
 
 def preview_tensor(window) -> torch.Tensor:
-    return to_tensor(window.preview.image, window.document.pipeline.input.mode)
+    return to_tensor(window.session.preview.image, window.session.document.pipeline.input.mode)
 
 
 def snapshot(window) -> dict:
     """Everything a failed load must leave as it was."""
     w = window
     return {
-        "image": w.loaded, "preview": w.preview, "path": w.loaded.path,
-        "pipeline": w.document.pipeline,
-        "json": json.dumps(w.document.pipeline.to_dict()),
-        "doc_path": w.document.path, "undo": w.document.undo_stack.count(),
+        "image": w.session.loaded, "preview": w.session.preview, "path": w.session.loaded.path,
+        "pipeline": w.session.document.pipeline,
+        "json": json.dumps(w.session.document.pipeline.to_dict()),
+        "doc_path": w.session.document.path, "undo": w.session.document.undo_stack.count(),
         "modified": w.isWindowModified(), "title": w.windowTitle(),
-        "views": dict(w.views),
-        "values": {i: v.values.copy() for i, v in w.views.items() if v.values is not None},
-        "panel": {i: w.stage_panel.stage_view(i) for i in w.views},
-        "runs": w.controller.runs_started,
+        "views": dict(w.session.results),
+        "values": {i: v.values.copy() for i, v in w.session.results.items() if v.values is not None},
+        "panel": {i: w.session.results.get(i) for i in w.session.results},
+        "runs": w.runner.runs_started,
     }
 
 
@@ -69,15 +69,15 @@ def assert_untouched(window, before: dict) -> None:
 def assert_shows_engine_result(window) -> None:
     """The stages on screen are what a fresh engine computes for the document's pipeline."""
     w = window
-    results = Engine(w.device).run_all(w.document.pipeline, preview_tensor(w))
-    assert sorted(w.views) == list(range(len(results)))
+    results = Engine(w.session.device).run_all(w.session.document.pipeline, preview_tensor(w))
+    assert sorted(w.session.results) == list(range(len(results)))
     for r in results:
-        view = w.views[r.index]
-        assert view.generation == w.controller.generation
-        assert w.stage_panel.stage_view(r.index) is view
+        view = w.session.results[r.index]
+        assert view.generation == w.runner.generation
+        assert w.session.results.get(r.index) is view
         if r.error:
             assert view.result.error == r.error
-        elif w.device == "cpu":
+        elif w.session.device == "cpu":
             np.testing.assert_array_equal(view.values, r.output[0].cpu().numpy())
         else:
             np.testing.assert_allclose(view.values, r.output[0].cpu().numpy(), atol=1e-5)
@@ -86,11 +86,11 @@ def assert_shows_engine_result(window) -> None:
 def assert_still_works(window, qtbot) -> None:
     """The app is responsive: an ordinary edit runs and shows torch's numbers."""
     w = window
-    runs = w.controller.runs_started
-    w.document.insert_layer(len(w.document.pipeline.layers), "ReLU", None)
-    w.wait_idle(qtbot)
-    assert w.controller.runs_started > runs
-    assert w.validation.ok and w.last_summary.error is None
+    runs = w.runner.runs_started
+    w.session.document.insert_layer(len(w.session.document.pipeline.layers), "ReLU", None)
+    wait_idle(w, qtbot)
+    assert w.runner.runs_started > runs
+    assert w.session.validation.ok and w.session.last_summary.error is None
     assert_shows_engine_result(w)
 
 
@@ -162,15 +162,15 @@ def test_dropped_bad_image_says_why_and_changes_nothing(kind, main_window, qtbot
     qtbot.waitUntil(lambda: w.banner.isVisible())
     assert w.banner.text() == message
     assert w.statusBar().currentMessage() == message
-    w.wait_idle(qtbot)
+    wait_idle(w, qtbot)
     assert_untouched(w, before)
-    assert str(path.resolve()) not in w._recent_images()
+    assert str(path.resolve()) not in w.files.recent_images()
     assert_still_works(w, qtbot)
 
 
 def _expect_input(window, expected_u8: np.ndarray) -> None:
     """Stage 0 (the gray input of the default stack) holds exactly these 8-bit pixels."""
-    values = window.views[0].values
+    values = window.session.results[0].values
     assert values.shape == (1, *expected_u8.shape)
     np.testing.assert_array_equal(values[0], expected_u8.astype(np.float32) / 255)
 
@@ -185,8 +185,8 @@ def test_16_bit_grayscale_png(main_window, qtbot, tmp_path):
     path = tmp_path / "depth.png"
     Image.fromarray(v16).save(path)
     drop_files(w, path)
-    qtbot.waitUntil(lambda: w.loaded.path == str(path))
-    w.wait_idle(qtbot)
+    qtbot.waitUntil(lambda: w.session.loaded.path == str(path))
+    wait_idle(w, qtbot)
     assert w.statusBar().currentMessage() == "Opened depth.png (40×30): 16-bit image reduced to 8 bits"
     assert not w.banner.isVisible()
     _expect_input(w, ((v16.astype(np.uint32) + 128) // 257).astype(np.uint8))
@@ -198,8 +198,8 @@ def test_cmyk_jpeg(main_window, qtbot, tmp_path):
     path = tmp_path / "print.jpg"
     Image.fromarray(noise(60, 80)).convert("CMYK").save(path, quality=95)
     drop_files(w, path)
-    qtbot.waitUntil(lambda: w.loaded.path == str(path))
-    w.wait_idle(qtbot)
+    qtbot.waitUntil(lambda: w.session.loaded.path == str(path))
+    wait_idle(w, qtbot)
     assert w.statusBar().currentMessage() == "Opened print.jpg (80×60): CMYK converted to RGB"
     with Image.open(path) as im:
         assert im.mode == "CMYK"
@@ -216,8 +216,8 @@ def test_palette_png_with_transparency_is_composited_on_white(main_window, qtbot
     im.paste(1, (0, 0, 10, 10))
     im.save(path, transparency=0)
     drop_files(w, path)
-    qtbot.waitUntil(lambda: w.loaded.path == str(path))
-    w.wait_idle(qtbot)
+    qtbot.waitUntil(lambda: w.session.loaded.path == str(path))
+    wait_idle(w, qtbot)
     assert w.statusBar().currentMessage() == ("Opened logo.png (20×10): alpha channel "
                                               "composited on white")
     expected = np.full((10, 20), 255, np.uint8)
@@ -234,8 +234,8 @@ def test_rgba_png(main_window, qtbot, tmp_path):
     path = tmp_path / "cutout.png"
     Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(path)
     drop_files(w, path)
-    qtbot.waitUntil(lambda: w.loaded.path == str(path))
-    w.wait_idle(qtbot)
+    qtbot.waitUntil(lambda: w.session.loaded.path == str(path))
+    wait_idle(w, qtbot)
     assert w.statusBar().currentMessage() == ("Opened cutout.png (40×30): alpha channel "
                                               "composited on white")
     expected = _gray(rgb)
@@ -250,8 +250,8 @@ def test_animated_gif_uses_the_first_frame_and_says_so(main_window, qtbot, tmp_p
     frames = [Image.new("RGB", (30, 20), c) for c in ("red", "green", "blue")]
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
     drop_files(w, path)
-    qtbot.waitUntil(lambda: w.loaded.path == str(path))
-    w.wait_idle(qtbot)
+    qtbot.waitUntil(lambda: w.session.loaded.path == str(path))
+    wait_idle(w, qtbot)
     assert w.statusBar().currentMessage() == ("Opened blink.gif (30×20): animated GIF: using "
                                               "frame 1 of 3")
     _expect_input(w, np.full((20, 30), _gray(np.array([[[255, 0, 0]]], np.uint8))[0, 0]))
@@ -268,13 +268,13 @@ def test_exif_rotated_jpeg_is_shown_upright(main_window, qtbot, tmp_path):
     path = tmp_path / "phone.jpg"
     im.save(path, exif=exif, quality=95)
     drop_files(w, path)
-    qtbot.waitUntil(lambda: w.loaded.path == str(path))
-    w.wait_idle(qtbot)
+    qtbot.waitUntil(lambda: w.session.loaded.path == str(path))
+    wait_idle(w, qtbot)
     assert w.statusBar().currentMessage() == ("Opened phone.jpg (60×40): rotated upright from "
                                               "EXIF orientation 6")
-    assert w.preview.size == (60, 40)  # landscape once upright
-    assert w.views[0].values.shape == (1, 40, 60)
-    shown = w.views[0].values[0]
+    assert w.session.preview.size == (60, 40)  # landscape once upright
+    assert w.session.results[0].values.shape == (1, 40, 60)
+    shown = w.session.results[0].values[0]
     # Turned clockwise, the stored top-left corner is now the top-right corner.
     assert shown[:20, 40:].mean() > 0.9 and shown[:20, :20].mean() < 0.1
     with Image.open(path) as raw:
@@ -287,11 +287,11 @@ def test_one_pixel_image_loads_and_says_why_the_stack_cannot_run(main_window, qt
     w = main_window
     path = tmp_path / "dot.png"
     Image.new("L", (1, 1), 77).save(path)
-    old_views = dict(w.views)
+    old_views = dict(w.session.results)
     drop_files(w, path)
-    qtbot.waitUntil(lambda: w.loaded.path == str(path))
-    w.wait_idle(qtbot)
-    assert w.preview.size == (1, 1)
+    qtbot.waitUntil(lambda: w.session.loaded.path == str(path))
+    wait_idle(w, qtbot)
+    assert w.session.preview.size == (1, 1)
     assert "dot.png" in w.windowTitle()
     # MaxPool2d(2) cannot pool a 1 x 1 picture: said in the status bar and on the layer row;
     # the pictures of the last run stay rather than half a run.
@@ -300,12 +300,12 @@ def test_one_pixel_image_loads_and_says_why_the_stack_cannot_run(main_window, qt
                               "input's H 1"), message
     assert message.endswith("(input 1 × 1 × 1)")
     assert w.progress_label.text() == "⚠ not run"
-    assert w.validation.error_index == 2
+    assert w.session.validation.error_index == 2
     assert w.stack.model.error_for(2).startswith("kernel 2 is larger")
-    assert w.views == old_views
+    assert w.session.results == old_views
     # Taking the pooling out runs the 1 x 1 image through the rest.
-    w.document.remove_layer(2)
-    w.wait_idle(qtbot)
+    w.session.document.remove_layer(2)
+    wait_idle(w, qtbot)
     _expect_input(w, np.array([[77]], np.uint8))
     assert_shows_engine_result(w)
 
@@ -316,21 +316,21 @@ def test_20000_by_20_strip(main_window, qtbot, tmp_path):
     pixels = noise(20, 20000, channels=1, seed=3)
     Image.fromarray(pixels).save(path)
     drop_files(w, path)
-    qtbot.waitUntil(lambda: w.loaded.path == str(path))
-    w.wait_idle(qtbot)
+    qtbot.waitUntil(lambda: w.session.loaded.path == str(path))
+    wait_idle(w, qtbot)
     # The preview keeps the aspect ratio: 1024 x 1, too thin for MaxPool2d(2), which is said.
-    assert w.preview.size == (1024, 1)
+    assert w.session.preview.size == (1024, 1)
     assert w.preview_label.text() == "preview 1024×1 of 20000×20"
     assert w.statusBar().currentMessage().startswith("Not run: layer 2 (maxpool)")
     assert w.progress_label.text() == "⚠ not run"
     # Run > Run at full size runs the real 20 x 20000 pixels.
-    w.full_size_act.trigger()
-    w.wait_idle(qtbot)
-    assert w.last_summary.error is None
+    w.actions["full_size"].trigger()
+    wait_idle(w, qtbot)
+    assert w.session.last_summary.error is None
     _expect_input(w, pixels)
-    full = Engine(w.device).run_all(w.document.pipeline, to_tensor(w.loaded.image, "gray"))
-    np.testing.assert_allclose(w.views[3].values, full[3].output[0].cpu().numpy(), atol=1e-6)
-    assert w.views[3].values.shape == (1, 10, 10000)
+    full = Engine(w.session.device).run_all(w.session.document.pipeline, to_tensor(w.session.loaded.image, "gray"))
+    np.testing.assert_allclose(w.session.results[3].values, full[3].output[0].cpu().numpy(), atol=1e-6)
+    assert w.session.results[3].values.shape == (1, 10, 10000)
 
 
 def test_dropping_several_files_opens_the_first_and_says_so(main_window, qtbot, tmp_path):
@@ -428,7 +428,7 @@ def test_opening_a_bad_pipeline_says_where_and_changes_nothing(kind, main_window
     path = tmp_path / f"{kind}.layerlab.json"
     _write_pipeline(path, content)
     before = snapshot(w)
-    assert not w.open_pipeline_path(str(path))
+    assert not w.files.open_pipeline_path(str(path))
     message = f"Could not open the pipeline: {path.name}: {detail}"
     if detail.endswith(SUPPORTED):
         assert w.banner.text().startswith(message)
@@ -436,7 +436,7 @@ def test_opening_a_bad_pipeline_says_where_and_changes_nothing(kind, main_window
     else:
         assert w.banner.text() == message
     assert w.statusBar().currentMessage() == w.banner.text()
-    w.wait_idle(qtbot)
+    wait_idle(w, qtbot)
     assert_untouched(w, before)
     assert_still_works(w, qtbot)
 
@@ -460,19 +460,19 @@ def test_nan_and_inf_weights_load_with_a_visible_warning(main_window, qtbot, tmp
     path.write_text(json.dumps(doc({**conv("bad", bias=False), "params": {"weight": weight}},
                                    {"type": "ReLU"})))
     assert "NaN" in path.read_text() and "Infinity" in path.read_text()
-    assert w.open_pipeline_path(str(path))
-    w.wait_idle(qtbot)
+    assert w.files.open_pipeline_path(str(path))
+    wait_idle(w, qtbot)
     assert w.banner.isVisible()
     assert w.banner.text() == ("Opened pipeline nan.layerlab.json: layer 0 (bad): params.weight "
                                "has 2 NaN/inf value(s); outputs will contain NaN/inf")
-    assert w.document.path == str(path.resolve())
-    assert w.last_summary.error is None and sorted(w.views) == [0, 1, 2]
-    assert np.isnan(w.views[1].values).all()  # a NaN in the kernel reaches every pixel
+    assert w.session.document.path == str(path.resolve())
+    assert w.session.last_summary.error is None and sorted(w.session.results) == [0, 1, 2]
+    assert np.isnan(w.session.results[1].values).all()  # a NaN in the kernel reaches every pixel
     assert_shows_engine_result(w)
     # The warning goes when a clean stack is opened.
     clean = tmp_path / "clean.layerlab.json"
     clean.write_text(json.dumps(doc(conv())))
-    assert w.open_pipeline_path(str(clean))
+    assert w.files.open_pipeline_path(str(clean))
     assert not w.banner.isVisible()
 
 
@@ -484,12 +484,12 @@ def test_shapes_that_do_not_chain_load_and_the_layer_says_why(main_window, qtbot
         {"type": "Conv2d", "name": "wants-rgb",
          "args": {"in_channels": 3, "out_channels": 1, "kernel_size": 3}},
         {"type": "ReLU"})))
-    old_views = dict(w.views)
-    runs = w.controller.runs_started
-    assert w.open_pipeline_path(str(path))
-    w.wait_idle(qtbot)
+    old_views = dict(w.session.results)
+    runs = w.runner.runs_started
+    assert w.files.open_pipeline_path(str(path))
+    wait_idle(w, qtbot)
     # Loaded (it is a valid file), not run; the window says which layer and why.
-    reason = w.validation.error
+    reason = w.session.validation.error
     assert reason.startswith("layer 1 (wants-rgb): in_channels is 3 but the input has 1 ")
     assert reason.endswith("(input 1 × 512 × 512)")
     assert w.statusBar().currentMessage() == ("Opened pipeline rgb-conv.layerlab.json, but "
@@ -498,10 +498,10 @@ def test_shapes_that_do_not_chain_load_and_the_layer_says_why(main_window, qtbot
     assert "in_channels is 3" in w.progress_label.toolTip()
     assert w.stack.model.error_for(1).startswith("in_channels is 3 but the input has 1")
     assert w.stack.model.error_for(0) is None
-    assert w.controller.runs_started == runs and w.views == old_views
+    assert w.runner.runs_started == runs and w.session.results == old_views
     # Fixing the field runs the whole stack.
-    w.document.set_arg(1, "in_channels", 1)
-    w.wait_idle(qtbot)
+    w.session.document.set_arg(1, "in_channels", 1)
+    wait_idle(w, qtbot)
     assert_shows_engine_result(w)
 
 
@@ -509,26 +509,26 @@ def test_100000_output_channels_hit_the_memory_budget(main_window, qtbot, tmp_pa
     w = main_window
     path = tmp_path / "wide.layerlab.json"
     path.write_text(json.dumps(doc(conv("wide", out_channels=100_000))))
-    old_views = dict(w.views)
+    old_views = dict(w.session.results)
     old_values = {i: v.values.copy() for i, v in old_views.items()}
-    assert w.open_pipeline_path(str(path))
-    w.wait_idle(qtbot)
+    assert w.files.open_pipeline_path(str(path))
+    wait_idle(w, qtbot)
     need = 4 * (512 * 512 + 100_000 * 512 * 512)
     message = (f"The run failed: this stack needs about {format_bytes(need)} for its stage "
                f"outputs at 512 x 512, more than the memory budget of "
-               f"{format_bytes(w.memory_budget_gb * 1024**3)}; the largest is layer 0 "
+               f"{format_bytes(w.session.memory_budget_gb * 1024**3)}; the largest is layer 0 "
                f"(wide, 100000 x 512 x 512)")
     assert w.banner.text() == message
     assert w.progress_label.text() == "⚠ error"
     # The previous results stay, in the window and in the stage panel.
-    assert w.views == old_views
+    assert w.session.results == old_views
     for i, view in old_views.items():
-        assert w.stage_panel.stage_view(i) is view
+        assert w.session.results.get(i) is view
         np.testing.assert_array_equal(view.values, old_values[i])
     assert w.stage_panel.banner.text().startswith("this stack needs about 97.7 GB")
     # Back to a sane width, the app runs again.
-    w.document.set_arg(0, "out_channels", 2)
-    w.wait_idle(qtbot)
+    w.session.document.set_arg(0, "out_channels", 2)
+    wait_idle(w, qtbot)
     assert_shows_engine_result(w)
 
 
@@ -543,10 +543,10 @@ def test_a_50_mb_pipeline_file_opens_and_runs(main_window, qtbot, tmp_path):
     path = tmp_path / "big.layerlab.json"
     path.write_text(text)
     assert path.stat().st_size > 50e6
-    assert w.open_pipeline_path(str(path))
-    w.wait_idle(qtbot, timeout=60000)
-    assert w.banner.text() == "" and w.last_summary.error is None
-    assert w.views[2].values.shape == (80000,)
+    assert w.files.open_pipeline_path(str(path))
+    wait_idle(w, qtbot, timeout=60000)
+    assert w.banner.text() == "" and w.session.last_summary.error is None
+    assert w.session.results[2].values.shape == (80000,)
     assert_shows_engine_result(w)
     assert_still_works(w, qtbot)
 
@@ -568,13 +568,13 @@ def test_a_stage_that_fails_in_torch_shows_its_error_and_earlier_stages_stay(
         raise RuntimeError("simulated kernel failure\nsecond line of torch's message")
 
     monkeypatch.setattr(nn.Tanh, "forward", broken)
-    w.document.load(four_stage_pipeline(), None)
-    w.wait_idle(qtbot)
+    w.session.document.load(four_stage_pipeline(), None)
+    wait_idle(w, qtbot)
     error = "layer 2 (tanh): Tanh failed: simulated kernel failure"
-    assert sorted(w.views) == [0, 1, 2, 3]
-    assert w.views[3].result.error == error and w.views[3].values is None
-    assert w.last_summary.error == error
-    assert w.run_errors == {2: error}
+    assert sorted(w.session.results) == [0, 1, 2, 3]
+    assert w.session.results[3].result.error == error and w.session.results[3].values is None
+    assert w.session.last_summary.error == error
+    assert w.session.run_errors == {2: error}
     assert w.stack.model.error_for(2) == error
     assert w.progress_label.text() == "⚠ error"
     assert w.statusBar().currentMessage() == error
@@ -587,18 +587,18 @@ def test_a_stage_that_fails_in_torch_shows_its_error_and_earlier_stages_stay(
     for i in (0, 1, 2):  # the stages before it stay, with torch's numbers
         assert panel.stage_view(i).rendered is not None and not panel.strip.is_error(i)
     x = preview_tensor(w)
-    conv = Engine(w.device).build_module(w.document.pipeline.layers[0])
+    conv = Engine(w.session.device).build_module(w.session.document.pipeline.layers[0])
     with torch.inference_mode():
         expected = torch.relu(conv(x.to(conv.weight.device)))[0].cpu().numpy()
-    np.testing.assert_allclose(w.views[2].values, expected, atol=1e-5)
+    np.testing.assert_allclose(w.session.results[2].values, expected, atol=1e-5)
     # the layer's form shows the error too
     w.stack.select_layer(2)
     assert w.param_form.error.text() == f"⚠ {error}"
     # torch works again: the next edit runs every stage
     monkeypatch.undo()
-    w.document.set_arg(0, "padding", 0)
-    w.wait_idle(qtbot)
-    assert w.run_errors == {} and w.stack.model.error_for(2) is None
+    w.session.document.set_arg(0, "padding", 0)
+    wait_idle(w, qtbot)
+    assert w.session.run_errors == {} and w.stack.model.error_for(2) is None
     assert_shows_engine_result(w)
 
 
@@ -609,32 +609,32 @@ def test_gpu_out_of_memory_in_a_stage(main_window, qtbot, monkeypatch):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
     monkeypatch.setattr(nn.ReLU, "forward", oom)
-    w.document.load(four_stage_pipeline(), None)
-    w.wait_idle(qtbot)
+    w.session.document.load(four_stage_pipeline(), None)
+    wait_idle(w, qtbot)
     error = ("layer 1 (relu): out of GPU memory; switch the device to CPU or use a smaller "
              "image")
-    assert w.views[2].result.error == error
-    assert sorted(w.views) == [0, 1, 2] and w.views[1].values is not None
-    assert w.run_errors == {1: error}
+    assert w.session.results[2].result.error == error
+    assert sorted(w.session.results) == [0, 1, 2] and w.session.results[1].values is not None
+    assert w.session.run_errors == {1: error}
     monkeypatch.undo()
     assert_still_works(w, qtbot)
 
 
 def test_gpu_out_of_memory_before_any_stage(main_window, qtbot, monkeypatch):
     w = main_window
-    before = {i: v for i, v in w.views.items()}
+    before = {i: v for i, v in w.session.results.items()}
 
     def oom(self, pipeline, image):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 3.00 GiB")
 
     monkeypatch.setattr(Engine, "prepare_input", oom)
-    w.document.set_arg(2, "kernel_size", 3)
-    w.wait_idle(qtbot)
+    w.session.document.set_arg(2, "kernel_size", 3)
+    wait_idle(w, qtbot)
     assert w.banner.text() == ("The run failed: out of GPU memory; switch the device to CPU or "
                                "use a smaller image")
     assert w.progress_label.text() == "⚠ error"
-    assert w.views == before  # nothing ran: the last pictures stay
-    assert w.stage_panel.stage_view(3) is before[3]
+    assert w.session.results == before  # nothing ran: the last pictures stay
+    assert w.session.results.get(3) is before[3]
     monkeypatch.undo()
     assert_still_works(w, qtbot)
 
@@ -643,7 +643,7 @@ def test_gpu_out_of_memory_before_any_stage(main_window, qtbot, monkeypatch):
 
 
 def _export_and_wait(window, qtbot, out: Path):
-    exporter = window.stage_panel.exporter
+    exporter = window.exporter
     job = exporter.export_all(out)
     assert job is not None
     qtbot.waitUntil(lambda: exporter.job is None, timeout=60000)
@@ -727,16 +727,16 @@ def heavy_pipeline() -> Pipeline:
 def test_closing_mid_export_cancels_it_joins_the_thread_and_leaves_nothing(
         make_window, settings, qtbot, tmp_path):
     w = make_window(settings)
-    w.document.load(heavy_pipeline(), None)
-    w.wait_idle(qtbot, timeout=60000)
+    w.session.document.load(heavy_pipeline(), None)
+    wait_idle(w, qtbot, timeout=60000)
     out = tmp_path / "exports" / "run"
     out.parent.mkdir()
-    exporter = w.stage_panel.exporter
+    exporter = w.exporter
     job = exporter.export_all(out)
     qtbot.waitUntil(lambda: any(out.parent.iterdir()), timeout=20000)  # it is writing
-    w.document.set_arg(0, "kernel_size", 5)  # and a run is in flight as well
-    assert w.controller.busy and job.isRunning()
-    worker = w.controller._thread
+    w.session.document.set_arg(0, "kernel_size", 5)  # and a run is in flight as well
+    assert w.runner.busy and job.isRunning()
+    worker = w.runner._thread
     w.close()
     assert not w.isVisible()
     assert worker.isFinished()
@@ -747,17 +747,17 @@ def test_closing_mid_export_cancels_it_joins_the_thread_and_leaves_nothing(
 
 def test_closing_mid_run_twice_keeps_the_work(make_window, settings, qtbot):
     w = make_window(settings)
-    w.document.load(heavy_pipeline(), None)
-    assert w.controller.busy
-    expected = json.dumps(w.document.pipeline.to_dict(), separators=(",", ":"))
+    w.session.document.load(heavy_pipeline(), None)
+    assert w.runner.busy
+    expected = json.dumps(w.session.document.pipeline.to_dict(), separators=(",", ":"))
     w.close()
     w.close()  # a second close (e.g. the quit shortcut again) is harmless
-    assert w.controller._thread.isFinished()
+    assert w.runner._thread.isFinished()
     assert settings.value("session/pipeline") == expected
     # Whatever the worker was doing, nothing more arrives after the close.
-    runs = w.controller.runs_started
+    runs = w.runner.runs_started
     qtbot.wait(50)
-    assert w.controller.runs_started == runs
+    assert w.runner.runs_started == runs
 
 
 # --- start-up and saved work ------------------------------------------------------------------
@@ -768,7 +768,7 @@ def test_a_bad_image_on_the_command_line_is_said_after_the_fallback_opens(
     bad = tmp_path / "scan.png"
     bad.write_text("%PDF-1.7 not a picture")
     w = make_window(settings, image=str(bad))
-    assert w.loaded.path is not None and w.loaded.path.endswith("camera.png")
+    assert w.session.loaded.path is not None and w.session.loaded.path.endswith("camera.png")
     assert w.banner.text() == "Cannot open 'scan.png': it is not an image Pillow can read"
 
 
@@ -777,7 +777,7 @@ def test_a_bad_pipeline_on_the_command_line_is_said_and_the_default_stack_used(
     bad = tmp_path / "old.layerlab.json"
     bad.write_text(json.dumps({**doc(), "version": 2}))
     w = make_window(settings, pipeline=str(bad))
-    assert [layer.type for layer in w.document.pipeline.layers] == ["Conv2d", "ReLU",
+    assert [layer.type for layer in w.session.document.pipeline.layers] == ["Conv2d", "ReLU",
                                                                     "MaxPool2d"]
     assert w.banner.text() == ("Could not open the pipeline: old.layerlab.json: version: "
                                "version 2 is not supported (this LayerLab reads version 1)")
@@ -790,18 +790,18 @@ def test_work_that_cannot_be_restored_at_start_is_said(make_window, settings):
     assert w.banner.text() == ("The last session's stack could not be restored: last session: "
                                "layer 1 ('pool'): args.kernel_size: kernel_size must be at "
                                "least 1, not 0")
-    assert w.validation.ok and sorted(w.views) == [0, 1, 2, 3]
+    assert w.session.validation.ok and sorted(w.session.results) == [0, 1, 2, 3]
 
 
 def test_a_pasted_control_character_in_a_layer_name_cannot_break_the_saved_file(
         make_window, settings, qtbot, tmp_path):
     w = make_window(settings)
-    w.document.rename_layer(1, "clip\x00ped\x07\ttwice")
-    assert w.document.pipeline.layers[1].name == "clipped twice"
+    w.session.document.rename_layer(1, "clip\x00ped\x07\ttwice")
+    assert w.session.document.pipeline.layers[1].name == "clipped twice"
     path = tmp_path / "named.layerlab.json"
-    assert w.save_pipeline_to(str(path))
+    assert w.files.save_pipeline_to(str(path))
     assert Pipeline.load(path).layers[1].name == "clipped twice"
     w.close()
     again = make_window(settings)  # the unsaved work comes back too
-    assert again.document.pipeline.layers[1].name == "clipped twice"
+    assert again.session.document.pipeline.layers[1].name == "clipped twice"
     assert again.banner.text() == ""

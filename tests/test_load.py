@@ -20,12 +20,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from gui_helpers import wait_idle
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
+from soak import os_threads, rss_mb
 
 from layerlab.core.engine import Engine
 from layerlab.core.imageio import to_tensor
-from layerlab.qt.soak import os_threads, rss_mb
 
 EDITS = 1000
 CHUNK = 10  # edits between two turns of the event loop (a drag delivers a few per frame)
@@ -96,10 +97,10 @@ class Burst:
 def burst(window, qtbot, edit, n: int = EDITS, chunk: int = CHUNK) -> Burst:
     """Call ``edit(k)`` n times from the GUI thread, the event loop turning every ``chunk``."""
     w = window
-    w.wait_idle(qtbot)
+    wait_idle(w, qtbot)
     gc.collect()
     rss0, threads0, os0 = rss_mb(), threading.active_count(), os_threads()
-    runs0 = w.controller.runs_started
+    runs0 = w.runner.runs_started
     beat = Heartbeat()
     beat.start()
     t0 = time.perf_counter()
@@ -108,18 +109,18 @@ def burst(window, qtbot, edit, n: int = EDITS, chunk: int = CHUNK) -> Burst:
         if k % chunk == chunk - 1:
             QApplication.processEvents()
     t1 = time.perf_counter()
-    w.wait_idle(qtbot, timeout=120000)
+    wait_idle(w, qtbot, timeout=120000)
     t2 = time.perf_counter()
     beat.stop()
     QApplication.processEvents()
     gc.collect()
-    return Burst(n, w.controller.runs_started - runs0, t1 - t0, t2 - t1, beat.worst_ms,
+    return Burst(n, w.runner.runs_started - runs0, t1 - t0, t2 - t1, beat.worst_ms,
                  beat.percentile_ms(99), rss0, rss_mb(), threads0, threading.active_count(),
                  os0, os_threads())
 
 
 def preview_tensor(window) -> torch.Tensor:
-    return to_tensor(window.preview.image, window.document.pipeline.input.mode)
+    return to_tensor(window.session.preview.image, window.session.document.pipeline.input.mode)
 
 
 def cell_value(k: int) -> float:
@@ -132,7 +133,7 @@ def kernel_burst(window, qtbot, chunk: int = CHUNK) -> tuple[Burst, np.ndarray]:
     w.stack.select_layer(0)
     editor = w.kernel_editor
     assert editor.layer_index == 0
-    expected = np.array(w.document.pipeline.layers[0].params["weight"], copy=True)
+    expected = np.array(w.session.document.pipeline.layers[0].params["weight"], copy=True)
 
     def edit(k: int) -> None:
         y, x = (k // 3) % 3, k % 3
@@ -149,29 +150,29 @@ def test_1000_kernel_cell_edits_end_on_torch_output_for_the_last_edit(main_windo
     with capsys.disabled():
         print(stats.report("kernel-cell burst"))
     # The document holds exactly the last value typed into every cell ...
-    weight = w.document.pipeline.layers[0].params["weight"]
+    weight = w.session.document.pipeline.layers[0].params["weight"]
     np.testing.assert_array_equal(weight, expected_weight)
     # ... and the pictures are torch's output for it, computed here without LayerLab's engine.
     x = preview_tensor(w)
     conv = F.conv2d(x, torch.from_numpy(weight.copy()), padding=1)
     pooled = F.max_pool2d(F.relu(conv), 2)
     for stage, want in ((0, x), (1, conv), (2, F.relu(conv)), (3, pooled)):
-        view = w.views[stage]
-        assert view.generation == w.controller.generation
-        assert w.stage_panel.stage_view(stage) is view
+        view = w.session.results[stage]
+        assert view.generation == w.runner.generation
+        assert w.session.results.get(stage) is view
         np.testing.assert_allclose(view.values, want[0].numpy(), rtol=0, atol=1e-5)
     # and a fresh engine on the final pipeline agrees bit for bit on the same device
-    fresh = Engine(w.device).run_all(w.document.pipeline, x)
+    fresh = Engine(w.session.device).run_all(w.session.document.pipeline, x)
     for r in fresh:
-        np.testing.assert_array_equal(w.views[r.index].values, r.output[0].cpu().numpy())
-    assert w.last_summary.error is None and not w.last_summary.cancelled
+        np.testing.assert_array_equal(w.session.results[r.index].values, r.output[0].cpu().numpy())
+    assert w.session.last_summary.error is None and not w.session.last_summary.cancelled
     # coalesced: a small fraction of the 1000 pipelines ran (about one per event-loop turn)
     assert stats.runs < EDITS / 5
     assert stats.rss_growth_mb < 200
     assert stats.threads_after == stats.threads_before
     assert stats.os_threads_after <= stats.os_threads_before  # no thread per run
     # the history stays bounded: edits of the same cell in a row merge, the rest is capped
-    assert w.document.undo_stack.count() <= w.document.undo_stack.undoLimit()
+    assert w.session.document.undo_stack.count() <= w.session.document.undo_stack.undoLimit()
 
 
 def test_1000_form_edits_of_the_pooling_end_on_the_last(main_window, qtbot, capsys):
@@ -186,13 +187,13 @@ def test_1000_form_edits_of_the_pooling_end_on_the_last(main_window, qtbot, caps
     with capsys.disabled():
         print(stats.report("pooling-size burst"))
     last = 2 + ((EDITS - 1) * 7) % 5
-    assert w.document.pipeline.layers[2].args["kernel_size"] == last
+    assert w.session.document.pipeline.layers[2].args["kernel_size"] == last
     x = preview_tensor(w)
-    conv = Engine("cpu").build_module(w.document.pipeline.layers[0])
+    conv = Engine("cpu").build_module(w.session.document.pipeline.layers[0])
     with torch.inference_mode():
         want = F.max_pool2d(F.relu(conv(x)), last)[0].numpy()
-    np.testing.assert_allclose(w.views[3].values, want, rtol=0, atol=1e-5)
-    assert w.views[3].values.shape == (1, 512 // last, 512 // last)
+    np.testing.assert_allclose(w.session.results[3].values, want, rtol=0, atol=1e-5)
+    assert w.session.results[3].values.shape == (1, 512 // last, 512 // last)
     assert stats.runs < EDITS / 5
     assert stats.rss_growth_mb < 200
 

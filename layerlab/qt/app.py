@@ -41,11 +41,10 @@ def ensure_app(argv: list[str] | None = None) -> QApplication:
         QCoreApplication.setApplicationName(APPLICATION)
         app = QApplication(argv if argv is not None else [sys.argv[0]])
         app.setStyle("Fusion")
-    from .main_window import RESOURCES
+    from .files import ICON
 
-    icon = RESOURCES / "icons" / "layerlab.png"
-    if icon.exists():
-        app.setWindowIcon(QIcon(str(icon)))
+    if ICON.exists():
+        app.setWindowIcon(QIcon(str(ICON)))
     return app  # type: ignore[return-value]
 
 
@@ -62,7 +61,7 @@ def run_app(image: str | None = None, pipeline: str | None = None) -> int:
             print(f"first-result {time.time():.6f}", flush=True)
             QTimer.singleShot(0, window.close)
 
-        window.controller.runFinished.connect(first_result)
+        window.runner.runFinished.connect(first_result)
     window.show()
     window.start(image=image, pipeline=pipeline)
     return int(app.exec())

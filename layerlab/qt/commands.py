@@ -7,15 +7,14 @@ into one undo step.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Hashable
 
 from PySide6.QtGui import QUndoCommand
 
 from ..core.pipeline import Pipeline
 
-if TYPE_CHECKING:
-    from .document import Document
+# How a command puts a snapshot in place: (pipeline, layer to select, path, change the path?).
+Apply = Callable[[Pipeline, "int | None", "str | None", bool], None]
 
 MERGE_ID = 0x4C4C  # all mergeable commands share an id; merge_key decides
 
@@ -31,14 +30,14 @@ def same_pipeline(a: Pipeline, b: Pipeline) -> bool:
 
 
 class PipelineCommand(QUndoCommand):
-    """Replace the document's pipeline (and optionally its file path)."""
+    """Replace the document's pipeline (and optionally its file path) through ``apply``."""
 
-    def __init__(self, document: Document, before: Pipeline, after: Pipeline, text: str, *,
+    def __init__(self, apply: Apply, before: Pipeline, after: Pipeline, text: str, *,
                  merge_key: Hashable | None = None, select_before: int | None = None,
                  select_after: int | None = None, path_before: str | None = None,
                  path_after: str | None = None, change_path: bool = False):
         super().__init__(text)
-        self.document = document
+        self.apply = apply
         self.before = before
         self.after = after
         self.merge_key = merge_key
@@ -65,8 +64,8 @@ class PipelineCommand(QUndoCommand):
 
     def redo(self) -> None:
         path = self.path_after if self.change_path else None
-        self.document._apply(self.after, self.select_after, path, self.change_path)
+        self.apply(self.after, self.select_after, path, self.change_path)
 
     def undo(self) -> None:
         path = self.path_before if self.change_path else None
-        self.document._apply(self.before, self.select_before, path, self.change_path)
+        self.apply(self.before, self.select_before, path, self.change_path)

@@ -296,7 +296,7 @@ class Document(QObject):
             return False
         self.last_note = note
         self.undo_stack.push(PipelineCommand(
-            self, self.pipeline, pipeline, text, merge_key=merge_key,
+            self._apply, self.pipeline, pipeline, text, merge_key=merge_key,
             select_before=select, select_after=select))
         return True
 
@@ -304,7 +304,7 @@ class Document(QObject):
         """Replace the whole document (undoable) and mark it saved."""
         self.last_note = None
         self.undo_stack.push(PipelineCommand(
-            self, self.pipeline, pipeline, text, path_before=self.path, path_after=path,
+            self._apply, self.pipeline, pipeline, text, path_before=self.path, path_after=path,
             change_path=True, select_after=0 if pipeline.layers else None))
         if path:
             self.undo_stack.setClean()
@@ -351,7 +351,7 @@ class Document(QObject):
         select = min(index, len(after.layers) - 1) if after.layers else None
         self.last_note = None
         self.undo_stack.push(PipelineCommand(
-            self, self.pipeline, after, f"Remove {layer.display_name(index)}",
+            self._apply, self.pipeline, after, f"Remove {layer.display_name(index)}",
             select_before=index, select_after=select))
 
     def duplicate_layer(self, index: int) -> None:
@@ -367,7 +367,7 @@ class Document(QObject):
         layer = self.pipeline.layers[src]
         self.last_note = None
         self.undo_stack.push(PipelineCommand(
-            self, self.pipeline, self.pipeline.move_layer(src, dst),
+            self._apply, self.pipeline, self.pipeline.move_layer(src, dst),
             f"Move {layer.display_name(src)}", select_before=src, select_after=dst))
         return True
 
@@ -396,11 +396,19 @@ class Document(QObject):
         layer = self.pipeline.layers[index]
         self._layer_edit(index, layer.with_param(pname, value), text, merge_key=merge_key)
 
-    def set_params(self, index: int, params: dict[str, np.ndarray], text: str) -> None:
+    def set_param_value(self, index: int, pname: str, position: tuple[int, ...],
+                        value: float) -> None:
+        """One value of a parameter tensor (a kernel cell, a bias entry); repeated edits of
+        the same value merge into one undo step."""
         layer = self.pipeline.layers[index]
-        for pname, value in params.items():
-            layer = layer.with_param(pname, value)
-        self._layer_edit(index, layer, text)
+        current = layer.params.get(pname)
+        if current is None:  # still the seeded init: every value becomes explicit
+            current = materialize(layer)[pname]
+        arr = np.array(current, dtype=np.float32, copy=True)
+        arr[position] = np.float32(value)
+        where = ", ".join(str(p) for p in position)
+        self.set_param(index, pname, arr, f"Edit {pname}[{where}]",
+                       merge_key=("cell", index, pname, position))
 
     def set_init(self, index: int, init: dict) -> None:
         """Seeded init instead of explicit weights (exact: the engine applies the same init)."""

@@ -36,11 +36,11 @@ from PySide6.QtWidgets import (
 
 from ..core import export
 from ..core.pipeline import Pipeline
-from .stage_view import _qimage
+from .session import Session
+from .stage_pages import qimage
 
 if TYPE_CHECKING:
     from ..core.imageio import LoadedImage
-    from .stage_view import StagePanel
 
 # Exports of fewer stages than this finish before a progress dialog would be worth showing.
 PROGRESS_MIN_MS = 400
@@ -153,25 +153,27 @@ class ExportAllDialog(QDialog):
 
 
 class StageExporter(QObject):
-    """The panel's export actions and the jobs behind them."""
+    """The export actions and the jobs behind them, on the session's shown stage."""
 
     exported = Signal(str)  # a message once something was written
+    statusMessage = Signal(str)
 
-    def __init__(self, panel: StagePanel):
-        super().__init__(panel)
-        self.panel = panel
+    def __init__(self, session: Session, view_mode, parent: QWidget):
+        super().__init__(parent)
+        self.session = session
+        self.view_mode = view_mode  # callable: "grid" or "channel", what the view shows
+        self.parent_widget = parent
         self.job: ExportJob | None = None
         self.progress: QProgressDialog | None = None
         self.last_error: str | None = None
         self.last_dir = os.path.expanduser("~")
-        self.device = "auto"  # the main window may set the device it runs on
         self._box: QMessageBox | None = None
 
-        self.channel_action = QAction("Export current channel as PNG\u2026", panel)
-        self.grid_action = QAction("Export stage grid as PNG\u2026", panel)
-        self.all_action = QAction("Export all stages\u2026", panel)
+        self.channel_action = QAction("Export current channel as PNG\u2026", parent)
+        self.grid_action = QAction("Export stage grid as PNG\u2026", parent)
+        self.all_action = QAction("Export all stages\u2026", parent)
         self.all_action.setShortcut(QKeySequence("Ctrl+Shift+E"))
-        self.copy_action = QAction("Copy image to clipboard", panel)
+        self.copy_action = QAction("Copy image to clipboard", parent)
         self.copy_action.setShortcut(QKeySequence("Ctrl+Shift+C"))
         self.channel_action.triggered.connect(self._ask_channel)
         self.grid_action.triggered.connect(self._ask_grid)
@@ -180,21 +182,27 @@ class StageExporter(QObject):
         app = QCoreApplication.instance()
         if app is not None:
             app.aboutToQuit.connect(self.shutdown)
+        session.stageChanged.connect(self.update_enabled)
+        session.resultsChanged.connect(self.update_enabled)
+        session.selectionChanged.connect(self.update_enabled)
+        self.update_enabled()
 
     def actions(self) -> list[QAction]:
         return [self.channel_action, self.grid_action, self.all_action, self.copy_action]
 
-    def update_enabled(self) -> None:
-        view = self.panel.stage_view(self.panel.current_stage())
+    @Slot()
+    def update_enabled(self, *_: object) -> None:
+        s = self.session
+        view = s.results.get(s.stage)
         has_view = view is not None and view.rendered is not None
         for a in (self.channel_action, self.grid_action, self.copy_action):
             a.setEnabled(has_view)
-        self.all_action.setEnabled(self.panel.pipeline() is not None
-                                   and self.panel.image() is not None and self.job is None)
+        self.all_action.setEnabled(s.run_pipeline is not None and s.loaded is not None
+                                   and self.job is None)
 
     # --- single images ---
     def _current(self):
-        view = self.panel.stage_view(self.panel.current_stage())
+        view = self.session.results.get(self.session.stage)
         if view is None:
             raise export.ExportError("no stage to export yet")
         return view
@@ -209,7 +217,7 @@ class StageExporter(QObject):
     def save_channel_png(self, path: str | os.PathLike, channel: int | None = None) -> Path:
         """Write a channel (default: the selected one) of the current stage, as shown."""
         view = self._current()
-        ch = self.panel.current_channel() if channel is None else channel
+        ch = self.session.channel if channel is None else channel
         r = view.rendered
         return export.export_channel_png(stage_tensor(view), ch, path, normalize=r.mode,
                                          colormap=r.colormap)
@@ -225,26 +233,25 @@ class StageExporter(QObject):
         """Put what the view shows (the large channel or the grid) on the clipboard."""
         try:
             view = self._current()
-            channel = self.panel.current_channel() if self.panel.view_mode() == "channel" \
-                else None
+            channel = self.session.channel if self.view_mode() == "channel" else None
             arr = shown_image(view, channel)
         except export.ExportError as e:
             self._report_error(str(e))
             return False
-        QGuiApplication.clipboard().setImage(_qimage(arr))
+        QGuiApplication.clipboard().setImage(qimage(arr))
         self._done(f"copied {arr.shape[1]} x {arr.shape[0]} image to the clipboard")
         return True
 
     @Slot()
     def _ask_channel(self) -> None:
-        self._ask_png(self.save_channel_png, self._default_name(self.panel.current_channel()))
+        self._ask_png(self.save_channel_png, self._default_name(self.session.channel))
 
     @Slot()
     def _ask_grid(self) -> None:
         self._ask_png(self.save_grid_png, self._default_name(None))
 
     def _ask_png(self, save, name: str) -> None:
-        path, _ = QFileDialog.getSaveFileName(self.panel, "Save PNG",
+        path, _ = QFileDialog.getSaveFileName(self.parent_widget, "Save PNG",
                                               os.path.join(self.last_dir, name),
                                               "PNG images (*.png)")
         if not path:
@@ -262,7 +269,7 @@ class StageExporter(QObject):
     # --- everything ---
     @Slot()
     def _ask_all(self) -> None:
-        dialog = ExportAllDialog(self.panel, self.last_dir)
+        dialog = ExportAllDialog(self.parent_widget, self.last_dir)
         if dialog.exec() != QDialog.DialogCode.Accepted:
             return
         folder = dialog.folder.text().strip()
@@ -278,19 +285,20 @@ class StageExporter(QObject):
         if self.job is not None:
             self._report_error("an export is already running")
             return None
-        pipeline, image = self.panel.pipeline(), self.panel.image()
+        s = self.session
+        pipeline, image = s.run_pipeline, s.loaded
         if pipeline is None or image is None:
             self._report_error("load an image first")
             return None
-        opts = self.panel.render_options()
-        options = {"device": self.device, "raw": raw, "normalize": opts.normalize,
+        opts = s.render_options
+        options = {"device": s.device, "raw": raw, "normalize": opts.normalize,
                    "colormap": opts.colormap, "overwrite": overwrite}
         job = ExportJob(image, pipeline, os.fspath(out_dir), options=options, parent=self)
         self.job = job
         self.last_error = None
         if show_progress:
             total = len(pipeline.enabled_layers()) + 2
-            dlg = QProgressDialog("Exporting\u2026", "Cancel", 0, total, self.panel)
+            dlg = QProgressDialog("Exporting\u2026", "Cancel", 0, total, self.parent_widget)
             dlg.setWindowTitle("Export all stages")
             dlg.setMinimumDuration(PROGRESS_MIN_MS)
             dlg.setAutoClose(False)
@@ -354,15 +362,15 @@ class StageExporter(QObject):
 
     # --- messages ---
     def _done(self, message: str) -> None:
-        self.panel.statusMessage.emit(message)
+        self.statusMessage.emit(message)
         self.exported.emit(message)
 
     def _report_error(self, message: str) -> None:
         self.last_error = message
-        self.panel.statusMessage.emit(message)
-        if self.panel.isVisible():
+        self.statusMessage.emit(message)
+        if self.parent_widget.isVisible():
             box = QMessageBox(QMessageBox.Icon.Warning, "Export", message,
-                              QMessageBox.StandardButton.Ok, self.panel)
+                              QMessageBox.StandardButton.Ok, self.parent_widget)
             box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
             box.open()
             self._box = box

@@ -7,25 +7,19 @@ this widget only draws them. "log counts" changes the axis, not the data: the cu
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+from . import theme
+from .text import format_stat
 
 STAGE_BRUSH = (150, 150, 150, 110)
 STAGE_PEN = (120, 120, 120)
 CHANNEL_PEN = (230, 120, 20)
 STAT_ROWS = (("min", "min"), ("max", "max"), ("mean", "mean"), ("std", "std"),
              ("zero_fraction", "zeros"))
-
-
-def format_number(v: float) -> str:
-    """Six significant digits; NaN/inf spelled out."""
-    if isinstance(v, float | np.floating) and not math.isfinite(v):
-        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
-    return f"{v:.6g}"
 
 
 class HistogramView(QWidget):
@@ -170,11 +164,11 @@ class HistogramView(QWidget):
             if key == "zero_fraction":
                 text = f"{100 * sv:.2f} %"
             else:
-                text = format_number(sv)
+                text = format_stat(sv)
             row = f"<tr><td>{label}</td><td {cell}>{text}</td>"
             if ch is not None:
                 cv = float(r.channel_stats[key][ch])
-                ctext = f"{100 * cv:.2f} %" if key == "zero_fraction" else format_number(cv)
+                ctext = f"{100 * cv:.2f} %" if key == "zero_fraction" else format_stat(cv)
                 row += f"<td {cell}>{ctext}</td>"
             rows.append(row + "</tr>")
         bad = []
@@ -182,6 +176,6 @@ class HistogramView(QWidget):
             bad.append(f"{r.stats['nan_count']} NaN")
         if r.stats.get("inf_count"):
             bad.append(f"{r.stats['inf_count']} inf")
-        extra = (f"<tr><td colspan=3 style='color: #c62828'>{', '.join(bad)} "
+        extra = (f"<tr><td colspan=3 style='color: {theme.ERROR}'>{', '.join(bad)} "
                  f"(not counted)</td></tr>") if bad else ""
         return "<table cellspacing=0>" + "".join(rows) + extra + "</table>"

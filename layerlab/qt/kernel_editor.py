@@ -2,8 +2,9 @@
 seeded init and the bias values.
 
 The editor shows the weights the engine uses (explicit params, or the seeded init made
-concrete) and emits whole new tensors; the window records each as one undoable edit.
-Consecutive edits of the same cell carry the same merge key, so a wheel spin is one undo step.
+concrete) and emits intents: one typed value (``cellEdited``: parameter, position, value) or a
+whole new tensor for presets, scaling and normalising (``paramEdited``). The controller turns
+each into one undoable edit; repeated edits of the same cell merge into one undo step.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from PySide6.QtWidgets import (
 from ..core.kernels import DEFAULT_INIT, INIT_SCHEMES, PRESET_HELP, PRESETS, fit_kernel, preset
 from ..core.pipeline import LayerSpec
 from .document import materialize
-from .param_form import NumberSpinBox, format_number
+from .param_form import NumberSpinBox
+from .text import format_decimal
 
 CELL_RANGE = 1e6
 
@@ -77,9 +79,10 @@ class KernelCell(NumberSpinBox):
 class KernelEditor(QWidget):
     """Edits one Conv2d layer's weight and bias."""
 
-    paramEdited = Signal(str, object, str, object)  # param name, array, undo text, merge key
-    paramsEdited = Signal(object, str)  # {name: array}, undo text
-    initRequested = Signal(object)  # init dict: drop explicit weights, use the seeded init
+    cellEdited = Signal(int, str, object, float)  # layer, param name, position (tuple), value
+    paramEdited = Signal(int, str, object, str)  # layer, param name, whole new array, undo text
+    sliceChanged = Signal(int, int)  # the (out, in) slice shown
+    initRequested = Signal(int, object)  # layer, init dict: the seeded init replaces weights
     statusMessage = Signal(str)
 
     def __init__(self, parent: QWidget | None = None):
@@ -344,8 +347,8 @@ class KernelEditor(QWidget):
         o, i = self.current_slice()
         total = float(k.sum(dtype=np.float64))
         self.summary.setText(f"weight[{o}, {i}] · {k.shape[0]}×{k.shape[1]} · sum "
-                             f"{format_number(total)} · min {format_number(float(k.min()))}"
-                             f" · max {format_number(float(k.max()))}")
+                             f"{format_decimal(total)} · min {format_decimal(float(k.min()))}"
+                             f" · max {format_decimal(float(k.max()))}")
 
     def _show_bias(self) -> None:
         bias = self._bias
@@ -366,19 +369,22 @@ class KernelEditor(QWidget):
 
     def _slice_changed(self) -> None:
         self._show_slice()
+        self.sliceChanged.emit(*self.current_slice())
+
+    def set_slice(self, out_channel: int, in_channel: int) -> None:
+        """Show the (out, in) slice (clamped to the weight's shape)."""
+        for box, v in ((self.out_box, out_channel), (self.in_box, in_channel)):
+            box.setValue(min(max(int(v), box.minimum()), box.maximum()))
 
     # --- edits ---
-    def _emit_weight(self, weight: np.ndarray, text: str, merge_key: object = None) -> None:
-        self.paramEdited.emit("weight", weight.astype(np.float32), text, merge_key)
+    def _emit_weight(self, weight: np.ndarray, text: str) -> None:
+        self.paramEdited.emit(self._index, "weight", weight.astype(np.float32), text)
 
     def _cell_changed(self, cell: KernelCell, value: float) -> None:
         if self._weight is None or self._index is None:
             return
         o, i = self.current_slice()
-        w = np.array(self._weight, dtype=np.float32, copy=True)
-        w[o, i, cell.y, cell.x] = np.float32(value)
-        self._emit_weight(w, f"Edit weight[{o}, {i}, {cell.y}, {cell.x}]",
-                          ("cell", self._index, o, i, cell.y, cell.x))
+        self.cellEdited.emit(self._index, "weight", (o, i, cell.y, cell.x), float(value))
 
     def set_cell(self, y: int, x: int, value: float) -> None:
         """Type ``value`` into cell (y, x) of the shown slice (as a person would)."""
@@ -422,7 +428,7 @@ class KernelEditor(QWidget):
         w = torch.from_numpy(np.array(self._weight, dtype=np.float32, copy=True))
         for o, i in self._targets():
             w[o, i] = w[o, i] * m / d
-        self._emit_weight(w.numpy(), f"Scale × {format_number(m)} ÷ {format_number(d)} "
+        self._emit_weight(w.numpy(), f"Scale × {format_decimal(m)} ÷ {format_decimal(d)} "
                                      f"({self._where()})")
 
     def normalise(self) -> None:
@@ -446,7 +452,7 @@ class KernelEditor(QWidget):
     def apply_init(self) -> None:
         if self._index is None:
             return
-        self.initRequested.emit({"scheme": self.scheme_box.currentText(),
+        self.initRequested.emit(self._index, {"scheme": self.scheme_box.currentText(),
                                  "seed": self.seed_box.value()})
 
     def _bias_item_changed(self, item: QTableWidgetItem) -> None:
@@ -457,7 +463,4 @@ class KernelEditor(QWidget):
         except (TypeError, ValueError):
             self._show_bias()
             return
-        b = np.array(self._bias, dtype=np.float32, copy=True)
-        b[item.row()] = np.float32(v)
-        self.paramEdited.emit("bias", b, f"Edit bias[{item.row()}]",
-                              ("bias", self._index, item.row()))
+        self.cellEdited.emit(self._index, "bias", (item.row(),), v)

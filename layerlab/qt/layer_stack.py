@@ -31,10 +31,11 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.specs import CATEGORIES, ops_in
-from .document import Document, Validation, shape_text
+from . import theme
+from .document import Document, Validation
+from .text import shape_text
 
 MIME = "application/x-layerlab-layer-row"
-ERROR_COLOUR = QColor(198, 40, 40)
 
 
 def _dot(colour: QColor, size: int = 10) -> QIcon:
@@ -54,6 +55,11 @@ class LayerStackModel(QAbstractTableModel):
 
     COLUMNS = ("Layer", "Type", "Output")
 
+    # Intents: the model never edits the document itself.
+    enabledRequested = Signal(int, bool)
+    renameRequested = Signal(int, str)
+    moveRequested = Signal(int, int)
+
     def __init__(self, document: Document, parent=None):
         super().__init__(parent)
         self.document = document
@@ -64,7 +70,7 @@ class LayerStackModel(QAbstractTableModel):
 
     def _icon(self) -> QIcon:
         if self._error_icon is None:
-            self._error_icon = _dot(ERROR_COLOUR)
+            self._error_icon = _dot(QColor(theme.ERROR))
         return self._error_icon
 
     # --- refresh from the document ---
@@ -140,9 +146,9 @@ class LayerStackModel(QAbstractTableModel):
             return self._icon()
         if role == Qt.ItemDataRole.ForegroundRole:
             if error and col == 2:
-                return ERROR_COLOUR
+                return QColor(theme.ERROR)
             if not layer.enabled:
-                return QColor(140, 140, 140)
+                return QColor(theme.MUTED)
         if role == Qt.ItemDataRole.ToolTipRole:
             lines = [f"{layer.display_name(row)} · {layer.type}", layer.op.help]
             if status and status.in_shape is not None and layer.enabled:
@@ -174,10 +180,10 @@ class LayerStackModel(QAbstractTableModel):
         row = index.row()
         if role == Qt.ItemDataRole.CheckStateRole:
             checked = value in (Qt.CheckState.Checked, Qt.CheckState.Checked.value, 2, True)
-            self.document.set_enabled(row, checked)
+            self.enabledRequested.emit(row, checked)
             return True
         if role == Qt.ItemDataRole.EditRole:
-            self.document.rename_layer(row, str(value))
+            self.renameRequested.emit(row, str(value))
             return True
         return False
 
@@ -218,7 +224,9 @@ class LayerStackModel(QAbstractTableModel):
         dst = max(0, min(dst, n - 1))
         # Returning True lets the view finish the move; our removeRows() does nothing, the
         # document already holds the reordered stack.
-        return self.document.move_layer(src, dst) or True
+        if src != dst:
+            self.moveRequested.emit(src, dst)
+        return True
 
 
 class LayerStackView(QTreeView):
@@ -318,11 +326,16 @@ class LayerStackWidget(QWidget):
                             QItemSelectionModel.SelectionFlag.Rows)
         self.view.scrollTo(index)
 
-    def refresh(self, validation: Validation | None, select: int | None) -> None:
+    def set_run_errors(self, errors: dict[int, str]) -> None:
+        self.model.set_run_errors(errors)
+
+    def refresh(self, validation: Validation | None, select: int | None,
+                run_errors: dict[int, str] | None = None) -> None:
         keep = self.current_layer() if select is None else select
         sel = self.view.selectionModel()
         sel.blockSignals(True)
         try:
+            self.model.run_errors = dict(run_errors or {})
             self.model.refresh(validation)
             if keep is not None and keep >= self.model.rowCount():
                 keep = self.model.rowCount() - 1 if self.model.rowCount() else None

@@ -30,25 +30,16 @@ from PySide6.QtWidgets import (
 
 from ..core.pipeline import LayerSpec
 from ..core.specs import Param
+from . import theme
+from .text import format_decimal
 
 INT_LIMIT = 2**31 - 1
-ERROR_STYLE = "#c62828"
-ERROR_TINT = "#fbd5d5"
 
 
 def _int_range(p: Param) -> tuple[int, int]:
     lo = int(p.minimum) if p.minimum is not None else -INT_LIMIT
     hi = int(p.maximum) if p.maximum is not None else INT_LIMIT
     return max(lo, -INT_LIMIT), min(hi, INT_LIMIT)
-
-
-def format_number(v: float) -> str:
-    if v == 0:
-        return "0"
-    if abs(v) >= 1e-4 and abs(v) < 1e6:
-        text = f"{v:.6f}".rstrip("0").rstrip(".")
-        return text if text not in ("", "-0") else f"{v:.6g}"
-    return f"{v:.6g}"
 
 
 class NumberSpinBox(QDoubleSpinBox):
@@ -63,7 +54,7 @@ class NumberSpinBox(QDoubleSpinBox):
         self.setAccelerated(True)
 
     def textFromValue(self, value: float) -> str:  # noqa: N802 - Qt's name
-        return format_number(value)
+        return format_decimal(value)
 
     def valueFromText(self, text: str) -> float:  # noqa: N802 - Qt's name
         try:
@@ -86,7 +77,7 @@ class NumberSpinBox(QDoubleSpinBox):
         return QValidator.State.Acceptable, text, pos
 
     def fixup(self, text: str) -> str:
-        return format_number(self.value())
+        return format_decimal(self.value())
 
     # Qt sizes a double spin box for its longest possible text (15 decimals here); size it
     # for the numbers it actually shows instead.
@@ -172,7 +163,7 @@ class FieldEditor(QWidget):
                 if on:
                     pal = w.palette()
                     for role in (QPalette.ColorRole.Base, QPalette.ColorRole.Button):
-                        pal.setColor(role, QColor(ERROR_TINT))
+                        pal.setColor(role, QColor(theme.ERROR_TINT))
                     w.setPalette(pal)
                 else:
                     w.setPalette(QPalette())
@@ -533,7 +524,7 @@ class ParamForm(QWidget):
         self.error = QLabel()
         self.error.setObjectName("paramError")
         self.error.setWordWrap(True)
-        self.error.setStyleSheet(f"color: {ERROR_STYLE};")
+        self.error.setStyleSheet(f"color: {theme.ERROR};")
         self.error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.error.hide()
         outer.addWidget(self.error)
@@ -596,7 +587,7 @@ class ParamForm(QWidget):
             bad = error is not None and name == field
             editor.set_error(bad)
             label = self.labels[name]
-            label.setStyleSheet(f"color: {ERROR_STYLE}; font-weight: bold;" if bad else "")
+            label.setStyleSheet(f"color: {theme.ERROR}; font-weight: bold;" if bad else "")
         if error:
             self.error.setText(f"⚠ {error}")
             self.error.show()

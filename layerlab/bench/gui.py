@@ -1,7 +1,10 @@
-"""Window-level measurements for ``layerlab bench`` (run in a subprocess, offscreen)."""
+"""``python -m layerlab.bench.gui N``: the window-level measurement of ``layerlab bench``,
+in a process of its own (offscreen); prints the N latencies in ms as JSON."""
 
 from __future__ import annotations
 
+import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -9,17 +12,17 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QEventLoop, QTimer
 
-from ..bench import RESOURCES, four_stage_pipeline
 from ..core.engine import Engine
-from .app import ensure_app, make_settings
+from ..qt.app import ensure_app, make_settings
+from . import RESOURCES, four_stage_pipeline
 
 
 def _wait_for_run(window, timeout_ms: int = 30000) -> None:
     """Spin the event loop until the newest run has finished and been shown."""
-    if not window.controller.busy:
+    if not window.runner.busy:
         return
     loop = QEventLoop()
-    window.controller.busyChanged.connect(lambda busy: None if busy else loop.quit())
+    window.runner.busyChanged.connect(lambda busy: None if busy else loop.quit())
     QTimer.singleShot(timeout_ms, loop.quit)
     loop.exec()
 
@@ -28,8 +31,8 @@ def _expected_corner(window, layer_index: int) -> float:
     """Output (channel 0, y 1, x 1) of the edited conv, from torch directly."""
     import torch
 
-    stage_in = window.stage_panel.stage_view(layer_index).values
-    layer = window.document.pipeline.layers[layer_index]
+    stage_in = window.session.results[layer_index].values
+    layer = window.session.pipeline.layers[layer_index]
     w = torch.from_numpy(np.array(layer.params["weight"]))
     b = Engine("cpu").build_module(layer).bias
     patch = torch.from_numpy(stage_in[:, 0:3, 0:3].copy())
@@ -39,7 +42,7 @@ def _expected_corner(window, layer_index: int) -> float:
 def gui_edit_latency(repeats: int) -> list[float]:
     """Milliseconds from a kernel-cell edit to the view holding the new pixels."""
     app = ensure_app()
-    from .main_window import MainWindow
+    from ..qt.main_window import MainWindow
 
     with tempfile.TemporaryDirectory() as tmp:
         pipeline = four_stage_pipeline()
@@ -51,17 +54,15 @@ def gui_edit_latency(repeats: int) -> list[float]:
         window.start(image=str(RESOURCES / "samples" / "astronaut.jpg"), pipeline=str(path))
         _wait_for_run(window)
         last = len(pipeline.layers) - 1
-        weight = Engine("cpu").build_module(pipeline.layers[last]).weight.detach().numpy()
         samples = []
         for k in range(repeats + 3):
-            w = weight.copy()
-            w[0, 0, 1, 1] = 0.01 * (k + 1)
-            generation_before = window.controller.generation
+            generation_before = window.runner.generation
             t = time.perf_counter()
-            window.document.set_param(last, "weight", w, "Edit kernel cell")
+            # What typing into kernel cell (0, 0, 1, 1) sends: the editor's intent.
+            window.kernel_editor.cellEdited.emit(last, "weight", (0, 0, 1, 1), 0.01 * (k + 1))
             _wait_for_run(window)
             elapsed = (time.perf_counter() - t) * 1000
-            view = window.stage_panel.stage_view(len(pipeline.layers))
+            view = window.session.results.get(len(pipeline.layers))
             if view is None or view.generation <= generation_before:
                 raise RuntimeError("the edit did not reach the view")
             if not np.isclose(view.values[0, 1, 1], _expected_corner(window, last), atol=1e-5):
@@ -71,3 +72,7 @@ def gui_edit_latency(repeats: int) -> list[float]:
         window.close()
         app.processEvents()
     return samples
+
+
+if __name__ == "__main__":
+    print(json.dumps(gui_edit_latency(int(sys.argv[1]))))

@@ -28,7 +28,7 @@ from .core.imageio import load_image, to_tensor
 from .core.kernels import preset
 from .core.pipeline import InputSpec, Pipeline, new_layer
 
-RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+RESOURCES = Path(__file__).resolve().parent.parent.parent / "resources"
 
 
 @dataclass
@@ -213,13 +213,10 @@ def bench_photo_12mp(quick: bool) -> Scenario:
             results = engine.run_all(pipeline, to_tensor(preview.image, "rgb"))
             samples.append((time.perf_counter() - t) * 1000)
         preview_shape = results[0].shape
-        code = ("import json,resource,sys,time;from layerlab.core.export import export_run;"
-                "from layerlab.core.pipeline import Pipeline;t=time.perf_counter();"
-                "export_run(sys.argv[1],Pipeline.load(sys.argv[2]),sys.argv[3],device='cpu',"
-                "raw=False);print(json.dumps({'s':time.perf_counter()-t,"
-                "'rss':resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))")
-        proc = subprocess.run([sys.executable, "-c", code, str(path), str(pipe_path),
-                               str(Path(tmp) / "export")], capture_output=True, text=True)
+        # A process of its own, so its peak memory is the export's alone.
+        proc = subprocess.run([sys.executable, "-m", "layerlab.bench.export_child", str(path),
+                               str(pipe_path), str(Path(tmp) / "export")],
+                              capture_output=True, text=True)
         extra: dict = {"preview_shape": list(preview_shape)}
         if proc.returncode == 0:
             out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -233,11 +230,9 @@ def bench_photo_12mp(quick: bool) -> Scenario:
 
 def bench_gui_edit(repeats: int) -> Scenario:
     """The real main window, offscreen: kernel cell edited -> new pixels in the view."""
-    code = ("import json,sys;from layerlab.qt.benchmarks import gui_edit_latency;"
-            "print(json.dumps(gui_edit_latency(int(sys.argv[1]))))")
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
-    proc = subprocess.run([sys.executable, "-c", code, str(repeats)], capture_output=True,
-                          text=True, env=env)
+    proc = subprocess.run([sys.executable, "-m", "layerlab.bench.gui", str(repeats)],
+                          capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         err = (proc.stderr.strip().splitlines() or ["failed"])[-1]
         return Scenario("gui-edit-512", None, goal="median <= 40 ms, p95 <= 100 ms",

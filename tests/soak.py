@@ -130,7 +130,7 @@ class Soak:
         self.edits += 1
 
     def _layers(self):
-        return self.w.document.pipeline.layers
+        return self.w.session.document.pipeline.layers
 
     def _pick(self) -> int | None:
         n = len(self._layers())
@@ -144,19 +144,19 @@ class Soak:
         if len(self._layers()) >= MAX_LAYERS:
             return self.remove()
         self._pick()
-        self.w.add_layer(self.rng.choice(ADDABLE))
+        self.w.controller.on_add_layer(self.rng.choice(ADDABLE))
 
     def remove(self) -> None:
         if len(self._layers()) > 1 and self._pick() is not None:
-            self.w.remove_layer()
+            self.w.controller.on_remove_layer()
 
     def move(self) -> None:
         if self._pick() is not None:
-            self.w.move_layer(self.rng.choice((-1, 1)))
+            self.w.controller.on_move_layer(self.rng.choice((-1, 1)))
 
     def toggle(self) -> None:
         if self._pick() is not None:
-            self.w.toggle_layer()
+            self.w.controller.on_toggle_layer()
 
     def arg(self) -> None:
         i = self._pick()
@@ -167,7 +167,7 @@ class Soak:
         if not options:
             return self.cell()
         name, values = self.rng.choice(options)
-        self.w.document.set_arg(i, name, self.rng.choice(values))
+        self.w.session.document.set_arg(i, name, self.rng.choice(values))
 
     def cell(self) -> None:
         convs = [i for i, layer in enumerate(self._layers()) if layer.type == "Conv2d"]
@@ -186,10 +186,10 @@ class Soak:
             self.app.processEvents()
 
     def undo(self) -> None:
-        self.w.document.undo_stack.undo()
+        self.w.session.document.undo_stack.undo()
 
     def redo(self) -> None:
-        self.w.document.undo_stack.redo()
+        self.w.session.document.undo_stack.redo()
 
     def mode(self) -> None:
         box = self.w.mode_box
@@ -205,8 +205,8 @@ class Soak:
             box.setCurrentIndex(self.rng.randrange(box.count()))
 
     def select_stage(self) -> None:
-        stages = len(self.w.document.pipeline.enabled_layers()) + 1
-        self.w.stage_panel.select_stage(self.rng.randrange(stages))
+        stages = len(self.w.session.document.pipeline.enabled_layers()) + 1
+        self.w.session.select(stage=self.rng.randrange(stages))
 
     def wait(self) -> None:
         self.wait_idle(10.0)
@@ -221,11 +221,11 @@ class Soak:
 
     def wait_idle(self, timeout: float) -> bool:
         end = time.monotonic() + timeout
-        while self.w.controller.busy and time.monotonic() < end:
+        while self.w.runner.busy and time.monotonic() < end:
             self.app.processEvents()
             time.sleep(0.002)
         self.app.processEvents()
-        return not self.w.controller.busy
+        return not self.w.runner.busy
 
     # --- checking ---
     def sample(self, t0: float) -> Sample:
@@ -235,8 +235,8 @@ class Soak:
         raw = rss_mb()
         return Sample(time.monotonic() - t0, raw, trimmed_rss_mb(),
                       len(w.findChildren(QObject)), threading.active_count(), os_threads(),
-                      self.edits, w.controller.runs_started, w.document.undo_stack.count(),
-                      len(w.document.pipeline.layers))
+                      self.edits, w.runner.runs_started, w.session.document.undo_stack.count(),
+                      len(w.session.document.pipeline.layers))
 
     def final_check(self) -> str:
         """Do the pictures equal a fresh engine's run of the document's pipeline?"""
@@ -249,22 +249,22 @@ class Soak:
         for _ in range(100):  # until edits still on their way (editor timers) have landed
             if not self.wait_idle(60.0):
                 return "the last run did not finish within 60 s"
-            generation = w.controller.generation
+            generation = w.runner.generation
             self.spin(0.2)
-            if not w.controller.busy and w.controller.generation == generation:
+            if not w.runner.busy and w.runner.generation == generation:
                 break
-        if w.validation is None or not w.validation.ok:  # shown as such; nothing to compare
-            return f"ok (the final stack has an error: {w.validation.error if w.validation else ''})"
-        w.run_or_stop()  # a fresh run of the current stack, so the comparison is current
+        if w.session.validation is None or not w.session.validation.ok:  # shown as such; nothing to compare
+            return f"ok (the final stack has an error: {w.session.validation.error if w.session.validation else ''})"
+        w.controller.on_run_or_stop()  # a fresh run of the current stack, so the comparison is current
         if not self.wait_idle(60.0):
             return "the last run did not finish within 60 s"
-        stale = [i for i, v in w.views.items() if v.generation != w.controller.generation]
+        stale = [i for i, v in w.session.results.items() if v.generation != w.runner.generation]
         if stale:
             return f"stages {stale} are not from the last run"
-        x = to_tensor(w.preview.image, w.document.pipeline.input.mode)
-        results = Engine(w.device).run_all(w.document.pipeline, x)
+        x = to_tensor(w.session.preview.image, w.session.document.pipeline.input.mode)
+        results = Engine(w.session.device).run_all(w.session.document.pipeline, x)
         for r in results:
-            view = w.views.get(r.index)
+            view = w.session.results.get(r.index)
             if view is None:
                 return f"stage {r.index} is missing"
             if r.error or view.result.error:
@@ -348,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     soak = Soak(window, app, args.seed)
     soak.wait_idle(60.0)
 
-    print(f"soak: {args.minutes:g} min, seed {args.seed}, device {window.device}, "
+    print(f"soak: {args.minutes:g} min, seed {args.seed}, device {window.session.device}, "
           f"{'on screen' if args.show else 'offscreen'}; a sample every {args.interval:g} s")
     header = (f"{'time':>7} {'RSS MB':>8} {'in use':>8} {'QObjects':>8} {'py thr':>6} "
               f"{'OS thr':>6} {'edits':>7} {'runs':>6} {'undo':>5} {'layers':>6}")
@@ -392,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     samples.append(soak.sample(t0))
     show(samples[-1])
 
-    worker = window.controller._thread
+    worker = window.runner._thread
     window.close()
     app.processEvents()
     joined = worker is None or worker.isFinished()

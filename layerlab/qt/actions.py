@@ -1,0 +1,105 @@
+"""Every window action in one table: text, keys, tip, and what it triggers.
+
+``trigger`` is a path from the window (``files.open_image_dialog``: the window's ``files``,
+its ``open_image_dialog``) called with ``args``. ``scope`` names the widget a shortcut is
+local to (Del and Space act in the layer list only, so they keep their meaning in text
+fields). ``undo``/``redo`` come from the undo stack, which keeps their text and state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import reduce
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QKeySequence
+
+SK = QKeySequence.StandardKey
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    name: str  # the window gets it as ``actions[name]``
+    text: str
+    trigger: str
+    keys: tuple = ()
+    tip: str = ""
+    icon_text: str = ""
+    scope: str | None = None
+    args: tuple = ()
+
+
+ACTIONS = (
+    ActionSpec("open_image", "&Open image…", "files.open_image_dialog", (SK.Open,),
+               "Open an image file (or drop one onto the window)", "Open image"),
+    ActionSpec("paste", "&Paste image", "files.paste_image", (SK.Paste,),
+               "Use the image (or image file) on the clipboard"),
+    ActionSpec("open_pipeline", "Open &pipeline…", "files.open_pipeline_dialog",
+               ("Ctrl+Shift+O",), "Open a *.layerlab.json stack", "Open pipeline"),
+    ActionSpec("save", "&Save pipeline", "files.save_pipeline", (SK.Save,),
+               "Save the stack to its file", "Save"),
+    ActionSpec("save_as", "Save pipeline &as…", "files.save_pipeline_as", ("Ctrl+Shift+S",),
+               "Save the stack to a new file"),
+    ActionSpec("quit", "&Quit", "close", (SK.Quit,), "Close LayerLab (your work is kept)"),
+    ActionSpec("undo", "&Undo", "undo", (SK.Undo,), icon_text="Undo"),
+    ActionSpec("redo", "&Redo", "redo", ("Ctrl+Shift+Z", "Ctrl+Y"), icon_text="Redo"),
+    ActionSpec("add_layer", "&Add layer…", "show_add_menu", ("Ctrl+L",),
+               "Add a layer after the selected one"),
+    ActionSpec("remove", "&Remove layer", "controller.on_remove_layer", (SK.Delete,),
+               "Remove the selected layer (Del)", "Remove", scope="stack"),
+    ActionSpec("duplicate", "D&uplicate layer", "controller.on_duplicate_layer", ("Ctrl+D",),
+               "Duplicate the selected layer (Ctrl+D)", "Duplicate"),
+    ActionSpec("move_up", "Move layer &up", "controller.on_move_layer", ("Alt+Up",),
+               "Move the selected layer up (Alt+Up)", "↑", args=(-1,)),
+    ActionSpec("move_down", "Move layer do&wn", "controller.on_move_layer", ("Alt+Down",),
+               "Move the selected layer down (Alt+Down)", "↓", args=(1,)),
+    ActionSpec("toggle", "&Enable / disable layer", "controller.on_toggle_layer", ("Space",),
+               "Switch the selected layer on or off (Space)", scope="stack.view"),
+    ActionSpec("rename", "Re&name layer", "rename_layer", ("F2",),
+               "Rename the selected layer (F2 or double-click)", scope="stack"),
+    ActionSpec("run", "&Run", "controller.on_run_or_stop", ("F5",),
+               "Run the stack now (F5); while it runs: stop (Esc)", "▶ Run"),
+    ActionSpec("stop", "&Stop", "controller.on_stop", ("Esc",), "Stop the current run (Esc)"),
+    ActionSpec("full_size", "Run at &full size", "controller.on_run_full_size",
+               ("Ctrl+Shift+R",), "Run the full-resolution image once (editing uses a preview)",
+               "Full size"),
+    ActionSpec("shortcuts", "&Keyboard shortcuts", "show_shortcuts", (SK.HelpContents,),
+               "List the keyboard shortcuts (F1)"),
+    ActionSpec("about", "&About LayerLab", "show_about"),
+)
+
+LAYER_ACTIONS = ("remove", "duplicate", "move_up", "move_down", "toggle", "rename")
+SHORTCUT_LIST = ("open_image", "paste", "open_pipeline", "save", "save_as", "undo", "redo",
+                 "add_layer", *LAYER_ACTIONS, "run", "stop", "full_size", "shortcuts", "quit")
+
+
+def _resolve(root: object, path: str) -> object:
+    return reduce(getattr, path.split("."), root)
+
+
+def create_actions(window, undo_stack) -> dict[str, QAction]:
+    """The table's actions, added to the window (or to their scope widget)."""
+    made: dict[str, QAction] = {}
+    for spec in ACTIONS:
+        owner = _resolve(window, spec.scope) if spec.scope else window
+        if spec.trigger == "undo":
+            act = undo_stack.createUndoAction(owner, spec.text)
+        elif spec.trigger == "redo":
+            act = undo_stack.createRedoAction(owner, spec.text)
+        else:
+            act = QAction(spec.text, owner)
+            act.triggered.connect(
+                lambda _=False, s=spec: _resolve(window, s.trigger)(*s.args))
+        if spec.keys:
+            act.setShortcuts([QKeySequence(k) for k in spec.keys])
+        if spec.scope:
+            act.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        if spec.tip:
+            act.setToolTip(spec.tip)
+            act.setStatusTip(spec.tip)
+        if spec.icon_text:
+            act.setIconText(spec.icon_text)
+        owner.addAction(act)
+        made[spec.name] = act
+    made["stop"].setEnabled(False)
+    return made

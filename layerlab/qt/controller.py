@@ -1,0 +1,395 @@
+"""The controller: view intents become session edits, worker events become session results.
+
+It owns the decisions between them: what is validated and when, what is run (the preview, the
+full-size image, or only a re-render of the last results), and which view follows which
+selection. Views are passed in as plain objects with the methods used below; a view that is
+not there (a test without a window) is simply not updated. Handlers are named ``on_*`` for
+intents and ``_on_runner_*`` / ``_on_document_*`` for events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QObject, Slot
+
+from ..worker import RenderOptions, RunController, RunRequest, RunSummary, StageView
+from .document import in_shape_at, validate
+from .session import Session
+from .text import shape_text, size_text
+
+
+class _Absent:
+    """Stands in for a view that is not there: every call does nothing."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+
+@dataclass
+class Views:
+    """The views the controller updates; any of them may be missing."""
+
+    window: Any = field(default_factory=_Absent)  # status bar, banner, title, toolbar
+    stack: Any = field(default_factory=_Absent)  # the layer list
+    form: Any = field(default_factory=_Absent)  # the selected layer's parameters
+    kernel: Any = field(default_factory=_Absent)  # the selected Conv2d's kernels
+
+
+class Controller(QObject):
+    def __init__(self, session: Session, runner: RunController, views: Views | None = None,
+                 parent: QObject | None = None):
+        super().__init__(parent)
+        self.session = session
+        self.runner = runner
+        self.views = views or Views()
+        self.closing = False
+        self._run_kind = "preview"  # what the newest request runs: preview, full or render
+        self._run_errors_now: dict[int, str] = {}
+        self._run_names: dict[int, str] = {}
+        self._last_run_key: tuple | None = None  # what the last finished run computed
+        self._submitted_key: tuple | None = None
+        self._contexts: dict[int, tuple] = {}  # generation -> (pipeline, image) it runs
+        self._refreshing = False  # the layer list is being rebuilt: ignore its selection
+        self._following_stage = False  # the layer list follows a stage the user picked
+        doc = session.document
+        doc.changed.connect(self._on_document_changed)
+        doc.pathChanged.connect(self._update_title)
+        doc.undo_stack.cleanChanged.connect(self._update_title)
+        runner.runStarted.connect(self._on_runner_started)
+        runner.stageReady.connect(self._on_runner_stage)
+        runner.runFinished.connect(self._on_runner_finished)
+        runner.busyChanged.connect(self._on_runner_busy)
+
+    # ------------------------------------------------------------------ model events
+    @Slot(object)
+    def _on_document_changed(self, select: object) -> None:
+        s = self.session
+        s.clear_run_errors()
+        self.revalidate(select if isinstance(select, int) else None)
+        self.views.window.set_input_mode(s.pipeline.input.mode)
+        self._update_title()
+        if s.document.last_note:
+            self.views.window.show_status(s.document.last_note)
+            s.document.last_note = None
+        self.submit()
+        self.views.window.schedule_autosave()
+
+    def revalidate(self, select: int | None = None) -> None:
+        """Shapes and errors by formula for the preview's size; the list and form follow."""
+        s = self.session
+        s.revalidate()
+        self._refreshing = True
+        try:
+            self.views.stack.refresh(s.validation, select, s.run_errors)
+        finally:
+            self._refreshing = False
+        self.on_layer_selected(self.views.stack.current_layer())
+
+    @Slot()
+    def _update_title(self, *_: object) -> None:
+        s = self.session
+        self.views.window.set_title(f"{s.image_name()} · {s.title()}[*] — LayerLab",
+                                    s.document.modified)
+
+    def image_opened(self) -> None:
+        """A new image is in the session: say so, re-check the shapes and run."""
+        s = self.session
+        notes = "; ".join(s.loaded.notes) if s.loaded else ""
+        self.views.window.hide_banner()
+        self.views.window.show_status(f"Opened {s.image_name()} ({size_text(s.source_size())})"
+                                      + (f": {notes}" if notes else ""))
+        self._show_preview_size()
+        self._update_title()
+        self.revalidate()
+        self.submit()
+        self.views.window.schedule_autosave()
+
+    def _show_preview_size(self) -> None:
+        s = self.session
+        if s.preview is None:
+            return
+        if s.is_full_size():
+            self.views.window.set_preview_text(
+                f"{size_text(s.preview.size)} (full size)",
+                "The image is small enough to edit at full size")
+        else:
+            self.views.window.set_preview_text(
+                f"preview {size_text(s.preview.size)} of {size_text(s.source_size())}",
+                f"Editing runs a {s.preview_max}-pixel preview; Run > Run at full size "
+                f"(Ctrl+Shift+R) runs the whole image once. Change it in View > Preview size.")
+
+    # ------------------------------------------------------------------ selection intents
+    @Slot(object)
+    def on_layer_selected(self, index: object) -> None:
+        if self._refreshing:
+            return  # revalidate() calls again once the list is rebuilt
+        s = self.session
+        layers = s.pipeline.layers
+        i = index if isinstance(index, int) and 0 <= index < len(layers) else None
+        layer = layers[i] if i is not None else None
+        changed = i != s.layer
+        s.select(layer=i)
+        self.views.form.set_layer(i, layer)
+        self.views.kernel.set_layer(i, layer)
+        self.views.window.set_layer_actions(i, len(layers))
+        self._update_form_status()
+        # The feature view follows a newly picked layer, not every edit of the same one (a
+        # person tuning the first kernel may be watching the last stage).
+        if i is not None and changed and not self._following_stage:
+            stage = s.stage_of_layer(i)
+            if stage is not None:
+                s.select(stage=stage)
+
+    def _update_form_status(self) -> None:
+        s = self.session
+        i, v = s.layer, s.validation
+        if i is None or v is None or i >= len(v.layers):
+            self.views.form.show_status(None, None, "")
+            return
+        status = v.layers[i]
+        error, fld = status.error, status.field
+        if error is None and i in s.run_errors:
+            error, fld = s.run_errors[i], None
+        text = ""
+        if not s.pipeline.layers[i].enabled:
+            text = "This layer is disabled: the stack skips it."
+        elif status.shape is not None:
+            text = f"in {shape_text(status.in_shape)} → out {shape_text(status.shape)}"
+            if status.formula and status.formula != "shape unchanged":
+                text += "\n" + status.formula
+        self.views.form.show_status(error, fld, text)
+
+    @Slot(int)
+    def on_stage_picked(self, stage: int) -> None:
+        """The user picked a stage (the strip): show it, and select its layer in the list."""
+        s = self.session
+        s.select(stage=stage)
+        layer = s.layer_of_stage(stage)
+        if layer is not None:
+            self._following_stage = True
+            try:
+                self.views.stack.select_layer(layer)
+            finally:
+                self._following_stage = False
+
+    @Slot(int)
+    def on_channel_picked(self, channel: int) -> None:
+        self.session.select(channel=channel)
+
+    # ------------------------------------------------------------------ edit intents
+    def _current(self) -> int | None:
+        i = self.session.layer
+        return i if i is not None and i < len(self.session.pipeline.layers) else None
+
+    @Slot(str)
+    def on_add_layer(self, type_name: str) -> None:
+        s = self.session
+        cur = self._current()
+        index = len(s.pipeline.layers) if cur is None else cur + 1
+        s.document.insert_layer(index, type_name, in_shape_at(s.pipeline, index, s.image_hw()))
+
+    def on_remove_layer(self) -> None:
+        if (i := self._current()) is not None:
+            self.session.document.remove_layer(i)
+
+    def on_duplicate_layer(self) -> None:
+        if (i := self._current()) is not None:
+            self.session.document.duplicate_layer(i)
+
+    def on_move_layer(self, delta: int) -> None:
+        if (i := self._current()) is not None:
+            self.session.document.move_layer(i, i + delta)
+
+    def on_toggle_layer(self) -> None:
+        if (i := self._current()) is not None:
+            self.session.document.set_enabled(i, not self.session.pipeline.layers[i].enabled)
+
+    @Slot(str, object)
+    def on_arg_edited(self, name: str, value: object) -> None:
+        if (i := self._current()) is not None:
+            self.session.document.set_arg(i, name, value)
+
+    def _is_layer(self, index: int) -> bool:
+        return 0 <= index < len(self.session.pipeline.layers)
+
+    @Slot(int, str, object, float)
+    def on_cell_edited(self, layer: int, pname: str, position: object, value: float) -> None:
+        """One value of a parameter tensor (a kernel cell, a bias entry) was typed."""
+        if self._is_layer(layer):
+            self.session.document.set_param_value(layer, pname, tuple(position), value)
+
+    @Slot(int, str, object, str)
+    def on_param_edited(self, layer: int, pname: str, value: object, text: str) -> None:
+        """A whole parameter tensor was replaced (a preset, a scale, a normalisation)."""
+        if self._is_layer(layer):
+            self.session.document.set_param(layer, pname, np.asarray(value, np.float32), text)
+
+    @Slot(int, object)
+    def on_init_requested(self, layer: int, init: object) -> None:
+        if self._is_layer(layer) and isinstance(init, dict):
+            self.session.document.set_init(layer, init)
+
+    @Slot(int, int)
+    def on_kernel_slice(self, out_channel: int, in_channel: int) -> None:
+        self.session.kernel_slice = (out_channel, in_channel)
+
+    @Slot(str)
+    def on_input_mode(self, mode: str) -> None:
+        note = self.session.document.set_input_mode(mode)
+        if note:
+            self.views.window.show_status(note)
+
+    @Slot(str)
+    def on_device(self, device: str) -> None:
+        self.session.set_device(device)
+        self._last_run_key = None
+        self.submit()
+
+    @Slot(object)
+    def on_render_options(self, options: RenderOptions) -> None:
+        """Normalisation, colormap or bins changed: redraw the last results if they are
+        still what the stack computes, else run."""
+        s = self.session
+        s.set_render_options(options)
+        if (not self.runner.busy and self._last_run_key is not None
+                and self._last_run_key == self._run_key(s.preview)
+                and self._run_kind != "full"):
+            self.submit(render_only=True)
+        else:
+            self.submit()
+
+    def set_preview_max(self, size: int) -> None:
+        s = self.session
+        s.set_preview_max(size)
+        if s.loaded is not None:
+            self._show_preview_size()
+            self.revalidate()
+            self.submit()
+
+    def set_memory_budget(self, gb: int) -> None:
+        self.session.memory_budget_gb = int(gb)
+        self.submit()
+
+    # ------------------------------------------------------------------ running
+    def _run_key(self, image: Any) -> tuple:
+        return (id(self.session.pipeline), id(image), self.session.device)
+
+    def submit(self, *, render_only: bool = False, full: bool = False) -> int | None:
+        """Hand the current snapshot to the worker (the newest request wins)."""
+        s = self.session
+        if self.closing:
+            return None
+        image = s.loaded if full else s.preview
+        if image is None:
+            return None
+        validation = s.validation
+        if full:  # the full image's shapes decide, not the preview's (a 20000 x 20 strip)
+            validation = validate(s.pipeline, s.image_hw(full=True))
+        if validation is None or not validation.ok:
+            err = validation.error if validation else "no pipeline"
+            self.views.window.set_progress("⚠ not run", f"{err}\nThe pictures are from the "
+                                                        f"last stack that ran.")
+            self.views.window.show_status(f"Not run: {err}", 15000)
+            return None
+        self._run_kind = "full" if full else "render" if render_only else "preview"
+        self._submitted_key = self._run_key(image)
+        request = RunRequest(s.pipeline, image.image, s.render_options, s.device, render_only,
+                             memory_budget=s.memory_budget_gb * 1024**3)
+        # Known before submitting: a synchronous runner starts the run inside submit().
+        self._contexts = {self.runner.generation + 1: (s.pipeline, image)}
+        return self.runner.submit(request)
+
+    def on_run_or_stop(self) -> None:
+        if self.runner.busy:
+            self.on_stop()
+        else:
+            self._last_run_key = None
+            self.submit()
+
+    def on_stop(self) -> None:
+        if self.runner.busy:
+            self.runner.cancel()
+            self.views.window.set_progress("stopped")
+            self.views.window.show_status("Stopped; the stages computed so far stay on screen")
+
+    def on_run_full_size(self) -> None:
+        s = self.session
+        if s.loaded is None:
+            return
+        if s.preview is not None and s.preview.size == s.loaded.size:
+            self.views.window.show_status("The image is already run at full size")
+            self.submit()
+            return
+        check = validate(s.pipeline, s.image_hw(full=True))
+        if not check.ok:
+            self.views.window.show_error(f"Cannot run at full size: {check.error}")
+            return
+        self.views.window.show_status(f"Running the full {size_text(s.loaded.size)} image…")
+        self.submit(full=True)
+
+    # ------------------------------------------------------------------ worker events
+    @Slot(object)
+    def _on_runner_started(self, generation: object) -> None:
+        self._run_errors_now = {}
+        self._run_names = {}
+        context = self._contexts.pop(int(generation), None)  # type: ignore[call-overload]
+        if context is not None:
+            self.session.begin_run(*context)
+        self.views.window.set_progress("running…")
+
+    @Slot(object)
+    def _on_runner_stage(self, view: StageView) -> None:
+        r = view.result
+        self._run_names[r.index] = r.name
+        if r.error and r.layer_index >= 0:
+            self._run_errors_now[r.layer_index] = r.error
+        self.session.put_stage(view)
+        total = len(self.session.pipeline.enabled_layers())
+        prefix = "full size · " if self._run_kind == "full" else ""
+        self.views.window.set_progress(f"{prefix}input" if r.index == 0 else
+                                       f"{prefix}stage {r.index}/{total}: {r.name}")
+
+    @Slot(object)
+    def _on_runner_finished(self, summary: RunSummary) -> None:
+        s = self.session
+        s.end_run(summary, self._run_errors_now)
+        refused = bool(summary.error) and summary.stages == 0
+        if not summary.cancelled and not refused:
+            self.views.stack.set_run_errors(s.run_errors)
+            self._update_form_status()
+            self._last_run_key = self._submitted_key
+        w = self.views.window
+        if summary.error and not self._run_errors_now:
+            w.show_error(f"The run failed: {summary.error}")
+        elif summary.error:
+            w.show_status(summary.error, 10000)
+        w.set_progress("stopped" if summary.cancelled else "⚠ error" if summary.error else
+                       "full size" if self._run_kind == "full" else "", summary.error or "")
+        self._show_timings(summary)
+
+    def _show_timings(self, summary: RunSummary) -> None:
+        parts = []
+        for idx, secs in enumerate(summary.timings):
+            if idx == 0:
+                continue
+            name = self._run_names.get(idx, f"stage {idx}")
+            parts.append(f"{name} {secs * 1000:.1f}" if secs > 0 else f"{name} cached")
+        layers = max(0, summary.stages - 1)
+        head = (f"{summary.device} · {layers} stage{'s' if layers != 1 else ''} · "
+                f"{summary.total_seconds * 1000:.1f} ms")
+        full = head + (f" ({', '.join(parts)})" if parts else "")
+        short = head + (f" ({', '.join(parts[:4])}{', …' if len(parts) > 4 else ''})"
+                        if parts else "")
+        self.views.window.set_timings(short, full + "\nper-stage times in ms; 'cached': "
+                                      "unchanged since the last run, not recomputed")
+
+    @Slot(bool)
+    def _on_runner_busy(self, busy: bool) -> None:
+        self.views.window.set_busy(busy)
+
+    def shutdown(self) -> None:
+        self.closing = True
+        self.runner.shutdown()

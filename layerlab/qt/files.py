@@ -1,0 +1,283 @@
+"""Opening and saving: images (files, clipboard, drops, samples, recent), pipeline files and
+examples, and what the window opens at start-up. A file that cannot be read changes nothing
+and says why, once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QObject, QSettings, QTimer, QUrl
+from PySide6.QtGui import QGuiApplication, QImage
+from PySide6.QtWidgets import QFileDialog, QWidget
+
+from ..core.imageio import ImageLoadError, LoadedImage, from_array, load_image
+from ..core.pipeline import Pipeline, PipelineError, nonfinite_warnings
+from .controller import Controller
+from .document import pipeline_title
+from .session import Session
+
+RESOURCES = Path(__file__).resolve().parent.parent.parent / "resources"
+SAMPLES = RESOURCES / "samples"
+PIPELINES = RESOURCES / "pipelines"
+DEFAULT_SAMPLE = SAMPLES / "camera.png"
+DEFAULT_PIPELINE = PIPELINES / "sharpen-relu-maxpool.layerlab.json"
+ICON = RESOURCES / "icons" / "layerlab.png"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
+                  ".pgm", ".pbm", ".ico", ".tga")
+IMAGE_FILTER = ("Images (" + " ".join(f"*{s}" for s in IMAGE_SUFFIXES) + ");;All files (*)")
+PIPELINE_FILTER = "LayerLab pipelines (*.layerlab.json);;JSON files (*.json);;All files (*)"
+MAX_RECENT = 8
+
+
+def qimage_to_loaded(image: QImage, name: str = "clipboard") -> LoadedImage:
+    """A QImage (clipboard, dropped image data) as a LoadedImage, alpha composited on white."""
+    if image.isNull():
+        raise ImageLoadError(f"cannot open '{name}': the image is empty")
+    img = image.convertToFormat(QImage.Format.Format_RGBA8888)
+    w, h, stride = img.width(), img.height(), img.bytesPerLine()
+    buf = np.frombuffer(img.constBits(), np.uint8, count=img.sizeInBytes())
+    arr = buf.reshape(h, stride)[:, : w * 4].reshape(h, w, 4).copy()
+    return from_array(arr, name)
+
+
+class Files(QObject):
+    """The window's file operations; ``shell`` is the window (dialogs' parent, messages)."""
+
+    def __init__(self, session: Session, controller: Controller, settings: QSettings,
+                 shell: QWidget):
+        super().__init__(shell)
+        self.session = session
+        self.controller = controller
+        self.settings = settings
+        self.shell = shell
+
+    # ------------------------------------------------------------------ start-up
+    def start(self, image: str | None, pipeline: str | None, restore_pipeline) -> None:
+        """Open the given files, else what the last session had, else the sample and the
+        default stack. ``restore_pipeline()`` restores the last session's stack and returns
+        why it could not."""
+        errors: list[str] = []  # shown at the end: opening the fallback image hides the banner
+        opened_pipeline = False
+        if pipeline:
+            opened_pipeline = self.open_pipeline_path(pipeline, reset_history=True)
+            if not opened_pipeline:
+                errors.append(self.shell.banner.text())
+        if not opened_pipeline:
+            restore_error = restore_pipeline()
+            if restore_error:
+                errors.append(restore_error)
+        opened_image = False
+        if image:
+            opened_image = self.open_image_path(image)
+            if not opened_image:
+                errors.append(self.shell.banner.text())
+        if not opened_image:
+            last = str(self.settings.value("session/image", "") or "")
+            if not (image is None and last and Path(last).is_file()
+                    and self.open_image_path(last, quiet=True)):
+                self.open_image_path(str(DEFAULT_SAMPLE), quiet=True)
+        if errors:
+            self.shell.show_error("\n".join(errors))
+        self.controller._update_title()
+
+    # ------------------------------------------------------------------ images
+    def open_image_dialog(self) -> None:
+        start = str(self.settings.value("paths/images", "") or "")
+        loaded = self.session.loaded
+        if not start and loaded and loaded.path:
+            start = str(Path(loaded.path).parent)
+        path, _ = QFileDialog.getOpenFileName(self.shell, "Open image", start, IMAGE_FILTER)
+        if path:
+            self.settings.setValue("paths/images", str(Path(path).parent))
+            self.open_image_path(path)
+
+    def open_image_path(self, path: str, *, quiet: bool = False) -> bool:
+        """Load an image file; on failure show why and keep the current image."""
+        try:
+            if Path(path).is_dir():
+                raise ImageLoadError(f"cannot open '{Path(path).name}': it is a folder, not an "
+                                     f"image file")
+            loaded = load_image(path)
+        except ImageLoadError as e:
+            if not quiet:
+                self.shell.show_error(str(e))
+            return False
+        except Exception as e:  # Pillow can raise odd things on hostile files
+            if not quiet:
+                self.shell.show_error(f"cannot open '{Path(path).name}': "
+                                      f"{type(e).__name__}: {e}")
+            return False
+        self._add_recent(str(Path(path).resolve()))
+        self.set_image(loaded)
+        return True
+
+    def set_image(self, loaded: LoadedImage) -> None:
+        self.session.set_image(loaded)
+        self.controller.image_opened()
+
+    def paste_image(self) -> None:
+        clipboard = QGuiApplication.clipboard()
+        mime = clipboard.mimeData()
+        if mime is None:
+            self.shell.show_error("The clipboard is empty.")
+            return
+        if mime.hasUrls():
+            files = [u.toLocalFile() for u in mime.urls() if u.isLocalFile()]
+            if files:
+                self.open_path(files[0])
+                return
+        if mime.hasImage():
+            self._open_qimage(clipboard.image(), "clipboard")
+            return
+        if mime.hasText():
+            text = mime.text().strip()
+            if text.startswith("file://"):
+                text = QUrl(text).toLocalFile()
+            if text and len(text) < 4096 and Path(text).is_file():
+                self.open_path(text)
+                return
+        self.shell.show_error("The clipboard holds no image and no image file.")
+
+    def _open_qimage(self, image: QImage, name: str) -> None:
+        try:
+            self.set_image(qimage_to_loaded(image, name))
+        except ImageLoadError as e:
+            self.shell.show_error(str(e))
+
+    def open_path(self, path: str) -> bool:
+        """A dropped or pasted file: pipelines open as the stack, anything else as image."""
+        if path.lower().endswith(".json"):
+            return self.open_pipeline_path(path)
+        return self.open_image_path(path)
+
+    def drop(self, mime) -> None:
+        """What a drop onto the window brought: files, image data, or nothing usable."""
+        urls = list(mime.urls()) if mime.hasUrls() else []
+        files = [u.toLocalFile() for u in urls if u.isLocalFile()]
+        if files:
+            if len(files) > 1:
+                self.shell.show_status(f"{len(files)} files dropped: opening the first, "
+                                       f"{Path(files[0]).name}")
+            # Let the drag finish (the source application waits) before loading.
+            QTimer.singleShot(0, self, lambda p=files[0]: self.open_path(p))
+            return
+        if urls:
+            self.shell.show_error("Only local files can be dropped (not web addresses); save "
+                                  "the image first.")
+            return
+        if mime.hasImage() and isinstance(mime.imageData(), QImage):
+            self._open_qimage(mime.imageData(), "dropped image")
+            return
+        self.shell.show_error("Nothing to open in what was dropped.")
+
+    # --- recent images ---
+    def _add_recent(self, path: str) -> None:
+        recent = [p for p in self.recent_images() if p != path]
+        recent.insert(0, path)
+        self.settings.setValue("recent/images", recent[:MAX_RECENT])
+
+    def recent_images(self) -> list[str]:
+        value = self.settings.value("recent/images", [])
+        if isinstance(value, str):
+            value = [value]
+        return [str(v) for v in (value or [])]
+
+    def fill_recent_menu(self, menu) -> None:
+        menu.clear()
+        recent = self.recent_images()
+        for path in recent:
+            act = menu.addAction(Path(path).name)
+            act.setToolTip(path)
+            act.setEnabled(Path(path).is_file())
+            act.triggered.connect(lambda _=False, p=path: self.open_image_path(p))
+        if recent:
+            menu.addSeparator()
+            menu.addAction("Clear list", lambda: self.settings.setValue("recent/images", []))
+        else:
+            menu.addAction("(none yet)").setEnabled(False)
+
+    # ------------------------------------------------------------------ pipelines
+    def open_pipeline_dialog(self) -> None:
+        start = str(self.settings.value("paths/pipelines", "") or "")
+        path, _ = QFileDialog.getOpenFileName(self.shell, "Open pipeline", start,
+                                              PIPELINE_FILTER)
+        if path:
+            self.settings.setValue("paths/pipelines", str(Path(path).parent))
+            self.open_pipeline_path(path)
+
+    def open_pipeline_path(self, path: str, *, reset_history: bool = False) -> bool:
+        """Load a pipeline file; a bad file changes nothing and says why."""
+        try:
+            pipeline = Pipeline.load(path)
+        except PipelineError as e:
+            self.shell.show_error(f"Could not open the pipeline: {e}")
+            return False
+        doc = self.session.document
+        self.session.pipeline_name = pipeline_title(path)
+        if reset_history:
+            doc.reset(pipeline, str(Path(path).resolve()))
+        else:
+            doc.load(pipeline, str(Path(path).resolve()), f"Open {Path(path).name}")
+        self._show_opened(pipeline, f"Opened pipeline {Path(path).name}")
+        return True
+
+    def open_example(self, path: str) -> None:
+        """An example opens as a new, untitled stack (saving never overwrites the example)."""
+        try:
+            pipeline = Pipeline.load(path)
+        except PipelineError as e:
+            self.shell.show_error(f"Could not open the example: {e}")
+            return
+        name = pipeline_title(path)
+        self.session.pipeline_name = name
+        self.session.document.load(pipeline, None, f"Open example {name}")
+        self._show_opened(pipeline, f"Opened example {name}; Save As keeps your changes")
+
+    def _show_opened(self, pipeline: Pipeline, text: str) -> None:
+        """Say a stack was opened; NaN/inf weights and a stack that cannot run are said too."""
+        warnings = nonfinite_warnings(pipeline)
+        if warnings:
+            self.shell.show_banner(f"{text}: " + "; ".join(warnings), "warning")
+        else:
+            self.shell.hide_banner()
+        v = self.session.validation
+        if v is not None and not v.ok:
+            self.shell.show_status(f"{text}, but it cannot run: {v.error}", 15000)
+        else:
+            self.shell.show_status(text)
+
+    def save_pipeline(self) -> bool:
+        path = self.session.document.path
+        return self.save_pipeline_to(path) if path else self.save_pipeline_as()
+
+    def save_pipeline_as(self) -> bool:
+        doc = self.session.document
+        start = doc.path or str(
+            Path(str(self.settings.value("paths/pipelines", "") or Path.home()))
+            / f"{self.session.title()}.layerlab.json")
+        path, _ = QFileDialog.getSaveFileName(self.shell, "Save pipeline", start,
+                                              PIPELINE_FILTER)
+        if not path:
+            return False
+        if not path.lower().endswith(".json"):
+            path += ".layerlab.json"
+        self.settings.setValue("paths/pipelines", str(Path(path).parent))
+        return self.save_pipeline_to(path)
+
+    def save_pipeline_to(self, path: str) -> bool:
+        doc = self.session.document
+        try:
+            doc.pipeline.save(path)
+        except OSError as e:
+            self.shell.show_error(f"Could not save {Path(path).name}: {e.strerror or e}")
+            return False
+        self.session.pipeline_name = pipeline_title(path)
+        doc.mark_saved(str(Path(path).resolve()))
+        msg = f"Saved {Path(path).name}"
+        v = self.session.validation
+        if v is not None and not v.ok:
+            msg += f" (it still has an error: {v.error})"
+        self.shell.show_status(msg)
+        self.shell.schedule_autosave()
+        return True

@@ -1,0 +1,188 @@
+"""The session: one evented model of what the user works on. No widgets.
+
+It holds the document (pipeline + undo), the image and its preview, the device, the preview
+size, the memory budget, the render options, the selection (layer, stage, channel, kernel
+slice), the analysis of the current stack for the preview's size, and the one store of the
+newest run's results and errors. Widgets read it; only the controller writes it. Each setter
+emits a signal when something changed, and nothing else keeps a copy of these values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+
+from ..core.imageio import LoadedImage, downscale_for_preview
+from ..core.pipeline import DEFAULT_MEMORY_BUDGET, Pipeline
+from ..worker import RenderOptions, RunSummary, StageView
+from .document import Document, Validation, pipeline_title, validate
+
+DEFAULT_PREVIEW = 1024
+DEFAULT_BUDGET_GB = DEFAULT_MEMORY_BUDGET // 1024**3
+
+
+class Session(QObject):
+    imageChanged = Signal()
+    validationChanged = Signal()
+    optionsChanged = Signal(object)  # RenderOptions
+    deviceChanged = Signal(str)
+    selectionChanged = Signal()  # stage, channel or layer
+    stageChanged = Signal(int)  # results[index] was replaced
+    resultsChanged = Signal()  # stages were dropped, or the run's errors changed
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.document = Document(parent=self)
+        self.pipeline_name = "untitled"  # the title of an unsaved stack (an example's name)
+        self.loaded: LoadedImage | None = None  # the full-size image
+        self.preview: LoadedImage | None = None  # what runs while editing
+        self.preview_max = DEFAULT_PREVIEW
+        self.memory_budget_gb = DEFAULT_BUDGET_GB
+        self.device = "cpu"
+        self.render_options = RenderOptions()
+        self.validation: Validation | None = None
+        # selection
+        self.layer: int | None = None
+        self.stage = 0
+        self.channel = 0
+        self.kernel_slice = (0, 0)
+        # the newest run: results by stage index (0 is the input) and what they came from
+        self.results: dict[int, StageView] = {}
+        self.run_pipeline: Pipeline | None = None
+        self.run_image: LoadedImage | None = None
+        self.run_errors: dict[int, str] = {}  # by layer index, from the last finished run
+        self.run_error: str | None = None  # the last run's own error (refused, failed)
+        self.last_summary: RunSummary | None = None
+
+    # --- the image ---------------------------------------------------------------------------
+    def set_image(self, loaded: LoadedImage) -> None:
+        self.loaded = loaded
+        self._make_preview()
+        self.imageChanged.emit()
+
+    def set_preview_max(self, size: int) -> None:
+        self.preview_max = int(size)
+        if self.loaded is not None:
+            self._make_preview()
+            self.imageChanged.emit()
+
+    def _make_preview(self) -> None:
+        assert self.loaded is not None
+        img = downscale_for_preview(self.loaded.image, self.preview_max)
+        self.preview = replace(self.loaded, image=img, size=img.size,
+                               source_size=self.source_size())
+
+    def source_size(self) -> tuple[int, int]:
+        """(width, height) of the file as it was on disk (before any decode-time scaling)."""
+        if self.loaded is None:
+            return (0, 0)
+        return self.loaded.source_size or self.loaded.size
+
+    def image_hw(self, *, full: bool = False) -> tuple[int, int] | None:
+        image = self.loaded if full else self.preview
+        if image is None:
+            return None
+        w, h = image.size
+        return (h, w)
+
+    def is_full_size(self) -> bool:
+        """True when the preview is the whole image (nothing was scaled down)."""
+        return (self.preview is not None and self.loaded is not None
+                and tuple(self.preview.size) == tuple(self.loaded.size)
+                and tuple(self.loaded.size) == tuple(self.source_size()))
+
+    def image_name(self) -> str:
+        if self.loaded is None:
+            return "no image"
+        return Path(self.loaded.path).name if self.loaded.path else "pasted image"
+
+    # --- the stack ---------------------------------------------------------------------------
+    @property
+    def pipeline(self) -> Pipeline:
+        return self.document.pipeline
+
+    def title(self) -> str:
+        if self.document.path:
+            return pipeline_title(self.document.path)
+        return self.pipeline_name
+
+    def revalidate(self) -> None:
+        self.validation = validate(self.pipeline, self.image_hw())
+        self.validationChanged.emit()
+
+    def stage_of_layer(self, layer_index: int) -> int | None:
+        for stage, (i, _layer) in enumerate(self.pipeline.enabled_layers(), start=1):
+            if i == layer_index:
+                return stage
+        return None
+
+    def layer_of_stage(self, stage: int) -> int | None:
+        enabled = self.pipeline.enabled_layers()
+        return enabled[stage - 1][0] if 1 <= stage <= len(enabled) else None
+
+    # --- options -----------------------------------------------------------------------------
+    def set_render_options(self, options: RenderOptions) -> None:
+        if options != self.render_options:
+            self.render_options = options
+            self.optionsChanged.emit(options)
+
+    def set_device(self, device: str) -> None:
+        if device != self.device:
+            self.device = device
+            self.deviceChanged.emit(device)
+
+    # --- selection ---------------------------------------------------------------------------
+    def select(self, *, stage: int | None = None, channel: int | None = None,
+               layer: int | None | type[...] = ...) -> None:
+        """Change any part of the selection; one ``selectionChanged`` if anything moved."""
+        before = (self.stage, self.channel, self.layer)
+        if stage is not None:
+            self.stage = max(0, int(stage))
+        if channel is not None:
+            self.channel = max(0, int(channel))
+        if layer is not ...:
+            self.layer = layer  # type: ignore[assignment]
+        if (self.stage, self.channel, self.layer) != before:
+            self.selectionChanged.emit()
+
+    # --- results -----------------------------------------------------------------------------
+    def begin_run(self, pipeline: Pipeline, image: LoadedImage) -> None:
+        """A run of ``pipeline`` on ``image`` started; the old pictures stay until replaced."""
+        self.run_pipeline = pipeline
+        self.run_image = image
+
+    def put_stage(self, view: StageView) -> None:
+        """A stage of the newest run arrived (the runner dropped older generations)."""
+        index = view.result.index
+        self.results[index] = view
+        if view.result.error:
+            # The run ends at a failed stage: later stages of an older run are gone.
+            self._drop_from(index + 1)
+            if index < self.stage:
+                self.stage = index  # the selected stage is gone: show the failure instead
+        self.stageChanged.emit(index)
+
+    def end_run(self, summary: RunSummary, errors: dict[int, str]) -> None:
+        """The newest run ended: keep its results, drop what an older, longer run left."""
+        self.last_summary = summary
+        if summary.cancelled:
+            return
+        refused = bool(summary.error) and summary.stages == 0  # e.g. the memory budget
+        self.run_error = summary.error
+        if not refused:
+            self._drop_from(summary.stages)
+            self.run_errors = dict(errors)
+            if self.results and self.stage not in self.results:
+                self.stage = max(self.results)
+        self.resultsChanged.emit()
+
+    def clear_run_errors(self) -> None:
+        if self.run_errors:
+            self.run_errors = {}
+            self.resultsChanged.emit()
+
+    def _drop_from(self, index: int) -> None:
+        for i in [i for i in self.results if i >= index]:
+            del self.results[i]

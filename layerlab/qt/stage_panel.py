@@ -1,0 +1,606 @@
+"""The stage panel: what each stage did, at a glance and exact on demand.
+
+Shows, for the selected stage, every channel as a tiled grid (zoom and pan), one channel large
+beside the input it came from (with the receptive field of the hovered pixel drawn on the
+input), 1-D stages as a bar chart, the histogram and statistics, the output shape and the size
+formula with the user's numbers, and a strip of thumbnails of all stages.
+
+It reads the session (results, selected stage and channel, render options) and redraws when
+the session says something it shows changed; each picture is drawn once per change. What the
+user picks (a stage, a channel, render options) goes out as a signal for the controller.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PySide6.QtCore import QEvent, QObject, Qt, Signal, Slot
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QSizePolicy,
+    QSpinBox,
+    QSplitter,
+    QStackedWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core import render
+from ..worker import RenderOptions
+from . import theme
+from .colorbar import ColorBar
+from .histogram_view import HistogramView
+from .hover import COMPARE_INPUT, COMPARE_PREVIOUS, HoverInfo, HoverReader
+from .session import Session
+from .stage_pages import ChannelPage, GridPage, StageStrip, VectorPage
+from .text import formula_lines, shape_text
+
+NORMALIZE_LABELS = (
+    ("channel", "per channel"),
+    ("stage", "per stage"),
+    ("fixed", "fixed [0, 1]"),
+    ("symmetric", "symmetric \u00b1max"),
+)
+
+
+class _OverlayFilter(QObject):
+    """Re-places the hover label and re-fits the formula when the view area resizes."""
+
+    def __init__(self, panel: StagePanel):
+        super().__init__(panel)
+        self._panel = panel
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt override)
+        if event.type() == QEvent.Type.Resize:
+            self._panel._place_overlay()
+            self._panel._fit_formula()
+        return False
+
+
+class StagePanel(QWidget):
+    """Feature maps, histogram, statistics and shapes of the session's stages."""
+
+    stagePicked = Signal(int)  # the user clicked a stage in the strip
+    channelPicked = Signal(int)  # the user picked a channel (a tile, the channel box)
+    optionsEdited = Signal(object)  # RenderOptions from the controls
+    statusMessage = Signal(str)
+
+    GRID, CHANNEL = "grid", "channel"
+    COMPARE_INPUT, COMPARE_PREVIOUS = COMPARE_INPUT, COMPARE_PREVIOUS
+
+    def __init__(self, session: Session, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.session = session
+        self.hover = HoverReader(session)
+        self._mode = self.GRID
+        self._drawn: tuple | None = None  # what the view shows now (skip identical redraws)
+        self._last_hover: HoverInfo | None = None
+        self._build()
+        session.stageChanged.connect(self._on_stage_changed)
+        session.resultsChanged.connect(self._on_results_changed)
+        session.selectionChanged.connect(self._on_selection_changed)
+        session.optionsChanged.connect(self.set_render_options)
+
+    def _build(self) -> None:
+        # controls
+        self.normalize_box = QComboBox(self)
+        for key, label in NORMALIZE_LABELS:
+            self.normalize_box.addItem(label, key)
+        self.normalize_box.setToolTip(
+            "How floats become grey levels: each channel over its own min..max, the whole "
+            "stage over one min..max, clipped to [0, 1] like ToPILImage, or zero at mid-grey")
+        self.colormap_box = QComboBox(self)
+        for name in render.COLORMAPS:
+            self.colormap_box.addItem(name, name)
+        self.bins_box = QSpinBox(self)
+        self.bins_box.setRange(4, 1024)
+        self.bins_box.setValue(RenderOptions().bins)
+        self.bins_box.setToolTip("Histogram bins")
+        self.bins_box.setKeyboardTracking(False)
+        self.grid_button = QToolButton(self)
+        self.grid_button.setText("All channels")
+        self.grid_button.setCheckable(True)
+        self.grid_button.setChecked(True)
+        self.channel_button = QToolButton(self)
+        self.channel_button.setText("One channel")
+        self.channel_button.setCheckable(True)
+        self.mode_group = QButtonGroup(self)
+        self.mode_group.setExclusive(True)
+        self.mode_group.addButton(self.grid_button)
+        self.mode_group.addButton(self.channel_button)
+        self.channel_box = QSpinBox(self)
+        self.channel_box.setRange(0, 0)
+        self.channel_box.setPrefix("ch ")
+        self.channel_box.setToolTip("Channel shown large (click a tile in the grid to pick)")
+        self.compare_box = QComboBox(self)
+        self.compare_box.addItem("beside the input image", COMPARE_INPUT)
+        self.compare_box.addItem("beside the stage's input", COMPARE_PREVIOUS)
+        self.compare_box.setToolTip("What the large channel is shown next to; the hovered "
+                                    "pixel's receptive field is drawn on it")
+
+        controls = QHBoxLayout()
+        controls.setContentsMargins(0, 0, 0, 0)
+        controls.setSpacing(6)
+        for w in (QLabel("Normalise", self), self.normalize_box,
+                  QLabel("Colormap", self), self.colormap_box,
+                  QLabel("Bins", self), self.bins_box):
+            controls.addWidget(w)
+        controls.addSpacing(12)
+        controls.addWidget(self.grid_button)
+        controls.addWidget(self.channel_button)
+        controls.addWidget(self.channel_box)
+        controls.addWidget(self.compare_box)
+        controls.addStretch(1)
+
+        self.strip = StageStrip(self)
+
+        # banner for a failed run / stage
+        self.banner = QLabel(self)
+        self.banner.setWordWrap(True)
+        self.banner.setStyleSheet(f"color: {theme.ERROR}; font-weight: bold;")
+        self.banner.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.banner.hide()
+
+        # the view stack
+        self.grid_page = GridPage(self)
+        self.channel_page = ChannelPage(self)
+        self.vector_page = VectorPage(self)
+        self.error_page = QLabel(self)
+        self.error_page.setWordWrap(True)
+        self.error_page.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.error_page.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.error_page.setStyleSheet(f"color: {theme.ERROR}; font-size: 12pt; padding: 24px;")
+        self.empty_page = QLabel("Drop a photo in to see what every layer does to it.", self)
+        self.empty_page.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_page.setStyleSheet("color: palette(mid); font-size: 12pt;")
+        self.stack = QStackedWidget(self)
+        for page in (self.empty_page, self.grid_page, self.channel_page, self.vector_page,
+                     self.error_page):
+            self.stack.addWidget(page)
+        self.stack.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.stack.setMinimumSize(200, 160)
+        self.overlay = QLabel(self.stack)
+        self.overlay.setStyleSheet("background: rgba(0, 0, 0, 170); color: white; "
+                                   "padding: 3px 6px; font-family: monospace;")
+        self.overlay.hide()
+        self.stack.installEventFilter(_OverlayFilter(self))
+        self.colorbar = ColorBar(self)
+
+        # header above the view: what the stage is, its shape and the size formula
+        self.title_label = QLabel(self)
+        self.title_label.setStyleSheet("font-weight: bold; font-size: 11pt;")
+        self.shape_label = QLabel(self)
+        self.shape_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.formula_label = QLabel(self)
+        mono = QFont("monospace")
+        mono.setStyleHint(QFont.StyleHint.Monospace)
+        mono.setPointSizeF(max(self.font().pointSizeF() - 1, 7))
+        self.formula_label.setFont(mono)
+        self.formula_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.formula_label.setSizePolicy(QSizePolicy.Policy.Ignored,
+                                         QSizePolicy.Policy.Preferred)
+        self.formula_label.setAlignment(Qt.AlignmentFlag.AlignRight
+                                        | Qt.AlignmentFlag.AlignVCenter)
+        self.formula_label.installEventFilter(_OverlayFilter(self))
+        self._formula = ""
+        names = QVBoxLayout()
+        names.setContentsMargins(0, 0, 0, 0)
+        names.setSpacing(0)
+        names.addWidget(self.title_label)
+        names.addWidget(self.shape_label)
+        header = QHBoxLayout()
+        header.setContentsMargins(2, 0, 2, 0)
+        header.addLayout(names)
+        header.addWidget(self.formula_label, 1)
+
+        view_row = QHBoxLayout()
+        view_row.setContentsMargins(0, 0, 0, 0)
+        view_row.setSpacing(2)
+        view_row.addWidget(self.stack, 1)
+        view_row.addWidget(self.colorbar)
+        view_area = QWidget(self)
+        va = QVBoxLayout(view_area)
+        va.setContentsMargins(0, 0, 0, 0)
+        va.setSpacing(2)
+        va.addLayout(header)
+        va.addLayout(view_row, 1)
+
+        # info column: statistics and histogram
+        self.histogram = HistogramView(self)
+        info = QWidget(self)
+        il = QVBoxLayout(info)
+        il.setContentsMargins(4, 0, 0, 0)
+        il.addWidget(self.histogram, 1)
+        info.setMinimumWidth(240)
+
+        self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        self.splitter.addWidget(view_area)
+        self.splitter.addWidget(info)
+        self.splitter.setStretchFactor(0, 1)
+        self.splitter.setStretchFactor(1, 0)
+        self.splitter.setCollapsible(0, False)
+        self.splitter.setSizes([720, 280])
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.setSpacing(4)
+        layout.addLayout(controls)
+        layout.addWidget(self.strip)
+        layout.addWidget(self.banner)
+        layout.addWidget(self.splitter, 1)
+
+        # signals
+        self.normalize_box.currentIndexChanged.connect(self._on_options)
+        self.colormap_box.currentIndexChanged.connect(self._on_options)
+        self.bins_box.valueChanged.connect(self._on_options)
+        self.grid_button.toggled.connect(self._on_mode_button)
+        self.channel_box.valueChanged.connect(self._on_channel_box)
+        self.compare_box.currentIndexChanged.connect(self._on_compare)
+        self.strip.stageClicked.connect(self.stagePicked)
+        self.grid_page.glw.scene().sigMouseMoved.connect(self._on_grid_moved)
+        self.grid_page.glw.scene().sigMouseClicked.connect(self._on_grid_clicked)
+        self.channel_page.glw.scene().sigMouseMoved.connect(self._on_channel_moved)
+        self.vector_page.plot.scene().sigMouseMoved.connect(self._on_vector_moved)
+        for page in (self.grid_page.glw, self.channel_page.glw, self.vector_page.plot):
+            page.viewport().installEventFilter(self)
+        self._update_controls()
+
+    # ------------------------------------------------------------------ reading
+    def view_mode(self) -> str:
+        return self._mode
+
+    def render_options(self) -> RenderOptions:
+        """What the controls say (the session's options once the controller took them)."""
+        return RenderOptions(normalize=self.normalize_box.currentData(),
+                             colormap=self.colormap_box.currentData(),
+                             bins=self.bins_box.value())
+
+    @Slot(object)
+    def set_render_options(self, options: RenderOptions) -> None:
+        """Set the controls (e.g. from saved settings) without emitting a change."""
+        boxes = (self.normalize_box, self.colormap_box, self.bins_box)
+        for b in boxes:
+            b.blockSignals(True)
+        try:
+            i = self.normalize_box.findData(options.normalize)
+            if i >= 0:
+                self.normalize_box.setCurrentIndex(i)
+            i = self.colormap_box.findData(options.colormap)
+            if i >= 0:
+                self.colormap_box.setCurrentIndex(i)
+            self.bins_box.setValue(options.bins)
+        finally:
+            for b in boxes:
+                b.blockSignals(False)
+
+    # ------------------------------------------------------------------ session events
+    @Slot(int)
+    def _on_stage_changed(self, index: int) -> None:
+        view = self.session.results[index]
+        if view.result.error:
+            self.strip.remove_from(index + 1)
+        self.strip.set_stage(view)
+        stage = self.session.stage
+        if index == stage:
+            self.strip.select(index)
+            self._refresh()
+        elif self._mode == self.CHANNEL and index in (0, stage - 1):
+            self._refresh()  # the left (input) image changed
+
+    @Slot()
+    def _on_results_changed(self) -> None:
+        results = self.session.results
+        self.strip.remove_from(max(results) + 1 if results else 0)
+        self.strip.select(self.session.stage)
+        self._refresh()
+
+    @Slot()
+    def _on_selection_changed(self) -> None:
+        self.strip.select(self.session.stage)
+        self._refresh()
+
+    def select_channel(self, channel: int, *, large: bool = True) -> None:
+        """A channel picked by the user; with ``large`` it is shown beside the input."""
+        if large and self._mode != self.CHANNEL:
+            self._mode = self.CHANNEL
+            self._refresh()
+        self.channelPicked.emit(max(0, int(channel)))
+
+    # ------------------------------------------------------------------ hover
+    def hover_at(self, stage: int, channel: int, x: int, y: int) -> HoverInfo | None:
+        """Read out the exact value at (x, y) of ``channel`` of ``stage`` (what the mouse does).
+
+        For a 1-D stage ``x`` is the index and ``channel``/``y`` are ignored. Updates the
+        overlay, the status message and, on the channel page, the receptive-field box.
+        """
+        info = self.hover.info(stage, channel, x, y, self._compare())
+        self._last_hover = info
+        if info is None:
+            self.overlay.hide()
+            self.channel_page.show_window(None)
+            self.channel_page.show_hover(None)
+            self.grid_page.show_hover(None)
+            self.vector_page.show_hover(None)
+            if self._mode == self.GRID:
+                self._update_colorbar(self.session.channel)
+            self.statusMessage.emit("")
+            return None
+        self._show_overlay(info)
+        if stage == self.session.stage:
+            if self._mode == self.CHANNEL and channel == self.session.channel:
+                self.channel_page.show_hover(x, y)
+                self.channel_page.show_window(info.window)
+            self.grid_page.show_hover(channel, x, y)
+            if self.session.results[stage].values.ndim == 1:
+                self.vector_page.show_hover(x)
+            if self._mode == self.GRID:
+                self._update_colorbar(channel)
+        return info
+
+    def last_hover(self) -> HoverInfo | None:
+        return self._last_hover
+
+    def _show_overlay(self, info: HoverInfo) -> None:
+        self.overlay.setText(info.overlay_text)
+        self._place_overlay()
+        self.overlay.show()
+        self.overlay.raise_()
+        self.statusMessage.emit(info.text)
+
+    def _fit_formula(self) -> None:
+        """One line per axis when it fits, else the result under each line's first '='."""
+        text = self._formula
+        fm = self.formula_label.fontMetrics()
+        widest = max((fm.horizontalAdvance(line) for line in text.splitlines()), default=0)
+        if widest > self.formula_label.width():
+            text = formula_lines(text)
+        self.formula_label.setText(text)
+        self.formula_label.setToolTip(self._formula)
+
+    def _place_overlay(self) -> None:
+        """Bottom-left of the image views; top-left (beside the value axis) for bar charts."""
+        self.overlay.setMaximumWidth(max(self.stack.width() - 12, 50))
+        self.overlay.adjustSize()
+        if self.stack.currentWidget() is self.vector_page:
+            self.overlay.move(64, 6)
+        else:
+            self.overlay.move(6, max(0, self.stack.height() - self.overlay.height() - 6))
+
+    # mouse handlers: map to pixels, then the same path as hover_at
+    @Slot(object)
+    def _on_grid_moved(self, pos) -> None:
+        page, stage = self.grid_page, self.session.stage
+        if page.rendered is None or not page.vb.sceneBoundingRect().contains(pos):
+            self.hover_at(stage, -1, -1, -1)
+            return
+        p = page.vb.mapSceneToView(pos)
+        hit = page.tile_at(p.x(), p.y())
+        self.hover_at(stage, *(hit if hit is not None else (-1, -1, -1)))
+
+    @Slot(object)
+    def _on_grid_clicked(self, event) -> None:
+        if event.button() != Qt.MouseButton.LeftButton:
+            return
+        page = self.grid_page
+        pos = event.scenePos()
+        if page.rendered is None or not page.vb.sceneBoundingRect().contains(pos):
+            return
+        p = page.vb.mapSceneToView(pos)
+        hit = page.tile_at(p.x(), p.y())
+        if hit is not None:
+            self.select_channel(hit[0], large=True)
+
+    @Slot(object)
+    def _on_channel_moved(self, pos) -> None:
+        page, stage = self.channel_page, self.session.stage
+        if page.right_vb.sceneBoundingRect().contains(pos):
+            p = page.right_vb.mapSceneToView(pos)
+            self.hover_at(stage, self.session.channel, math.floor(p.x()), math.floor(p.y()))
+        elif page.left_vb.sceneBoundingRect().contains(pos):
+            p = page.left_vb.mapSceneToView(pos)
+            src_stage, ch = self._left_source()
+            if src_stage is None:
+                return
+            info = self.hover.info(src_stage, ch, math.floor(p.x()), math.floor(p.y()),
+                                   self._compare())
+            if info is None:
+                self.hover_at(stage, -1, -1, -1)
+                return
+            # Hovering the input: read its value, keep the output's box where it was.
+            self._last_hover = info
+            self._show_overlay(info)
+        else:
+            self.hover_at(stage, -1, -1, -1)
+
+    @Slot(object)
+    def _on_vector_moved(self, pos) -> None:
+        page = self.vector_page
+        vb = page.plot.getPlotItem().getViewBox()
+        if page.values is None or not vb.sceneBoundingRect().contains(pos):
+            self.hover_at(self.session.stage, 0, -1, 0)
+            return
+        i = page.index_at(vb.mapSceneToView(pos).x())
+        self.hover_at(self.session.stage, 0, -1 if i is None else i, 0)
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt override)
+        if event.type() == QEvent.Type.Leave:
+            self.overlay.hide()
+            self.channel_page.show_hover(None)
+            self.grid_page.show_hover(None)
+            self.vector_page.show_hover(None)
+        return False
+
+    # ------------------------------------------------------------------ drawing
+    def _compare(self) -> str:
+        return self.compare_box.currentData()
+
+    def _left_source(self) -> tuple[int | None, int]:
+        """(stage, channel) shown left of the large channel."""
+        results, stage = self.session.results, self.session.stage
+        if self._compare() == COMPARE_INPUT or stage == 0:
+            return (0 if 0 in results else None), 0
+        prev = results.get(stage - 1)
+        if prev is None or prev.rendered is None:
+            return None, 0
+        c = prev.rendered.num_channels
+        channel = self.session.channel
+        return stage - 1, (channel if channel < c else 0)
+
+    def _input_picture(self):
+        """The input image as the person sees it (colour for RGB) at the stage-0 size, and
+        the LUT to show it with (None for RGB)."""
+        view = self.session.results.get(0)
+        if view is None or view.rendered is None:
+            return None, None
+        r = view.rendered
+        h, w = r.tile_size
+        img = self.session.run_image
+        if img is not None and tuple(img.size) == (w, h):
+            arr = np.asarray(img.image)
+            if arr.ndim == 2 and r.num_channels == 1:
+                return arr, None
+            if arr.ndim == 3 and r.num_channels == 3:
+                return arr, None
+        if r.num_channels == 3:  # resized by the pipeline: its three channels as rendered
+            return np.ascontiguousarray(np.moveaxis(r.channels_u8, 0, -1)), None
+        return r.channels_u8[0], r.lut
+
+    def _draw_key(self) -> tuple:
+        """Everything the picture depends on; the same key means nothing to redraw."""
+        s = self.session
+        view = s.results.get(s.stage)
+        key: tuple = (s.stage, id(view), s.channel, self._mode, self._compare(), s.run_error,
+                      bool(s.results))
+        if self._mode == self.CHANNEL:
+            src, ch = self._left_source()
+            key += (src, ch, id(s.results.get(src)) if src is not None else None,
+                    id(s.run_image))
+        return key
+
+    def _refresh(self) -> None:
+        """Redraw what shows the selected stage, unless it already shows exactly that."""
+        key, drawn = self._draw_key(), self._drawn
+        if key == drawn:
+            return
+        self._drawn = key
+        s = self.session
+        if (drawn is not None and self._mode == self.GRID and key[:2] == drawn[:2]
+                and key[3:] == drawn[3:] and s.stage in s.results
+                and s.results[s.stage].rendered is not None):
+            # Only the channel moved: the grid stays, its histogram and colour bar follow.
+            self._update_controls()
+            self.histogram.set_channel(s.channel)
+            self._update_colorbar(s.channel)
+            return
+        view = s.results.get(s.stage)
+        self._update_controls()
+        if s.run_error:
+            self.banner.setText(s.run_error)
+            self.banner.show()
+        else:
+            self.banner.hide()
+        if view is None:
+            if not s.results:
+                self.stack.setCurrentWidget(self.empty_page)
+            return
+        res = view.result
+        self.title_label.setText(f"stage {res.index} \u00b7 {res.name}"
+                                 + (f" ({res.type})" if res.type != "Input" else ""))
+        if res.error:
+            self.shape_label.setText("")
+            self._formula = ""
+            self._fit_formula()
+            self.error_page.setText(f"stage {res.index} ({res.name}) failed\n\n{res.error}")
+            self.stack.setCurrentWidget(self.error_page)
+            self.histogram.clear()
+            self.colorbar.set_levels(None)
+            self.overlay.hide()
+            return
+        timing = "cached" if res.cached else f"{res.seconds * 1000:.1f} ms"
+        self.shape_label.setText(f"output <b>{shape_text(res.shape)}</b> &nbsp; "
+                                 f"<span style='color: palette(mid)'>{timing}</span>")
+        self._formula = res.formula
+        self._fit_formula()
+        r = view.rendered
+        channel = min(s.channel, r.num_channels - 1)
+        if view.values is not None and view.values.ndim == 1:
+            self.vector_page.set_values(view.values)
+            self.stack.setCurrentWidget(self.vector_page)
+            self.histogram.set_stage(r, None)
+            self.colorbar.hide()  # the bars are drawn at their values, not through a colormap
+            return
+        self.colorbar.show()
+        if self._mode == self.GRID:
+            self.grid_page.set_rendered(r)
+            self.stack.setCurrentWidget(self.grid_page)
+        else:
+            right = r.channels_u8[channel]
+            right_title = f"stage {res.index} {res.name} \u00b7 ch {channel}"
+            src_stage, src_ch = self._left_source()
+            left, left_lut, left_title = None, None, ""
+            if src_stage == 0 and self._compare() == COMPARE_INPUT:
+                (left, left_lut), left_title = self._input_picture(), "input image"
+            elif src_stage is not None:
+                prev = s.results[src_stage]
+                left, left_lut = prev.rendered.channels_u8[src_ch], prev.rendered.lut
+                left_title = f"stage {src_stage} {prev.result.name} \u00b7 ch {src_ch}"
+            self.channel_page.set_images(left, left_lut, left_title, right, r.lut, right_title)
+            self.channel_page.show_window(None)
+            self.channel_page.show_hover(None)
+            self.stack.setCurrentWidget(self.channel_page)
+        self.histogram.set_stage(r, channel)
+        self._update_colorbar(channel)
+
+    def _update_colorbar(self, channel: int) -> None:
+        view = self.session.results.get(self.session.stage)
+        if view is None or view.rendered is None:
+            self.colorbar.set_levels(None)
+            return
+        r = view.rendered
+        channel = min(max(channel, 0), r.num_channels - 1)
+        lo, hi = r.levels[channel]
+        title = {"channel": f"ch {channel}", "fixed": "fixed"}.get(r.mode, r.mode)
+        self.colorbar.set_levels((lo, hi), r.colormap, title)
+
+    def _update_controls(self) -> None:
+        view = self.session.results.get(self.session.stage)
+        c = view.rendered.num_channels if view is not None and view.rendered is not None else 1
+        is_vector = view is not None and view.values is not None and view.values.ndim == 1
+        boxes = (self.channel_box, self.compare_box, self.grid_button, self.channel_button)
+        for w in boxes:
+            w.blockSignals(True)
+        try:
+            self.channel_box.setRange(0, max(c - 1, 0))
+            self.channel_box.setValue(min(self.session.channel, max(c - 1, 0)))
+            self.grid_button.setChecked(self._mode == self.GRID)
+            self.channel_button.setChecked(self._mode == self.CHANNEL)
+        finally:
+            for w in boxes:
+                w.blockSignals(False)
+        for w in (self.channel_box, self.grid_button, self.channel_button):
+            w.setEnabled(not is_vector and view is not None)
+        self.compare_box.setEnabled(self._mode == self.CHANNEL and not is_vector)
+
+    # ------------------------------------------------------------------ control slots
+    @Slot()
+    def _on_options(self, *_) -> None:
+        self.optionsEdited.emit(self.render_options())
+
+    @Slot(bool)
+    def _on_mode_button(self, grid: bool) -> None:
+        self._mode = self.GRID if grid else self.CHANNEL
+        self._refresh()
+
+    @Slot(int)
+    def _on_channel_box(self, value: int) -> None:
+        self.channelPicked.emit(value)
+
+    @Slot(int)
+    def _on_compare(self, _index: int) -> None:
+        self._refresh()

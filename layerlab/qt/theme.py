@@ -1,0 +1,18 @@
+"""The window's colours, in one place (a widget never spells a colour of its own)."""
+
+from __future__ import annotations
+
+ERROR = "#c62828"  # error text, failed stages, invalid fields
+ERROR_TINT = "#fbd5d5"  # background of a field whose value is refused
+MUTED = "#8c8c8c"  # disabled layers
+BAR = "#64a0e6"  # bars of vector stages in thumbnails
+THUMB_BACKGROUND = "#282828"
+RECEPTIVE_FIELD_PEN = (255, 60, 60)
+HOVER_PEN = (255, 220, 0)
+
+# The banner above the view: (background, text, border) per kind of message.
+BANNER = {
+    "error": ("#fdecea", "#8e1c1c", "#e57373"),
+    "warning": ("#fff4e0", "#6d4300", "#f0b860"),
+    "info": ("#e8f1fb", "#174a7c", "#90b8e0"),
+}
