@@ -1,6 +1,6 @@
 """Soak test: the real window under a long random stream of edits.
 
-    python -m layerlab.qt.soak --minutes 30 [--seed N] [--interval 10] [--show]
+    python tests/soak.py --minutes 30 [--seed N] [--interval 10] [--show]
 
 Opens the LayerLab window (offscreen unless ``--show``) with the sample photo and the default
 stack, in throw-away settings, and edits it the way a busy person does, as fast as the event
@@ -242,8 +242,8 @@ class Soak:
         """Do the pictures equal a fresh engine's run of the document's pipeline?"""
         import numpy as np
 
-        from ..core.engine import Engine
-        from ..core.imageio import to_tensor
+        from layerlab.core.engine import Engine
+        from layerlab.core.imageio import to_tensor
 
         w = self.w
         for _ in range(100):  # until edits still on their way (editor timers) have landed
@@ -296,7 +296,7 @@ def _slope(samples: list[Sample], attr: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m layerlab.qt.soak",
+    parser = argparse.ArgumentParser(prog="python tests/soak.py",
                                      description="Random edits in the real window for a while; "
                                                  "memory and thread counts sampled.")
     parser.add_argument("--minutes", type=float, default=30.0, help="how long (default 30)")
@@ -315,9 +315,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from PySide6.QtCore import QEventLoop, QTimer, QtMsgType, qInstallMessageHandler
 
-    from ..worker import RunController, configure_threads
-    from .app import ensure_app, make_settings
-    from .main_window import MainWindow
+    from layerlab.worker import RunController, configure_threads
+    from layerlab.qt.app import ensure_app, make_settings
+    from layerlab.qt.main_window import MainWindow
 
     qt_warnings: list[str] = []
 

@@ -551,7 +551,7 @@ def test_list_and_feature_view_follow_each_other(main_window, qtbot):
     w = main_window
     w.stack.select_layer(2)
     assert w.session.stage == 3
-    w.stage_panel.stageSelected.emit(2)  # the person picks stage 2 in the feature view
+    w.stage_panel.stagePicked.emit(2)  # the person picks stage 2 in the feature view
     assert w.session.layer == 1
     w.stack.select_layer(0)
     assert w.session.stage == 1

@@ -18,7 +18,8 @@ from layerlab.core.engine import Engine
 from layerlab.core.imageio import to_tensor
 from layerlab.core.kernels import preset
 from layerlab.core.pipeline import InputSpec, Pipeline, new_layer
-from layerlab.qt.main_window import DEFAULT_SAMPLE, PIPELINES, default_pipeline
+from layerlab.qt.files import DEFAULT_SAMPLE, PIPELINES
+from layerlab.qt.persistence import default_pipeline
 
 
 def preview_tensor(window) -> torch.Tensor:
@@ -54,7 +55,7 @@ def test_starts_with_the_sample_through_the_default_stack(main_window):
 
 
 def test_default_stack_without_the_bundled_file_is_the_same(monkeypatch, tmp_path):
-    from layerlab.qt import main_window as mw
+    from layerlab.qt import persistence as mw
 
     bundled, _ = default_pipeline()
     monkeypatch.setattr(mw, "DEFAULT_PIPELINE", tmp_path / "missing.layerlab.json")
@@ -370,7 +371,7 @@ def test_render_options_rerender_without_running_torch(main_window, qtbot, monke
     w = main_window
     requests = []
     submit = w.runner.submit
-    monkeypatch.setattr(w.controller, "submit", lambda r: requests.append(r) or submit(r))
+    monkeypatch.setattr(w.runner, "submit", lambda r: requests.append(r) or submit(r))
     before = w.session.results[1].values
     w.stage_panel.bins_box.setValue(16)
     wait_idle(w, qtbot)

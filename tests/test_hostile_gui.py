@@ -580,12 +580,12 @@ def test_a_stage_that_fails_in_torch_shows_its_error_and_earlier_stages_stay(
     assert w.statusBar().currentMessage() == error
     # next to the stage: its page in the feature view, its thumbnail marked
     panel = w.stage_panel
-    panel.select_stage(3)
+    w.session.select(stage=3)
     assert panel.stack.currentWidget() is panel.error_page
     assert error in panel.error_page.text()
     assert panel.strip.is_error(3)
     for i in (0, 1, 2):  # the stages before it stay, with torch's numbers
-        assert panel.stage_view(i).rendered is not None and not panel.strip.is_error(i)
+        assert w.session.results[i].rendered is not None and not panel.strip.is_error(i)
     x = preview_tensor(w)
     conv = Engine(w.session.device).build_module(w.session.document.pipeline.layers[0])
     with torch.inference_mode():

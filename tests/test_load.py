@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -212,12 +213,13 @@ def test_the_gui_thread_never_freezes_during_a_burst(main_window, qtbot, capsys)
 
 
 def test_soak_runs_a_few_seconds_and_reports(tmp_path):
-    """``python -m layerlab.qt.soak`` end to end, briefly: a table, a check, a verdict."""
+    """``python tests/soak.py`` end to end, briefly: a table, a check, a verdict."""
     import os
     import subprocess
 
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "HOME": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-m", "layerlab.qt.soak", "--minutes", "0.15",
+    soak = Path(__file__).with_name("soak.py")
+    proc = subprocess.run([sys.executable, str(soak), "--minutes", "0.15",
                            "--interval", "3", "--seed", "3"], capture_output=True, text=True,
                           timeout=300, env=env, cwd=tmp_path)
     out = proc.stdout

@@ -391,5 +391,11 @@ class Controller(QObject):
         self.views.window.set_busy(busy)
 
     def shutdown(self) -> None:
+        """Stop listening and join the worker (the window is closing)."""
         self.closing = True
+        doc = self.session.document
+        doc.changed.disconnect(self._on_document_changed)
+        doc.pathChanged.disconnect(self._update_title)
+        # The undo stack says it is clean again while it is destroyed, after the window.
+        doc.undo_stack.cleanChanged.disconnect(self._update_title)
         self.runner.shutdown()

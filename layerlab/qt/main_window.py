@@ -301,17 +301,17 @@ class MainWindow(QMainWindow):
         for s, act in self.preview_actions.items():
             act.setChecked(s == size)
         self.controller.set_preview_max(size)
-        self.schedule_autosave()
+        self.store.save_preferences()
 
     def set_memory_budget(self, gb: int) -> None:
         for g, act in self.budget_actions.items():
             act.setChecked(g == gb)
         self.controller.set_memory_budget(gb)
-        self.schedule_autosave()
+        self.store.save_preferences()
 
     def _device_picked(self, index: int) -> None:
         self.controller.on_device(self.device_box.itemData(index))
-        self.schedule_autosave()
+        self.store.save_preferences()
 
     def schedule_autosave(self) -> None:
         if not self.controller.closing:

@@ -77,12 +77,17 @@ class SessionStore:
         st.setValue("session/pipeline_name", s.pipeline_name)
         st.setValue("session/modified", s.document.modified)
         st.setValue("session/image", (s.loaded.path or "") if s.loaded else "")
+        self.save_preferences()
+        st.sync()
+
+    def save_preferences(self) -> None:
+        """Preferences are kept the moment they change (not only at the next autosave)."""
+        st, s = self.settings, self.session
         st.setValue("prefs/preview_max", s.preview_max)
         st.setValue("prefs/memory_budget_gb", s.memory_budget_gb)
         st.setValue("prefs/device", s.device)
         o = s.render_options
         st.setValue("prefs/render", f"{o.normalize}|{o.colormap}|{o.bins}")
-        st.sync()
 
     def restore_pipeline(self) -> str | None:
         """The last session's stack, else the default one; returns why the former failed."""
