@@ -116,6 +116,7 @@ class StageStrip(QListWidget):
         self.setWordWrap(True)
         self.itemClicked.connect(self._clicked)
         self._items: dict[int, QListWidgetItem] = {}
+        self._pictured: dict[int, object] = {}  # stage -> the rendering its thumbnail shows
 
     def set_stage(self, view: StageView) -> None:
         res = view.result
@@ -128,7 +129,10 @@ class StageStrip(QListWidget):
             row = sum(1 for i in self._items if i < res.index)
             self.insertItem(row, item)
             self._items[res.index] = item
-        item.setIcon(QIcon(_thumbnail(view)))
+        # A stage the worker served from its cache keeps its rendering: no new thumbnail.
+        if view.rendered is None or self._pictured.get(res.index) is not view.rendered:
+            item.setIcon(QIcon(_thumbnail(view)))
+            self._pictured[res.index] = view.rendered
         if res.error:
             item.setText(f"{res.index} {res.name}\nfailed")
             item.setForeground(QColor(theme.ERROR))
@@ -143,9 +147,11 @@ class StageStrip(QListWidget):
         for i in sorted(self._items):
             if i >= index:
                 self.takeItem(self.row(self._items.pop(i)))
+                self._pictured.pop(i, None)
 
     def clear_stages(self) -> None:
         self._items.clear()
+        self._pictured.clear()
         self.clear()
 
     def select(self, index: int) -> None:
