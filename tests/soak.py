@@ -315,9 +315,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from PySide6.QtCore import QEventLoop, QTimer, QtMsgType, qInstallMessageHandler
 
-    from layerlab.worker import RunController, configure_threads
     from layerlab.qt.app import ensure_app, make_settings
     from layerlab.qt.main_window import MainWindow
+    from layerlab.worker import RunController, configure_threads
 
     qt_warnings: list[str] = []
 

@@ -18,7 +18,8 @@ from layerlab.core.kernels import fit_kernel, preset
 from layerlab.core.pipeline import InputSpec, Pipeline, new_layer
 from layerlab.core.specs import OPS
 from layerlab.qt.document import Document, adapt_in_channels, fit_params, validate
-from layerlab.qt.param_form import IntsEditor, ParamForm
+from layerlab.qt.fields import IntsEditor
+from layerlab.qt.param_form import ParamForm
 
 
 def preview_tensor(window) -> torch.Tensor:

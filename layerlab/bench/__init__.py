@@ -22,11 +22,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .core import render
-from .core.engine import Engine
-from .core.imageio import load_image, to_tensor
-from .core.kernels import preset
-from .core.pipeline import InputSpec, Pipeline, new_layer
+from ..core import render
+from ..core.engine import Engine
+from ..core.imageio import load_image, to_tensor
+from ..core.kernels import preset
+from ..core.pipeline import InputSpec, Pipeline, new_layer
 
 RESOURCES = Path(__file__).resolve().parent.parent.parent / "resources"
 

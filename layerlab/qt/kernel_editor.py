@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
 from ..core.kernels import DEFAULT_INIT, INIT_SCHEMES, PRESET_HELP, PRESETS, fit_kernel, preset
 from ..core.pipeline import LayerSpec
 from .document import materialize
-from .param_form import NumberSpinBox
+from .fields import NumberSpinBox
 from .text import format_decimal
 
 CELL_RANGE = 1e6
