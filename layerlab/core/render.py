@@ -35,7 +35,20 @@ from typing import Literal
 
 import numpy as np
 import torch
-from PIL import Image
+
+from .colormaps import COLORMAPS, apply_colormap, colormap_lut
+from .tensor_stats import (
+    STAT_KEYS,
+    as_chw,
+    bin_edges,
+    channel_stats,
+    finite_minmax,
+    histogram,
+    histogram_rows,
+    stage_stats,
+    stats,
+    stats_dict,
+)
 
 __all__ = [
     "COLORMAPS",
@@ -55,114 +68,10 @@ __all__ = [
 ]
 
 NORMALIZE_MODES = ("channel", "stage", "fixed", "symmetric")
-COLORMAPS = ("gray", "viridis", "magma", "coolwarm")
 
 NormalizeMode = Literal["channel", "stage", "fixed", "symmetric"]
 
-# Ten evenly spaced anchor colours of each map (viridis and magma as sampled from matplotlib's
-# tables, coolwarm from Moreland's diverging map), linearly interpolated to 256 entries.
-_ANCHORS: dict[str, tuple[str, ...]] = {
-    "viridis": (
-        "440154", "482878", "3e4a89", "31688e", "26828e",
-        "1f9e89", "35b779", "6dcd59", "b4de2c", "fde725",
-    ),
-    "magma": (
-        "000004", "180f3e", "451077", "721f81", "9f2f7f",
-        "cd4071", "f1605d", "fd9567", "fec98d", "fcfdbf",
-    ),
-    "coolwarm": (
-        "3b4cc0", "6282ea", "8db0fe", "b8d0f9", "dddddd",
-        "f5c4ad", "f49a7b", "de604d", "b40426",
-    ),
-}  # fmt: skip
-
-
-def _build_lut(name: str) -> np.ndarray:
-    if name == "gray":
-        ramp = np.arange(256, dtype=np.uint8)
-        return np.stack([ramp, ramp, ramp], axis=1)
-    colours = np.array([[int(h[i : i + 2], 16) for i in (0, 2, 4)] for h in _ANCHORS[name]])
-    at = np.linspace(0.0, 255.0, len(colours))
-    x = np.arange(256, dtype=np.float64)
-    lut = np.stack([np.interp(x, at, colours[:, k]) for k in range(3)], axis=1)
-    return np.round(lut).astype(np.uint8)
-
-
-_LUTS = {name: _build_lut(name) for name in COLORMAPS}
-for _lut in _LUTS.values():
-    _lut.setflags(write=False)
-_PALETTES = {name: lut.tobytes() for name, lut in _LUTS.items()}
-
-
-def colormap_lut(name: str) -> np.ndarray:
-    """The read-only (256, 3) uint8 lookup table of a colormap."""
-    try:
-        return _LUTS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown colormap {name!r}; choose one of {', '.join(COLORMAPS)}"
-        ) from None
-
-
-def apply_colormap(u8: np.ndarray, name: str) -> np.ndarray:
-    """Map uint8 values of any shape to RGB: returns a new array of shape ``u8.shape + (3,)``."""
-    lut = colormap_lut(name)
-    u8 = np.asarray(u8)
-    if u8.dtype != np.uint8:
-        raise ValueError(f"apply_colormap expects uint8 values, got {u8.dtype}")
-    if u8.ndim == 0 or u8.size == 0:
-        return lut.take(u8, axis=0)
-    # Pillow's palette expansion is several times faster than numpy fancy indexing.
-    flat = np.ascontiguousarray(u8).reshape(-1, u8.shape[-1])
-    im = Image.frombuffer("P", (flat.shape[1], flat.shape[0]), flat, "raw", "P", 0, 1)
-    im.putpalette(_PALETTES[name])
-    return np.array(im.convert("RGB")).reshape(*u8.shape, 3)
-
-
 # --------------------------------------------------------------------------- normalisation
-
-
-def _work(t: torch.Tensor) -> torch.Tensor:
-    """The tensor as float32/float64, detached, in any shape."""
-    t = t.detach()
-    if t.dtype not in (torch.float32, torch.float64):
-        t = t.to(torch.float32)
-    return t
-
-
-def _as_chw(t: torch.Tensor) -> torch.Tensor:
-    t = _work(torch.as_tensor(t))
-    if t.ndim == 4:
-        if t.shape[0] != 1:
-            raise ValueError(f"expected a batch of one image, got shape {tuple(t.shape)}")
-        return t[0]
-    if t.ndim == 3:
-        return t
-    if t.ndim == 2:
-        if t.shape[0] != 1:
-            raise ValueError(f"expected a batch of one vector, got shape {tuple(t.shape)}")
-        return t.reshape(1, 1, -1)
-    if t.ndim == 1:
-        return t.reshape(1, 1, -1)
-    raise ValueError(f"cannot show a tensor of shape {tuple(t.shape)}")
-
-
-def _finite_minmax(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
-    """Per-row finite (min, max) of a 2-D tensor; rows without finite values give (0, 0)."""
-    if flat.shape[1] == 0:
-        z = flat.new_zeros(flat.shape[0])
-        return z, z.clone(), True
-    lo, hi = flat.amin(dim=1), flat.amax(dim=1)  # far faster than aminmax(dim=1) on CPU
-    # NaN and inf propagate through amin/amax, so finite extremes mean every value is finite.
-    if bool(torch.isfinite(lo).all() & torch.isfinite(hi).all()):
-        return lo, hi, True
-    finite = torch.isfinite(flat)
-    lo = torch.where(finite, flat, math.inf).amin(dim=1)
-    hi = torch.where(finite, flat, -math.inf).amax(dim=1)
-    empty = ~torch.isfinite(lo)
-    lo = torch.where(empty, 0.0, lo)
-    hi = torch.where(empty, 0.0, hi)
-    return lo, hi, False
 
 
 def _check_mode(mode: str) -> None:
@@ -180,7 +89,7 @@ def _levels_t(
     if mode == "fixed":
         return x.new_zeros(c), x.new_ones(c)
     if ch_lo is None:
-        ch_lo, ch_hi, _ = _finite_minmax(x.reshape(c, -1))
+        ch_lo, ch_hi, _ = finite_minmax(x.reshape(c, -1))
     if mode == "channel":
         return ch_lo, ch_hi
     if mode == "stage":
@@ -216,17 +125,17 @@ def _map_u8(
 
 def levels(tensor: torch.Tensor, mode: NormalizeMode = "channel") -> np.ndarray:
     """The (lo, hi) each channel is mapped with, as a float64 array of shape (C, 2)."""
-    x = _as_chw(tensor)
+    x = as_chw(tensor)
     lo, hi = _levels_t(x, mode)
     return torch.stack([lo, hi], dim=1).cpu().double().numpy()
 
 
 def to_uint8(tensor: torch.Tensor, mode: NormalizeMode = "channel") -> np.ndarray:
     """Normalise a (C, H, W) tensor (or (1, C, H, W)) to uint8 (C, H, W) on its device."""
-    x = _as_chw(tensor)
+    x = as_chw(tensor)
     c = x.shape[0]
     _check_mode(mode)
-    ch_lo, ch_hi, finite = _finite_minmax(x.reshape(c, -1))
+    ch_lo, ch_hi, finite = finite_minmax(x.reshape(c, -1))
     lo, hi = _levels_t(x, mode, ch_lo, ch_hi)
     return _map_u8(x, lo, hi, mode, finite).cpu().numpy()
 
@@ -304,198 +213,6 @@ def make_grid(
         tiles[full, :h, :rest, :w] = images[full * cols :].swapaxes(0, 1)
     height, width = grid_shape(c, h, w, cols, padding)
     return np.ascontiguousarray(out[:height, :width])
-
-
-# --------------------------------------------------------------------------- histograms
-
-
-def _bin_edges(lo, hi, bins: int, value_range, dtype: np.dtype) -> np.ndarray:
-    # Let numpy compute the edges from a two-element array with the data's extremes and dtype:
-    # np.histogram derives them from exactly these values, so the edges are the same bits.
-    probe = np.array([lo, hi], dtype=dtype)
-    try:
-        return np.histogram_bin_edges(probe, bins=bins, range=value_range)
-    except ValueError:
-        # float32 cannot hold `bins` distinct edges over this range (numpy refuses too);
-        # float64 edges still give a usable picture.
-        return np.histogram_bin_edges(probe.astype(np.float64), bins=bins, range=value_range)
-
-
-def _histogram_rows(flat: torch.Tensor, edges: np.ndarray, all_in: bool) -> torch.Tensor:
-    """(rows, bins) int64 counts on the device; bins are [e_i, e_i+1) with the last closed.
-
-    The bin is decided by comparisons with ``edges`` only (what np.histogram's corrected
-    arithmetic amounts to). Most values sit far from any edge, where ``floor`` of the scaled
-    value is provably that bin; the few within rounding distance of an edge are placed by an
-    exact search. Counting is one bincount.
-    """
-    bins = len(edges) - 1
-    rows = flat.shape[0]
-    work = flat.double() if edges.dtype == np.float64 else flat
-    first, last = float(edges[0]), float(edges[-1])
-    scale = bins / (last - first)
-    # Bound on |t - position against the real edges| in bin units: rounding of x - first and of
-    # the product, plus the rounding of each edge to the working precision.
-    eps = float(np.finfo(edges.dtype).eps)
-    spacing = float(np.spacing(np.array(max(abs(first), abs(last)), edges.dtype)))
-    tol = 8.0 * (bins * eps + spacing * scale)
-    t = (work - first).mul_(scale)
-    if tol >= 0.1:
-        near = torch.ones_like(t, dtype=torch.bool)  # edges too coarse: search everything
-        idx = torch.full_like(t, bins, dtype=torch.int32)
-    else:
-        outside = None if all_in else ~((t >= 0) & (t < bins))  # also NaN and inf
-        # Shifted by tol, the truncation is the bin of every value farther than tol from an
-        # edge, and frac(t + tol) < 2 tol flags the values within tol of edge trunc(t + tol).
-        idx = t.add_(tol).to(torch.int32)
-        near = t.frac_() < 2 * tol
-        if outside is None:
-            # At the outer edges both candidates are the same end bin: no search needed.
-            near &= (idx > 0) & (idx < bins)
-            idx.clamp_(max=bins - 1)
-        else:
-            idx.masked_fill_(outside, bins)
-        idx.masked_fill_(near, bins)  # bin `bins` is the discard pile
-    if rows > 1:
-        offsets = torch.arange(0, rows * (bins + 1), bins + 1, device=flat.device)
-        idx += offsets.to(torch.int32).unsqueeze(1)
-    counts = torch.bincount(idx.reshape(-1), minlength=rows * (bins + 1))
-    where = near.nonzero()
-    if where.shape[0]:
-        xs = work[where[:, 0], where[:, 1]]
-        e = torch.as_tensor(edges, device=flat.device)
-        if e.dtype != xs.dtype:
-            e = e.to(xs.dtype)
-        # bucketize(right=True) - 1 is the i with e[i] <= x < e[i+1]; x == e[-1] -> last bin.
-        sub = (torch.bucketize(xs, e, right=True) - 1).clamp_(0, bins - 1)
-        sub.masked_fill_(~((xs >= e[0]) & (xs <= e[-1])), bins)
-        sub += where[:, 0] * (bins + 1)
-        counts += torch.bincount(sub, minlength=rows * (bins + 1))
-    return counts.reshape(rows, bins + 1)[:, :bins]
-
-
-def histogram(
-    tensor: torch.Tensor,
-    bins: int = 64,
-    value_range: tuple[float, float] | None = None,
-    *,
-    per_channel: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Counts and edges equal to ``np.histogram(values, bins, range=value_range)``.
-
-    Bins are half-open ``[e_i, e_i+1)`` except the last, which includes its right edge; values
-    outside the range and NaN are not counted. Without ``value_range`` the finite min/max of the
-    whole tensor are used (numpy would refuse non-finite data; here it is skipped). With
-    ``per_channel`` the counts are (C, bins), all channels sharing the stage's edges.
-    Returns ``(counts int64, edges float64)``.
-    """
-    if bins < 1:
-        raise ValueError(f"bins must be at least 1, not {bins}")
-    x = _as_chw(tensor) if per_channel else _work(torch.as_tensor(tensor)).reshape(1, -1)
-    flat = x.reshape(x.shape[0], -1)
-    dtype = np.float64 if flat.dtype == torch.float64 else np.float32
-    if flat.numel() == 0:
-        lo_v, hi_v, finite = 0.0, 1.0, True
-    else:
-        lo, hi, finite = _finite_minmax(flat)
-        pair = torch.stack([lo.min(), hi.max()]).cpu()
-        lo_v, hi_v = pair[0].item(), pair[1].item()
-    edges = _bin_edges(lo_v, hi_v, bins, value_range, dtype)
-    counts = _histogram_rows(flat, edges, all_in=finite and value_range is None)
-    counts_np = counts.cpu().numpy().astype(np.int64, copy=False)
-    if not per_channel:
-        counts_np = counts_np[0]
-    return counts_np, edges.astype(np.float64)
-
-
-# --------------------------------------------------------------------------- statistics
-
-_STAT_KEYS = ("min", "max", "mean", "std", "zero_fraction", "nan_count", "inf_count")
-
-
-def _stage_stats(x: torch.Tensor, ch_lo, ch_hi, all_finite: bool, zeros=None) -> torch.Tensor:
-    """float64 [min, max, mean, std, zero count, nan count, inf count] on the device."""
-    if all_finite:
-        vals = x
-        nan = inf = torch.zeros((), dtype=torch.int64, device=x.device)
-    else:
-        vals = x[torch.isfinite(x)]
-        nan = torch.isnan(x).sum()
-        inf = torch.isinf(x).sum()
-    if vals.numel() == 0:
-        mn = mx = mean = x.new_full((), math.nan)
-    elif all_finite:
-        mn, mx, mean = ch_lo.min(), ch_hi.max(), vals.mean()
-    else:
-        mn, mx, mean = vals.min(), vals.max(), vals.mean()
-    std = vals.std() if vals.numel() > 1 else x.new_zeros(())
-    if zeros is None:
-        zeros = x.numel() - torch.count_nonzero(x)
-    parts = (mn, mx, mean, std, zeros, nan, inf)
-    return torch.stack([p.to(torch.float64) for p in parts])
-
-
-def _channel_stats(flat: torch.Tensor, ch_lo, ch_hi, all_finite: bool) -> torch.Tensor:
-    """float64 (7, C) rows as in _stage_stats, on the device."""
-    c, n = flat.shape
-    if n == 0:
-        return torch.full((7, c), math.nan, dtype=torch.float64, device=flat.device)
-    zeros = n - torch.count_nonzero(flat, dim=1)
-    if all_finite:
-        mean = flat.mean(dim=1)
-        # Two-pass sum of squares: several times faster than torch.std(dim=1) on CPU.
-        dev = (flat - mean[:, None]).square_().sum(dim=1)
-        std = dev.div_(n - 1).sqrt_() if n > 1 else flat.new_zeros(c)
-        nan = inf = torch.zeros(c, dtype=torch.int64, device=flat.device)
-    else:
-        finite = torch.isfinite(flat)
-        cnt = finite.sum(dim=1).to(flat.dtype)
-        mean = torch.where(finite, flat, 0.0).sum(dim=1) / cnt
-        dev = torch.where(finite, flat - mean[:, None], 0.0)
-        std = (dev.square().sum(dim=1) / (cnt - 1)).sqrt()
-        std = torch.where(cnt > 1, std, 0.0)
-        nan = torch.isnan(flat).sum(dim=1)
-        inf = torch.isinf(flat).sum(dim=1)
-        empty = cnt == 0
-        ch_lo = torch.where(empty, math.nan, ch_lo)
-        ch_hi = torch.where(empty, math.nan, ch_hi)
-    parts = (ch_lo, ch_hi, mean, std, zeros, nan, inf)
-    return torch.stack([p.to(torch.float64) for p in parts])
-
-
-def _stats_dict(row: np.ndarray, n: int) -> dict[str, float | int]:
-    return {
-        "min": float(row[0]),
-        "max": float(row[1]),
-        "mean": float(row[2]),
-        "std": float(row[3]),
-        "zero_fraction": float(row[4]) / n if n else 0.0,
-        "nan_count": int(row[5]),
-        "inf_count": int(row[6]),
-    }
-
-
-def stats(tensor: torch.Tensor) -> dict[str, float | int]:
-    """min, max, mean, std, zero_fraction (python floats), nan_count, inf_count (ints).
-
-    min/max/mean/std are over the finite values; for an all-finite tensor they are exactly
-    ``t.min()``, ``t.max()``, ``t.mean()`` and ``t.std()`` (unbiased, correction 1), whatever
-    the memory layout (reduced in memory order, as torch does). std of fewer than two values
-    is 0.0; a tensor with no finite value gives NaN for the other three.
-    """
-    x = _work(torch.as_tensor(tensor))
-    if x.numel() == 0:
-        return {"min": math.nan, "max": math.nan, "mean": math.nan, "std": 0.0,
-                "zero_fraction": 0.0, "nan_count": 0, "inf_count": 0}  # fmt: skip
-    lo, hi = x.amin().reshape(1), x.amax().reshape(1)
-    finite = bool(torch.isfinite(lo).all() & torch.isfinite(hi).all())
-    if not finite:
-        x = x.reshape(1, -1)
-        lo, hi, finite = _finite_minmax(x)
-    return _stats_dict(_stage_stats(x, lo, hi, finite).cpu().numpy(), x.numel())
-
-
-# --------------------------------------------------------------------------- a whole stage
 
 
 @dataclass(frozen=True)
@@ -578,15 +295,15 @@ def render_stage(
     src = torch.as_tensor(tensor)
     shape = tuple(int(s) for s in src.shape)
     is_vector = src.ndim in (1, 2)
-    x = _as_chw(src)
+    x = as_chw(src)
     c, h, w = x.shape
     parts = _render_cpu(x, mode, bins) if x.device.type == "cpu" else None
     if parts is None:
         parts = _render_any(x, mode, bins)
     lv, channels_u8, edges, ch_hist_np, st_row, ch_rows = parts
 
-    stage_stats = _stats_dict(st_row, x.numel())
-    channel_stats = {k: ch_rows[i].copy() for i, k in enumerate(_STAT_KEYS)}
+    stage_stats = stats_dict(st_row, x.numel())
+    channel_stats = {k: ch_rows[i].copy() for i, k in enumerate(STAT_KEYS)}
     channel_stats["zero_fraction"] = ch_rows[4] / max(h * w, 1)
     for k in ("nan_count", "inf_count"):
         channel_stats[k] = channel_stats[k].astype(np.int64)
@@ -627,21 +344,21 @@ def _render_any(x: torch.Tensor, mode: str, bins: int) -> _Parts:
     xc = x.contiguous()
     flat = xc.reshape(c, -1)
 
-    ch_lo, ch_hi, finite = _finite_minmax(flat)
+    ch_lo, ch_hi, finite = finite_minmax(flat)
     lo, hi = _levels_t(xc, mode, ch_lo, ch_hi)
     u8 = _map_u8(xc, lo, hi, mode, finite)
 
     if x.numel():
         lo_v, hi_v = ch_lo.min(), ch_hi.max()
         pair = torch.stack([lo_v, hi_v]).cpu()
-        edges = _bin_edges(pair[0].item(), pair[1].item(), bins, None,
+        edges = bin_edges(pair[0].item(), pair[1].item(), bins, None,
                            np.float64 if x.dtype == torch.float64 else np.float32)  # fmt: skip
     else:
         edges = np.linspace(0.0, 1.0, bins + 1)
-    ch_hist = _histogram_rows(flat, edges, all_in=finite)
-    ch_st = _channel_stats(flat, ch_lo, ch_hi, finite)
+    ch_hist = histogram_rows(flat, edges, all_in=finite)
+    ch_st = channel_stats(flat, ch_lo, ch_hi, finite)
     # Stage mean and std over the tensor as laid out, like stats() and torch itself.
-    st = _stage_stats(x, ch_lo, ch_hi, finite, zeros=ch_st[4].sum() if flat.shape[1] else None)
+    st = stage_stats(x, ch_lo, ch_hi, finite, zeros=ch_st[4].sum() if flat.shape[1] else None)
 
     # One transfer for all small results, one for the images.
     lv_t = torch.stack([lo, hi], 1).reshape(-1).to(torch.float64)
@@ -754,10 +471,10 @@ def _render_cpu(x: torch.Tensor, mode: str, bins: int) -> _Parts | None:
     # histograms with the stage's edges
     dtype = np.float64 if x.dtype == torch.float64 else np.float32
     lo_v, hi_v = float(ch_lo.min()), float(ch_hi.max())
-    edges = _bin_edges(lo_v, hi_v, bins, None, dtype)
+    edges = bin_edges(lo_v, hi_v, bins, None, dtype)
     counts = _hist_cpu(mat, work, edges)
     if counts is None:
-        counts = _histogram_rows(mat.t if mat.rows else x.reshape(c, -1), edges, all_in=True)
+        counts = histogram_rows(mat.t if mat.rows else x.reshape(c, -1), edges, all_in=True)
         counts = counts.numpy()
 
     # statistics
@@ -782,13 +499,13 @@ def _render_cpu(x: torch.Tensor, mode: str, bins: int) -> _Parts | None:
     none = torch.zeros(c, dtype=torch.int64)
     parts = (ch_lo, ch_hi, mean, std, zeros, none, none)
     ch_rows = torch.stack([p.to(torch.float64) for p in parts])
-    st = _stage_stats(x, ch_lo, ch_hi, True, zeros=zeros.sum())
+    st = stage_stats(x, ch_lo, ch_hi, True, zeros=zeros.sum())
     lv = torch.stack([lo, hi], 1).to(torch.float64).numpy()
     return lv, u8, edges, counts.astype(np.int64, copy=False), st.numpy(), ch_rows.numpy()
 
 
 def _hist_cpu(mat: _Matrix, work: torch.Tensor, edges: np.ndarray) -> np.ndarray | None:
-    """(C, bins) counts of finite data inside [edges[0], edges[-1]] (as _histogram_rows)."""
+    """(C, bins) counts of finite data inside [edges[0], edges[-1]] (as histogram_rows)."""
     bins = len(edges) - 1
     if edges.dtype != mat.a.dtype:
         return None
