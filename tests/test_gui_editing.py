@@ -11,6 +11,7 @@ from gui_helpers import wait_idle
 from PySide6.QtCore import QModelIndex, Qt
 from PySide6.QtGui import QPalette
 from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QLineEdit
 
 from layerlab.core.engine import Engine
 from layerlab.core.imageio import to_tensor
@@ -575,3 +576,24 @@ def test_rename_in_place_keeps_typed_spaces(main_window, qtbot):
     QTest.keyClick(editor, Qt.Key.Key_Return)
     qtbot.waitUntil(lambda: w.session.document.pipeline.layers[1].name == "my relu")
     assert w.session.document.pipeline.layers[1].enabled  # Space typed text, it did not toggle
+
+
+def test_ctrl_z_in_a_parameter_field_undoes_the_last_edit(main_window, qtbot):
+    """The cursor sits in the field after typing a value; Ctrl+Z there is the window's undo."""
+    w = main_window
+    w.activateWindow()
+    w.stack.select_layer(0)
+    editor = w.param_form.editors["padding"]
+    w.session.document.set_arg(0, "padding", 2)
+    wait_idle(w, qtbot)
+    assert w.session.pipeline.layers[0].args["padding"] == 2
+    field = editor.findChild(QLineEdit)
+    field.setFocus()
+    qtbot.waitUntil(field.hasFocus, timeout=3000)
+    QTest.keyClick(field, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    wait_idle(w, qtbot)
+    assert w.session.pipeline.layers[0].args["padding"] == 1
+    QTest.keyClick(field, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier
+                   | Qt.KeyboardModifier.ShiftModifier)
+    wait_idle(w, qtbot)
+    assert w.session.pipeline.layers[0].args["padding"] == 2

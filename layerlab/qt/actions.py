@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import reduce
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QWidget
 
 SK = QKeySequence.StandardKey
 
@@ -103,3 +104,27 @@ def create_actions(window, undo_stack) -> dict[str, QAction]:
         made[spec.name] = act
     made["stop"].setEnabled(False)
     return made
+
+
+class WindowWideKeys(QObject):
+    """Lets the window's Undo/Redo keys work while a text field has the focus.
+
+    A line edit (every spin box has one) claims Ctrl+Z for its own one-field undo, so the
+    window's action never fires there: exactly where the cursor is after typing a bad value.
+    Installed on the application, this declines that claim for widgets inside ``window``.
+    """
+
+    def __init__(self, window: QWidget, actions: list[QAction]):
+        super().__init__(window)
+        self.window = window
+        self.keys = [k for a in actions for k in a.shortcuts()]
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        if (event.type() == QEvent.Type.ShortcutOverride and isinstance(obj, QWidget)
+                and self.window.isAncestorOf(obj)):
+            pressed = QKeySequence(event.keyCombination())
+            if any(pressed.matches(k) == QKeySequence.SequenceMatch.ExactMatch
+                   for k in self.keys):
+                event.ignore()  # not the field's: the window's shortcut handles it
+                return True
+        return False

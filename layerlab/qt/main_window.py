@@ -22,6 +22,7 @@ from PySide6.QtGui import (
     QIcon,
 )
 from PySide6.QtWidgets import (
+    QApplication,
     QComboBox,
     QDockWidget,
     QFrame,
@@ -35,7 +36,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..worker import RunController
-from .actions import LAYER_ACTIONS, SHORTCUT_LIST, create_actions
+from .actions import LAYER_ACTIONS, SHORTCUT_LIST, WindowWideKeys, create_actions
 from .controller import Controller, Views
 from .dialogs import MessageBanner, about_box, shortcuts_dialog
 from .document import pipeline_title
@@ -81,6 +82,8 @@ class MainWindow(QMainWindow):
         self.actions = create_actions(self, self.session.document.undo_stack)
         for name in ("remove", "duplicate", "move_up", "move_down"):
             self.stack.add_tool_action(self.actions[name])
+        self._window_keys = WindowWideKeys(self, [self.actions["undo"], self.actions["redo"]])
+        QApplication.instance().installEventFilter(self._window_keys)
         self._build_menus()
         self._build_toolbar()
         self._build_status_bar()
@@ -423,6 +426,7 @@ class MainWindow(QMainWindow):
             event.accept()
             return
         self.controller.closing = True
+        QApplication.instance().removeEventFilter(self._window_keys)
         self._autosave_timer.stop()
         try:
             self.store.save()
