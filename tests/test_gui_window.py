@@ -13,6 +13,7 @@ from gui_helpers import drop_files, wait_idle
 from PIL import Image
 from PySide6.QtCore import QMimeData, Qt, QUrl
 from PySide6.QtGui import QGuiApplication, QImage
+from PySide6.QtWidgets import QDialogButtonBox
 
 from layerlab.core.engine import Engine
 from layerlab.core.imageio import to_tensor
@@ -361,7 +362,15 @@ def test_help_dialogs_do_not_block(main_window, qtbot):
     texts = [w.shortcuts_dialog.layout().itemAt(0).widget().item(r, 1).text()
              for r in range(w.shortcuts_dialog.layout().itemAt(0).widget().rowCount())]
     assert "Ctrl+Z" in texts and "Alt+Up" in texts
-    w.shortcuts_dialog.close()
+    table = w.shortcuts_dialog.layout().itemAt(0).widget()
+    names = [table.item(r, 0).text() for r in range(table.rowCount())]
+    assert "Undo" in names and not any(n.startswith("Undo ") for n in names)
+    qtbot.waitUntil(lambda: table.isVisible(), timeout=3000)
+    assert not table.horizontalScrollBar().isVisible()
+    close = w.shortcuts_dialog.findChild(QDialogButtonBox).button(
+        QDialogButtonBox.StandardButton.Close)
+    close.click()
+    assert not w.shortcuts_dialog.isVisible()
     w.actions["about"].trigger()
     assert w.about_box.isVisible() and "LayerLab" in w.about_box.text()
     w.about_box.close()
@@ -387,3 +396,13 @@ def test_render_options_rerender_without_running_torch(main_window, qtbot, monke
     assert len(w.session.results[3].rendered.hist_counts) == 32
     w.close()
     assert w.settings.value("prefs/render") == "channel|gray|32"
+
+
+def test_view_layers_hides_and_shows_the_dock(main_window, qtbot):
+    w = main_window
+    toggle = w.dock.toggleViewAction()
+    assert toggle.isEnabled() and toggle.isChecked()
+    toggle.trigger()
+    assert not w.dock.isVisible()
+    toggle.trigger()
+    qtbot.waitUntil(w.dock.isVisible, timeout=3000)

@@ -6,6 +6,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QDialog,
+    QDialogButtonBox,
     QFrame,
     QHBoxLayout,
     QLabel,
@@ -60,11 +61,14 @@ class MessageBanner(QFrame):
         return self.label.text() if self.isVisible() else ""
 
 
-def shortcuts_dialog(parent: QWidget, actions: list[QAction]) -> QDialog:
-    """Every action with its keys, then the mouse gestures (after 'Rename layer')."""
-    rows = [(act.text().replace("&", ""), ", ".join(
+def shortcuts_dialog(parent: QWidget, actions: list[tuple[str, QAction]]) -> QDialog:
+    """Every action (its name, and its keys) then the mouse gestures (after 'Rename layer').
+
+    Names come from the action table, not the live action: Undo's text names the next step
+    ("Undo Open example ..."), which is not a command."""
+    rows = [(name.replace("&", ""), ", ".join(
         s.toString(QKeySequence.SequenceFormat.NativeText) for s in act.shortcuts()))
-        for act in actions]
+        for name, act in actions]
     after = next((i + 1 for i, (what, _) in enumerate(rows) if what.startswith("Rename layer")),
                  len(rows))
     rows.insert(after, GESTURES[0])
@@ -79,10 +83,18 @@ def shortcuts_dialog(parent: QWidget, actions: list[QAction]) -> QDialog:
     table.verticalHeader().hide()
     table.resizeColumnsToContents()
     table.horizontalHeader().setStretchLastSection(True)
+    table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
     table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+    table.setSelectionMode(QTableWidget.SelectionMode.NoSelection)
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, dialog)
+    buttons.rejected.connect(dialog.close)
     lay = QVBoxLayout(dialog)
     lay.addWidget(table)
-    dialog.resize(460, 520)
+    lay.addWidget(buttons)
+    # Wide enough for both columns and the vertical scroll bar: no horizontal scrolling.
+    width = (table.horizontalHeader().length() + table.verticalScrollBar().sizeHint().width()
+             + 2 * table.frameWidth() + 40)
+    dialog.resize(max(460, width), 560)
     dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     return dialog
 

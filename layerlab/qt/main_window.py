@@ -36,7 +36,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..worker import RunController
-from .actions import LAYER_ACTIONS, SHORTCUT_LIST, WindowWideKeys, create_actions
+from .actions import ACTIONS, LAYER_ACTIONS, SHORTCUT_LIST, WindowWideKeys, create_actions
 from .controller import Controller, Views
 from .dialogs import MessageBanner, about_box, shortcuts_dialog
 from .document import pipeline_title
@@ -141,8 +141,10 @@ class MainWindow(QMainWindow):
         self.side_splitter.setSizes([170, 480])
         self.dock = QDockWidget("Layers", self)
         self.dock.setObjectName("layersDock")
+        # Closable, so that View > Layers can hide it and bring it back.
         self.dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable |
-                              QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+                              QDockWidget.DockWidgetFeature.DockWidgetFloatable |
+                              QDockWidget.DockWidgetFeature.DockWidgetClosable)
         self.dock.setWidget(self.side_splitter)
         self.dock.setMinimumWidth(340)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.dock)
@@ -396,7 +398,9 @@ class MainWindow(QMainWindow):
             self.stack.view.edit(self.stack.model.index(i, 0))
 
     def show_shortcuts(self) -> None:
-        self.shortcuts_dialog = shortcuts_dialog(self, [self.actions[n] for n in SHORTCUT_LIST])
+        names = {spec.name: spec.text for spec in ACTIONS}
+        self.shortcuts_dialog = shortcuts_dialog(
+            self, [(names[n], self.actions[n]) for n in SHORTCUT_LIST])
         self.shortcuts_dialog.show()
 
     def show_about(self) -> None:
