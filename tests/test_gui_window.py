@@ -406,3 +406,36 @@ def test_view_layers_hides_and_shows_the_dock(main_window, qtbot):
     assert not w.dock.isVisible()
     toggle.trigger()
     qtbot.waitUntil(w.dock.isVisible, timeout=3000)
+
+
+def test_undo_of_opening_an_example_brings_back_the_old_title_and_file(main_window, qtbot,
+                                                                      tmp_path):
+    w = main_window
+    mine = tmp_path / "mine.layerlab.json"
+    assert w.files.save_pipeline_to(str(mine))
+    w.session.document.set_arg(0, "padding", 2)  # a change after saving: modified
+    wait_idle(w, qtbot)
+    w.files.open_example(str(PIPELINES / "edge-detection.layerlab.json"))
+    wait_idle(w, qtbot)
+    assert "edge-detection" in w.windowTitle() and w.session.document.path is None
+    w.actions["undo"].trigger()
+    wait_idle(w, qtbot)
+    assert "mine" in w.windowTitle() and "edge-detection" not in w.windowTitle()
+    assert w.session.document.path == str(mine.resolve())
+    assert w.isWindowModified()
+    assert w.files.save_pipeline()  # Ctrl+S: the old file, no dialog
+    assert json.loads(mine.read_text())["layers"][0]["args"]["padding"] == 2
+    w.actions["redo"].trigger()
+    assert "edge-detection" in w.windowTitle() and w.session.document.path is None
+
+
+def test_undo_between_two_examples_restores_the_first_ones_name(main_window, qtbot):
+    w = main_window
+    w.files.open_example(str(PIPELINES / "edge-detection.layerlab.json"))
+    w.files.open_example(str(PIPELINES / "seed-avgpool.layerlab.json"))
+    wait_idle(w, qtbot)
+    assert "seed-avgpool" in w.windowTitle()
+    w.actions["undo"].trigger()
+    wait_idle(w, qtbot)
+    assert "edge-detection" in w.windowTitle() and "seed-avgpool" not in w.windowTitle()
+    assert w.session.document.title == "edge-detection"

@@ -13,8 +13,9 @@ from PySide6.QtGui import QUndoCommand
 
 from ..core.pipeline import Pipeline
 
-# How a command puts a snapshot in place: (pipeline, layer to select, path, change the path?).
-Apply = Callable[[Pipeline, "int | None", "str | None", bool], None]
+# How a command puts a snapshot in place: (pipeline, layer to select, origin, change the
+# origin?); the origin is the document's (file path, name) when a command opens a file.
+Apply = Callable[[Pipeline, "int | None", object, bool], None]
 
 MERGE_ID = 0x4C4C  # all mergeable commands share an id; merge_key decides
 
@@ -34,8 +35,8 @@ class PipelineCommand(QUndoCommand):
 
     def __init__(self, apply: Apply, before: Pipeline, after: Pipeline, text: str, *,
                  merge_key: Hashable | None = None, select_before: int | None = None,
-                 select_after: int | None = None, path_before: str | None = None,
-                 path_after: str | None = None, change_path: bool = False):
+                 select_after: int | None = None, path_before: object = None,
+                 path_after: object = None, change_path: bool = False):
         super().__init__(text)
         self.apply = apply
         self.before = before

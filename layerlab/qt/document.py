@@ -275,25 +275,39 @@ def pipeline_title(path: str | None) -> str:
 
 
 class Document(QObject):
+    """The pipeline, where it came from (its file, or the name of an unsaved stack such as an
+    example's) and its undo history. Opening a file is undoable with its origin, so an undo
+    brings back the old stack's title and save target too."""
+
     changed = Signal(object)  # layer index to select afterwards, or None
-    pathChanged = Signal(object)  # str | None
+    pathChanged = Signal(object)  # str | None; also emitted when only the name changed
 
     def __init__(self, pipeline: Pipeline | None = None, path: str | None = None,
                  parent: QObject | None = None):
         super().__init__(parent)
         self.pipeline = pipeline or Pipeline()
         self.path = path
+        self.name = pipeline_title(path)  # the title when there is no file ("untitled")
         self.undo_stack = QUndoStack(self)
         self.undo_stack.setUndoLimit(500)
         self.last_note: str | None = None  # a remark about the last edit, for the status bar
 
     # --- core ---
-    def _apply(self, pipeline: Pipeline, select: int | None, path: str | None,
-               change_path: bool) -> None:
-        self.pipeline = pipeline
-        if change_path and path != self.path:
-            self.path = path
+    @property
+    def title(self) -> str:
+        return pipeline_title(self.path) if self.path else self.name
+
+    def _set_origin(self, path: str | None, name: str | None = None) -> None:
+        name = name or pipeline_title(path)
+        if (path, name) != (self.path, self.name):
+            self.path, self.name = path, name
             self.pathChanged.emit(path)
+
+    def _apply(self, pipeline: Pipeline, select: int | None, origin, change_origin: bool
+               ) -> None:
+        self.pipeline = pipeline
+        if change_origin:
+            self._set_origin(*origin)
         self.changed.emit(select)
 
     def edit(self, pipeline: Pipeline, text: str, *, merge_key: Hashable | None = None,
@@ -307,29 +321,31 @@ class Document(QObject):
             select_before=select, select_after=select))
         return True
 
-    def load(self, pipeline: Pipeline, path: str | None, text: str = "Open pipeline") -> None:
-        """Replace the whole document (undoable) and mark it saved."""
+    def load(self, pipeline: Pipeline, path: str | None, text: str = "Open pipeline", *,
+             name: str | None = None) -> None:
+        """Replace the whole document (undoable) and mark it saved; ``name`` titles a stack
+        without a file (an example opened as an untitled copy)."""
         self.last_note = None
         self.undo_stack.push(PipelineCommand(
-            self._apply, self.pipeline, pipeline, text, path_before=self.path, path_after=path,
-            change_path=True, select_after=0 if pipeline.layers else None))
+            self._apply, self.pipeline, pipeline, text, path_before=(self.path, self.name),
+            path_after=(path, name), change_path=True,
+            select_after=0 if pipeline.layers else None))
         if path:
             self.undo_stack.setClean()
 
-    def reset(self, pipeline: Pipeline, path: str | None, *, modified: bool = False) -> None:
+    def reset(self, pipeline: Pipeline, path: str | None, *, modified: bool = False,
+              name: str | None = None) -> None:
         """Start afresh (no history), e.g. when the window restores the last session."""
         self.undo_stack.clear()
         self.pipeline = pipeline
-        self.path = path
+        self.path, self.name = path, name or pipeline_title(path)
         self.pathChanged.emit(path)
         if modified:
             self.undo_stack.resetClean()  # no saved state in this history: shown as modified
         self.changed.emit(0 if pipeline.layers else None)
 
     def mark_saved(self, path: str) -> None:
-        if path != self.path:
-            self.path = path
-            self.pathChanged.emit(path)
+        self._set_origin(path)
         self.undo_stack.setClean()
 
     @property

@@ -214,7 +214,6 @@ class Files(QObject):
             self.shell.show_error(f"Could not open the pipeline: {e}")
             return False
         doc = self.session.document
-        self.session.pipeline_name = pipeline_title(path)
         if reset_history:
             doc.reset(pipeline, str(Path(path).resolve()))
         else:
@@ -230,8 +229,7 @@ class Files(QObject):
             self.shell.show_error(f"Could not open the example: {e}")
             return
         name = pipeline_title(path)
-        self.session.pipeline_name = name
-        self.session.document.load(pipeline, None, f"Open example {name}")
+        self.session.document.load(pipeline, None, f"Open example {name}", name=name)
         self._show_opened(pipeline, f"Opened example {name}; Save As keeps your changes")
 
     def _show_opened(self, pipeline: Pipeline, text: str) -> None:
@@ -272,7 +270,6 @@ class Files(QObject):
         except OSError as e:
             self.shell.show_error(f"Could not save {Path(path).name}: {e.strerror or e}")
             return False
-        self.session.pipeline_name = pipeline_title(path)
         doc.mark_saved(str(Path(path).resolve()))
         msg = f"Saved {Path(path).name}"
         v = self.session.validation

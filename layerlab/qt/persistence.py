@@ -74,7 +74,7 @@ class SessionStore:
         st, s = self.settings, self.session
         st.setValue("session/pipeline", json.dumps(s.pipeline.to_dict(), separators=(",", ":")))
         st.setValue("session/pipeline_path", s.document.path or "")
-        st.setValue("session/pipeline_name", s.pipeline_name)
+        st.setValue("session/pipeline_name", s.document.name)
         st.setValue("session/modified", s.document.modified)
         st.setValue("session/image", (s.loaded.path or "") if s.loaded else "")
         self.save_preferences()
@@ -101,14 +101,12 @@ class SessionStore:
                 error = f"The last session's stack could not be restored: {e}"
             else:
                 path = str(self.settings.value("session/pipeline_path", "") or "") or None
-                s.pipeline_name = str(self.settings.value("session/pipeline_name", "")
-                                      or pipeline_title(path))
+                name = str(self.settings.value("session/pipeline_name", "") or "") or None
                 modified = self.settings.value("session/modified", False, type=bool)
-                s.document.reset(pipeline, path, modified=bool(modified))
+                s.document.reset(pipeline, path, modified=bool(modified), name=name)
                 return None
         pipeline, name = default_pipeline()
-        s.pipeline_name = name
-        s.document.reset(pipeline, None)
+        s.document.reset(pipeline, None, name=name)
         return error
 
     # --- the window's layout ---

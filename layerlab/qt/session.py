@@ -17,7 +17,7 @@ from PySide6.QtCore import QObject, Signal
 from ..core.imageio import LoadedImage, downscale_for_preview
 from ..core.pipeline import DEFAULT_MEMORY_BUDGET, Pipeline
 from ..worker import RenderOptions, RunSummary, StageView
-from .document import Document, Validation, pipeline_title, validate
+from .document import Document, Validation, validate
 
 DEFAULT_PREVIEW = 1024
 DEFAULT_BUDGET_GB = DEFAULT_MEMORY_BUDGET // 1024**3
@@ -35,7 +35,6 @@ class Session(QObject):
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self.document = Document(parent=self)
-        self.pipeline_name = "untitled"  # the title of an unsaved stack (an example's name)
         self.loaded: LoadedImage | None = None  # the full-size image
         self.preview: LoadedImage | None = None  # what runs while editing
         self.preview_max = DEFAULT_PREVIEW
@@ -104,9 +103,7 @@ class Session(QObject):
         return self.document.pipeline
 
     def title(self) -> str:
-        if self.document.path:
-            return pipeline_title(self.document.path)
-        return self.pipeline_name
+        return self.document.title
 
     def revalidate(self) -> None:
         self.validation = validate(self.pipeline, self.image_hw())
