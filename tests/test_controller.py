@@ -112,6 +112,9 @@ def test_an_impossible_value_is_not_run_and_the_pictures_stay(rig):
                                                "ran.")
     error, field, _ = rig.form.show_status.call_args.args
     assert field == "in_channels" and "in_channels is 3 but the input has 1 channel" in error
+    assert s.stale_reason == s.validation.error  # the pictures are marked as old
+    c.on_arg_edited("in_channels", 1)
+    assert s.stale_reason is None and s.results[1] is not before
 
 
 def test_new_options_redraw_the_last_results_without_torch(rig, monkeypatch):
@@ -161,6 +164,16 @@ def test_run_at_full_size_uses_the_whole_image(qtbot):
         rig.controller.on_run_full_size()
         assert rig.session.results[0].result.shape == (1, 1200, 1680)
         assert rig.session.results[3].result.shape == (1, 600, 840)
-        rig.window.set_progress.assert_called_with("full size", "")
+        rig.window.set_progress.assert_called_with("", "")
+        rig.window.set_preview_text.assert_called_with(
+            "showing full size 1680×1200", "These pictures are of the whole image; the next "
+            "edit runs the 1024-pixel preview again.")
+        shown = rig.stack.refresh.call_args.args[0]  # the list shows the full-size shapes
+        assert shown.layers[2].shape == (1, 600, 840)
+        rig.controller.on_cell_edited(0, "weight", (0, 0, 1, 1), 2.0)  # editing: the preview
+        assert rig.session.results[0].result.shape == (1, 731, 1024)
+        assert rig.stack.refresh.call_args.args[0].layers[2].shape == (1, 365, 512)
+        rig.window.set_preview_text.assert_called_with(
+            "preview 1024×731 of 1680×1200", rig.window.set_preview_text.call_args.args[1])
     finally:
         rig.controller.shutdown()

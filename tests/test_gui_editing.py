@@ -200,12 +200,18 @@ def test_invalid_value_shows_the_reason_and_keeps_the_last_result(main_window, q
     assert w.runner.runs_started == runs
     assert w.session.results == shown
     assert w.session.results.get(1) is shown[1]
+    # ... marked as old: a badge over the view, the thumbnails dimmed.
+    badge = w.stage_panel.stale_badge
+    assert badge.isVisible() and badge.text().startswith("Not run: layer 0")
+    assert "from the last stack that ran" in badge.text()
+    assert w.stage_panel.strip._stale
     # Fixing it runs again.
     w.session.document.undo_stack.undo()
     assert not w.param_form.error.isVisible()
     wait_idle(w, qtbot)
     assert w.runner.runs_started == runs + 1
     assert_shows_engine_result(w)
+    assert not badge.isVisible() and not w.stage_panel.strip._stale
 
 
 def test_shape_error_after_a_flatten_is_marked_on_the_layer(main_window, qtbot):

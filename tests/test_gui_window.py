@@ -439,3 +439,26 @@ def test_undo_between_two_examples_restores_the_first_ones_name(main_window, qtb
     wait_idle(w, qtbot)
     assert "edge-detection" in w.windowTitle() and "seed-avgpool" not in w.windowTitle()
     assert w.session.document.title == "edge-detection"
+
+
+def test_new_pipeline_is_empty_says_what_to_do_and_undoes(main_window, qtbot):
+    w = main_window
+    w.session.document.set_arg(0, "padding", 2)
+    before = w.session.pipeline
+    w.actions["new_pipeline"].trigger()
+    wait_idle(w, qtbot)
+    assert w.session.pipeline.layers == () and w.session.pipeline.input.mode == "gray"
+    assert "untitled" in w.windowTitle()
+    assert w.stack.empty_hint.isVisible() and "Add layer" in w.stack.empty_hint.text()
+    assert sorted(w.session.results) == [0]  # the input alone
+    assert "Ctrl+Z brings back" in w.statusBar().currentMessage()
+    w.actions["undo"].trigger()
+    wait_idle(w, qtbot)
+    assert w.session.pipeline is before and not w.stack.empty_hint.isVisible()
+
+
+def test_a_long_status_message_is_whole_on_hover(main_window):
+    w = main_window
+    text = "layer 4 (fc1): " + "in_features is 1024 but the input has 4096 values " * 4
+    w.show_error(text)
+    assert w.statusBar().toolTip() == text[:1].upper() + text[1:]

@@ -31,6 +31,8 @@ class ActionSpec:
 
 
 ACTIONS = (
+    ActionSpec("new_pipeline", "&New pipeline", "files.new_pipeline", (SK.New,),
+               "Start an empty stack (the current one stays a Ctrl+Z away)"),
     ActionSpec("open_image", "&Open image…", "files.open_image_dialog", (SK.Open,),
                "Open an image file (or drop one onto the window)", "Open image"),
     ActionSpec("paste", "&Paste image", "files.paste_image", (SK.Paste,),
@@ -70,7 +72,7 @@ ACTIONS = (
 )
 
 LAYER_ACTIONS = ("remove", "duplicate", "move_up", "move_down", "toggle", "rename")
-SHORTCUT_LIST = ("open_image", "paste", "open_pipeline", "save", "save_as", "undo", "redo",
+SHORTCUT_LIST = ("new_pipeline", "open_image", "paste", "open_pipeline", "save", "save_as", "undo", "redo",
                  "add_layer", *LAYER_ACTIONS, "run", "stop", "full_size", "shortcuts", "quit")
 
 

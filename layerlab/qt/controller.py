@@ -54,6 +54,7 @@ class Controller(QObject):
         self._contexts: dict[int, tuple] = {}  # generation -> (pipeline, image) it runs
         self._refreshing = False  # the layer list is being rebuilt: ignore its selection
         self._following_stage = False  # the layer list follows a stage the user picked
+        self._showing_full = False  # the pictures are of the full-size image
         doc = session.document
         doc.changed.connect(self._on_document_changed)
         doc.pathChanged.connect(self._update_title)
@@ -293,7 +294,12 @@ class Controller(QObject):
             self.views.window.set_progress("⚠ not run", f"{err}\nThe pictures are from the "
                                                         f"last stack that ran.")
             self.views.window.show_status(f"Not run: {err}", 15000)
+            s.set_stale(err)
             return None
+        s.set_stale(None)
+        if not full and self._showing_full:
+            self._showing_full = False  # back to editing the preview
+            self._show_preview_size()
         self._run_kind = "full" if full else "render" if render_only else "preview"
         self._submitted_key = self._run_key(image)
         request = RunRequest(s.pipeline, image.image, s.render_options, s.device, render_only,
@@ -357,18 +363,32 @@ class Controller(QObject):
         s = self.session
         s.end_run(summary, self._run_errors_now)
         refused = bool(summary.error) and summary.stages == 0
+        w = self.views.window
         if not summary.cancelled and not refused:
             self.views.stack.set_run_errors(s.run_errors)
             self._update_form_status()
             self._last_run_key = self._submitted_key
-        w = self.views.window
+            if self._run_kind == "full":
+                self._show_full_size()
         if summary.error and not self._run_errors_now:
             w.show_error(f"The run failed: {summary.error}")
         elif summary.error:
             w.show_status(summary.error, 10000)
-        w.set_progress("stopped" if summary.cancelled else "⚠ error" if summary.error else
-                       "full size" if self._run_kind == "full" else "", summary.error or "")
+        w.set_progress("stopped" if summary.cancelled else "⚠ error" if summary.error else "",
+                       summary.error or "")
         self._show_timings(summary)
+
+    def _show_full_size(self) -> None:
+        """The full-size run is on screen: the list shows its shapes, the status bar says so."""
+        s = self.session
+        self._showing_full = True
+        self.views.stack.refresh(validate(s.pipeline, s.image_hw(full=True)), None,
+                                 s.run_errors)
+        w, h = s.loaded.size
+        self.views.window.set_preview_text(
+            f"showing full size {w}×{h}",
+            "These pictures are of the whole image; the next edit runs the "
+            f"{s.preview_max}-pixel preview again.")
 
     def _show_timings(self, summary: RunSummary) -> None:
         parts = []

@@ -12,7 +12,7 @@ from PySide6.QtGui import QGuiApplication, QImage
 from PySide6.QtWidgets import QFileDialog, QWidget
 
 from ..core.imageio import ImageLoadError, LoadedImage, from_array, load_image
-from ..core.pipeline import Pipeline, PipelineError, nonfinite_warnings
+from ..core.pipeline import InputSpec, Pipeline, PipelineError, nonfinite_warnings
 from .controller import Controller
 from .document import pipeline_title
 from .session import Session
@@ -198,6 +198,17 @@ class Files(QObject):
             menu.addAction("(none yet)").setEnabled(False)
 
     # ------------------------------------------------------------------ pipelines
+    def new_pipeline(self) -> None:
+        """An empty, untitled stack with the current input mode (undoable like opening)."""
+        doc = self.session.document
+        was_modified = doc.modified
+        doc.load(Pipeline(InputSpec(doc.pipeline.input.mode)), None, "New pipeline",
+                 name="untitled")
+        self.shell.hide_banner()
+        self.shell.show_status("New empty stack: Add layer (Ctrl+L) puts a layer after the "
+                               "input" + (self._undo_hint if was_modified else ""))
+
+    _undo_hint = "; Ctrl+Z brings back the stack you were editing"
     def open_pipeline_dialog(self) -> None:
         start = str(self.settings.value("paths/pipelines", "") or "")
         path, _ = QFileDialog.getOpenFileName(self.shell, "Open pipeline", start,
@@ -214,11 +225,12 @@ class Files(QObject):
             self.shell.show_error(f"Could not open the pipeline: {e}")
             return False
         doc = self.session.document
+        was_modified = doc.modified and not reset_history
         if reset_history:
             doc.reset(pipeline, str(Path(path).resolve()))
         else:
             doc.load(pipeline, str(Path(path).resolve()), f"Open {Path(path).name}")
-        self._show_opened(pipeline, f"Opened pipeline {Path(path).name}")
+        self._show_opened(pipeline, f"Opened pipeline {Path(path).name}", was_modified)
         return True
 
     def open_example(self, path: str) -> None:
@@ -229,11 +241,19 @@ class Files(QObject):
             self.shell.show_error(f"Could not open the example: {e}")
             return
         name = pipeline_title(path)
+        was_modified = self.session.document.modified
         self.session.document.load(pipeline, None, f"Open example {name}", name=name)
-        self._show_opened(pipeline, f"Opened example {name}; Save As keeps your changes")
+        self._show_opened(pipeline, f"Opened example {name}; Save As keeps your changes",
+                          was_modified)
 
-    def _show_opened(self, pipeline: Pipeline, text: str) -> None:
-        """Say a stack was opened; NaN/inf weights and a stack that cannot run are said too."""
+    def _show_opened(self, pipeline: Pipeline, text: str, replaced_changes: bool = False
+                     ) -> None:
+        """Say a stack was opened; NaN/inf weights and a stack that cannot run are said too.
+
+        Opening never asks to save first: it is one undo step, so unsaved changes are a
+        Ctrl+Z away, and the message says so when there were any."""
+        if replaced_changes:
+            text += self._undo_hint
         warnings = nonfinite_warnings(pipeline)
         if warnings:
             self.shell.show_banner(f"{text}: " + "; ".join(warnings), "warning")

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
     QHeaderView,
+    QLabel,
     QMenu,
     QToolButton,
     QTreeView,
@@ -301,6 +302,21 @@ class LayerStackWidget(QWidget):
         lay.setSpacing(4)
         lay.addLayout(self.buttons)
         lay.addWidget(self.view, 1)
+        self.empty_hint = QLabel("No layers yet: <b>Add layer</b> (Ctrl+L) puts one after the "
+                                 "input, or open an example (File > Example pipelines).",
+                                 self.view.viewport())
+        self.empty_hint.setWordWrap(True)
+        self.empty_hint.setEnabled(False)  # drawn in the muted text colour
+        self.empty_hint.hide()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        self._place_hint()
+
+    def _place_hint(self) -> None:
+        self.empty_hint.setGeometry(self.view.viewport().rect().adjusted(8, 24, -8, -8))
+        self.empty_hint.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.empty_hint.setVisible(self.model.rowCount() == 0)
 
     def add_tool_action(self, action: QAction) -> None:
         """A button for a window action (remove, duplicate, move) beside the add button."""
@@ -343,6 +359,7 @@ class LayerStackWidget(QWidget):
         finally:
             sel.blockSignals(False)
         self.view.viewport().update()
+        self._place_hint()
         self.currentLayerChanged.emit(self.current_layer())
 
     def _current_changed(self, current: QModelIndex, previous: QModelIndex) -> None:

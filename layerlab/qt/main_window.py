@@ -154,6 +154,8 @@ class MainWindow(QMainWindow):
         a = self.actions
         bar = self.menuBar()
         m = bar.addMenu("&File")
+        m.addAction(a["new_pipeline"])
+        m.addSeparator()
         m.addAction(a["open_image"])
         self.samples_menu = m.addMenu("Sa&mple images")
         for path in sorted(SAMPLES.glob("*")) if SAMPLES.is_dir() else []:
@@ -326,12 +328,13 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def show_status(self, text: str, timeout: int = 8000) -> None:
         self.statusBar().showMessage(text, timeout)
+        self.statusBar().setToolTip(text)  # a long message is cut on screen: whole on hover
 
     def show_error(self, text: str) -> None:
         """One clear, non-blocking message: the banner above the view and the status bar."""
         text = text[:1].upper() + text[1:] if text else text
         self.banner.show_message(text, "error")
-        self.statusBar().showMessage(text, 15000)
+        self.show_status(text, 15000)
 
     def show_banner(self, text: str, kind: str) -> None:
         self.banner.show_message(text, kind)

@@ -31,6 +31,7 @@ class Session(QObject):
     selectionChanged = Signal()  # stage, channel or layer
     stageChanged = Signal(int)  # results[index] was replaced
     resultsChanged = Signal()  # stages were dropped, or the run's errors changed
+    staleChanged = Signal()  # the pictures stopped (or started again) matching the stack
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -53,6 +54,7 @@ class Session(QObject):
         self.run_image: LoadedImage | None = None
         self.run_errors: dict[int, str] = {}  # by layer index, from the last finished run
         self.run_error: str | None = None  # the last run's own error (refused, failed)
+        self.stale_reason: str | None = None  # why the stack shown is not the one edited
         self.last_summary: RunSummary | None = None
 
     # --- the image ---------------------------------------------------------------------------
@@ -174,6 +176,12 @@ class Session(QObject):
             if self.results and self.stage not in self.results:
                 self.stage = max(self.results)
         self.resultsChanged.emit()
+
+    def set_stale(self, reason: str | None) -> None:
+        """The edited stack cannot run (``reason``): the pictures are of an older one."""
+        if reason != self.stale_reason:
+            self.stale_reason = reason
+            self.staleChanged.emit()
 
     def clear_run_errors(self) -> None:
         if self.run_errors:

@@ -107,7 +107,9 @@ class StageStrip(QListWidget):
         self.setMovement(QListView.Movement.Static)
         self.setResizeMode(QListView.ResizeMode.Adjust)
         self.setIconSize(THUMB)
-        self.setGridSize(QSize(THUMB.width() + 28, THUMB.height() + 36))
+        # Wide enough for a full-size shape such as "64 × 3000 × 4000" under the thumbnail.
+        label = self.fontMetrics().horizontalAdvance("000 × 0000 × 0000") + 16
+        self.setGridSize(QSize(max(THUMB.width() + 28, label), THUMB.height() + 36))
         self.setUniformItemSizes(True)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -117,6 +119,8 @@ class StageStrip(QListWidget):
         self.itemClicked.connect(self._clicked)
         self._items: dict[int, QListWidgetItem] = {}
         self._pictured: dict[int, object] = {}  # stage -> the rendering its thumbnail shows
+        self._pixmaps: dict[int, QPixmap] = {}
+        self._stale = False
 
     def set_stage(self, view: StageView) -> None:
         res = view.result
@@ -131,8 +135,9 @@ class StageStrip(QListWidget):
             self._items[res.index] = item
         # A stage the worker served from its cache keeps its rendering: no new thumbnail.
         if view.rendered is None or self._pictured.get(res.index) is not view.rendered:
-            item.setIcon(QIcon(_thumbnail(view)))
+            self._pixmaps[res.index] = _thumbnail(view)
             self._pictured[res.index] = view.rendered
+            self._show_icon(res.index)
         if res.error:
             item.setText(f"{res.index} {res.name}\nfailed")
             item.setForeground(QColor(theme.ERROR))
@@ -143,15 +148,34 @@ class StageStrip(QListWidget):
             item.setToolTip(f"stage {res.index}: {res.name} ({res.type}), "
                             f"{shape_text(res.shape)}")
 
+    def set_stale(self, reason: str | None) -> None:
+        """Dim every thumbnail while the pictures are not of the edited stack."""
+        self._stale = reason is not None
+        self.setStyleSheet(f"QListWidget {{ color: {theme.MUTED}; }}" if reason else "")
+        self.setToolTip(f"Not run: {reason}" if reason else "")
+        for index in self._items:
+            self._show_icon(index)
+
+    def _show_icon(self, index: int) -> None:
+        pix = self._pixmaps.get(index)
+        if pix is None:
+            return
+        icon = QIcon(pix)
+        if self._stale:  # the platform's disabled look: greyed
+            icon = QIcon(icon.pixmap(pix.size(), QIcon.Mode.Disabled))
+        self._items[index].setIcon(icon)
+
     def remove_from(self, index: int) -> None:
         for i in sorted(self._items):
             if i >= index:
                 self.takeItem(self.row(self._items.pop(i)))
                 self._pictured.pop(i, None)
+                self._pixmaps.pop(i, None)
 
     def clear_stages(self) -> None:
         self._items.clear()
         self._pictured.clear()
+        self._pixmaps.clear()
         self.clear()
 
     def select(self, index: int) -> None:

@@ -86,6 +86,7 @@ class StagePanel(QWidget):
         session.resultsChanged.connect(self._on_results_changed)
         session.selectionChanged.connect(self._on_selection_changed)
         session.optionsChanged.connect(self.set_render_options)
+        session.staleChanged.connect(self._on_stale_changed)
 
     def _build(self) -> None:
         # controls
@@ -169,6 +170,12 @@ class StagePanel(QWidget):
         self.overlay.setStyleSheet("background: rgba(0, 0, 0, 170); color: white; "
                                    "padding: 3px 6px; font-family: monospace;")
         self.overlay.hide()
+        # Over the pictures (not above them: the layout must not jump when it comes and goes).
+        self.stale_badge = QLabel(self.stack)
+        self.stale_badge.setObjectName("staleBadge")
+        self.stale_badge.setWordWrap(True)
+        self.stale_badge.setStyleSheet(theme.STALE_BADGE)
+        self.stale_badge.hide()
         self.stack.installEventFilter(_OverlayFilter(self))
         self.colorbar = ColorBar(self)
 
@@ -301,6 +308,20 @@ class StagePanel(QWidget):
         self._refresh()
 
     @Slot()
+    def _on_stale_changed(self) -> None:
+        reason = self.session.stale_reason
+        self.strip.set_stale(reason)
+        if reason is None:
+            self.stale_badge.hide()
+            return
+        self.stale_badge.setText(f"Not run: {reason}\nThese pictures are from the last stack "
+                                 f"that ran.")
+        self.stale_badge.setToolTip(reason)
+        self._place_overlay()
+        self.stale_badge.show()
+        self.stale_badge.raise_()
+
+    @Slot()
     def _on_selection_changed(self) -> None:
         self.strip.select(self.session.stage)
         self._refresh()
@@ -365,6 +386,9 @@ class StagePanel(QWidget):
 
     def _place_overlay(self) -> None:
         """Bottom-left of the image views; top-left (beside the value axis) for bar charts."""
+        self.stale_badge.setMaximumWidth(max(self.stack.width() - 12, 50))
+        self.stale_badge.adjustSize()
+        self.stale_badge.move(6, 6)
         self.overlay.setMaximumWidth(max(self.stack.width() - 12, 50))
         self.overlay.adjustSize()
         if self.stack.currentWidget() is self.vector_page:
