@@ -386,7 +386,7 @@ class StagePanel(QWidget):
 
     def _place_overlay(self) -> None:
         """Bottom-left of the image views; top-left (beside the value axis) for bar charts."""
-        self.stale_badge.setMaximumWidth(max(self.stack.width() - 12, 50))
+        self.stale_badge.setFixedWidth(min(max(self.stack.width() - 12, 50), 560))
         self.stale_badge.adjustSize()
         self.stale_badge.move(6, 6)
         self.overlay.setMaximumWidth(max(self.stack.width() - 12, 50))
