@@ -260,6 +260,12 @@ def test_histogram_counts_equal_numpy(harness):
     panel.histogram.set_log_counts(True)
     _, y = panel.histogram.stage_curve.getData()
     np.testing.assert_allclose(y, np.log10(want + 1.0))
+    # only powers of ten are labelled on the log axis (no crowded 2..9 x 10^k labels)
+    major, minor = panel.histogram.plot.getPlotItem().getAxis("left")._tickLevels
+    decades = int(np.ceil(np.log10(want.max() + 1.0)))
+    assert [label for _, label in major] == ["1", "10", "100", "1k", "10k", "100k"][
+        : decades + 1]
+    assert all(label == "" for _, label in minor)
     text = panel.histogram.stats_label.text()
     st = render.stats(torch.from_numpy(values))
     for key in ("min", "max", "mean", "std"):

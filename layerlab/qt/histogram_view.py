@@ -7,6 +7,8 @@ this widget only draws them. "log counts" changes the axis, not the data: the cu
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal, Slot
@@ -20,6 +22,14 @@ STAGE_PEN = (120, 120, 120)
 CHANNEL_PEN = (230, 120, 20)
 STAT_ROWS = (("min", "min"), ("max", "max"), ("mean", "mean"), ("std", "std"),
              ("zero_fraction", "zeros"))
+
+
+def _power_label(k: int) -> str:
+    """10**k as a short label: 1, 10, 100, 1k, 10k, 100k, 1M, ..."""
+    if k < 3:
+        return str(10**k)
+    prefix, rest = ("k", k - 3) if k < 6 else ("M", k - 6) if k < 9 else ("G", k - 9)
+    return f"{10**rest}{prefix}"
 
 
 class HistogramView(QWidget):
@@ -147,8 +157,22 @@ class HistogramView(QWidget):
         self.stats_label.setText(self._stats_html(r, ch if several else None))
 
     def _set_axis(self, item) -> None:
-        """Log labels on the count axis (after the data, so the range is already in log10)."""
-        item.getAxis("left").setLogMode(False, self.log_counts)
+        """Log labels on the count axis (after the data, so the range is already in log10).
+
+        In log mode only the powers of ten are labelled (1, 10, 100, 1k, ...) and 2..9 times
+        them are unlabelled minor ticks: pyqtgraph's own log labels crowd into each other
+        (``9·10¹ 8·10¹ ...``) on short ranges."""
+        axis = item.getAxis("left")
+        if not self.log_counts:
+            axis.setTicks(None)
+        else:
+            top = 0.0
+            if self._rendered is not None and len(self._rendered.hist_counts):
+                top = float(np.log10(np.max(self._rendered.hist_counts) + 1.0))
+            decades = range(0, int(math.ceil(top)) + 1)
+            major = [(float(k), _power_label(k)) for k in decades]
+            minor = [(math.log10(m) + k, "") for k in decades for m in range(2, 10)]
+            axis.setTicks([major, minor])
         item.setLabel("left", "count + 1" if self.log_counts else "count",
                       **{"font-size": "8pt"})
 

@@ -138,7 +138,8 @@ class MainWindow(QMainWindow):
         self.side_splitter.setStretchFactor(0, 2)
         self.side_splitter.setStretchFactor(1, 3)
         self.side_splitter.setChildrenCollapsible(False)
-        self.side_splitter.setSizes([170, 480])
+        # Room for the 9 layers of the CIFAR-10 tutorial net above a Conv2d's whole form.
+        self.side_splitter.setSizes([250, 400])
         self.dock = QDockWidget("Layers", self)
         self.dock.setObjectName("layersDock")
         # Closable, so that View > Layers can hide it and bring it back.
