@@ -14,6 +14,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import windows as win
+from .windows import GLOBAL, RESHAPE, Window, pad4, pair
+
+__all__ = ["CATEGORIES", "GLOBAL", "KINDS", "OPS", "RESHAPE", "WIDGETS", "ChannelRule",
+           "InitRule", "OpSpec", "Param", "Shape", "ShapeInfo", "SpecError", "get_op",
+           "ops_in", "pad4", "pair", "shape_text"]
+
 Shape = tuple[int, ...]  # a stage's shape without the batch dimension: (C, H, W) or (N,)
 
 
@@ -41,6 +48,14 @@ class SpecError(ValueError):
 KINDS = ("int", "float", "bool", "choice", "pair", "opt_pair", "padding", "pad4", "opt_int",
          "opt_float", "opt_bool", "ints")
 
+# The form's editor per kind: a table, so the form needs no per-kind or per-name branches.
+# Optional kinds use their value's editor plus a null switch (``Param.nullable``).
+WIDGETS: dict[str, str] = {
+    "int": "int", "float": "float", "bool": "check", "choice": "choice", "pair": "pair",
+    "opt_pair": "pair", "padding": "padding", "pad4": "pad4", "opt_int": "int",
+    "opt_float": "float", "opt_bool": "tristate", "ints": "ints",
+}
+
 
 @dataclass(frozen=True)
 class Param:
@@ -56,6 +71,26 @@ class Param:
     # When omitted while this other argument is given (not null), the value is null instead
     # of the default (Upsample: a size without a scale_factor, as torch reads it).
     null_if_given: str | None = None
+    # How the form shows null for the optional kinds, and which argument's value null stands
+    # for (pool stride: "auto", i.e. the kernel size).
+    none_label: str = "none"
+    none_follows: str | None = None
+
+    @property
+    def widget(self) -> str:
+        """The editor kind the form builds for this parameter (see ``WIDGETS``)."""
+        return WIDGETS[self.kind]
+
+    @property
+    def nullable(self) -> bool:
+        """Whether the editor needs a "null" switch (``none_label``) beside the value."""
+        return self.kind in ("opt_pair", "opt_int", "opt_float")
+
+    def none_text(self, args: Mapping[str, Any]) -> str:
+        """What null means for this layer, e.g. "auto (= 3)" for a pool stride."""
+        if self.none_follows is not None and args.get(self.none_follows) is not None:
+            return f"{self.none_label} (= {_value_text(args[self.none_follows])})"
+        return self.none_label
 
     def check(self, value: Any) -> Any:
         """Return the value in canonical JSON form (lists, not tuples) or raise SpecError."""
@@ -124,12 +159,56 @@ def _fmt(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 
 
-def pair(v: Any) -> tuple[int, int]:
-    return (v[0], v[1]) if isinstance(v, list | tuple) else (v, v)
+def _value_text(v: Any) -> str:
+    return " x ".join(map(str, v)) if isinstance(v, list | tuple) else str(v)
 
 
-def pad4(v: Any) -> tuple[int, int, int, int]:
-    return tuple(v) if isinstance(v, list | tuple) else (v, v, v, v)  # type: ignore[return-value]
+def shape_text(shape: Shape | None, sep: str = " x ") -> str:
+    """``3 x 32 x 32``; "a scalar" for (); "—" when unknown (None). The window passes " × "."""
+    if shape is None:
+        return "—"
+    return sep.join(str(int(d)) for d in shape) if len(shape) else "a scalar"
+
+
+# --- the per-op hooks besides shapes --------------------------------------------------------
+
+@dataclass(frozen=True)
+class InitRule:
+    """How a layer's tensors start when the file gives no numbers.
+
+    ``seeded`` tensors get the layer's init scheme (a seeded generator, see
+    ``kernels.SCHEMES``); ``zeros``/``ones`` are torch's deterministic constants (biases, norm
+    layers' scale and running statistics). Together they are every floating-point tensor of
+    the module's state (checked by the tests against torch).
+    """
+
+    seeded: tuple[str, ...] = ()
+    zeros: tuple[str, ...] = ()
+    ones: tuple[str, ...] = ()
+
+    @property
+    def tensors(self) -> tuple[str, ...]:
+        return self.seeded + self.zeros + self.ones
+
+
+NO_TENSORS = InitRule()
+_SEEDED = InitRule(seeded=("weight",), zeros=("bias",))
+_NORM = InitRule(zeros=("bias", "running_mean"), ones=("weight", "running_var"))
+_AFFINE_ONLY = InitRule(zeros=("bias",), ones=("weight",))
+
+
+@dataclass(frozen=True)
+class ChannelRule:
+    """Which argument must equal the input's channel count, so it can follow the input.
+
+    ``weight_axis`` is the axis of ``weight`` over input channels when the kernels can be
+    re-mixed for a new channel count (a conv's kernels summed for gray, split for RGB);
+    ``applies(args)`` says when following is meaningful (not for grouped convs).
+    """
+
+    arg: str
+    weight_axis: int | None = None
+    applies: Callable[[dict], bool] = field(default=lambda args: True)
 
 
 @dataclass(frozen=True)
@@ -152,7 +231,24 @@ class OpSpec:
     spatial: bool = True  # needs a (C, H, W) input
     # Dropout: identity in eval mode, shown as such.
     eval_identity: bool = False
-    learnable: tuple[str, ...] = field(default=())
+    # The hooks every op states explicitly (keyword-only, no defaults):
+    # receptive: a window function from ``windows`` (output window -> input window), or
+    #   ``GLOBAL`` / ``RESHAPE`` when an output value has no local window in the input.
+    receptive: Callable[[dict, tuple[int, int], tuple[int, int], Window], Window] | str = \
+        field(kw_only=True)
+    init: InitRule = field(kw_only=True)
+    channels: ChannelRule | None = field(kw_only=True)  # None: no argument follows channels
+    kernel: str | None = field(kw_only=True)  # the parameter the kernel editor edits
+
+    @property
+    def learnable(self) -> tuple[str, ...]:
+        """The module's floating-point state (parameters and buffers), by name."""
+        return self.init.tensors
+
+    @property
+    def local(self) -> bool:
+        """Whether output pixels map back to a window of input pixels."""
+        return callable(self.receptive)
 
     @property
     def module_class(self) -> type[nn.Module]:
@@ -233,7 +329,7 @@ def _channels(n: int) -> str:
 
 
 def _shape_text(shape: Shape) -> str:
-    return " x ".join(str(d) for d in shape) if shape else "a scalar"
+    return shape_text(shape)
 
 
 # --- shape formulas --------------------------------------------------------------------------
@@ -477,14 +573,14 @@ def _infer_softmax2d(shape: Shape, a: dict) -> ShapeInfo:
 # --- the specs -------------------------------------------------------------------------------
 
 def P(name, kind, default, help, minimum=None, maximum=None, choices=(), from_input=None,
-      null_if_given=None):
+      null_if_given=None, none_label="none", none_follows=None):
     return Param(name, kind, default, help, minimum, maximum, tuple(choices), from_input,
-                 null_if_given)
+                 null_if_given, none_label, none_follows)
 
 
 _K = P("kernel_size", "pair", 2, "Window size: one number or [height, width].", 1, 256)
-_POOL_STRIDE = P("stride", "opt_pair", None, "Step between windows; empty means the kernel "
-                 "size.", 1, 256)
+_POOL_STRIDE = P("stride", "opt_pair", None, "Step between windows; auto means the kernel "
+                 "size.", 1, 256, none_label="auto", none_follows="kernel_size")
 _POOL_PAD = P("padding", "pair", 0, "Implicit padding on every side (at most half the "
               "kernel).", 0, 128)
 _CEIL = P("ceil_mode", "bool", False, "Round the output size up instead of down, keeping a "
@@ -513,58 +609,80 @@ _ops: list[OpSpec] = [
             P("bias", "bool", True, "Add a learnable bias per output channel."),
             P("padding_mode", "choice", "zeros", "How the padding is filled.",
               choices=("zeros", "reflect", "replicate", "circular"))),
-           _infer_conv, _check_conv, learnable=("weight", "bias")),
+           _infer_conv, _check_conv,
+           receptive=win.sliding, init=_SEEDED, kernel="weight",
+           channels=ChannelRule("in_channels", weight_axis=1,
+                                applies=lambda a: a["groups"] == 1)),
     OpSpec("MaxPool2d", "pooling", "Maximum over each window.",
            (_K, _POOL_STRIDE, _POOL_PAD,
             P("dilation", "pair", 1, "Spacing between window taps.", 1, 64), _CEIL),
-           lambda s, a: _pool_common(s, a, dilation=True, avg=False), _check_pool_padding),
+           lambda s, a: _pool_common(s, a, dilation=True, avg=False), _check_pool_padding,
+           receptive=win.sliding, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("AvgPool2d", "pooling", "Average over each window.",
            (_K, _POOL_STRIDE, _POOL_PAD, _CEIL,
             P("count_include_pad", "bool", True, "Count padded zeros in the average."),
             P("divisor_override", "opt_int", None, "Divide by this instead of the window "
               "size.", 1, 65536)),
-           lambda s, a: _pool_common(s, a, dilation=False, avg=True), _check_pool_padding),
+           lambda s, a: _pool_common(s, a, dilation=False, avg=True), _check_pool_padding,
+           receptive=win.sliding, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("AdaptiveAvgPool2d", "pooling", "Average pooling to a fixed output size.",
            (P("output_size", "pair", 1, "Output size: one number or [height, width].", 1,
-              4096),), _infer_adaptive),
+              4096),), _infer_adaptive,
+           receptive=win.adaptive, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("AdaptiveMaxPool2d", "pooling", "Max pooling to a fixed output size.",
            (P("output_size", "pair", 1, "Output size: one number or [height, width].", 1,
-              4096),), _infer_adaptive),
+              4096),), _infer_adaptive,
+           receptive=win.adaptive, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("LPPool2d", "pooling", "Power-average pooling: (sum x^p)^(1/p) over each window.",
            (P("norm_type", "float", 2.0, "The power p (1 = sum pooling, large = max).", 0.1,
               100.0), _K, _POOL_STRIDE, _CEIL),
-           lambda s, a: _pool_common(s, a, dilation=False, avg=True)),
-    OpSpec("ZeroPad2d", "padding", "Pad with zeros.", (_PAD4,), _infer_pad),
+           lambda s, a: _pool_common(s, a, dilation=False, avg=True),
+           receptive=win.sliding, init=NO_TENSORS, channels=None, kernel=None),
+    OpSpec("ZeroPad2d", "padding", "Pad with zeros.", (_PAD4,), _infer_pad,
+           receptive=win.shifted, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("ReflectionPad2d", "padding", "Pad by mirroring the border (edge not repeated).",
-           (_PAD4,), _infer_reflection_pad),
+           (_PAD4,), _infer_reflection_pad,
+           receptive=win.reflected, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("ReplicationPad2d", "padding", "Pad by repeating the edge pixels.", (_PAD4,),
-           _infer_pad),
+           _infer_pad,
+           receptive=win.replicated, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("ConstantPad2d", "padding", "Pad with a constant value.",
-           (_PAD4, P("value", "float", 0.0, "The fill value.", -1e6, 1e6)), _infer_pad),
-    OpSpec("ReLU", "activation", "max(0, x).", (), _same, spatial=False),
+           (_PAD4, P("value", "float", 0.0, "The fill value.", -1e6, 1e6)), _infer_pad,
+           receptive=win.shifted, init=NO_TENSORS, channels=None, kernel=None),
+    OpSpec("ReLU", "activation", "max(0, x).", (), _same, spatial=False,
+           receptive=win.pointwise, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("LeakyReLU", "activation", "x if x > 0 else slope * x.",
            (P("negative_slope", "float", 0.01, "Slope for negative inputs.", -10.0, 10.0),),
-           _same, spatial=False),
+           _same, spatial=False,
+           receptive=win.pointwise, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("ELU", "activation", "x if x > 0 else alpha * (exp(x) - 1).",
            (P("alpha", "float", 1.0, "Saturation value for negative inputs.", 0.0, 100.0),),
-           _same, spatial=False),
+           _same, spatial=False,
+           receptive=win.pointwise, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("GELU", "activation", "x * Phi(x), the Gaussian error linear unit.",
            (P("approximate", "choice", "none", "Exact erf form or the tanh approximation.",
-              choices=("none", "tanh")),), _same, spatial=False),
-    OpSpec("SiLU", "activation", "x * sigmoid(x) (swish).", (), _same, spatial=False),
+              choices=("none", "tanh")),), _same, spatial=False,
+           receptive=win.pointwise, init=NO_TENSORS, channels=None, kernel=None),
+    OpSpec("SiLU", "activation", "x * sigmoid(x) (swish).", (), _same, spatial=False,
+           receptive=win.pointwise, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("Sigmoid", "activation", "1 / (1 + exp(-x)), squashes to (0, 1).", (), _same,
-           spatial=False),
-    OpSpec("Tanh", "activation", "tanh(x), squashes to (-1, 1).", (), _same, spatial=False),
+           spatial=False,
+           receptive=win.pointwise, init=NO_TENSORS, channels=None, kernel=None),
+    OpSpec("Tanh", "activation", "tanh(x), squashes to (-1, 1).", (), _same, spatial=False,
+           receptive=win.pointwise, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("Softplus", "activation", "log(1 + exp(beta x)) / beta, a smooth ReLU.",
            (P("beta", "float", 1.0, "Sharpness.", 0.01, 100.0),
             P("threshold", "float", 20.0, "Above beta*x > threshold the layer is linear.", 0.0,
-              1000.0)), _same, spatial=False),
+              1000.0)), _same, spatial=False,
+           receptive=win.pointwise, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("Hardtanh", "activation", "Clamp to [min_val, max_val].",
            (P("min_val", "float", -1.0, "Lower clamp.", -1e6, 1e6),
             P("max_val", "float", 1.0, "Upper clamp.", -1e6, 1e6)), _same, _check_hardtanh,
-           spatial=False),
+           spatial=False,
+           receptive=win.pointwise, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("Softmax2d", "activation", "Softmax over the channels at each pixel.", (),
-           _infer_softmax2d),
+           _infer_softmax2d,
+           receptive=win.pointwise, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("BatchNorm2d", "normalization",
            "Per-channel (x - running_mean) / sqrt(running_var + eps) * weight + bias "
            "(evaluation mode: running statistics).",
@@ -573,7 +691,8 @@ _ops: list[OpSpec] = [
             P("track_running_stats", "bool", True, "Use running statistics (mean 0, var 1 "
               "unless given); off: normalise by this image's statistics.")),
            _infer_batchnorm,
-           learnable=("weight", "bias", "running_mean", "running_var")),
+           receptive=win.pointwise, init=_NORM, channels=ChannelRule("num_features"),
+           kernel=None),
     OpSpec("InstanceNorm2d", "normalization",
            "Normalise each channel of the image by its own mean and variance.",
            (P("num_features", "int", 1, "Channels of the input.", 1, 100000,
@@ -581,30 +700,37 @@ _ops: list[OpSpec] = [
             P("affine", "bool", False, "Learnable per-channel scale and shift."),
             P("track_running_stats", "bool", False, "Use running statistics instead.")),
            _infer_instancenorm,
-           learnable=("weight", "bias", "running_mean", "running_var")),
+           receptive=GLOBAL, init=_NORM, channels=ChannelRule("num_features"),
+           kernel=None),
     OpSpec("GroupNorm", "normalization", "Normalise over groups of channels.",
            (P("num_groups", "int", 1, "Number of channel groups.", 1, 100000),
             P("num_channels", "int", 1, "Channels of the input.", 1, 100000,
               from_input="channels"), _EPS, _AFFINE),
-           _infer_groupnorm, _check_groupnorm, learnable=("weight", "bias")),
+           _infer_groupnorm, _check_groupnorm,
+           receptive=GLOBAL, init=_AFFINE_ONLY, channels=ChannelRule("num_channels"),
+           kernel=None),
     OpSpec("LayerNorm", "normalization", "Normalise over the last dimensions.",
            (P("normalized_shape", "ints", [1], "The trailing dimensions to normalise over, "
               "e.g. [C, H, W].", 1, 1 << 24, from_input="chw"), _EPS,
             P("elementwise_affine", "bool", True, "Learnable elementwise scale and shift."),
             P("bias", "bool", True, "Learnable shift (with elementwise_affine).")),
-           _infer_layernorm, spatial=False, learnable=("weight", "bias")),
+           _infer_layernorm, spatial=False,
+           receptive=GLOBAL, init=_AFFINE_ONLY, channels=None, kernel=None),
     OpSpec("LocalResponseNorm", "normalization",
            "Divide each value by a power of the summed squares of neighbouring channels.",
            (P("size", "int", 5, "Neighbouring channels used.", 1, 4096),
             P("alpha", "float", 1e-4, "Multiplicative factor.", 0.0, 100.0),
             P("beta", "float", 0.75, "Exponent.", 0.0, 100.0),
-            P("k", "float", 1.0, "Additive factor.", 0.0, 100.0)), _same),
+            P("k", "float", 1.0, "Additive factor.", 0.0, 100.0)), _same,
+           receptive=win.pointwise, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("Dropout", "other", "Random zeroing during training; identity here "
            "(evaluation mode).", (P("p", "float", 0.5, "Drop probability (training only).",
-                                    0.0, 1.0),), _same, spatial=False, eval_identity=True),
+                                    0.0, 1.0),), _same, spatial=False, eval_identity=True,
+           receptive=win.pointwise, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("Dropout2d", "other", "Random channel zeroing during training; identity here "
            "(evaluation mode).", (P("p", "float", 0.5, "Drop probability (training only).",
-                                    0.0, 1.0),), _same, eval_identity=True),
+                                    0.0, 1.0),), _same, eval_identity=True,
+           receptive=win.pointwise, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("Upsample", "other", "Resize by a factor or to a size.",
            (P("size", "opt_pair", None, "Output size [height, width]; or use scale_factor.",
               1, 16384),
@@ -613,17 +739,20 @@ _ops: list[OpSpec] = [
             P("mode", "choice", "nearest", "Interpolation.",
               choices=("nearest", "nearest-exact", "bilinear", "bicubic")),
             P("align_corners", "opt_bool", None, "Align corner pixels (bilinear/bicubic).")),
-           _infer_upsample, _check_upsample),
+           _infer_upsample, _check_upsample,
+           receptive=win.resampled, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("Flatten", "other", "Merge dimensions into one vector (C x H x W -> C*H*W).",
            (P("start_dim", "int", 1, "First dimension merged (1 = channels).", -4, 3),
             P("end_dim", "int", -1, "Last dimension merged (-1 = the last).", -4, 3)),
-           _infer_flatten, spatial=False),
+           _infer_flatten, spatial=False,
+           receptive=RESHAPE, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("Linear", "other", "Fully connected: y = x A^T + b on the last dimension.",
            (P("in_features", "int", 1, "Size of the input's last dimension.", 1, 1 << 24,
               from_input="features"),
             P("out_features", "int", 10, "Output size.", 1, 1 << 20),
             P("bias", "bool", True, "Add a learnable bias.")),
-           _infer_linear, spatial=False, learnable=("weight", "bias")),
+           _infer_linear, spatial=False,
+           receptive=GLOBAL, init=_SEEDED, channels=None, kernel=None),
 ]
 
 OPS: dict[str, OpSpec] = {op.type: op for op in _ops}
