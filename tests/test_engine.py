@@ -15,7 +15,7 @@ from torchvision.transforms import ToTensor
 
 from layerlab.core import kernels
 from layerlab.core.engine import Engine, StageResult
-from layerlab.core.kernels import INIT_SCHEMES, PRESETS, apply_init, fit_kernel, preset
+from layerlab.core.kernels import INIT_SCHEMES, PRESETS, fit_kernel, preset
 from layerlab.core.pipeline import InputSpec, LayerSpec, Pipeline, new_layer
 from layerlab.core.specs import OPS
 
@@ -492,6 +492,7 @@ def test_given_params_win_over_init_and_norm_layers_keep_torch_defaults():
     bn = Engine("cpu").build_module(new_layer("BatchNorm2d", (4, 8, 8)))
     assert torch.equal(bn.weight, torch.ones(4)) and torch.equal(bn.bias, torch.zeros(4))
     assert torch.equal(bn.running_var, torch.ones(4))
-    module = nn.Linear(3, 4)
-    apply_init(module, {"scheme": "xavier_normal", "seed": 2021})
+    linear = replace(new_layer("Linear", (3,), out_features=4),
+                     init={"scheme": "xavier_normal", "seed": 2021})
+    module = Engine("cpu").build_module(linear)
     assert math.isclose(float(module.bias.detach().abs().sum()), 0.0)

@@ -12,14 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from layerlab.core.engine import Engine, RunError
+from layerlab.core.engine import Engine
 from layerlab.core.pipeline import (
     MAX_FILE_BYTES,
     InputSpec,
     LayerSpec,
     Pipeline,
     PipelineError,
-    format_bytes,
     new_layer,
     nonfinite_warnings,
 )
@@ -429,46 +428,6 @@ def test_load_never_half_applies(tmp_path):
         p.layers = ()  # type: ignore[misc]
     with pytest.raises(ValueError):
         p.layers[0].with_param("weight", np.zeros((4, 3, 3, 3))).params["weight"][0] = 1
-
-
-# --- memory budget -------------------------------------------------------------------------
-
-def test_memory_budget_refuses_100000_channels():
-    layer = new_layer("Conv2d", (3, 256, 256), out_channels=100000)
-    p = Pipeline(InputSpec("rgb"), (layer,))
-    stages = p.infer_shapes((256, 256))
-    assert stages[-1].shape == (100000, 254, 254)
-    estimate = p.estimate_bytes((256, 256))
-    assert estimate == 4 * (3 * 256 * 256 + 100000 * 254 * 254 + 100000 * 27 + 100000)
-    with pytest.raises(PipelineError) as exc:
-        p.check_memory((256, 256), 4 * 1024**3)
-    msg = str(exc.value)
-    assert format_bytes(estimate) in msg and "24.0 GB" in msg and "4.0 GB" in msg
-    assert "layer 0" in msg and "100000 x 254 x 254" in msg
-    p.check_memory((8, 8), 4 * 1024**3)  # small images fit
-
-    engine = Engine("cpu")
-    image = torch.rand(1, 3, 256, 256)
-    with pytest.raises(RunError) as exc:
-        engine.run_all(p, image)
-    need = 4 * (3 * 256 * 256 + 100000 * 254 * 254)
-    msg = str(exc.value)
-    assert format_bytes(need) in msg and "256 x 256" in msg and "100000 x 254 x 254" in msg
-    assert engine.rebuilds == 0  # refused before building or allocating anything
-
-
-def test_memory_budget_counts_every_stage():
-    layers = tuple(new_layer("Conv2d", (3, 100, 100), out_channels=3, padding=1)
-                   for _ in range(10))
-    p = Pipeline(InputSpec("rgb"), layers)
-    need = 4 * 11 * 3 * 100 * 100
-    image = torch.rand(1, 3, 100, 100)
-    assert len(Engine("cpu", memory_budget=need).run_all(p, image)) == 11
-    with pytest.raises(RunError, match="needs about"):
-        Engine("cpu", memory_budget=need - 1).run_all(p, image)
-    # even with no layers, an image above the budget is a clear refusal
-    with pytest.raises(RunError, match="input image alone"):
-        Engine("cpu", memory_budget=1000).run_all(Pipeline(InputSpec("rgb"), ()), image)
 
 
 # --- disabled layers --------------------------------------------------------------------------
