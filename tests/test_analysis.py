@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -204,3 +205,41 @@ def test_disabled_layers_have_counts_but_no_stage():
     assert a.layers[3].parameter_count == 8  # BatchNorm2d(4): weight and bias
     assert [s.stage for s in a.stages] == list(range(len(p.layers)))
     assert math.prod(a.stages[-1].shape) == 7
+
+
+def test_export_refuses_a_peak_over_its_budget(tmp_path):
+    from layerlab.core.export import ExportError, export_run
+
+    camera = Path(__file__).resolve().parent.parent / "resources" / "samples" / "camera.png"
+    big = [16384, 16384]
+    p = Pipeline(InputSpec("gray"), (
+        new_layer("Upsample", (1, 1, 1), size=big, scale_factor=None),
+        new_layer("Conv2d", (1, *big), out_channels=4, padding=1, bias=False)))
+    out = tmp_path / "big"
+    with pytest.raises(ExportError) as exc:
+        export_run(camera, p, out)
+    # while the conv runs: the image, the upsampled input (1 GB), the conv output (4 GB)
+    need = 4 * (512 * 512 + 16384 * 16384 + 4 * 16384 * 16384 + 4 * 9)
+    assert str(exc.value).startswith(f"this stack needs about {format_bytes(need)} at once "
+                                     f"(while computing stage 2) at 512 x 512")
+    assert "the largest is layer 1 (conv2d, 4 x 16384 x 16384)" in str(exc.value)
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_info_prints_the_memory_of_both_runs(tmp_path, capsys):
+    from layerlab.cli import main
+
+    p = Pipeline(InputSpec("gray"), (new_layer("Conv2d", (1, 1, 1), out_channels=8),
+                                     new_layer("Flatten"), new_layer("Linear", (8 * 30 * 38,))))
+    path = tmp_path / "p.layerlab.json"
+    p.save(path)
+    assert main(["info", str(path), "--size", "32x40"]) == 0
+    out = capsys.readouterr().out
+    x = torch.rand(1, 1, 32, 40)
+    outputs, tensors = [x], 0
+    with torch.no_grad():
+        for m in torch_modules(p):
+            outputs.append(m(outputs[-1]))
+            tensors += sum(t.nbytes for t in m.state_dict().values())
+    kept = sum(t.nbytes for t in outputs) + tensors
+    assert f"memory: {format_bytes(kept)} with every stage kept (the window)" in out
