@@ -49,6 +49,7 @@ from PySide6.QtWidgets import (
 )
 
 from .. import __version__
+from ..core import resources
 from ..core.imageio import (
     ImageLoadError,
     LoadedImage,
@@ -72,7 +73,7 @@ from .layer_stack import LayerStackWidget
 from .param_form import ParamForm
 from .stage_view import StagePanel
 
-RESOURCES = Path(__file__).resolve().parent.parent.parent / "resources"
+RESOURCES = resources.root()  # bundled samples, pipelines, icons (wheel or checkout)
 SAMPLES = RESOURCES / "samples"
 PIPELINES = RESOURCES / "pipelines"
 DEFAULT_SAMPLE = SAMPLES / "camera.png"
