@@ -1,4 +1,4 @@
-"""Pipeline = input mode + ordered layer specs; JSON load/save; validation; shape inference.
+"""Pipeline = input mode + ordered layer specs; JSON load/save and its validation.
 
 Specs are immutable: an edit makes a new ``LayerSpec`` / ``Pipeline`` (``dataclasses.replace``),
 so the GUI can hand a snapshot to the worker without copying or locking.
@@ -24,7 +24,7 @@ FORMAT = "layerlab.pipeline"
 VERSION = 1
 MAX_FILE_BYTES = 64 * 1024 * 1024
 MAX_LAYERS = 1000
-DEFAULT_MEMORY_BUDGET = 4 * 1024**3  # bytes of stage outputs kept for display
+DEFAULT_MEMORY_BUDGET = 4 * 1024**3  # bytes a run may hold: stage outputs and weights
 
 
 class PipelineError(ValueError):
