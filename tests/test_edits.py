@@ -158,3 +158,26 @@ def test_follow_input_channels_uses_the_spec_rule():
     assert index == 0 and after.layers[0].args["num_features"] == 1
     other = Pipeline(InputSpec("gray"), (new_layer("ReLU"), conv))
     assert follow_input_channels(other, 3, 1)[1] is None  # only the first layer follows
+
+
+@pytest.mark.parametrize("scheme", ["kaiming_uniform", "normal", "constant", "torch_default"])
+def test_the_generated_script_sets_the_same_tensors(scheme):
+    from layerlab.core.codegen import generate_script
+
+    extra = {"normal": {"mean": 0.5, "std": 0.1}, "constant": {"value": 0.25}}.get(scheme, {})
+    conv = seeded(new_layer("Conv2d", (3, 8, 8), out_channels=4), scheme, 9, **extra)
+    layers = (conv,
+              conv.with_param("weight", np.full((4, 3, 3, 3), 0.5, np.float32)),  # bias: init
+              conv.with_param("bias", np.arange(4, dtype=np.float32)),  # weight: init
+              seeded(new_layer("Linear", (5,), out_features=2), scheme, 4, **extra),
+              new_layer("BatchNorm2d", (4, 8, 8)))
+    namespace: dict = {"__name__": "generated"}
+    for layer in layers:
+        script = generate_script(Pipeline(InputSpec("rgb"), (layer,)))
+        exec(compile(script, "generated.py", "exec"), namespace)  # noqa: S102 - our own text
+        module = namespace["build_model"]()[0]
+        want = materialize(layer)
+        got = {k: v for k, v in module.state_dict().items() if v.is_floating_point()}
+        assert set(got) == set(want)
+        for k, v in got.items():
+            assert v.detach().numpy().tobytes() == want[k].tobytes(), (layer.params.keys(), k)
