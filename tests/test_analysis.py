@@ -243,3 +243,15 @@ def test_info_prints_the_memory_of_both_runs(tmp_path, capsys):
             tensors += sum(t.nbytes for t in m.state_dict().values())
     kept = sum(t.nbytes for t in outputs) + tensors
     assert f"memory: {format_bytes(kept)} with every stage kept (the window)" in out
+
+
+def test_receptive_fields_read_the_analysis_stages():
+    from layerlab.core.receptive import Window, receptive_field
+
+    p = stack()
+    a = analyze(p, (40, 40))
+    # Conv2d k=[3, 5], s=2, p=[1, 0], d=[2, 1]: rows 3*2-1 .. +2*(3-1), cols 4*2 .. +(5-1)
+    want = Window(5, 9, 8, 12)
+    assert receptive_field(p, (40, 40), 1, 3, 4, shapes=a.stages) == want
+    assert receptive_field(p, (40, 40), 1, 3, 4) == want
+    assert receptive_field(p, (40, 40), 8, 0, 0, shapes=a.stages) is None  # after Flatten

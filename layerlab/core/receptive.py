@@ -8,8 +8,10 @@ layer normalisation, Flatten, Linear) have no local window: the functions return
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from .analysis import LayerStatus, analyze
 from .pipeline import Pipeline, StageShape
 from .specs import get_op
 from .windows import Window
@@ -31,7 +33,8 @@ def layer_window(layer_type: str, args: dict[str, Any], in_hw: tuple[int, int],
 
 def receptive_field(pipeline: Pipeline, image_hw: tuple[int, int], stage: int, y: int, x: int,
                     *, to_stage: int = 0,
-                    shapes: list[StageShape] | None = None) -> Window | None:
+                    shapes: Sequence[StageShape | LayerStatus] | None = None
+                    ) -> Window | None:
     """Window of stage ``to_stage``'s pixels that output pixel (y, x) of ``stage`` came from.
 
     Stages count as in the engine: 0 is the (resized) input, ``k`` the k-th enabled layer.
@@ -39,12 +42,13 @@ def receptive_field(pipeline: Pipeline, image_hw: tuple[int, int], stage: int, y
     ``None`` when a layer on the way is not local or a stage is not spatial. Windows of
     intermediate stages are clipped to those stages' images (padding depends on nothing), the
     result is not: a box reaching into ``to_stage``'s padding shows as such. ``shapes`` may
-    pass ``pipeline.infer_shapes(image_hw)`` when it is already known (hover, every move).
+    pass ``analyze(pipeline, image_hw).stages`` when it is already known (hover, every move);
+    raises PipelineError when the pipeline does not chain.
     """
     if not 0 <= to_stage <= stage:
         raise ValueError(f"to_stage {to_stage} must be between 0 and {stage}")
     if shapes is None:
-        shapes = pipeline.infer_shapes(image_hw)
+        shapes = analyze(pipeline, image_hw).stage_shapes()
     if stage >= len(shapes):
         raise ValueError(f"stage {stage} does not exist ({len(shapes)} stages)")
     layers = [layer for _, layer in pipeline.enabled_layers()]
@@ -58,11 +62,10 @@ def receptive_field(pipeline: Pipeline, image_hw: tuple[int, int], stage: int, y
             # clip, so a dropped last row/column (floor in the size formula) is not counted.
             inside = window.clipped(*info.shape[1:])
             window = inside or window
-        layer = layers[st - 1]
-        window = layer_window(layer.type, dict(layer.args), tuple(info.in_shape[1:]),
-                              tuple(info.shape[1:]), window)
-        if window is None:
+        op, args = layers[st - 1].op, dict(layers[st - 1].args)
+        if not op.local:
             return None
+        window = op.receptive(args, tuple(info.in_shape[1:]), tuple(info.shape[1:]), window)
     return window
 
 
