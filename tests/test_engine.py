@@ -14,6 +14,7 @@ from torch import nn
 from torchvision.transforms import ToTensor
 
 from layerlab.core import kernels
+from layerlab.core.analysis import analyze
 from layerlab.core.engine import Engine, StageResult
 from layerlab.core.kernels import INIT_SCHEMES, PRESETS, fit_kernel, preset
 from layerlab.core.pipeline import InputSpec, LayerSpec, Pipeline, new_layer
@@ -246,12 +247,13 @@ def test_channels_last_equals_nchw(photo, stack):
     range."""
     layers = layout_stacks()[stack]
     if stack == "mixed":  # LayerNorm over the flattened vector
-        n = Pipeline(InputSpec("rgb"), layers[:-1]).infer_shapes(tuple(photo.shape[-2:]))
+        n = analyze(Pipeline(InputSpec("rgb"), layers[:-1]),
+                    tuple(photo.shape[-2:])).stage_shapes()
         layers = (*layers[:-1], new_layer("LayerNorm", normalized_shape=list(n[-1].shape)))
     p = Pipeline(InputSpec("rgb"), layers)
     cl = Engine("cpu", channels_last=True).run_all(p, photo)
     nchw = Engine("cpu", channels_last=False).run_all(p, photo)
-    expected = p.infer_shapes(tuple(photo.shape[-2:]))
+    expected = analyze(p, tuple(photo.shape[-2:])).stage_shapes()
     assert [r.shape for r in cl] == [r.shape for r in nchw] == [s.shape for s in expected]
     for a, b in zip(outputs(cl), outputs(nchw), strict=True):
         assert torch.isfinite(a).all()
