@@ -234,6 +234,7 @@ def _cmd_info(argv: Sequence[str]) -> int:
 def format_info(pipeline, analysis, source: str, origin: str) -> str:
     """The ``layerlab info`` text: a header, one row per stage, totals and memory."""
     from .core.pipeline import format_bytes
+    from .core.specs import shape_text
 
     h, w = analysis.image_hw
     stages = analysis.stages
@@ -248,7 +249,7 @@ def format_info(pipeline, analysis, source: str, origin: str) -> str:
     for k, s in enumerate(stages):
         formula = "; ".join(s.formula.splitlines())
         rows.append((str(k), "-" if s.index < 0 else str(s.index), s.stage_name, s.type,
-                     " x ".join(map(str, s.shape)), f"{s.parameter_count:,}", formula))
+                     shape_text(s.shape), f"{s.parameter_count:,}", formula))
     widths = [max(len(r[i]) for r in (*rows, headers)) for i in range(len(headers) - 1)]
     right = {0, 1, 5}
 
@@ -263,7 +264,7 @@ def format_info(pipeline, analysis, source: str, origin: str) -> str:
     total_params = sum(s.parameter_count for s in stages)
     last = stages[-1]
     mem = analysis.memory
-    lines += ["", f"output {' x '.join(map(str, last.shape))}; {total_params:,} parameters "
+    lines += ["", f"output {shape_text(last.shape)}; {total_params:,} parameters "
               f"({format_bytes(4 * total_params)} as float32)",
               f"memory: {format_bytes(mem.kept)} with every stage kept (the window), "
               f"{format_bytes(mem.peak)} at most at once in one pass (export)"]
