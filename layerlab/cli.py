@@ -196,7 +196,8 @@ def _cmd_code(argv: Sequence[str]) -> int:
 
 def _cmd_info(argv: Sequence[str]) -> int:
     args = _info_parser().parse_args(argv)
-    from .core.pipeline import Pipeline, PipelineError, format_bytes, nonfinite_warnings
+    from .core.analysis import analyze
+    from .core.pipeline import Pipeline, PipelineError, nonfinite_warnings
 
     try:
         pipeline = Pipeline.load(args.pipeline)
@@ -220,22 +221,23 @@ def _cmd_info(argv: Sequence[str]) -> int:
     else:
         h, w = DEFAULT_INFO_SIZE
         origin = "default; pass --image or --size for another"
-    try:
-        stages = pipeline.infer_shapes((h, w))
-    except PipelineError as e:
-        raise UsageError(f"{Path(args.pipeline).name}: {e}") from None
+    analysis = analyze(pipeline, (h, w))
+    if not analysis.ok:
+        raise UsageError(f"{Path(args.pipeline).name}: {analysis.first_error.exception()}")
     for warning in nonfinite_warnings(pipeline):
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
 
-    print(format_info(pipeline, stages, Path(args.pipeline).name, (h, w), origin,
-                      format_bytes))
+    print(format_info(pipeline, analysis, Path(args.pipeline).name, origin))
     return 0
 
 
-def format_info(pipeline, stages, source: str, hw: tuple[int, int], origin: str,
-                format_bytes) -> str:
-    """The ``layerlab info`` text: a header, then one row per stage."""
-    h, w = hw
+def format_info(pipeline, analysis, source: str, origin: str) -> str:
+    """The ``layerlab info`` text: a header, one row per stage, totals and memory."""
+    from .core.pipeline import format_bytes
+    from .core.specs import shape_text
+
+    h, w = analysis.image_hw
+    stages = analysis.stages
     mode = "gray" if pipeline.input.mode == "gray" else "rgb"
     resize = pipeline.input.resize
     lines = [f"{source}: {len(stages) - 1} stage(s) after the input, input {mode}",
@@ -246,8 +248,8 @@ def format_info(pipeline, stages, source: str, hw: tuple[int, int], origin: str,
     rows = []
     for k, s in enumerate(stages):
         formula = "; ".join(s.formula.splitlines())
-        rows.append((str(k), "-" if s.layer_index < 0 else str(s.layer_index), s.name, s.type,
-                     " x ".join(map(str, s.shape)), f"{s.parameter_count:,}", formula))
+        rows.append((str(k), "-" if s.index < 0 else str(s.index), s.stage_name, s.type,
+                     shape_text(s.shape), f"{s.parameter_count:,}", formula))
     widths = [max(len(r[i]) for r in (*rows, headers)) for i in range(len(headers) - 1)]
     right = {0, 1, 5}
 
@@ -261,8 +263,11 @@ def format_info(pipeline, stages, source: str, hw: tuple[int, int], origin: str,
                 if not layer.enabled]
     total_params = sum(s.parameter_count for s in stages)
     last = stages[-1]
-    lines += ["", f"output {' x '.join(map(str, last.shape))}; {total_params:,} parameters "
-              f"({format_bytes(4 * total_params)} as float32)"]
+    mem = analysis.memory
+    lines += ["", f"output {shape_text(last.shape)}; {total_params:,} parameters "
+              f"({format_bytes(4 * total_params)} as float32)",
+              f"memory: {format_bytes(mem.kept)} with every stage kept (the window), "
+              f"{format_bytes(mem.peak)} at most at once in one pass (export)"]
     if disabled:
         lines.append("disabled (not run): layer " + ", ".join(disabled))
     return "\n".join(lines)

@@ -49,7 +49,7 @@ class RunRequest:
     device: str = "auto"
     render_only: bool = False  # re-render the last results with new options, no torch run
     generation: int = 0
-    memory_budget: int = DEFAULT_MEMORY_BUDGET  # bytes of stage outputs a run may keep
+    memory_budget: int = DEFAULT_MEMORY_BUDGET  # bytes of outputs and weights a run may keep
 
 
 @dataclass

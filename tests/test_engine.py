@@ -14,8 +14,9 @@ from torch import nn
 from torchvision.transforms import ToTensor
 
 from layerlab.core import kernels
+from layerlab.core.analysis import analyze
 from layerlab.core.engine import Engine, StageResult
-from layerlab.core.kernels import INIT_SCHEMES, PRESETS, apply_init, fit_kernel, preset
+from layerlab.core.kernels import INIT_SCHEMES, PRESETS, fit_kernel, preset
 from layerlab.core.pipeline import InputSpec, LayerSpec, Pipeline, new_layer
 from layerlab.core.specs import OPS
 
@@ -246,12 +247,13 @@ def test_channels_last_equals_nchw(photo, stack):
     range."""
     layers = layout_stacks()[stack]
     if stack == "mixed":  # LayerNorm over the flattened vector
-        n = Pipeline(InputSpec("rgb"), layers[:-1]).infer_shapes(tuple(photo.shape[-2:]))
+        n = analyze(Pipeline(InputSpec("rgb"), layers[:-1]),
+                    tuple(photo.shape[-2:])).stage_shapes()
         layers = (*layers[:-1], new_layer("LayerNorm", normalized_shape=list(n[-1].shape)))
     p = Pipeline(InputSpec("rgb"), layers)
     cl = Engine("cpu", channels_last=True).run_all(p, photo)
     nchw = Engine("cpu", channels_last=False).run_all(p, photo)
-    expected = p.infer_shapes(tuple(photo.shape[-2:]))
+    expected = analyze(p, tuple(photo.shape[-2:])).stage_shapes()
     assert [r.shape for r in cl] == [r.shape for r in nchw] == [s.shape for s in expected]
     for a, b in zip(outputs(cl), outputs(nchw), strict=True):
         assert torch.isfinite(a).all()
@@ -492,6 +494,7 @@ def test_given_params_win_over_init_and_norm_layers_keep_torch_defaults():
     bn = Engine("cpu").build_module(new_layer("BatchNorm2d", (4, 8, 8)))
     assert torch.equal(bn.weight, torch.ones(4)) and torch.equal(bn.bias, torch.zeros(4))
     assert torch.equal(bn.running_var, torch.ones(4))
-    module = nn.Linear(3, 4)
-    apply_init(module, {"scheme": "xavier_normal", "seed": 2021})
+    linear = replace(new_layer("Linear", (3,), out_features=4),
+                     init={"scheme": "xavier_normal", "seed": 2021})
+    module = Engine("cpu").build_module(linear)
     assert math.isclose(float(module.bias.detach().abs().sum()), 0.0)

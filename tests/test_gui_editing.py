@@ -13,12 +13,14 @@ from PySide6.QtGui import QPalette
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QLineEdit
 
+from layerlab.core.analysis import validate
+from layerlab.core.edits import adapt_in_channels, fit_params
 from layerlab.core.engine import Engine
 from layerlab.core.imageio import to_tensor
 from layerlab.core.kernels import fit_kernel, preset
 from layerlab.core.pipeline import InputSpec, Pipeline, new_layer
 from layerlab.core.specs import OPS
-from layerlab.qt.document import Document, adapt_in_channels, fit_params, validate
+from layerlab.qt.document import Document
 from layerlab.qt.fields import IntsEditor
 from layerlab.qt.param_form import ParamForm
 
@@ -603,3 +605,49 @@ def test_ctrl_z_in_a_parameter_field_undoes_the_last_edit(main_window, qtbot):
                    | Qt.KeyboardModifier.ShiftModifier)
     wait_idle(w, qtbot)
     assert w.session.pipeline.layers[0].args["padding"] == 2
+
+
+def test_pool_stride_auto_shows_the_stride_torch_uses(main_window, qtbot):
+    w = main_window
+    w.stack.select_layer(2)  # MaxPool2d(2), stride null: torch uses the kernel size
+    stride = w.param_form.editors["stride"]
+    assert stride.none.isChecked() and stride.none.text() == "auto (= 2)"
+    assert stride.inner.value() in (2, [2, 2]) and not stride.inner.isEnabled()
+    w.session.document.set_arg(2, "kernel_size", 3)
+    wait_idle(w, qtbot)
+    assert stride.none.text() == "auto (= 3)" and stride.inner.value() in (3, [3, 3])
+    assert w.session.results[3].result.shape == (1, 170, 170)  # floor((512 - 3) / 3) + 1
+    stride.none.setChecked(False)  # an explicit stride starts from the one torch used
+    wait_idle(w, qtbot)
+    assert w.session.pipeline.layers[2].args["stride"] in (3, [3, 3])
+
+
+def test_kernel_tab_follows_the_layer_and_comes_back_for_a_conv(main_window, qtbot):
+    w = main_window
+    w.stack.select_layer(0)
+    w.tabs.setCurrentIndex(1)  # the person works in the Kernel tab
+    w.stack.select_layer(1)  # ReLU: nothing to show there
+    assert w.tabs.currentIndex() == 0 and not w.tabs.isTabEnabled(1)
+    w.stack.select_layer(0)  # the Conv2d again: back where the person was
+    assert w.tabs.currentIndex() == 1 and w.tabs.isTabEnabled(1)
+    w.tabs.setCurrentIndex(0)  # chose Parameters on a Conv2d: stays there
+    w.stack.select_layer(2)
+    w.stack.select_layer(0)
+    assert w.tabs.currentIndex() == 0
+
+
+def test_clicking_a_channel_tile_moves_the_kernel_editor_to_that_kernel(main_window, qtbot):
+    w = main_window
+    w.session.document.set_arg(0, "out_channels", 4)
+    wait_idle(w, qtbot)
+    w.stack.select_layer(0)
+    assert w.session.stage == 1
+    w.stage_panel.select_channel(3)  # what a click on tile 3 of the grid does
+    assert w.session.channel == 3
+    assert w.kernel_editor.current_slice() == (3, 0)
+    assert w.session.kernel_slice == (3, 0)
+    weight = w.session.pipeline.layers[0]
+    shown = [[c.value() for c in row] for row in w.kernel_editor.cells]
+    from layerlab.core.edits import materialize
+
+    np.testing.assert_allclose(shown, materialize(weight)["weight"][3, 0], atol=5e-7)

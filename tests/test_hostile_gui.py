@@ -513,11 +513,12 @@ def test_100000_output_channels_hit_the_memory_budget(main_window, qtbot, tmp_pa
     old_values = {i: v.values.copy() for i, v in old_views.items()}
     assert w.files.open_pipeline_path(str(path))
     wait_idle(w, qtbot)
-    need = 4 * (512 * 512 + 100_000 * 512 * 512)
+    weights = 4 * (100_000 * 1 * 3 * 3 + 100_000)  # nn.Conv2d(1, 100000, 3): weight, bias
+    need = 4 * (512 * 512 + 100_000 * 512 * 512) + weights
     message = (f"The run failed: this stack needs about {format_bytes(need)} for its stage "
-               f"outputs at 512 x 512, more than the memory budget of "
+               f"outputs and weights at 512 x 512, more than the memory budget of "
                f"{format_bytes(w.session.memory_budget_gb * 1024**3)}; the largest is layer 0 "
-               f"(wide, 100000 x 512 x 512)")
+               f"(wide, 100000 x 512 x 512), {format_bytes(4 * 100_000 * 512 * 512)}")
     assert w.banner.text() == message
     assert w.progress_label.text() == "⚠ error"
     # The previous results stay, in the window and in the stage panel.

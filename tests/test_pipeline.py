@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from layerlab.core.engine import Engine, RunError
+from layerlab.core.analysis import analyze
+from layerlab.core.engine import Engine
 from layerlab.core.pipeline import (
     MAX_FILE_BYTES,
     InputSpec,
     LayerSpec,
     Pipeline,
     PipelineError,
-    format_bytes,
     new_layer,
     nonfinite_warnings,
 )
@@ -139,7 +139,7 @@ def test_design_example_loads_verbatim(tmp_path):
     assert p.layers[0].params["weight"].shape == (1, 1, 3, 3)
     assert p.layers[0].params["weight"][0, 0, 1, 1] == 1.0
     assert p.stage_names() == ["input", "sharpen", "relu", "maxpool2d"]
-    shapes = [s.shape for s in p.infer_shapes((512, 512))]
+    shapes = [s.shape for s in analyze(p, (512, 512)).stage_shapes()]
     assert shapes == [(1, 512, 512), (1, 512, 512), (1, 512, 512), (1, 256, 256)]
     assert nonfinite_warnings(p) == []
 
@@ -311,25 +311,25 @@ def test_shapes_that_do_not_chain():
     p = Pipeline.from_dict({**doc(conv("a", out_channels=8), conv("b"), conv("c")),
                             "input": {"mode": "gray"}})
     with pytest.raises(PipelineError) as exc:
-        p.infer_shapes((32, 32))
+        analyze(p, (32, 32)).stage_shapes()
     assert_located(exc.value, 0, "a", "in_channels", "in_channels is 3",
                    "input has 1 channel", "input 1 x 32 x 32")
     p = Pipeline.from_dict(doc(conv("a", out_channels=8), conv("b"), conv("c")))
     with pytest.raises(PipelineError) as exc:
-        p.infer_shapes((32, 32))
+        analyze(p, (32, 32)).stage_shapes()
     assert_located(exc.value, 1, "b", "in_channels", "input has 8 channels")
     # a kernel bigger than the (shrunken) image
     p = Pipeline.from_dict(doc(conv("a", kernel_size=15), conv("b", in_channels=4,
                                                                  kernel_size=15)))
-    assert p.infer_shapes((29, 40))[-1].shape == (4, 1, 12)
+    assert analyze(p, (29, 40)).stage_shapes()[-1].shape == (4, 1, 12)
     with pytest.raises(PipelineError) as exc:
-        p.infer_shapes((28, 40))
+        analyze(p, (28, 40)).stage_shapes()
     assert_located(exc.value, 1, "b", "kernel_size", "kernel 15")
     # a 2-D op after Flatten
     p = Pipeline.from_dict(doc({"type": "Flatten", "name": "f"},
                                {"type": "MaxPool2d", "name": "m"}))
     with pytest.raises(PipelineError) as exc:
-        p.infer_shapes((4, 4))
+        analyze(p, (4, 4)).stage_shapes()
     assert_located(exc.value, 1, "m", None, "C x H x W", "48")
     # the engine reports the same place and keeps the stages before it
     results = Engine("cpu").run_all(p, torch.rand(1, 3, 4, 4))
@@ -431,46 +431,6 @@ def test_load_never_half_applies(tmp_path):
         p.layers[0].with_param("weight", np.zeros((4, 3, 3, 3))).params["weight"][0] = 1
 
 
-# --- memory budget -------------------------------------------------------------------------
-
-def test_memory_budget_refuses_100000_channels():
-    layer = new_layer("Conv2d", (3, 256, 256), out_channels=100000)
-    p = Pipeline(InputSpec("rgb"), (layer,))
-    stages = p.infer_shapes((256, 256))
-    assert stages[-1].shape == (100000, 254, 254)
-    estimate = p.estimate_bytes((256, 256))
-    assert estimate == 4 * (3 * 256 * 256 + 100000 * 254 * 254 + 100000 * 27 + 100000)
-    with pytest.raises(PipelineError) as exc:
-        p.check_memory((256, 256), 4 * 1024**3)
-    msg = str(exc.value)
-    assert format_bytes(estimate) in msg and "24.0 GB" in msg and "4.0 GB" in msg
-    assert "layer 0" in msg and "100000 x 254 x 254" in msg
-    p.check_memory((8, 8), 4 * 1024**3)  # small images fit
-
-    engine = Engine("cpu")
-    image = torch.rand(1, 3, 256, 256)
-    with pytest.raises(RunError) as exc:
-        engine.run_all(p, image)
-    need = 4 * (3 * 256 * 256 + 100000 * 254 * 254)
-    msg = str(exc.value)
-    assert format_bytes(need) in msg and "256 x 256" in msg and "100000 x 254 x 254" in msg
-    assert engine.rebuilds == 0  # refused before building or allocating anything
-
-
-def test_memory_budget_counts_every_stage():
-    layers = tuple(new_layer("Conv2d", (3, 100, 100), out_channels=3, padding=1)
-                   for _ in range(10))
-    p = Pipeline(InputSpec("rgb"), layers)
-    need = 4 * 11 * 3 * 100 * 100
-    image = torch.rand(1, 3, 100, 100)
-    assert len(Engine("cpu", memory_budget=need).run_all(p, image)) == 11
-    with pytest.raises(RunError, match="needs about"):
-        Engine("cpu", memory_budget=need - 1).run_all(p, image)
-    # even with no layers, an image above the budget is a clear refusal
-    with pytest.raises(RunError, match="input image alone"):
-        Engine("cpu", memory_budget=1000).run_all(Pipeline(InputSpec("rgb"), ()), image)
-
-
 # --- disabled layers --------------------------------------------------------------------------
 
 def test_disabled_layers_are_skipped_and_the_chain_rechecked():
@@ -478,7 +438,7 @@ def test_disabled_layers_are_skipped_and_the_chain_rechecked():
                {**conv("back", in_channels=8, out_channels=3), "enabled": False},
                conv("needs8", in_channels=8, out_channels=2))
     p = Pipeline.from_dict(data)
-    stages = p.infer_shapes((16, 16))
+    stages = analyze(p, (16, 16)).stage_shapes()
     assert [s.layer_index for s in stages] == [-1, 0, 2]
     assert [s.name for s in stages] == ["input", "to8", "needs8"]
     assert stages[-1].in_shape == (8, 14, 14) and stages[-1].shape == (2, 12, 12)
@@ -486,15 +446,15 @@ def test_disabled_layers_are_skipped_and_the_chain_rechecked():
     # enabling the middle layer breaks the chain at the last one
     enabled = p.replace_layer(1, replace(p.layers[1], enabled=True))
     with pytest.raises(PipelineError) as exc:
-        enabled.infer_shapes((16, 16))
+        analyze(enabled, (16, 16)).stage_shapes()
     assert_located(exc.value, 2, "needs8", "in_channels", "input has 3 channels")
     # disabling a broken layer repairs it
     broken = Pipeline.from_dict(doc(conv("a"), conv("bad", in_channels=5),
                                     conv("b", in_channels=4)))
     with pytest.raises(PipelineError):
-        broken.infer_shapes((16, 16))
+        analyze(broken, (16, 16)).stage_shapes()
     off = broken.replace_layer(1, replace(broken.layers[1], enabled=False))
-    assert [s.shape for s in off.infer_shapes((16, 16))][-1] == (4, 12, 12)
+    assert [s.shape for s in analyze(off, (16, 16)).stage_shapes()][-1] == (4, 12, 12)
     # the enabled flag survives the file
     assert Pipeline.from_json(off.to_json()).layers[1].enabled is False
     results = Engine("cpu").run_all(off, torch.rand(1, 3, 16, 16))
@@ -509,5 +469,5 @@ def test_new_layer_fills_channels_from_the_input():
     assert new_layer("LayerNorm", (2, 3, 4)).args["normalized_shape"] == [2, 3, 4]
     with pytest.raises(ValueError):
         new_layer("Sequential")
-    assert math.prod(Pipeline(InputSpec("gray"), (new_layer("Flatten"),))
-                     .infer_shapes((3, 5))[-1].shape) == 15
+    assert math.prod(analyze(Pipeline(InputSpec("gray"), (new_layer("Flatten"),)), (3, 5))
+                     .stage_shapes()[-1].shape) == 15

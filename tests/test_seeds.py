@@ -20,6 +20,7 @@ from PIL import Image
 from torch.nn import Conv2d, Flatten, Linear, MaxPool2d, Sequential, Sigmoid, init
 from torchvision.transforms import ToTensor
 
+from layerlab.core.analysis import analyze
 from layerlab.core.engine import Engine
 from layerlab.core.kernels import preset
 from layerlab.core.pipeline import InputSpec, LayerSpec, Pipeline, new_layer
@@ -271,7 +272,7 @@ def test_conv2d_3_6_3_1_0_gives_6x30x30(engine):
     layer = layer.with_param("weight", model.conv1.weight.detach().numpy())
     layer = layer.with_param("bias", model.conv1.bias.detach().numpy())
     pipeline = Pipeline(InputSpec("rgb", (32, 32)), (layer,))
-    stages = pipeline.infer_shapes((32, 32))
+    stages = analyze(pipeline, (32, 32)).stage_shapes()
     assert stages[-1].shape == (6, 30, 30)
     assert "floor((32 + 2*0 - 1*(3-1) - 1)/1 + 1) = 30" in stages[-1].formula
     assert stages[-1].parameter_count == 6 * 3 * 3 * 3 + 6
@@ -325,7 +326,7 @@ def tutorial_cifar_net() -> nn.Module:
 
 def test_cifar10_net_shapes():
     pipeline = Pipeline.from_json(CIFAR_JSON)
-    stages = pipeline.infer_shapes((480, 640))  # any photo: resized to 32 x 32
+    stages = analyze(pipeline, (480, 640)).stage_shapes()  # any photo: resized to 32 x 32
     assert [s.shape for s in stages] == [
         (3, 32, 32), (32, 32, 32), (32, 16, 16), (32, 16, 16), (32, 8, 8), (64, 8, 8),
         (64, 4, 4), (1024,), (64,), (10,)]
@@ -414,7 +415,7 @@ def test_output_size_formula(h, k, s, p, d):
     hout = math.floor((h + 2 * p - d * (k - 1) - 1) / s + 1)
     layer = new_layer("Conv2d", (1, h, h + 1), kernel_size=k, stride=s, padding=p, dilation=d)
     pipeline = Pipeline(InputSpec("gray"), (layer,))
-    stage = pipeline.infer_shapes((h, h + 1))[-1]
+    stage = analyze(pipeline, (h, h + 1)).stage_shapes()[-1]
     wout = math.floor((h + 1 + 2 * p - d * (k - 1) - 1) / s + 1)
     assert stage.shape == (1, hout, wout)
     assert stage.formula.splitlines() == [
@@ -431,6 +432,6 @@ def test_the_padding_question():
     assert solutions == [2]
     layer = new_layer("Conv2d", (3, 32, 32), out_channels=32, kernel_size=5, stride=1,
                       padding=2)
-    stage = Pipeline(InputSpec("rgb"), (layer,)).infer_shapes((32, 32))[-1]
+    stage = analyze(Pipeline(InputSpec("rgb"), (layer,)), (32, 32)).stage_shapes()[-1]
     assert stage.shape == (32, 32, 32)
     assert "H_out = floor((32 + 2*2 - 1*(5-1) - 1)/1 + 1) = 32" in stage.formula

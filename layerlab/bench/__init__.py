@@ -22,13 +22,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core import render
+from ..core import render, resources
 from ..core.engine import Engine
 from ..core.imageio import load_image, to_tensor
 from ..core.kernels import preset
 from ..core.pipeline import InputSpec, Pipeline, new_layer
 
-RESOURCES = Path(__file__).resolve().parent.parent.parent / "resources"
+RESOURCES = resources.root()  # installed package data, or the checkout's resources/
 
 
 @dataclass
@@ -83,7 +83,7 @@ def time_pair(layerlab: Callable[[], object], baseline: Callable[[], object] | N
 def _photo(mode: str, size: int) -> torch.Tensor:
     """A real photo (bundled sample) at size x size in the ToTensor convention."""
     name = "camera.png" if mode == "gray" else "astronaut.jpg"
-    image = load_image(RESOURCES / "samples" / name).image
+    image = load_image(resources.sample(name)).image
     image = image.resize((size, size)) if image.size != (size, size) else image
     return to_tensor(image, mode)
 
@@ -195,7 +195,7 @@ def bench_render(repeats: int) -> Scenario:
 def bench_photo_12mp(quick: bool) -> Scenario:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "photo-4000x3000.jpg"
-        src = load_image(RESOURCES / "samples" / "astronaut.jpg").image
+        src = load_image(resources.sample("astronaut.jpg")).image
         big = src.resize((4000, 3000))
         noise = np.random.default_rng(0).integers(-12, 12, (3000, 4000, 3), dtype=np.int16)
         from PIL import Image

@@ -3,7 +3,7 @@
 The script needs only torch, torchvision, pillow and numpy. It rebuilds the enabled layers as
 an ``nn.Sequential`` in the tutorials' style, sets exactly the weights LayerLab uses (explicit
 ``params`` embedded as numbers, seeded initialisation replayed with the same torch calls as
-:func:`layerlab.core.kernels.apply_init`), loads the image the way
+:data:`layerlab.core.kernels.SCHEMES`, the table the engine's init uses), loads the image the way
 :mod:`layerlab.core.imageio` does and saves the last stage as a float32 ``.npy`` file laid out
 like ``layerlab export --raw`` (C x H x W, or (N,) after Flatten/Linear).
 """
@@ -13,13 +13,12 @@ from __future__ import annotations
 import inspect
 import math
 import unicodedata
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from .. import __version__
-from .kernels import init_expression
+from .kernels import SCHEMES, init_expression
 from .pipeline import LayerSpec, Pipeline, PipelineError
 from .specs import SpecError
 
@@ -193,26 +192,25 @@ def _weights(pos: int, index: int, layer: LayerSpec) -> list[str]:
         raise PipelineError(str(e), index=index, name=layer.name or None) from None
     target = f"model[{pos}]"
     init = dict(layer.init)
-    scheme = init["scheme"]
-    random_params = {k for k in ("weight", "bias") if k in shapes}
     ind = "        "
     lines = [f"{ind}# [{pos}] {_label(index, layer, pos)}"]
-    # apply_init only touches Conv2d and Linear: norm layers keep torch's deterministic
-    # ones/zeros, so nothing needs to be written for them.
-    if layer.type in ("Conv2d", "Linear") and not random_params <= set(layer.params):
-        seed = init["seed"]
-        if scheme == "torch_default":
-            lines += [
-                f"{ind}with torch.random.fork_rng(devices=[]):  # torch's own init, seeded",
-                f"{ind}    torch.manual_seed({seed})",
-                f"{ind}    {target}.reset_parameters()",
-            ]
-        else:
-            if "weight" not in layer.params:
-                gen = f"torch.Generator().manual_seed({seed})"
-                lines.append(f"{ind}{init_expression(init, f'{target}.weight', gen)}")
-            if "bias" in shapes and "bias" not in layer.params:
-                lines.append(f"{ind}nn.init.zeros_({target}.bias)")
+    # Layers with seeded tensors (conv, linear): torch starts their weight and bias random,
+    # so the script sets both (the scheme, zeros); the other layers start at torch's own
+    # deterministic ones/zeros and need nothing.
+    rule = op.init
+    missing = [n for n in rule.seeded + rule.zeros
+               if rule.seeded and n in shapes and n not in layer.params]
+    if missing and SCHEMES[init["scheme"]].function is None:
+        lines += [
+            f"{ind}with torch.random.fork_rng(devices=[]):  # torch's own init, seeded",
+            f"{ind}    torch.manual_seed({init['seed']})",
+            f"{ind}    {target}.reset_parameters()",
+        ]
+    elif missing:
+        gen = f"torch.Generator().manual_seed({init['seed']})"
+        lines += [f"{ind}{init_expression(init, f'{target}.{n}', gen)}"
+                  if n in rule.seeded else f"{ind}nn.init.zeros_({target}.{n})"
+                  for n in missing]
     for pname, arr in layer.params.items():
         lines += _copy_tensor(f"{target}.{pname}", arr, ind)
     return lines if len(lines) > 1 else []
@@ -383,10 +381,3 @@ def _clean(text: Any) -> str:
         else:
             out.append("'" if ch == '"' else ch)
     return "".join(out)
-
-
-def script_summary(pipeline: Pipeline) -> Mapping[str, Any]:
-    """Counts for messages: enabled layers and explicit numbers embedded in the script."""
-    enabled = pipeline.enabled_layers()
-    numbers = sum(int(arr.size) for _, layer in enabled for arr in layer.params.values())
-    return {"layers": len(enabled), "numbers": numbers}

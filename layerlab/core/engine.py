@@ -8,7 +8,6 @@ kept per position and, when only weights change, updated in place instead of reb
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,9 +15,28 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .kernels import apply_init
-from .pipeline import DEFAULT_MEMORY_BUDGET, LayerSpec, Pipeline, PipelineError, format_bytes
-from .specs import Shape, SpecError
+from .analysis import OverBudget, analyze, check_memory
+from .edits import initial_state
+from .pipeline import DEFAULT_MEMORY_BUDGET, LayerSpec, Pipeline
+from .specs import Shape
+
+
+def _module_with_state(layer: LayerSpec) -> nn.Module:
+    """The torch module holding ``initial_state(layer)``, built without torch's own random
+    init (built on the meta device, then given the tensors): a 4 GB Linear is allocated
+    once, not initialised twice."""
+    op = layer.op
+    if not op.learnable:
+        return op.build(dict(layer.args))
+    with torch.device("meta"):
+        module = op.build(dict(layer.args))
+    module.load_state_dict(initial_state(layer), strict=False, assign=True)
+    for name, buf in list(module.named_buffers()):
+        if buf.is_meta:  # integer counters (num_batches_tracked): torch starts them at 0
+            module._buffers[name] = torch.zeros(buf.shape, dtype=buf.dtype)
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
 
 
 class RunError(RuntimeError):
@@ -143,16 +161,12 @@ class Engine:
         return module
 
     def build_module(self, layer: LayerSpec) -> nn.Module:
-        """Construct, initialise (seeded) and load the exact params, on the CPU, then move."""
+        """Construct the module with the layer's exact tensors (explicit params, else its
+        seeded init) on the CPU, then move it to the device."""
         with torch.inference_mode(False):
-            module = layer.op.build(dict(layer.args))
-            for p in module.parameters():
-                p.requires_grad_(False)
-            if layer.op.learnable:
-                apply_init(module, dict(layer.init))
-                self._copy_params(module, layer)
+            module = _module_with_state(layer)
         module = module.to(self.device)
-        if self.channels_last and isinstance(module, nn.Conv2d):
+        if self.channels_last and layer.op.kernel is not None:  # conv kernels: 4-D weights
             module = module.to(memory_format=torch.channels_last)
         return module.eval()
 
@@ -165,16 +179,8 @@ class Engine:
                     if old.params[pname] is not arr:
                         state[pname].copy_(torch.from_numpy(arr.copy()))
                 return
-            fresh = self.build_module(layer).state_dict()
-            for pname, dst in state.items():
-                dst.copy_(fresh[pname])
-
-    @staticmethod
-    def _copy_params(module: nn.Module, layer: LayerSpec) -> None:
-        state = module.state_dict()
-        with torch.no_grad():
-            for pname, arr in layer.params.items():
-                state[pname].copy_(torch.from_numpy(arr.copy()))
+            for pname, tensor in initial_state(layer).items():
+                state[pname].copy_(tensor)
 
     # --- running ---
     def run(self, pipeline: Pipeline, image: torch.Tensor, *,
@@ -200,35 +206,16 @@ class Engine:
         names = pipeline.stage_names()
         enabled = pipeline.enabled_layers()
 
-        # Shapes first: refuse over-budget stacks before allocating anything, and know where
-        # the chain breaks so the stages before it still run.
-        shape: Shape = tuple(x.shape[1:])
-        shapes: list[tuple[Shape, str]] = []
-        broken: tuple[int, str] | None = None
-        for pos, (i, layer) in enumerate(enabled):
-            try:
-                info = layer.op.infer_shape(shape, dict(layer.args))
-            except SpecError as e:
-                err = PipelineError(str(e), index=i, name=layer.name or None, field=e.field)
-                broken = (pos, str(err))
-                break
-            shapes.append((info.shape, info.formula))
-            shape = info.shape
-        sizes = [math.prod(x.shape)] + [math.prod(s) for s, _ in shapes]
-        if cache:  # every stage stays alive for display
-            need = 4 * sum(sizes)
-        else:  # one pass: a stage's input and output are alive together
-            need = 4 * max(a + b for a, b in zip(sizes, sizes[1:] + [0], strict=True))
-        if need > self.memory_budget:
-            largest = "the input image alone is too large"
-            if shapes:
-                big = max(range(len(shapes)), key=lambda k: math.prod(shapes[k][0]))
-                i, layer = enabled[big]
-                largest = (f"the largest is layer {i} ({names[big + 1]}, "
-                           f"{' x '.join(map(str, shapes[big][0]))})")
-            raise RunError(f"this stack needs about {format_bytes(need)} for its stage outputs "
-                           f"at {hw[0]} x {hw[1]}, more than the memory budget of "
-                           f"{format_bytes(self.memory_budget)}; {largest}")
+        # Shapes and memory first: refuse over-budget stacks before allocating anything, and
+        # know where the chain breaks so the stages before it still run.
+        analysis = analyze(pipeline, hw)
+        try:
+            check_memory(analysis, self.memory_budget, cached=cache)
+        except OverBudget as e:
+            raise RunError(str(e)) from None
+        statuses = [s for s in analysis.layers if s.stage is not None]
+        bad = analysis.first_error
+        broken = None if bad is None else (len(statuses), str(bad.exception()))
 
         key = hashlib.blake2b(
             repr((image_key or ("input", self._input_serial), tuple(image.shape), image._version,
@@ -250,8 +237,8 @@ class Engine:
             if hit is not None and hit[0] == key:
                 x = hit[1]
                 new_cache.append(hit)
-                yield StageResult(stage, i, names[stage], layer.type, x, shapes[pos][0], 0.0,
-                                  True, formula=shapes[pos][1])
+                yield StageResult(stage, i, names[stage], layer.type, x, statuses[pos].shape,
+                                  0.0, True, formula=statuses[pos].formula)
                 continue
             # Stages after a miss can never hit again; drop them now to free memory early.
             del self._stage_cache[pos:]
@@ -276,6 +263,6 @@ class Engine:
             if cache:
                 new_cache.append((key, y))
             yield StageResult(stage, i, names[stage], layer.type, y, tuple(y.shape[1:]),
-                              seconds, False, formula=shapes[pos][1])
+                              seconds, False, formula=statuses[pos].formula)
         if cache:
             self._stage_cache = new_cache

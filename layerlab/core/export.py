@@ -44,6 +44,7 @@ import torch
 from PIL import Image
 
 from . import render
+from .analysis import analyze, check_memory
 from .engine import Engine, RunError, resolve_device
 from .imageio import ImageLoadError, LoadedImage, load_image, to_tensor
 from .pipeline import DEFAULT_MEMORY_BUDGET, Pipeline, PipelineError, atomic_write_bytes
@@ -252,8 +253,7 @@ def export_run(image_path: str | os.PathLike | LoadedImage, pipeline: Pipeline |
         loaded, image_label = _load(image_path)
         x = to_tensor(loaded.image, pipeline.input.mode)
         hw = (int(x.shape[-2]), int(x.shape[-1]))
-        shapes = pipeline.infer_shapes(hw)
-        _check_peak_memory(shapes)
+        shapes = _check_peak_memory(pipeline, hw)
         dev = resolve_device(device)
     except (PipelineError, ImageLoadError, RunError) as e:
         raise ExportError(str(e)) from None
@@ -360,16 +360,13 @@ def _load(image: str | os.PathLike | LoadedImage) -> tuple[LoadedImage, str]:
     return load_image(image), os.fspath(image)
 
 
-def _check_peak_memory(shapes) -> None:
-    """Only the current stage and its input are alive during an export (cache off)."""
-    sizes = [4 * math.prod(s.shape) for s in shapes]
-    peak = sizes[0] + max((a + b for a, b in zip(sizes, sizes[1:], strict=False)), default=0)
-    if peak > DEFAULT_MEMORY_BUDGET:
-        k = max(range(1, len(sizes)), key=lambda i: sizes[i - 1] + sizes[i])
-        s = shapes[k]
-        raise ExportError(f"stage {k} ({s.name}, {' x '.join(map(str, s.shape))}) needs about "
-                          f"{(sizes[k - 1] + sizes[k] + sizes[0]) / 2**30:.1f} GB at once, more "
-                          f"than the {DEFAULT_MEMORY_BUDGET / 2**30:.0f} GB an export may use")
+def _check_peak_memory(pipeline: Pipeline, hw: tuple[int, int]) -> list:
+    """The stage shapes, after refusing a stack whose one-pass peak (the input, the current
+    stage's input and output, the modules' weights) is over the budget."""
+    analysis = analyze(pipeline, hw)
+    shapes = analysis.stage_shapes()  # raises the first broken layer, located
+    check_memory(analysis, DEFAULT_MEMORY_BUDGET, cached=False)
+    return shapes
 
 
 def _check_target(out_dir: str | os.PathLike, overwrite: bool) -> Path:

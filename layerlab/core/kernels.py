@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -18,13 +19,6 @@ def _seed_sharpen() -> torch.Tensor:
     kernel = torch.ones(3, 3) / (-9.0)
     kernel[1][1] = 1
     return kernel
-
-
-def _gaussian(size: int, sigma: float) -> torch.Tensor:
-    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    g = torch.exp(-(x**2) / (2 * sigma**2))
-    k = torch.outer(g, g)
-    return (k / k.sum()).float()
 
 
 def _binomial(size: int) -> torch.Tensor:
@@ -92,11 +86,36 @@ def fit_kernel(kernel: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return out
 
 
-# --- initialisation --------------------------------------------------------------------------
+# --- initialisation ---------------------------------------------------------------------------
 
-INIT_SCHEMES = ("kaiming_normal", "kaiming_uniform", "xavier_normal", "xavier_uniform",
-                "normal", "constant", "torch_default")
+@dataclass(frozen=True)
+class Scheme:
+    """One init scheme: the ``torch.nn.init`` function and its arguments from the init object.
+
+    The same entry drives the run (:func:`init_tensor`) and the generated script
+    (:func:`init_expression`), so the two cannot drift apart. ``function`` None is
+    ``torch_default``: the module's own ``reset_parameters`` right after
+    ``torch.manual_seed(seed)``.
+    """
+
+    function: str | None
+    arguments: tuple[tuple[str, str], ...] = ()  # (torch keyword, init field)
+    seeded: bool = True  # takes ``generator=``
+
+
+SCHEMES: dict[str, Scheme] = {
+    "kaiming_normal": Scheme("kaiming_normal_"),
+    "kaiming_uniform": Scheme("kaiming_uniform_"),
+    "xavier_normal": Scheme("xavier_normal_"),
+    "xavier_uniform": Scheme("xavier_uniform_"),
+    "normal": Scheme("normal_", (("mean", "mean"), ("std", "std"))),
+    "constant": Scheme("constant_", (("val", "value"),), seeded=False),
+    "torch_default": Scheme(None),
+}
+INIT_SCHEMES = tuple(SCHEMES)
 DEFAULT_INIT = {"scheme": "kaiming_normal", "seed": 0}
+# Fields of the init object beyond scheme and seed, with their defaults.
+_FIELDS = {"mean": 0.0, "std": 0.01, "value": 0.0}
 
 
 def check_init(init: object) -> dict:
@@ -104,23 +123,20 @@ def check_init(init: object) -> dict:
     if not isinstance(init, dict):
         raise ValueError("init must be an object like {\"scheme\": \"kaiming_normal\", "
                          "\"seed\": 0}")
-    unknown = set(init) - {"scheme", "seed", "mean", "std", "value"}
+    unknown = set(init) - {"scheme", "seed", *_FIELDS}
     if unknown:
         raise ValueError(f"unknown init field(s): {', '.join(sorted(unknown))}")
     out = {"scheme": init.get("scheme", "kaiming_normal"), "seed": init.get("seed", 0)}
-    if out["scheme"] not in INIT_SCHEMES:
+    if out["scheme"] not in SCHEMES:
         raise ValueError(f"init scheme must be one of {', '.join(INIT_SCHEMES)}, "
                          f"not {out['scheme']!r}")
     seed = out["seed"]
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
         raise ValueError(f"init seed must be a non-negative integer, not {seed!r}")
-    if out["scheme"] == "normal":
-        out["mean"] = _finite(init.get("mean", 0.0), "mean")
-        out["std"] = _finite(init.get("std", 0.01), "std")
-        if out["std"] < 0:
-            raise ValueError("init std must not be negative")
-    if out["scheme"] == "constant":
-        out["value"] = _finite(init.get("value", 0.0), "value")
+    for _keyword, name in SCHEMES[out["scheme"]].arguments:
+        out[name] = _finite(init.get(name, _FIELDS[name]), name)
+    if out.get("std", 0.0) < 0:
+        raise ValueError("init std must not be negative")
     return out
 
 
@@ -130,56 +146,27 @@ def _finite(v: object, name: str) -> float:
     return float(v)
 
 
-def init_expression(init: dict, target: str, generator: str) -> str:
-    """The torch call that ``apply_init`` makes, as source text (used by the code export)."""
-    s = init["scheme"]
-    if s == "kaiming_normal":
-        return f"nn.init.kaiming_normal_({target}, generator={generator})"
-    if s == "kaiming_uniform":
-        return f"nn.init.kaiming_uniform_({target}, generator={generator})"
-    if s == "xavier_normal":
-        return f"nn.init.xavier_normal_({target}, generator={generator})"
-    if s == "xavier_uniform":
-        return f"nn.init.xavier_uniform_({target}, generator={generator})"
-    if s == "normal":
-        return (f"nn.init.normal_({target}, mean={init['mean']!r}, std={init['std']!r}, "
-                f"generator={generator})")
-    if s == "constant":
-        return f"nn.init.constant_({target}, {init['value']!r})"
-    raise ValueError(s)
+def _call(init: dict) -> tuple[Scheme, dict]:
+    scheme = SCHEMES[init["scheme"]]
+    if scheme.function is None:
+        raise ValueError("torch_default is the module's own reset_parameters, not one call")
+    return scheme, {kw: init[name] for kw, name in scheme.arguments}
 
 
 @torch.no_grad()
-def apply_init(module: nn.Module, init: dict) -> None:
-    """Deterministically initialise ``module`` on the CPU.
+def init_tensor(tensor: torch.Tensor, init: dict) -> torch.Tensor:
+    """Fill ``tensor`` in place with the scheme (a fresh generator seeded with the seed)."""
+    scheme, kwargs = _call(init)
+    if scheme.seeded:
+        kwargs["generator"] = torch.Generator().manual_seed(init["seed"])
+    getattr(nn.init, scheme.function)(tensor, **kwargs)
+    return tensor
 
-    Conv2d/Linear weights get the scheme (seeded generator), their biases zero;
-    ``torch_default`` runs torch's own ``reset_parameters`` under the seed. Other modules (norm
-    layers) keep torch's deterministic defaults.
-    """
-    weight = getattr(module, "weight", None)
-    if init["scheme"] == "torch_default":
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(init["seed"])
-            if hasattr(module, "reset_parameters"):
-                module.reset_parameters()
-        return
-    if not isinstance(module, nn.Conv2d | nn.Linear) or not isinstance(weight, torch.Tensor):
-        return  # norm layers: torch's ones/zeros are already deterministic
-    g = torch.Generator().manual_seed(init["seed"])
-    s = init["scheme"]
-    if s == "kaiming_normal":
-        nn.init.kaiming_normal_(weight, generator=g)
-    elif s == "kaiming_uniform":
-        nn.init.kaiming_uniform_(weight, generator=g)
-    elif s == "xavier_normal":
-        nn.init.xavier_normal_(weight, generator=g)
-    elif s == "xavier_uniform":
-        nn.init.xavier_uniform_(weight, generator=g)
-    elif s == "normal":
-        nn.init.normal_(weight, mean=init["mean"], std=init["std"], generator=g)
-    else:
-        nn.init.constant_(weight, init["value"])
-    bias = getattr(module, "bias", None)
-    if isinstance(bias, torch.Tensor):
-        bias.zero_()
+
+def init_expression(init: dict, target: str, generator: str) -> str:
+    """The call :func:`init_tensor` makes, as source text (used by the code export)."""
+    scheme, kwargs = _call(init)
+    parts = [target] + [f"{kw}={v!r}" for kw, v in kwargs.items()]
+    if scheme.seeded:
+        parts.append(f"generator={generator}")
+    return f"nn.init.{scheme.function}({', '.join(parts)})"

@@ -1,4 +1,4 @@
-"""Pipeline = input mode + ordered layer specs; JSON load/save; validation; shape inference.
+"""Pipeline = input mode + ordered layer specs; JSON load/save and its validation.
 
 Specs are immutable: an edit makes a new ``LayerSpec`` / ``Pipeline`` (``dataclasses.replace``),
 so the GUI can hand a snapshot to the worker without copying or locking.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -19,13 +18,13 @@ from typing import Any
 import numpy as np
 
 from .kernels import DEFAULT_INIT, check_init
-from .specs import OPS, OpSpec, Shape, ShapeInfo, SpecError, get_op
+from .specs import OPS, OpSpec, Shape, SpecError, get_op
 
 FORMAT = "layerlab.pipeline"
 VERSION = 1
 MAX_FILE_BYTES = 64 * 1024 * 1024
 MAX_LAYERS = 1000
-DEFAULT_MEMORY_BUDGET = 4 * 1024**3  # bytes of stage outputs kept for display
+DEFAULT_MEMORY_BUDGET = 4 * 1024**3  # bytes a run may hold: stage outputs and weights
 
 
 class PipelineError(ValueError):
@@ -185,45 +184,6 @@ class Pipeline:
     def input_shape(self, image_hw: tuple[int, int]) -> Shape:
         h, w = self.input.resize or image_hw
         return (self.input.channels, h, w)
-
-    def infer_shapes(self, image_hw: tuple[int, int]) -> list[StageShape]:
-        """Shapes of every stage by formula, without running anything.
-
-        Raises PipelineError naming the first layer whose shape does not chain.
-        """
-        shape = self.input_shape(image_hw)
-        out = [StageShape(-1, "input", "Input", shape, shape, "", 0)]
-        names = self.stage_names()
-        for (i, layer), stage_name in zip(self.enabled_layers(), names[1:], strict=True):
-            try:
-                info: ShapeInfo = layer.op.infer_shape(shape, dict(layer.args))
-            except SpecError as e:
-                raise PipelineError(f"{e} (input {_shape_text(shape)})", index=i,
-                                    name=layer.name or None, field=e.field) from None
-            count = sum(math.prod(s) for k, s in
-                        layer.op.parameter_shapes(dict(layer.args)).items()
-                        if k in ("weight", "bias"))
-            out.append(StageShape(i, stage_name, layer.type, shape, info.shape, info.formula,
-                                  count))
-            shape = info.shape
-        return out
-
-    def estimate_bytes(self, image_hw: tuple[int, int]) -> int:
-        """Memory the run keeps: every stage's float32 output plus parameters."""
-        stages = self.infer_shapes(image_hw)
-        return sum(4 * math.prod(s.shape) + 4 * s.parameter_count for s in stages)
-
-    def check_memory(self, image_hw: tuple[int, int], budget: int) -> None:
-        need = self.estimate_bytes(image_hw)
-        if need > budget:
-            biggest = max(self.infer_shapes(image_hw)[1:] or [None],
-                          key=lambda s: math.prod(s.shape) if s else 0)
-            where = ""
-            if biggest is not None:
-                where = (f"; the largest stage is layer {biggest.layer_index} ({biggest.name}, "
-                         f"{_shape_text(biggest.shape)})")
-            raise PipelineError(f"this stack needs about {_bytes(need)} for its stage outputs, "
-                                f"more than the {_bytes(budget)} memory budget{where}")
 
     # --- JSON ---
     def to_dict(self) -> dict:
@@ -465,15 +425,12 @@ def nonfinite_warnings(pipeline: Pipeline) -> list[str]:
 
 # --- small helpers ---------------------------------------------------------------------------
 
-def _shape_text(shape: Iterable[int]) -> str:
-    return " x ".join(str(d) for d in shape)
-
-
 def _shape_list(shape: Iterable[int]) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
-def _bytes(n: float) -> str:
+def format_bytes(n: float) -> str:
+    """``512 bytes``, ``1.5 KB``, ``97.7 GB`` (powers of 1024)."""
     for unit in ("bytes", "KB", "MB", "GB", "TB"):
         if n < 1024 or unit == "TB":
             return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
@@ -481,8 +438,7 @@ def _bytes(n: float) -> str:
     return f"{n:.1f} TB"
 
 
-def format_bytes(n: float) -> str:
-    return _bytes(n)
+_bytes = format_bytes  # the loaders' short name
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -1,7 +1,11 @@
-"""One declarative spec per supported op.
+"""One declarative spec per supported op: the only place a per-op rule lives.
 
-The GUI forms, the JSON validation, shape inference and module construction are all driven by
-these specs. A type name becomes a module only through ``OPS`` (the allow-list).
+Each ``OpSpec`` gives the op's parameters (types, ranges, defaults, help, how the form shows
+them), its shape formula (from :mod:`.shapes`), its receptive-field window (from
+:mod:`.windows`), how its tensors start (``InitRule``), which argument follows the input's
+channels (``ChannelRule``) and its editable kernel. The forms, the JSON validation, the
+analysis, the engine and the code export read these hooks instead of checking type names.
+A type name becomes a module only through ``OPS`` (the allow-list).
 """
 
 from __future__ import annotations
@@ -14,16 +18,14 @@ from typing import Any
 import torch
 from torch import nn
 
-Shape = tuple[int, ...]  # a stage's shape without the batch dimension: (C, H, W) or (N,)
+from . import shapes as sh
+from . import windows as win
+from .shapes import Shape, ShapeInfo, SpecError, shape_text
+from .windows import GLOBAL, RESHAPE, Window, pad4, pair
 
-
-class SpecError(ValueError):
-    """An argument or shape problem in one layer; ``field`` names the offending argument."""
-
-    def __init__(self, message: str, field: str | None = None):
-        super().__init__(message)
-        self.field = field
-
+__all__ = ["CATEGORIES", "GLOBAL", "KINDS", "OPS", "RESHAPE", "WIDGETS", "ChannelRule",
+           "InitRule", "OpSpec", "Param", "Shape", "ShapeInfo", "SpecError", "get_op",
+           "ops_in", "pad4", "pair", "shape_text"]
 
 # --- parameter kinds -------------------------------------------------------------------------
 # int        one integer
@@ -41,6 +43,14 @@ class SpecError(ValueError):
 KINDS = ("int", "float", "bool", "choice", "pair", "opt_pair", "padding", "pad4", "opt_int",
          "opt_float", "opt_bool", "ints")
 
+# The form's editor per kind: a table, so the form needs no per-kind or per-name branches.
+# Optional kinds use their value's editor plus a null switch (``Param.nullable``).
+WIDGETS: dict[str, str] = {
+    "int": "int", "float": "float", "bool": "check", "choice": "choice", "pair": "pair",
+    "opt_pair": "pair", "padding": "padding", "pad4": "pad4", "opt_int": "int",
+    "opt_float": "float", "opt_bool": "tristate", "ints": "ints",
+}
+
 
 @dataclass(frozen=True)
 class Param:
@@ -56,6 +66,26 @@ class Param:
     # When omitted while this other argument is given (not null), the value is null instead
     # of the default (Upsample: a size without a scale_factor, as torch reads it).
     null_if_given: str | None = None
+    # How the form shows null for the optional kinds, and which argument's value null stands
+    # for (pool stride: "auto", i.e. the kernel size).
+    none_label: str = "none"
+    none_follows: str | None = None
+
+    @property
+    def widget(self) -> str:
+        """The editor kind the form builds for this parameter (see ``WIDGETS``)."""
+        return WIDGETS[self.kind]
+
+    @property
+    def nullable(self) -> bool:
+        """Whether the editor needs a "null" switch (``none_label``) beside the value."""
+        return self.kind in ("opt_pair", "opt_int", "opt_float")
+
+    def none_text(self, args: Mapping[str, Any]) -> str:
+        """What null means for this layer, e.g. "auto (= 3)" for a pool stride."""
+        if self.none_follows is not None and args.get(self.none_follows) is not None:
+            return f"{self.none_label} (= {_value_text(args[self.none_follows])})"
+        return self.none_label
 
     def check(self, value: Any) -> Any:
         """Return the value in canonical JSON form (lists, not tuples) or raise SpecError."""
@@ -124,20 +154,49 @@ def _fmt(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 
 
-def pair(v: Any) -> tuple[int, int]:
-    return (v[0], v[1]) if isinstance(v, list | tuple) else (v, v)
+def _value_text(v: Any) -> str:
+    return " x ".join(map(str, v)) if isinstance(v, list | tuple) else str(v)
 
 
-def pad4(v: Any) -> tuple[int, int, int, int]:
-    return tuple(v) if isinstance(v, list | tuple) else (v, v, v, v)  # type: ignore[return-value]
+# --- the per-op hooks besides shapes --------------------------------------------------------
+
+@dataclass(frozen=True)
+class InitRule:
+    """How a layer's tensors start when the file gives no numbers.
+
+    ``seeded`` tensors get the layer's init scheme (a seeded generator, see
+    ``kernels.SCHEMES``); ``zeros``/``ones`` are torch's deterministic constants (biases, norm
+    layers' scale and running statistics). Together they are every floating-point tensor of
+    the module's state (checked by the tests against torch).
+    """
+
+    seeded: tuple[str, ...] = ()
+    zeros: tuple[str, ...] = ()
+    ones: tuple[str, ...] = ()
+
+    @property
+    def tensors(self) -> tuple[str, ...]:
+        return self.seeded + self.zeros + self.ones
+
+
+NO_TENSORS = InitRule()
+_SEEDED = InitRule(seeded=("weight",), zeros=("bias",))
+_NORM = InitRule(zeros=("bias", "running_mean"), ones=("weight", "running_var"))
+_AFFINE_ONLY = InitRule(zeros=("bias",), ones=("weight",))
 
 
 @dataclass(frozen=True)
-class ShapeInfo:
-    """Output shape plus the formula with the user's numbers, for display."""
+class ChannelRule:
+    """Which argument must equal the input's channel count, so it can follow the input.
 
-    shape: Shape
-    formula: str = ""
+    ``weight_axis`` is the axis of ``weight`` over input channels when the kernels can be
+    re-mixed for a new channel count (a conv's kernels summed for gray, split for RGB);
+    ``applies(args)`` says when following is meaningful (not for grouped convs).
+    """
+
+    arg: str
+    weight_axis: int | None = None
+    applies: Callable[[dict], bool] = field(default=lambda args: True)
 
 
 @dataclass(frozen=True)
@@ -152,7 +211,24 @@ class OpSpec:
     spatial: bool = True  # needs a (C, H, W) input
     # Dropout: identity in eval mode, shown as such.
     eval_identity: bool = False
-    learnable: tuple[str, ...] = field(default=())
+    # The hooks every op states explicitly (keyword-only, no defaults):
+    # receptive: a window function from ``windows`` (output window -> input window), or
+    #   ``GLOBAL`` / ``RESHAPE`` when an output value has no local window in the input.
+    receptive: Callable[[dict, tuple[int, int], tuple[int, int], Window], Window] | str = \
+        field(kw_only=True)
+    init: InitRule = field(kw_only=True)
+    channels: ChannelRule | None = field(kw_only=True)  # None: no argument follows channels
+    kernel: str | None = field(kw_only=True)  # the parameter the kernel editor edits
+
+    @property
+    def learnable(self) -> tuple[str, ...]:
+        """The module's floating-point state (parameters and buffers), by name."""
+        return self.init.tensors
+
+    @property
+    def local(self) -> bool:
+        """Whether output pixels map back to a window of input pixels."""
+        return callable(self.receptive)
 
     @property
     def module_class(self) -> type[nn.Module]:
@@ -204,12 +280,12 @@ class OpSpec:
     def infer_shape(self, in_shape: Shape, args: dict) -> ShapeInfo:
         if self.spatial and len(in_shape) != 3:
             raise SpecError(f"{self.type} needs a C x H x W input, but gets "
-                            f"{_shape_text(in_shape)} (it comes after a Flatten/Linear)", None)
+                            f"{shape_text(in_shape)} (it comes after a Flatten/Linear)", None)
         info = self.infer(in_shape, args)
         for d in info.shape:
             if d <= 0:
-                raise SpecError(f"output would be {_shape_text(info.shape)}: "
-                                f"the input {_shape_text(in_shape)} is too small", None)
+                raise SpecError(f"output would be {shape_text(info.shape)}: "
+                                f"the input {shape_text(in_shape)} is too small", None)
         return info
 
     def build(self, args: dict) -> nn.Module:
@@ -228,263 +304,17 @@ class OpSpec:
 _REQUIRED = object()
 
 
-def _channels(n: int) -> str:
-    return "1 channel" if n == 1 else f"{n} channels"
-
-
-def _shape_text(shape: Shape) -> str:
-    return " x ".join(str(d) for d in shape) if shape else "a scalar"
-
-
-# --- shape formulas --------------------------------------------------------------------------
-
-def _conv_dim(n: int, k: int, s: int, p: int, d: int, axis: str) -> tuple[int, str]:
-    span = d * (k - 1) + 1
-    if n + 2 * p < span:
-        raise SpecError(f"kernel {k} with dilation {d} spans {span} pixels, larger than the "
-                        f"input's {axis} {n} after padding ({n + 2 * p})", "kernel_size")
-    out = (n + 2 * p - d * (k - 1) - 1) // s + 1
-    text = (f"{axis}_out = floor(({n} + 2*{p} - {d}*({k}-1) - 1)/{s} + 1) = {out}")
-    return out, text
-
-
-def _pool_dim(n: int, k: int, s: int, p: int, d: int, ceil: bool, axis: str) -> tuple[int, str]:
-    # Mirrors ATen's pooling_output_shape: floor division (div_rtn), and with ceil_mode the
-    # last window is kept when it starts inside the image or the left padding, even if the
-    # kernel overhangs the far edge; it is dropped when it would start in the right padding.
-    num = n + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil else 0)
-    out = num // s + 1
-    dropped = ceil and (out - 1) * s >= n + p
-    if dropped:
-        out -= 1
-    if out < 1:
-        raise SpecError(f"kernel {k}" + (f" with dilation {d}" if d != 1 else "") +
-                        f" is larger than the input's {axis} {n} after padding ({n + 2 * p})",
-                        "kernel_size")
-    fn = "ceil" if ceil else "floor"
-    text = f"{axis}_out = {fn}(({n} + 2*{p} - {d}*({k}-1) - 1)/{s} + 1) = {out}"
-    if dropped:
-        text += " (last window dropped: it would start in the padding)"
-    return out, text
-
-
-def _infer_conv(shape: Shape, a: dict) -> ShapeInfo:
-    c, h, w = shape
-    if c != a["in_channels"]:
-        raise SpecError(f"in_channels is {a['in_channels']} but the input has "
-                        f"{_channels(c)}", "in_channels")
-    k, s, d = pair(a["kernel_size"]), pair(a["stride"]), pair(a["dilation"])
-    _check_padding_mode(h, w, k, d, a)
-    if a["padding"] == "same":
-        hw = []
-        texts = []
-        for n, kk, dd, axis in ((h, k[0], d[0], "H"), (w, k[1], d[1], "W")):
-            hw.append(n)
-            texts.append(f"{axis}_out = {axis} = {n} (padding 'same': {dd}*({kk}-1) = "
-                         f"{dd * (kk - 1)} pixels of padding in total)")
-        return ShapeInfo((a["out_channels"], hw[0], hw[1]), "\n".join(texts))
-    p = (0, 0) if a["padding"] == "valid" else pair(a["padding"])
-    oh, th = _conv_dim(h, k[0], s[0], p[0], d[0], "H")
-    ow, tw = _conv_dim(w, k[1], s[1], p[1], d[1], "W")
-    return ShapeInfo((a["out_channels"], oh, ow), th + "\n" + tw)
-
-
-def _check_padding_mode(h: int, w: int, k: tuple[int, int], d: tuple[int, int],
-                        a: dict) -> None:
-    """Reflect/circular padding is done by F.pad, which limits it by the input size."""
-    mode = a["padding_mode"]
-    if mode not in ("reflect", "circular"):
-        return
-    if a["padding"] == "same":
-        # torch splits d*(k-1) as total//2 before, the rest after
-        totals = (d[0] * (k[0] - 1), d[1] * (k[1] - 1))
-        sides = ((totals[0] - totals[0] // 2, h), (totals[1] - totals[1] // 2, w))
-        what = "padding 'same' needs"
-    else:
-        p = (0, 0) if a["padding"] == "valid" else pair(a["padding"])
-        sides = ((p[0], h), (p[1], w))
-        what = "padding"
-    for pad, n in sides:
-        if mode == "reflect" and pad >= n:
-            raise SpecError(f"{what} {pad} with padding_mode 'reflect' must be smaller than "
-                            f"the input size {h} x {w}", "padding")
-        if mode == "circular" and pad > n:
-            raise SpecError(f"{what} {pad} with padding_mode 'circular' cannot exceed the "
-                            f"input size {h} x {w}", "padding")
-
-
-def _check_conv(a: dict) -> None:
-    g = a["groups"]
-    if a["in_channels"] % g:
-        raise SpecError(f"in_channels ({a['in_channels']}) must be divisible by groups ({g})",
-                        "groups")
-    if a["out_channels"] % g:
-        raise SpecError(f"out_channels ({a['out_channels']}) must be divisible by groups ({g})",
-                        "groups")
-    if a["padding"] == "same" and pair(a["stride"]) != (1, 1):
-        raise SpecError("padding 'same' needs stride 1", "padding")
-
-
-def _pool_common(shape: Shape, a: dict, *, dilation: bool, avg: bool) -> ShapeInfo:
-    c, h, w = shape
-    k = pair(a["kernel_size"])
-    s = pair(a["stride"]) if a.get("stride") is not None else k
-    p = pair(a.get("padding", 0))
-    d = pair(a["dilation"]) if dilation else (1, 1)
-    oh, th = _pool_dim(h, k[0], s[0], p[0], d[0], a.get("ceil_mode", False), "H")
-    ow, tw = _pool_dim(w, k[1], s[1], p[1], d[1], a.get("ceil_mode", False), "W")
-    return ShapeInfo((c, oh, ow), th + "\n" + tw)
-
-
-def _check_pool_padding(a: dict) -> None:
-    k, p = pair(a["kernel_size"]), pair(a.get("padding", 0))
-    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
-        raise SpecError(f"padding {a['padding']} must be at most half the kernel size "
-                        f"{a['kernel_size']}", "padding")
-
-
-def _infer_adaptive(shape: Shape, a: dict) -> ShapeInfo:
-    oh, ow = pair(a["output_size"])
-    return ShapeInfo((shape[0], oh, ow), f"output size fixed at {oh} x {ow} "
-                     f"(windows adapt to the {shape[1]} x {shape[2]} input)")
-
-
-def _infer_pad(shape: Shape, a: dict) -> ShapeInfo:
-    c, h, w = shape
-    left, right, top, bottom = pad4(a["padding"])
-    oh, ow = h + top + bottom, w + left + right
-    return ShapeInfo((c, oh, ow), f"H_out = {h} + {top} + {bottom} = {oh}\n"
-                     f"W_out = {w} + {left} + {right} = {ow}")
-
-
-def _infer_reflection_pad(shape: Shape, a: dict) -> ShapeInfo:
-    _, h, w = shape
-    left, right, top, bottom = pad4(a["padding"])
-    if max(left, right) >= w or max(top, bottom) >= h:
-        raise SpecError(f"reflection padding {list(pad4(a['padding']))} must be smaller than "
-                        f"the input size {h} x {w} on each side", "padding")
-    return _infer_pad(shape, a)
-
-
-def _same(shape: Shape, a: dict) -> ShapeInfo:
-    return ShapeInfo(tuple(shape), "shape unchanged")
-
-
-def _needs_channels(field_name: str) -> Callable[[Shape, dict], ShapeInfo]:
-    def infer(shape: Shape, a: dict) -> ShapeInfo:
-        if shape[0] != a[field_name]:
-            raise SpecError(f"{field_name} is {a[field_name]} but the input has "
-                            f"{_channels(shape[0])}", field_name)
-        return ShapeInfo(tuple(shape), "shape unchanged")
-    return infer
-
-
-def _infer_batchnorm(shape: Shape, a: dict) -> ShapeInfo:
-    info = _needs_channels("num_features")(shape, a)
-    if not a["track_running_stats"] and shape[1] * shape[2] == 1:
-        raise SpecError("without running statistics BatchNorm2d normalises by this image's "
-                        "statistics and needs more than one value per channel (input is 1 x 1)",
-                        "track_running_stats")
-    return info
-
-
-def _infer_instancenorm(shape: Shape, a: dict) -> ShapeInfo:
-    info = _needs_channels("num_features")(shape, a)
-    if not a["track_running_stats"] and shape[1] * shape[2] == 1:
-        raise SpecError("InstanceNorm2d normalises each channel by its own statistics and needs "
-                        "more than one pixel (input is 1 x 1)", "track_running_stats")
-    return info
-
-
-def _infer_groupnorm(shape: Shape, a: dict) -> ShapeInfo:
-    info = _needs_channels("num_channels")(shape, a)
-    if shape[0] // a["num_groups"] * shape[1] * shape[2] == 1:
-        raise SpecError("each group has a single value (one channel per group on a 1 x 1 "
-                        "input), so it cannot be normalised", "num_groups")
-    return info
-
-
-def _check_groupnorm(a: dict) -> None:
-    if a["num_channels"] % a["num_groups"]:
-        raise SpecError(f"num_channels ({a['num_channels']}) must be divisible by num_groups "
-                        f"({a['num_groups']})", "num_groups")
-
-
-def _infer_layernorm(shape: Shape, a: dict) -> ShapeInfo:
-    ns = tuple(a["normalized_shape"])
-    if len(ns) > len(shape) or tuple(shape[len(shape) - len(ns):]) != ns:
-        raise SpecError(f"normalized_shape {list(ns)} must match the last dimensions of the "
-                        f"input {_shape_text(shape)}", "normalized_shape")
-    return ShapeInfo(tuple(shape), "shape unchanged")
-
-
-def _check_hardtanh(a: dict) -> None:
-    if a["max_val"] <= a["min_val"]:
-        raise SpecError(f"max_val ({a['max_val']}) must be greater than min_val "
-                        f"({a['min_val']})", "max_val")
-
-
-def _check_upsample(a: dict) -> None:
-    if (a["size"] is None) == (a["scale_factor"] is None):
-        raise SpecError("give exactly one of size and scale_factor", "scale_factor")
-    if a["align_corners"] is not None and a["mode"] not in ("bilinear", "bicubic"):
-        raise SpecError("align_corners only applies to the bilinear and bicubic modes",
-                        "align_corners")
-
-
-def _infer_upsample(shape: Shape, a: dict) -> ShapeInfo:
-    c, h, w = shape
-    if a["size"] is not None:
-        oh, ow = pair(a["size"])
-        return ShapeInfo((c, oh, ow), f"output size fixed at {oh} x {ow}")
-    f = a["scale_factor"]
-    oh, ow = math.floor(h * f), math.floor(w * f)
-    return ShapeInfo((c, oh, ow), f"H_out = floor({h} * {f}) = {oh}\n"
-                     f"W_out = floor({w} * {f}) = {ow}")
-
-
-def _infer_flatten(shape: Shape, a: dict) -> ShapeInfo:
-    full = (1, *shape)
-    nd = len(full)
-    start, end = a["start_dim"], a["end_dim"]
-    s = start if start >= 0 else start + nd
-    e = end if end >= 0 else end + nd
-    if not (0 <= s < nd and 0 <= e < nd):
-        raise SpecError(f"start_dim {start} / end_dim {end} out of range for a "
-                        f"{nd}-dimensional batch", "start_dim")
-    if s > e:
-        raise SpecError(f"start_dim ({start}) must not come after end_dim ({end})", "start_dim")
-    if s == 0:
-        raise SpecError("start_dim 0 would merge the batch dimension; use 1", "start_dim")
-    merged = math.prod(full[s:e + 1])
-    out = full[:s] + (merged,) + full[e + 1:]
-    factors = " * ".join(str(d) for d in full[s:e + 1])
-    return ShapeInfo(tuple(out[1:]), f"{factors} = {merged}")
-
-
-def _infer_linear(shape: Shape, a: dict) -> ShapeInfo:
-    if shape[-1] != a["in_features"]:
-        raise SpecError(f"in_features is {a['in_features']} but the input's last dimension is "
-                        f"{shape[-1]} (input {_shape_text(shape)})", "in_features")
-    out = (*shape[:-1], a["out_features"])
-    return ShapeInfo(tuple(out), f"y = x A^T + b: {a['in_features']} -> {a['out_features']}")
-
-
-def _infer_softmax2d(shape: Shape, a: dict) -> ShapeInfo:
-    return ShapeInfo(tuple(shape), "softmax over the channels at every pixel; shape unchanged")
-
-
 # --- the specs -------------------------------------------------------------------------------
 
 def P(name, kind, default, help, minimum=None, maximum=None, choices=(), from_input=None,
-      null_if_given=None):
+      null_if_given=None, none_label="none", none_follows=None):
     return Param(name, kind, default, help, minimum, maximum, tuple(choices), from_input,
-                 null_if_given)
+                 null_if_given, none_label, none_follows)
 
 
 _K = P("kernel_size", "pair", 2, "Window size: one number or [height, width].", 1, 256)
-_POOL_STRIDE = P("stride", "opt_pair", None, "Step between windows; empty means the kernel "
-                 "size.", 1, 256)
+_POOL_STRIDE = P("stride", "opt_pair", None, "Step between windows; auto means the kernel "
+                 "size.", 1, 256, none_label="auto", none_follows="kernel_size")
 _POOL_PAD = P("padding", "pair", 0, "Implicit padding on every side (at most half the "
               "kernel).", 0, 128)
 _CEIL = P("ceil_mode", "bool", False, "Round the output size up instead of down, keeping a "
@@ -513,58 +343,80 @@ _ops: list[OpSpec] = [
             P("bias", "bool", True, "Add a learnable bias per output channel."),
             P("padding_mode", "choice", "zeros", "How the padding is filled.",
               choices=("zeros", "reflect", "replicate", "circular"))),
-           _infer_conv, _check_conv, learnable=("weight", "bias")),
+           sh.infer_conv, sh.check_conv,
+           receptive=win.sliding, init=_SEEDED, kernel="weight",
+           channels=ChannelRule("in_channels", weight_axis=1,
+                                applies=lambda a: a["groups"] == 1)),
     OpSpec("MaxPool2d", "pooling", "Maximum over each window.",
            (_K, _POOL_STRIDE, _POOL_PAD,
             P("dilation", "pair", 1, "Spacing between window taps.", 1, 64), _CEIL),
-           lambda s, a: _pool_common(s, a, dilation=True, avg=False), _check_pool_padding),
+           lambda s, a: sh.pool_common(s, a, dilation=True, avg=False), sh.check_pool_padding,
+           receptive=win.sliding, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("AvgPool2d", "pooling", "Average over each window.",
            (_K, _POOL_STRIDE, _POOL_PAD, _CEIL,
             P("count_include_pad", "bool", True, "Count padded zeros in the average."),
             P("divisor_override", "opt_int", None, "Divide by this instead of the window "
               "size.", 1, 65536)),
-           lambda s, a: _pool_common(s, a, dilation=False, avg=True), _check_pool_padding),
+           lambda s, a: sh.pool_common(s, a, dilation=False, avg=True), sh.check_pool_padding,
+           receptive=win.sliding, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("AdaptiveAvgPool2d", "pooling", "Average pooling to a fixed output size.",
            (P("output_size", "pair", 1, "Output size: one number or [height, width].", 1,
-              4096),), _infer_adaptive),
+              4096),), sh.infer_adaptive,
+           receptive=win.adaptive, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("AdaptiveMaxPool2d", "pooling", "Max pooling to a fixed output size.",
            (P("output_size", "pair", 1, "Output size: one number or [height, width].", 1,
-              4096),), _infer_adaptive),
+              4096),), sh.infer_adaptive,
+           receptive=win.adaptive, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("LPPool2d", "pooling", "Power-average pooling: (sum x^p)^(1/p) over each window.",
            (P("norm_type", "float", 2.0, "The power p (1 = sum pooling, large = max).", 0.1,
               100.0), _K, _POOL_STRIDE, _CEIL),
-           lambda s, a: _pool_common(s, a, dilation=False, avg=True)),
-    OpSpec("ZeroPad2d", "padding", "Pad with zeros.", (_PAD4,), _infer_pad),
+           lambda s, a: sh.pool_common(s, a, dilation=False, avg=True),
+           receptive=win.sliding, init=NO_TENSORS, channels=None, kernel=None),
+    OpSpec("ZeroPad2d", "padding", "Pad with zeros.", (_PAD4,), sh.infer_pad,
+           receptive=win.shifted, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("ReflectionPad2d", "padding", "Pad by mirroring the border (edge not repeated).",
-           (_PAD4,), _infer_reflection_pad),
+           (_PAD4,), sh.infer_reflection_pad,
+           receptive=win.reflected, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("ReplicationPad2d", "padding", "Pad by repeating the edge pixels.", (_PAD4,),
-           _infer_pad),
+           sh.infer_pad,
+           receptive=win.replicated, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("ConstantPad2d", "padding", "Pad with a constant value.",
-           (_PAD4, P("value", "float", 0.0, "The fill value.", -1e6, 1e6)), _infer_pad),
-    OpSpec("ReLU", "activation", "max(0, x).", (), _same, spatial=False),
+           (_PAD4, P("value", "float", 0.0, "The fill value.", -1e6, 1e6)), sh.infer_pad,
+           receptive=win.shifted, init=NO_TENSORS, channels=None, kernel=None),
+    OpSpec("ReLU", "activation", "max(0, x).", (), sh.same, spatial=False,
+           receptive=win.pointwise, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("LeakyReLU", "activation", "x if x > 0 else slope * x.",
            (P("negative_slope", "float", 0.01, "Slope for negative inputs.", -10.0, 10.0),),
-           _same, spatial=False),
+           sh.same, spatial=False,
+           receptive=win.pointwise, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("ELU", "activation", "x if x > 0 else alpha * (exp(x) - 1).",
            (P("alpha", "float", 1.0, "Saturation value for negative inputs.", 0.0, 100.0),),
-           _same, spatial=False),
+           sh.same, spatial=False,
+           receptive=win.pointwise, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("GELU", "activation", "x * Phi(x), the Gaussian error linear unit.",
            (P("approximate", "choice", "none", "Exact erf form or the tanh approximation.",
-              choices=("none", "tanh")),), _same, spatial=False),
-    OpSpec("SiLU", "activation", "x * sigmoid(x) (swish).", (), _same, spatial=False),
-    OpSpec("Sigmoid", "activation", "1 / (1 + exp(-x)), squashes to (0, 1).", (), _same,
-           spatial=False),
-    OpSpec("Tanh", "activation", "tanh(x), squashes to (-1, 1).", (), _same, spatial=False),
+              choices=("none", "tanh")),), sh.same, spatial=False,
+           receptive=win.pointwise, init=NO_TENSORS, channels=None, kernel=None),
+    OpSpec("SiLU", "activation", "x * sigmoid(x) (swish).", (), sh.same, spatial=False,
+           receptive=win.pointwise, init=NO_TENSORS, channels=None, kernel=None),
+    OpSpec("Sigmoid", "activation", "1 / (1 + exp(-x)), squashes to (0, 1).", (), sh.same,
+           spatial=False,
+           receptive=win.pointwise, init=NO_TENSORS, channels=None, kernel=None),
+    OpSpec("Tanh", "activation", "tanh(x), squashes to (-1, 1).", (), sh.same, spatial=False,
+           receptive=win.pointwise, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("Softplus", "activation", "log(1 + exp(beta x)) / beta, a smooth ReLU.",
            (P("beta", "float", 1.0, "Sharpness.", 0.01, 100.0),
             P("threshold", "float", 20.0, "Above beta*x > threshold the layer is linear.", 0.0,
-              1000.0)), _same, spatial=False),
+              1000.0)), sh.same, spatial=False,
+           receptive=win.pointwise, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("Hardtanh", "activation", "Clamp to [min_val, max_val].",
            (P("min_val", "float", -1.0, "Lower clamp.", -1e6, 1e6),
-            P("max_val", "float", 1.0, "Upper clamp.", -1e6, 1e6)), _same, _check_hardtanh,
-           spatial=False),
+            P("max_val", "float", 1.0, "Upper clamp.", -1e6, 1e6)), sh.same, sh.check_hardtanh,
+           spatial=False,
+           receptive=win.pointwise, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("Softmax2d", "activation", "Softmax over the channels at each pixel.", (),
-           _infer_softmax2d),
+           sh.infer_softmax2d,
+           receptive=win.pointwise, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("BatchNorm2d", "normalization",
            "Per-channel (x - running_mean) / sqrt(running_var + eps) * weight + bias "
            "(evaluation mode: running statistics).",
@@ -572,39 +424,47 @@ _ops: list[OpSpec] = [
               from_input="channels"), _EPS, _MOM, _AFFINE,
             P("track_running_stats", "bool", True, "Use running statistics (mean 0, var 1 "
               "unless given); off: normalise by this image's statistics.")),
-           _infer_batchnorm,
-           learnable=("weight", "bias", "running_mean", "running_var")),
+           sh.infer_batchnorm,
+           receptive=win.pointwise, init=_NORM, channels=ChannelRule("num_features"),
+           kernel=None),
     OpSpec("InstanceNorm2d", "normalization",
            "Normalise each channel of the image by its own mean and variance.",
            (P("num_features", "int", 1, "Channels of the input.", 1, 100000,
               from_input="channels"), _EPS, _MOM,
             P("affine", "bool", False, "Learnable per-channel scale and shift."),
             P("track_running_stats", "bool", False, "Use running statistics instead.")),
-           _infer_instancenorm,
-           learnable=("weight", "bias", "running_mean", "running_var")),
+           sh.infer_instancenorm,
+           receptive=GLOBAL, init=_NORM, channels=ChannelRule("num_features"),
+           kernel=None),
     OpSpec("GroupNorm", "normalization", "Normalise over groups of channels.",
            (P("num_groups", "int", 1, "Number of channel groups.", 1, 100000),
             P("num_channels", "int", 1, "Channels of the input.", 1, 100000,
               from_input="channels"), _EPS, _AFFINE),
-           _infer_groupnorm, _check_groupnorm, learnable=("weight", "bias")),
+           sh.infer_groupnorm, sh.check_groupnorm,
+           receptive=GLOBAL, init=_AFFINE_ONLY, channels=ChannelRule("num_channels"),
+           kernel=None),
     OpSpec("LayerNorm", "normalization", "Normalise over the last dimensions.",
            (P("normalized_shape", "ints", [1], "The trailing dimensions to normalise over, "
               "e.g. [C, H, W].", 1, 1 << 24, from_input="chw"), _EPS,
             P("elementwise_affine", "bool", True, "Learnable elementwise scale and shift."),
             P("bias", "bool", True, "Learnable shift (with elementwise_affine).")),
-           _infer_layernorm, spatial=False, learnable=("weight", "bias")),
+           sh.infer_layernorm, spatial=False,
+           receptive=GLOBAL, init=_AFFINE_ONLY, channels=None, kernel=None),
     OpSpec("LocalResponseNorm", "normalization",
            "Divide each value by a power of the summed squares of neighbouring channels.",
            (P("size", "int", 5, "Neighbouring channels used.", 1, 4096),
             P("alpha", "float", 1e-4, "Multiplicative factor.", 0.0, 100.0),
             P("beta", "float", 0.75, "Exponent.", 0.0, 100.0),
-            P("k", "float", 1.0, "Additive factor.", 0.0, 100.0)), _same),
+            P("k", "float", 1.0, "Additive factor.", 0.0, 100.0)), sh.same,
+           receptive=win.pointwise, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("Dropout", "other", "Random zeroing during training; identity here "
            "(evaluation mode).", (P("p", "float", 0.5, "Drop probability (training only).",
-                                    0.0, 1.0),), _same, spatial=False, eval_identity=True),
+                                    0.0, 1.0),), sh.same, spatial=False, eval_identity=True,
+           receptive=win.pointwise, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("Dropout2d", "other", "Random channel zeroing during training; identity here "
            "(evaluation mode).", (P("p", "float", 0.5, "Drop probability (training only).",
-                                    0.0, 1.0),), _same, eval_identity=True),
+                                    0.0, 1.0),), sh.same, eval_identity=True,
+           receptive=win.pointwise, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("Upsample", "other", "Resize by a factor or to a size.",
            (P("size", "opt_pair", None, "Output size [height, width]; or use scale_factor.",
               1, 16384),
@@ -613,17 +473,20 @@ _ops: list[OpSpec] = [
             P("mode", "choice", "nearest", "Interpolation.",
               choices=("nearest", "nearest-exact", "bilinear", "bicubic")),
             P("align_corners", "opt_bool", None, "Align corner pixels (bilinear/bicubic).")),
-           _infer_upsample, _check_upsample),
+           sh.infer_upsample, sh.check_upsample,
+           receptive=win.resampled, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("Flatten", "other", "Merge dimensions into one vector (C x H x W -> C*H*W).",
            (P("start_dim", "int", 1, "First dimension merged (1 = channels).", -4, 3),
             P("end_dim", "int", -1, "Last dimension merged (-1 = the last).", -4, 3)),
-           _infer_flatten, spatial=False),
+           sh.infer_flatten, spatial=False,
+           receptive=RESHAPE, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("Linear", "other", "Fully connected: y = x A^T + b on the last dimension.",
            (P("in_features", "int", 1, "Size of the input's last dimension.", 1, 1 << 24,
               from_input="features"),
             P("out_features", "int", 10, "Output size.", 1, 1 << 20),
             P("bias", "bool", True, "Add a learnable bias.")),
-           _infer_linear, spatial=False, learnable=("weight", "bias")),
+           sh.infer_linear, spatial=False,
+           receptive=GLOBAL, init=_SEEDED, channels=None, kernel=None),
 ]
 
 OPS: dict[str, OpSpec] = {op.type: op for op in _ops}

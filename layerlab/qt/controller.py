@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, Slot
 
+from ..core.analysis import in_shape_at, validate
 from ..worker import RenderOptions, RunController, RunRequest, RunSummary, StageView
-from .document import in_shape_at, validate
 from .session import Session
 from .text import shape_text, size_text
 
@@ -136,6 +136,7 @@ class Controller(QObject):
         self.views.form.set_layer(i, layer)
         self.views.kernel.set_layer(i, layer)
         self.views.window.set_layer_actions(i, len(layers))
+        self.views.window.show_editor_for(layer)
         self._update_form_status()
         # The feature view follows a newly picked layer, not every edit of the same one (a
         # person tuning the first kernel may be watching the last stage).
@@ -178,7 +179,13 @@ class Controller(QObject):
 
     @Slot(int)
     def on_channel_picked(self, channel: int) -> None:
-        self.session.select(channel=channel)
+        """A channel of the shown stage; for a stage with a kernel (a Conv2d) the kernel
+        editor follows to that output channel's kernel."""
+        s = self.session
+        s.select(channel=channel)
+        layer = s.layer_of_stage(s.stage)
+        if layer is not None and layer == s.layer and s.pipeline.layers[layer].op.kernel:
+            self.views.kernel.set_slice(channel, s.kernel_slice[1])
 
     # ------------------------------------------------------------------ edit intents
     def _current(self) -> int | None:

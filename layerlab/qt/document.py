@@ -4,262 +4,25 @@ Widgets never change the pipeline themselves: they call the edit methods here, e
 pushes exactly one undoable command. ``changed`` fires after every change (edit, undo, redo,
 open) with the layer index that should be selected afterwards (or None to keep the selection).
 
-The helpers at the top are plain functions on immutable specs (no widgets): validation with
-per-layer shapes and errors, materialising a layer's current weights, and keeping explicit
-weights consistent when a layer's arguments change shape.
+The plain functions on specs it uses (a layer's weights, fitting weights to new arguments,
+following the input's channels) live in ``layerlab.core.edits``.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Hashable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoStack
 
+from ..core.edits import fit_params, follow_input_channels, materialize
 from ..core.kernels import DEFAULT_INIT, check_init
 from ..core.pipeline import InputSpec, LayerSpec, Pipeline, new_layer
 from ..core.specs import Shape, SpecError
 from .commands import PipelineCommand, same_pipeline
-
-# --- validation ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LayerStatus:
-    """What the window shows for one layer before anything runs."""
-
-    index: int
-    in_shape: Shape | None
-    shape: Shape | None  # None: not computable (this or an earlier layer is broken)
-    formula: str = ""
-    error: str | None = None
-    field: str | None = None
-
-
-@dataclass(frozen=True)
-class Validation:
-    layers: tuple[LayerStatus, ...]
-    input_shape: Shape | None
-    error: str | None = None  # the first problem that stops the pipeline from running
-    error_index: int | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-def shape_text(shape: Shape | None) -> str:
-    return "—" if shape is None else " × ".join(str(d) for d in shape)
-
-
-def validate(pipeline: Pipeline, image_hw: tuple[int, int] | None) -> Validation:
-    """Per-layer shapes and the first error, by formula (no torch run)."""
-    shape: Shape | None = pipeline.input_shape(image_hw) if (
-        image_hw or pipeline.input.resize) else None
-    input_shape = shape
-    statuses: list[LayerStatus] = []
-    first: tuple[int, str] | None = None
-    for i, layer in enumerate(pipeline.layers):
-        op = layer.op
-        try:
-            args = op.normalize_args(layer.args)
-            _check_params(layer, args)
-        except SpecError as e:
-            statuses.append(LayerStatus(i, shape if layer.enabled else None, None,
-                                        error=str(e), field=e.field))
-            if layer.enabled:
-                if first is None:
-                    first = (i, f"layer {i} ({layer.display_name(i)}): {e}")
-                shape = None
-            continue
-        if not layer.enabled:
-            statuses.append(LayerStatus(i, None, None))
-            continue
-        if shape is None:
-            statuses.append(LayerStatus(i, None, None))
-            continue
-        try:
-            info = op.infer_shape(shape, args)
-        except SpecError as e:
-            msg = f"{e} (input {shape_text(shape)})"
-            statuses.append(LayerStatus(i, shape, None, error=msg, field=e.field))
-            if first is None:
-                first = (i, f"layer {i} ({layer.display_name(i)}): {msg}")
-            shape = None
-            continue
-        statuses.append(LayerStatus(i, shape, info.shape, info.formula))
-        shape = info.shape
-    return Validation(tuple(statuses), input_shape, first[1] if first else None,
-                      first[0] if first else None)
-
-
-_SHAPES: OrderedDict[str, dict[str, tuple[int, ...]]] = OrderedDict()
-
-
-def parameter_shapes(layer: LayerSpec, args: dict) -> dict[str, tuple[int, ...]]:
-    """``OpSpec.parameter_shapes``, remembered per structure (it builds a meta module)."""
-    key = layer.structure_key
-    hit = _SHAPES.get(key)
-    if hit is None:
-        hit = _SHAPES[key] = layer.op.parameter_shapes(args)
-        while len(_SHAPES) > 256:
-            _SHAPES.popitem(last=False)
-    return hit
-
-
-def _check_params(layer: LayerSpec, args: dict) -> None:
-    if not layer.params:
-        return
-    shapes = parameter_shapes(layer, args)
-    for pname, arr in layer.params.items():
-        if pname not in shapes:
-            raise SpecError(f"explicit params.{pname} does not exist with these arguments",
-                            None)
-        if tuple(arr.shape) != shapes[pname]:
-            raise SpecError(f"params.{pname} has shape {list(arr.shape)}, expected "
-                            f"{list(shapes[pname])}", None)
-
-
-def in_shape_at(pipeline: Pipeline, index: int, image_hw: tuple[int, int] | None
-                ) -> Shape | None:
-    """The shape entering position ``index`` (what a layer inserted there receives)."""
-    if index <= 0:
-        return pipeline.input_shape(image_hw) if (image_hw or pipeline.input.resize) else None
-    prefix = replace(pipeline, layers=pipeline.layers[:index])
-    v = validate(prefix, image_hw)
-    if not v.ok:
-        return None
-    for status in reversed(v.layers):
-        if status.shape is not None:
-            return status.shape
-    return v.input_shape
-
-
-# --- weights ---------------------------------------------------------------------------------
-
-_MATERIALIZED: OrderedDict[str, dict[str, np.ndarray]] = OrderedDict()
-_MATERIALIZED_MAX = 16
-
-
-def materialize(layer: LayerSpec) -> dict[str, np.ndarray]:
-    """The layer's current parameter values (explicit params or its seeded init), float32.
-
-    Built exactly as the engine builds it (on the CPU), so the values are the ones it uses.
-    """
-    try:
-        shapes = parameter_shapes(layer, layer.op.normalize_args(layer.args))
-    except SpecError:
-        shapes = None
-    if shapes is not None and set(shapes) <= set(layer.params):
-        # Every value is explicit (e.g. after a kernel edit): no module to build.
-        return {p: layer.params[p] for p in shapes}
-    key = layer.key
-    hit = _MATERIALIZED.get(key)
-    if hit is not None:
-        _MATERIALIZED.move_to_end(key)
-        return hit
-    from ..core.engine import Engine  # torch-heavy; imported on first use
-
-    module = Engine("cpu", channels_last=False).build_module(layer)
-    out = {}
-    for pname, tensor in module.state_dict().items():
-        if tensor.is_floating_point():
-            arr = tensor.detach().to("cpu").contiguous().numpy().astype(np.float32, copy=True)
-            arr.setflags(write=False)
-            out[pname] = arr
-    _MATERIALIZED[key] = out
-    while len(_MATERIALIZED) > _MATERIALIZED_MAX:
-        _MATERIALIZED.popitem(last=False)
-    return out
-
-
-def _overlap_copy(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """``dst`` with the overlapping part of ``src`` copied in.
-
-    For a conv weight (out, in, kh, kw) the kept channels get the old kernels centred in the
-    new kernel size, zero-padded or cropped (like ``fit_kernel``); new channels keep ``dst``.
-    """
-    out = np.array(dst, dtype=np.float32, copy=True)
-    lead = min(src.ndim, 2) if src.ndim == 4 else src.ndim
-    keep = tuple(slice(0, min(a, b)) for a, b in zip(src.shape[:lead], dst.shape[:lead],
-                                                      strict=True))
-    if src.ndim != 4:
-        out[keep] = src[keep]
-        return out
-    block = np.zeros(out[keep].shape, np.float32)
-    s_idx, d_idx = [], []
-    for n_src, n_dst in zip(src.shape[2:], dst.shape[2:], strict=True):
-        n = min(n_src, n_dst)
-        s0, d0 = (n_src - n) // 2, (n_dst - n) // 2
-        s_idx.append(slice(s0, s0 + n))
-        d_idx.append(slice(d0, d0 + n))
-    block[(..., *d_idx)] = src[keep][(..., *s_idx)]
-    out[keep] = block
-    return out
-
-
-def fit_params(layer: LayerSpec) -> tuple[LayerSpec, str | None]:
-    """Keep explicit params consistent with the layer's (valid) arguments.
-
-    A param whose shape no longer matches keeps its overlapping part (kernels centred and
-    zero-padded, so a 3x3 kernel stays in the middle of a 5x5 one); new channels come from the
-    seeded init.
-    Returns the layer and a note for the status bar, or the layer unchanged when its
-    arguments are invalid (the error is shown; nothing is thrown away).
-    """
-    if not layer.params:
-        return layer, None
-    try:
-        shapes = parameter_shapes(layer, layer.op.normalize_args(layer.args))
-    except SpecError:
-        return layer, None
-    wrong = [p for p, a in layer.params.items() if shapes.get(p) != tuple(a.shape)]
-    if not wrong:
-        return layer, None
-    fresh = materialize(replace(layer, params={}))
-    params = dict(layer.params)
-    for pname in wrong:
-        if pname not in shapes:
-            del params[pname]
-            continue
-        arr = _overlap_copy(layer.params[pname], fresh[pname])
-        arr.setflags(write=False)
-        params[pname] = arr
-    note = (f"{', '.join(wrong)} resized to the new shape (existing values kept, new channels "
-            f"from the {layer.init.get('scheme', 'default')} init)")
-    return replace(layer, params=params), note
-
-
-def adapt_in_channels(layer: LayerSpec, channels: int) -> tuple[LayerSpec, str]:
-    """A Conv2d (groups 1) for ``channels`` input channels with the same response to gray.
-
-    For a gray image (R = G = B) a kernel summed over the colour channels gives exactly the
-    RGB kernel's output, and a gray kernel split into thirds over R, G, B gives the gray
-    kernel's output on the image's channel mean.
-    """
-    old = layer.args["in_channels"]
-    new = layer.with_args(in_channels=channels)
-    weight = layer.params.get("weight")
-    if weight is None:
-        return new, f"in_channels {old} → {channels} (weights from the seeded init)"
-    if channels == 1:
-        w = weight.sum(axis=1, keepdims=True)
-        how = "kernels summed over the colour channels"
-    elif old == 1:
-        w = np.repeat(weight, channels, axis=1) / np.float32(channels)
-        how = f"kernel split into {channels} equal parts, one per colour channel"
-    else:
-        w = np.repeat(weight.mean(axis=1, keepdims=True), channels, axis=1)
-        how = "kernels averaged over the input channels"
-    return new.with_param("weight", w.astype(np.float32)), f"in_channels {old} → {channels}, {how}"
-
-
-# --- the document ----------------------------------------------------------------------------
-
 
 _CONTROL = dict.fromkeys(range(32))
 
@@ -447,16 +210,7 @@ class Document(QObject):
         if mode == old.mode:
             return None
         after = replace(self.pipeline, input=InputSpec(mode, old.resize))
-        note = None
-        select = None
-        for i, layer in self.pipeline.enabled_layers():
-            if (layer.type == "Conv2d" and layer.args.get("in_channels") == old.channels
-                    and layer.args.get("groups", 1) == 1):
-                adapted, how = adapt_in_channels(layer, after.input.channels)
-                after = after.replace_layer(i, adapted)
-                note = f"{layer.display_name(i)}: {how}"
-                select = i
-            break
+        after, select, note = follow_input_channels(after, old.channels, after.input.channels)
         self.edit(after, f"Input {'grayscale' if mode == 'gray' else 'RGB'}", select=select,
                   note=note)
         return note

@@ -311,6 +311,13 @@ class OptionalEditor(FieldEditor):
         self.inner.setEnabled(not on)
         self._emit()
 
+    def show_null_meaning(self, text: str, effective: Any = None) -> None:
+        """Label the switch with what null means here and, while it is on, show the value
+        torch then uses (greyed) instead of a stale one."""
+        self.none.setText(text)
+        if self.none.isChecked() and effective is not None:
+            self.inner.set_value(effective)
+
     def value(self) -> Any:
         return None if self.none.isChecked() else self.inner.value()
 

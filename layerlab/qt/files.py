@@ -11,13 +11,14 @@ from PySide6.QtCore import QObject, QSettings, QTimer, QUrl
 from PySide6.QtGui import QGuiApplication, QImage
 from PySide6.QtWidgets import QFileDialog, QWidget
 
+from ..core import resources
 from ..core.imageio import ImageLoadError, LoadedImage, from_array, load_image
 from ..core.pipeline import InputSpec, Pipeline, PipelineError, nonfinite_warnings
 from .controller import Controller
 from .document import pipeline_title
 from .session import Session
 
-RESOURCES = Path(__file__).resolve().parent.parent.parent / "resources"
+RESOURCES = resources.root()  # bundled samples, pipelines, icons (wheel or checkout)
 SAMPLES = RESOURCES / "samples"
 PIPELINES = RESOURCES / "pipelines"
 DEFAULT_SAMPLE = SAMPLES / "camera.png"

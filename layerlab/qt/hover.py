@@ -11,8 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..core.analysis import analyze
 from ..core.pipeline import PipelineError
 from ..core.receptive import Window, receptive_field
+from ..core.windows import GLOBAL, RESHAPE
 from .session import Session
 from .text import format_value
 
@@ -100,11 +102,15 @@ class HoverReader:
         view, prev = results.get(stage), results.get(stage - 1)
         if view is None or prev is None or prev.values is None:
             return ""
-        if view.result.type == "Flatten" and prev.values.ndim == 3 \
+        pipeline, layer_index = self.session.run_pipeline, view.result.layer_index
+        if pipeline is None or not 0 <= layer_index < len(pipeline.layers):
+            return ""
+        receptive = pipeline.layers[layer_index].op.receptive
+        if receptive is RESHAPE and prev.values.ndim == 3 \
                 and prev.values.size == view.values.size:
             c, h, w = np.unravel_index(index, prev.values.shape)
             return f"from stage {stage - 1} ch {c} (x {w}, y {h})"
-        if view.result.type == "Linear":
+        if receptive is GLOBAL:
             return f"mixes all {prev.values.size} values of stage {stage - 1}"
         return ""
 
@@ -119,16 +125,14 @@ class HoverReader:
         if self._shapes_cache is not None and self._shapes_cache[0] == key:
             return self._shapes_cache[1]
         hw = tuple(results[0].result.shape[1:])
-        try:
-            shapes = pipeline.infer_shapes(hw)
-        except PipelineError:
-            shapes = None
+        analysis = analyze(pipeline, hw)
+        shapes = list(analysis.stages) if analysis.ok else None
         if shapes is not None:
             for i, v in results.items():
                 if v.result.error:
                     continue
                 if i >= len(shapes) or tuple(shapes[i].shape) != tuple(v.result.shape) \
-                        or shapes[i].name != v.result.name:
+                        or shapes[i].stage_name != v.result.name:
                     shapes = None
                     break
         self._shapes_cache = (key, shapes)

@@ -32,9 +32,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..core.edits import materialize
 from ..core.kernels import DEFAULT_INIT, INIT_SCHEMES, PRESET_HELP, PRESETS, fit_kernel, preset
 from ..core.pipeline import LayerSpec
-from .document import materialize
 from .fields import NumberSpinBox
 from .text import format_decimal
 
@@ -242,7 +242,7 @@ class KernelEditor(QWidget):
         return self.out_box.value(), self.in_box.value()
 
     def set_layer(self, index: int | None, layer: LayerSpec | None) -> None:
-        if layer is None or layer.type != "Conv2d":
+        if layer is None or layer.op.kernel is None:
             self._index, self._layer = None, None
             self.placeholder.show()
             self.content.hide()

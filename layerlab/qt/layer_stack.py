@@ -31,9 +31,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..core.analysis import Validation
 from ..core.specs import CATEGORIES, ops_in
 from . import theme
-from .document import Document, Validation
+from .document import Document
 from .text import shape_text
 
 MIME = "application/x-layerlab-layer-row"

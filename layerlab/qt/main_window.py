@@ -132,6 +132,9 @@ class MainWindow(QMainWindow):
             scroll.setWidget(widget)
             self.tabs.addTab(scroll, title)
         self.tabs.setTabToolTip(1, "Edit the selected Conv2d layer's kernels cell by cell")
+        self._wants_kernel_tab = False
+        self._switching_tabs = False
+        self.tabs.currentChanged.connect(self._tab_picked)
         self.side_splitter = QSplitter(Qt.Orientation.Vertical)
         self.side_splitter.addWidget(self.stack)
         self.side_splitter.addWidget(self.tabs)
@@ -369,6 +372,22 @@ class MainWindow(QMainWindow):
             self.actions[name].setEnabled(index is not None)
         self.actions["move_up"].setEnabled(index is not None and index > 0)
         self.actions["move_down"].setEnabled(index is not None and index < count - 1)
+
+    def show_editor_for(self, layer) -> None:
+        """The Kernel tab only where there is a kernel: a ReLU selected while on it shows its
+        Parameters, and the next Conv2d brings the Kernel tab back."""
+        has_kernel = layer is not None and layer.op.kernel is not None
+        want = 1 if has_kernel and self._wants_kernel_tab else 0
+        self._switching_tabs = True  # (disabling the current tab switches tabs too)
+        try:
+            self.tabs.setTabEnabled(1, has_kernel)
+            self.tabs.setCurrentIndex(want)
+        finally:
+            self._switching_tabs = False
+
+    def _tab_picked(self, index: int) -> None:
+        if not self._switching_tabs:  # the user's choice, remembered across layers
+            self._wants_kernel_tab = index == 1
 
     def set_busy(self, busy: bool) -> None:
         self.actions["stop"].setEnabled(busy)

@@ -28,36 +28,19 @@ from .fields import (
     PairEditor,
 )
 
+# The editor class for each ``Param.widget`` (the spec decides the widget, not a name here).
+EDITORS: dict[str, type[FieldEditor]] = {
+    "int": IntEditor, "float": FloatEditor, "check": BoolEditor, "choice": ChoiceEditor,
+    "pair": PairEditor, "padding": PaddingEditor, "pad4": Pad4Editor, "ints": IntsEditor,
+    "tristate": OptBoolEditor,
+}
+
 
 def make_editor(param: Param) -> FieldEditor:
-    """The editor for one parameter, chosen by its kind alone."""
-    k = param.kind
-    if k == "int":
-        return IntEditor(param)
-    if k == "float":
-        return FloatEditor(param)
-    if k == "bool":
-        return BoolEditor(param)
-    if k == "choice":
-        return ChoiceEditor(param)
-    if k == "pair":
-        return PairEditor(param)
-    if k == "padding":
-        return PaddingEditor(param)
-    if k == "pad4":
-        return Pad4Editor(param)
-    if k == "ints":
-        return IntsEditor(param)
-    if k == "opt_bool":
-        return OptBoolEditor(param)
-    label = "auto" if param.name == "stride" else "none"
-    if k == "opt_pair":
-        return OptionalEditor(param, PairEditor(param), label)
-    if k == "opt_int":
-        return OptionalEditor(param, IntEditor(param), label)
-    if k == "opt_float":
-        return OptionalEditor(param, FloatEditor(param), label)
-    raise ValueError(f"no editor for parameter kind {k!r}")
+    """The editor for one parameter: its widget from the table, with a null switch (labelled
+    by the spec, e.g. a pool stride's "auto") when the parameter may be null."""
+    editor = EDITORS[param.widget](param)
+    return OptionalEditor(param, editor, param.none_label) if param.nullable else editor
 
 
 # --- the form --------------------------------------------------------------------------------
@@ -125,6 +108,11 @@ class ParamForm(QWidget):
         for name, editor in self.editors.items():
             if name in layer.args:
                 editor.set_value(layer.args[name])
+            if isinstance(editor, OptionalEditor):
+                # What null means for this layer: "auto (= 2)", the value torch then uses.
+                param = layer.op.param(name)
+                follows = layer.args.get(param.none_follows) if param.none_follows else None
+                editor.show_null_meaning(param.none_text(layer.args), follows)
 
     def _clear(self) -> None:
         while self.form.rowCount():

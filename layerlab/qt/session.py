@@ -14,10 +14,11 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
+from ..core.analysis import Validation, validate
 from ..core.imageio import LoadedImage, downscale_for_preview
 from ..core.pipeline import DEFAULT_MEMORY_BUDGET, Pipeline
 from ..worker import RenderOptions, RunSummary, StageView
-from .document import Document, Validation, validate
+from .document import Document
 
 DEFAULT_PREVIEW = 1024
 DEFAULT_BUDGET_GB = DEFAULT_MEMORY_BUDGET // 1024**3

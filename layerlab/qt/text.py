@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 
+from ..core import specs
 
-def shape_text(shape) -> str:
-    """``1 × 512 × 512``; an unknown shape is ``—``."""
-    return "—" if not shape else " × ".join(str(int(d)) for d in shape)
+shape_text = partial(specs.shape_text, sep=" × ")  # the core's, written with × in the window
 
 
 def size_text(size: tuple[int, int]) -> str:
