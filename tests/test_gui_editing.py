@@ -651,3 +651,24 @@ def test_clicking_a_channel_tile_moves_the_kernel_editor_to_that_kernel(main_win
     from layerlab.core.edits import materialize
 
     np.testing.assert_allclose(shown, materialize(weight)["weight"][3, 0], atol=5e-7)
+
+
+def test_big_kernels_show_readable_cells_and_keep_exact_values(main_window, qtbot):
+    w = main_window
+    w.stack.select_layer(0)
+    w.session.document.set_arg(0, "kernel_size", 5)
+    wait_idle(w, qtbot)
+    w.kernel_editor.cellEdited.emit(0, "weight", (0, 0, 2, 2), -0.249123)
+    wait_idle(w, qtbot)
+    cell = w.kernel_editor.cells[2][2]
+    assert cell.text() == "-0.24912"  # five significant digits fit a 5x5 cell
+    fm = cell.fontMetrics()
+    assert fm.horizontalAdvance(cell.text()) + 6 <= cell.width()
+    assert "-0.249123" in cell.toolTip()  # the exact value on hover
+    steps = w.session.document.undo_stack.count()
+    cell.setFocus()
+    cell.interpretText()  # leaving the field untouched changes nothing
+    cell.clearFocus()
+    wait_idle(w, qtbot)
+    assert w.session.document.undo_stack.count() == steps
+    assert w.session.pipeline.layers[0].params["weight"][0, 0, 2, 2] == np.float32(-0.249123)
