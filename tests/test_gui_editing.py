@@ -132,11 +132,12 @@ def test_form_editors_emit_json_values(qtbot):
     form.editors["padding_mode"].box.setCurrentText("reflect")
     assert seen[-1] == ("padding_mode", "reflect")
 
-    form.set_layer(1, new_layer("MaxPool2d", (3, 32, 32)))
+    pool = new_layer("MaxPool2d", (3, 32, 32))
+    form.set_layer(1, pool)
     stride = form.editors["stride"]
     assert stride.none.isChecked() and stride.value() is None
-    stride.none.setChecked(False)
-    assert seen[-1] == ("stride", 1)
+    stride.none.setChecked(False)  # an explicit stride starts from the one torch used
+    assert seen[-1] == ("stride", pool.args["kernel_size"])
 
     form.set_layer(2, new_layer("ZeroPad2d", (3, 32, 32)))
     form.editors["padding"].boxes[2].setValue(4)
