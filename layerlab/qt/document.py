@@ -254,7 +254,7 @@ def adapt_in_channels(layer: LayerSpec, channels: int) -> tuple[LayerSpec, str]:
 # --- the document ----------------------------------------------------------------------------
 
 
-_CONTROL = dict.fromkeys(range(32))
+_CONTROL = dict.fromkeys([*range(32), *range(0x7F, 0xA0)])  # C0, DEL and C1, as at load
 
 
 def pipeline_title(path: str | None) -> str:
