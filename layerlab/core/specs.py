@@ -101,7 +101,12 @@ class Param:
                     raise SpecError(f"{self.name} must be an integer, not {value!r}", self.name)
                 value = int(value)
         else:
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:  # an integer beyond any float: out of every range
+                raise SpecError(f"{self.name} must be a number from {_fmt(self.minimum)} to "
+                                f"{_fmt(self.maximum)}, not an integer of "
+                                f"{len(str(abs(value)))} digits", self.name) from None
             if not math.isfinite(value):
                 raise SpecError(f"{self.name} must be a finite number, not {value!r}", self.name)
         if self.minimum is not None and value < self.minimum:
@@ -219,8 +224,13 @@ class OpSpec:
 
     def parameter_shapes(self, args: dict) -> dict[str, tuple[int, ...]]:
         """Shapes of the module's parameters and buffers, without allocating them."""
-        with torch.device("meta"):
-            module = self.build(args)
+        try:
+            with torch.device("meta"):
+                module = self.build(args)
+        except (RuntimeError, OverflowError, ValueError) as e:  # sizes torch cannot represent
+            raise SpecError(f"{self.type} cannot be built with these arguments: "
+                            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}",
+                            "args") from None
         return {k: tuple(v.shape) for k, v in module.state_dict().items()
                 if v.is_floating_point()}
 
@@ -418,6 +428,18 @@ def _infer_layernorm(shape: Shape, a: dict) -> ShapeInfo:
     return ShapeInfo(tuple(shape), "shape unchanged")
 
 
+LAYERNORM_MAX_VALUES = 1 << 32
+
+
+def _check_layernorm(a: dict) -> None:
+    # Each dimension is range-checked on its own; their product sizes the weight and bias.
+    n = math.prod(a["normalized_shape"])
+    if n > LAYERNORM_MAX_VALUES:
+        raise SpecError(f"normalized_shape {a['normalized_shape']} covers {n:,} values, more "
+                        f"than the {LAYERNORM_MAX_VALUES:,} a LayerNorm may normalise over",
+                        "normalized_shape")
+
+
 def _check_hardtanh(a: dict) -> None:
     if a["max_val"] <= a["min_val"]:
         raise SpecError(f"max_val ({a['max_val']}) must be greater than min_val "
@@ -592,7 +614,7 @@ _ops: list[OpSpec] = [
               "e.g. [C, H, W].", 1, 1 << 24, from_input="chw"), _EPS,
             P("elementwise_affine", "bool", True, "Learnable elementwise scale and shift."),
             P("bias", "bool", True, "Learnable shift (with elementwise_affine).")),
-           _infer_layernorm, spatial=False, learnable=("weight", "bias")),
+           _infer_layernorm, _check_layernorm, spatial=False, learnable=("weight", "bias")),
     OpSpec("LocalResponseNorm", "normalization",
            "Divide each value by a power of the summed squares of neighbouring channels.",
            (P("size", "int", 5, "Neighbouring channels used.", 1, 4096),
