@@ -174,26 +174,23 @@ def _read_fd(fd: int, st: os.stat_result, limit: int, idle_s: float) -> bytes:
         poller.register(fd, select.POLLIN | select.POLLPRI)
     last = time.monotonic()
     while total <= limit:
-        if poller is not None:
-            ready = poller.poll(250)
-            if not ready:
-                if time.monotonic() - last > idle_s:
-                    raise FileProblem(f"nothing arrived from it for {idle_s:.0f} s (a FIFO or "
-                                      f"device whose writer is stuck?)", "not-regular")
-                continue
         try:
             chunk = os.read(fd, min(CHUNK, limit + 1 - total))
-        except BlockingIOError:
+        except BlockingIOError:  # a stream with a writer that has sent nothing yet
+            if poller is not None and not poller.poll(250) \
+                    and time.monotonic() - last > idle_s:
+                raise FileProblem(f"nothing arrived from it for {idle_s:.0f} s (a FIFO or "
+                                  f"device whose writer is stuck?)", "not-regular") from None
             continue
-        except InterruptedError:  # pragma: no cover - PEP 475 retries these
-            continue
-        if not chunk:
+        if not chunk:  # end of file; a FIFO without a writer ends at once
             break
         parts.append(chunk)
         total += len(chunk)
         last = time.monotonic()
     if total > limit:
         raise _too_large(limit, None)
+    if not total and not regular:
+        raise FileProblem("nothing arrived from it (a FIFO or pipe without a writer)", "empty")
     return b"".join(parts)
 
 
