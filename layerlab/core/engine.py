@@ -209,7 +209,8 @@ class Engine:
             try:
                 info = layer.op.infer_shape(shape, dict(layer.args))
             except SpecError as e:
-                err = PipelineError(str(e), index=i, name=layer.name or None, field=e.field)
+                err = PipelineError(f"{e} (input {' x '.join(map(str, shape))})", index=i,
+                                    name=layer.name or None, field=e.field)
                 broken = (pos, str(err))
                 break
             shapes.append((info.shape, info.formula))

@@ -208,13 +208,13 @@ class OpSpec:
 
     def infer_shape(self, in_shape: Shape, args: dict) -> ShapeInfo:
         if self.spatial and len(in_shape) != 3:
-            raise SpecError(f"{self.type} needs a C x H x W input, but gets "
-                            f"{_shape_text(in_shape)} (it comes after a Flatten/Linear)", None)
+            raise SpecError(f"{self.type} needs a C x H x W input (it comes after a "
+                            f"Flatten/Linear)", None)
         info = self.infer(in_shape, args)
         for d in info.shape:
             if d <= 0:
                 raise SpecError(f"output would be {_shape_text(info.shape)}: "
-                                f"the input {_shape_text(in_shape)} is too small", None)
+                                "the input is too small", None)
         return info
 
     def build(self, args: dict) -> nn.Module:
@@ -393,7 +393,7 @@ def _infer_batchnorm(shape: Shape, a: dict) -> ShapeInfo:
     info = _needs_channels("num_features")(shape, a)
     if not a["track_running_stats"] and shape[1] * shape[2] == 1:
         raise SpecError("without running statistics BatchNorm2d normalises by this image's "
-                        "statistics and needs more than one value per channel (input is 1 x 1)",
+                        "statistics and needs more than one value per channel",
                         "track_running_stats")
     return info
 
@@ -402,7 +402,7 @@ def _infer_instancenorm(shape: Shape, a: dict) -> ShapeInfo:
     info = _needs_channels("num_features")(shape, a)
     if not a["track_running_stats"] and shape[1] * shape[2] == 1:
         raise SpecError("InstanceNorm2d normalises each channel by its own statistics and needs "
-                        "more than one pixel (input is 1 x 1)", "track_running_stats")
+                        "more than one pixel", "track_running_stats")
     return info
 
 
@@ -424,7 +424,7 @@ def _infer_layernorm(shape: Shape, a: dict) -> ShapeInfo:
     ns = tuple(a["normalized_shape"])
     if len(ns) > len(shape) or tuple(shape[len(shape) - len(ns):]) != ns:
         raise SpecError(f"normalized_shape {list(ns)} must match the last dimensions of the "
-                        f"input {_shape_text(shape)}", "normalized_shape")
+                        f"input", "normalized_shape")
     return ShapeInfo(tuple(shape), "shape unchanged")
 
 
@@ -487,7 +487,7 @@ def _infer_flatten(shape: Shape, a: dict) -> ShapeInfo:
 def _infer_linear(shape: Shape, a: dict) -> ShapeInfo:
     if shape[-1] != a["in_features"]:
         raise SpecError(f"in_features is {a['in_features']} but the input's last dimension is "
-                        f"{shape[-1]} (input {_shape_text(shape)})", "in_features")
+                        f"{shape[-1]}", "in_features")
     out = (*shape[:-1], a["out_features"])
     return ShapeInfo(tuple(out), f"y = x A^T + b: {a['in_features']} -> {a['out_features']}")
 
