@@ -54,11 +54,13 @@ class FileProblem(OSError):
     ``too-long``, ``disk-full``, ``not-regular``, ``other``.
     """
 
-    def __init__(self, reason: str, kind: str = "other", size: int | None = None):
+    def __init__(self, reason: str, kind: str = "other", size: int | None = None,
+                 code: int | None = None):
         super().__init__(reason)
         self.reason = reason
         self.kind = kind
         self.size = size
+        self.code = code
 
     def __str__(self) -> str:
         return self.reason
@@ -76,8 +78,11 @@ def reason_for(exc: OSError, *, writing: bool = False, where: str | os.PathLike 
                ) -> FileProblem:
     """The user's sentence for an ``OSError`` (a :class:`FileProblem` passes through)."""
     if isinstance(exc, FileProblem):
-        return exc
-    code = exc.errno
+        if exc.kind != "disk-full" or where is None:
+            return exc
+        code = exc.code
+    else:
+        code = exc.errno
     if code == errno.ENOENT:
         return FileProblem("the file does not exist", "missing")
     if code == errno.EISDIR:
@@ -89,7 +94,7 @@ def reason_for(exc: OSError, *, writing: bool = False, where: str | os.PathLike 
     if code in (errno.ENOSPC, errno.EDQUOT):
         place = f" in {os.fspath(where)}" if where is not None else ""
         what = "the disk is full" if code == errno.ENOSPC else "the disk quota is used up"
-        return FileProblem(f"{what} (no space left{place})", "disk-full")
+        return FileProblem(f"{what} (no space left{place})", "disk-full", code=code)
     if code == errno.EROFS:
         return FileProblem("the file system is read-only", "permission")
     if code == errno.ENXIO and writing:
@@ -324,8 +329,8 @@ def write_new_file(path: str | os.PathLike, data: Data) -> None:
         raise reason_for(e, writing=True, where=p.parent) from None
     try:
         _write_all(fd, data)
-    except OSError as e:
-        raise reason_for(e, writing=True, where=p.parent) from None
+    except OSError as e:  # the caller says where (its folder is a temporary one)
+        raise reason_for(e, writing=True) from None
     finally:
         os.close(fd)
 
