@@ -286,6 +286,21 @@ def test_script_to_a_fifo_is_written_into_it_and_the_fifo_kept(tmp_path, capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["script-pipe"]
 
 
+def test_a_device_given_to_o_is_written_to_never_replaced(tmp_path, capsys):
+    node = tmp_path / "null"  # a null device node of our own, outside /dev
+    try:
+        os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except OSError:
+        pytest.skip("cannot make a device node here")
+    rc, out, err = run(capsys, "code", SHARPEN, "-o", node)
+    assert rc == 0 and out == "" and err == ""
+    st = os.stat(node)
+    assert stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3)
+    assert listing(tmp_path) == ["null"]
+    safeio.write_file(node, b"x" * 3_000_000)  # the core writer, big enough for chunks
+    assert stat.S_ISCHR(os.stat(node).st_mode) and listing(tmp_path) == ["null"]
+
+
 # --- 3. temporary files --------------------------------------------------------------------------
 
 def test_atomic_writes_never_follow_a_planted_symlink(tmp_path, capsys):
@@ -393,6 +408,9 @@ NUMBERS = {
     "params-400-digits": ({**CONV, "params": {"weight": [[[[BIG]]]]}},
                           "layer 0 ('c'): params.weight: holds an integer too large for any "
                           "float"),
+    "int-argument": ({"type": "MaxPool2d", "name": "m", "args": {"kernel_size": BIG}},
+                     "layer 0 ('m'): args.kernel_size: kernel_size must be at most 256, not an "
+                     "integer of 400 digits"),
     "leaky-slope": ({"type": "LeakyReLU", "name": "l", "args": {"negative_slope": BIG}},
                     "layer 0 ('l'): args.negative_slope: negative_slope must be a number from "
                     "-10 to 10, not an integer of 400 digits"),

@@ -110,11 +110,11 @@ class Param:
             if not math.isfinite(value):
                 raise SpecError(f"{self.name} must be a finite number, not {value!r}", self.name)
         if self.minimum is not None and value < self.minimum:
-            raise SpecError(f"{self.name} must be at least {_fmt(self.minimum)}, not {value}",
-                            self.name)
+            raise SpecError(f"{self.name} must be at least {_fmt(self.minimum)}, not "
+                            f"{_shown(value)}", self.name)
         if self.maximum is not None and value > self.maximum:
-            raise SpecError(f"{self.name} must be at most {_fmt(self.maximum)}, not {value}",
-                            self.name)
+            raise SpecError(f"{self.name} must be at most {_fmt(self.maximum)}, not "
+                            f"{_shown(value)}", self.name)
         return value
 
     def _tuple(self, value: Any, n: int, what: str) -> int | list[int]:
@@ -123,6 +123,14 @@ class Param:
                 raise SpecError(f"{self.name} must be {what}, not {list(value)!r}", self.name)
             return [self._number(v, integer=True) for v in value]
         return self._number(value, integer=True)
+
+
+def _shown(value: int | float) -> str:
+    """A number for a message: very long integers by their digit count."""
+    text = str(value)
+    if isinstance(value, int) and len(text) > 24:
+        return f"an integer of {len(text.lstrip('-'))} digits"
+    return text
 
 
 def _fmt(x: float) -> str:
