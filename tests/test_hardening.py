@@ -592,10 +592,11 @@ def test_a_tiny_jpeg_declaring_9000x9000_is_counted_before_decoding(tmp_path, ca
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.jpg"]
 
 
-def _tiff(path: Path, bits: int, sample_format: int, samples: int = 1) -> Path:
+def _tiff(path: Path, bits: int, sample_format: int, samples: int = 1,
+          compression: int = 1) -> Path:
     w = h = 2
     data = bytes(w * h * samples * bits // 8)
-    entries = [(256, 3, 1, w), (257, 3, 1, h), (258, 3, 1, bits), (259, 3, 1, 1),
+    entries = [(256, 3, 1, w), (257, 3, 1, h), (258, 3, 1, bits), (259, 3, 1, compression),
                (262, 3, 1, 1), (273, 4, 1, 0), (277, 3, 1, samples), (278, 3, 1, h),
                (279, 4, 1, len(data)), (339, 3, 1, sample_format)]
     ifd_size = 2 + 12 * len(entries) + 4
@@ -617,6 +618,12 @@ def test_unsupported_tiffs_and_big_icc_profiles_are_not_called_damaged(tmp_path,
                               "pixel of 16-bit floating point, a pixel layout Pillow does not "
                               "support (the file itself looks intact)")
     assert "damaged" not in str(exc.value)
+    j2k = _tiff(tmp_path / "j2k.tif", 8, 1, compression=34712)
+    with pytest.raises(ImageLoadError) as exc:
+        load_image(j2k)
+    assert str(exc.value) == ("cannot open 'j2k.tif': it is a TIFF compressed with JPEG 2000 "
+                              "(compression 34712), which Pillow does not support (the file "
+                              "itself looks intact)")
     buf = io.BytesIO()
     Image.new("RGB", (4, 4)).save(buf, "PNG")
     png = buf.getvalue()

@@ -695,14 +695,16 @@ def test_export_into_a_read_only_folder_says_so_and_writes_nothing(main_window, 
     ro.mkdir()
     ro.chmod(0o555)
     if os.geteuid() == 0:  # root writes anyway: make the folder refuse like a read-only disk
-        real_mkdir = Path.mkdir
+        import tempfile
 
-        def refuse(self, *a, **kw):
-            if self.parent == ro:
-                raise PermissionError(errno.EACCES, "Permission denied", str(self))
-            return real_mkdir(self, *a, **kw)
+        real_mkdtemp = tempfile.mkdtemp
 
-        monkeypatch.setattr(Path, "mkdir", refuse)
+        def refuse(*a, dir=None, **kw):
+            if dir is not None and Path(dir) == ro:
+                raise PermissionError(errno.EACCES, "Permission denied", str(dir))
+            return real_mkdtemp(*a, dir=dir, **kw)
+
+        monkeypatch.setattr(tempfile, "mkdtemp", refuse)
     try:
         exporter = _export_and_wait(w, qtbot, ro / "export")
         assert exporter.last_error == f"export failed: cannot write in {ro}: permission denied"

@@ -444,9 +444,6 @@ def check_target(out_dir: str | os.PathLike, overwrite: bool,
     return target
 
 
-_check_target = check_target
-
-
 def _shown(text: str | bytes) -> str:
     s = os.fsdecode(text)
     return s if len(s) <= 60 else s[:40] + "..." + s[-12:]
@@ -473,7 +470,7 @@ def _dangerous(real: Path, protect) -> str | None:
             return "a folder above the home folder"
     for p in protect:
         rp = Path(os.path.realpath(os.fspath(p)))
-        if real == rp or real in rp.parents:
+        if real in rp.parents:
             return f"the folder holding {Path(os.fspath(p)).name}, an input of this export"
     return None
 

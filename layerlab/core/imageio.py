@@ -526,6 +526,21 @@ _SAMPLE_FORMATS = {1: "unsigned integer", 2: "signed integer", 3: "floating poin
                    5: "complex integer", 6: "complex floating point"}
 
 
+_TIFF_COMPRESSIONS = {33003: "Aperio JPEG 2000", 33005: "Aperio JPEG 2000",
+                      34661: "JBIG", 34676: "SGILog", 34712: "JPEG 2000", 34887: "LERC",
+                      34925: "LZMA", 50000: "Zstandard", 50001: "WebP", 52546: "JPEG XL"}
+
+
+def _tiff_tags(fp: BinaryIO) -> dict:
+    from PIL import TiffImagePlugin
+
+    fp.seek(0)
+    ifd = TiffImagePlugin.ImageFileDirectory_v2(fp.read(8))
+    fp.seek(ifd.next)
+    ifd.load(fp)
+    return dict(ifd)
+
+
 def _unsupported_text(fp: BinaryIO, fmt: str) -> str | None:
     """Why Pillow cannot read a file whose header is fine, when that is what happened: a
     TIFF pixel layout or compression it does not support (said as such, not as damage)."""
@@ -537,6 +552,16 @@ def _unsupported_text(fp: BinaryIO, fmt: str) -> str | None:
         fp.seek(0)
         TiffImagePlugin.TiffImageFile(fp)
     except SyntaxError as exc:
+        cause = exc.args[0] if exc.args else None
+        if isinstance(cause, KeyError):  # Pillow has no entry for the compression tag
+            try:
+                code = int(_tiff_tags(fp).get(259, cause.args[0]))
+            except Exception:  # noqa: BLE001 - the name only decorates the message
+                code = cause.args[0] if cause.args else "?"
+            name = _TIFF_COMPRESSIONS.get(code, "an unknown scheme") if isinstance(code, int) \
+                else "an unknown scheme"
+            return (f"it is a TIFF compressed with {name} (compression {code}), which Pillow "
+                    f"does not support (the file itself looks intact)")
         if "unknown pixel mode" not in str(exc):
             return None
     except Exception:  # noqa: BLE001 - anything else: damaged after all
@@ -544,13 +569,10 @@ def _unsupported_text(fp: BinaryIO, fmt: str) -> str | None:
     else:
         return None
     try:
-        fp.seek(0)
-        ifd = TiffImagePlugin.ImageFileDirectory_v2(fp.read(8))
-        fp.seek(ifd.next)
-        ifd.load(fp)
-        bits = ifd.get(258, (1,))
-        samples = int(ifd.get(277, 1))
-        sformat = ifd.get(339, (1,))
+        tags = _tiff_tags(fp)
+        bits = tags.get(258, (1,))
+        samples = int(tags.get(277, 1))
+        sformat = tags.get(339, (1,))
         kind = _SAMPLE_FORMATS.get(int(sformat[0]), f"sample format {sformat[0]}")
         layout = (f"{samples} sample(s) per pixel of {int(bits[0])}-bit {kind}"
                   if bits else f"{samples} sample(s) per pixel")
