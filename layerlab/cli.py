@@ -72,7 +72,8 @@ def _export_parser() -> argparse.ArgumentParser:
         "statistics\n"
         "                            and file names (relative to DIR)\n"
         "DIR is written completely or not at all; an existing non-empty DIR is refused\n"
-        "unless --overwrite is given.",
+        "unless --overwrite is given and DIR is an earlier LayerLab export. The current\n"
+        "folder, the home folder, / and folders holding IMAGE or P are always refused.",
         "layerlab export resources/samples/camera.png --pipeline "
         "resources/pipelines/seed-sharpen-gray.layerlab.json --out sharpened --raw"))
     p.add_argument("image", metavar="IMAGE", help="the image file")
@@ -88,7 +89,8 @@ def _export_parser() -> argparse.ArgumentParser:
     p.add_argument("--colormap", choices=COLORMAPS, default="gray",
                    help="gray writes 8-bit gray PNGs, the others RGB (default gray)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace DIR if it exists and is not empty")
+                   help="replace DIR if it is an earlier LayerLab export (its manifest.json "
+                   "lists everything in it)")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
     return p
 
@@ -342,10 +344,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             pass
     try:
         with _clean_warnings():
-            if argv and argv[0] in COMMANDS:
-                rc = COMMANDS[argv[0]](argv[1:])
-            else:
-                rc = _cmd_window(argv)
+            try:
+                if argv and argv[0] in COMMANDS:
+                    rc = COMMANDS[argv[0]](argv[1:])
+                else:
+                    rc = _cmd_window(argv)
+            except SystemExit as e:  # --help and --version end here
+                rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
             _flush_stdout()
             return rc
     except UsageError as e:
@@ -364,8 +369,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Terminated as e:
         _error_line(f"stopped by {e.name}; nothing was left half-written", prefix=f"{PROG}: ")
         return 128 + e.signum
-    except SystemExit as e:  # --help and --version end here
-        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
 
 
 def _one_line(text: str) -> str:

@@ -1,8 +1,11 @@
 """Safe image loading and input tensors in the ``torchvision.transforms.ToTensor`` convention.
 
 Only Pillow decodes files. Pillow's decompression-bomb guard stays on, truncated files fail
-(``ImageFile.LOAD_TRUNCATED_IMAGES`` is never touched), EXIF orientation is applied and every
-source mode is reduced to 8-bit ``"L"`` or ``"RGB"``. Any failure is one
+(``ImageFile.LOAD_TRUNCATED_IMAGES`` is never touched), EXIF orientation is applied (a bad
+orientation tag is ignored with a note) and every source mode is reduced to 8-bit ``"L"`` or
+``"RGB"``. Files are opened through :mod:`layerlab.core.safeio` (FIFOs never block, streams
+and devices are read up to a cap), and the memory decoding will need is counted from the
+header against a budget before any pixel is decoded. Any failure is one
 :class:`ImageLoadError` whose message names the file.
 """
 
