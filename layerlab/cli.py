@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -335,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     files removed).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    from .core.safeio import Terminated
+    from .core.safeio import Terminated, cleanup_on_signals
 
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -343,9 +344,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (AttributeError, ValueError, OSError):  # pragma: no cover - replaced streams
             pass
     try:
-        with _clean_warnings():
+        headless = bool(argv) and argv[0] in COMMANDS
+        # The headless commands turn SIGTERM, SIGHUP, ... into cleanup and status 128 + N;
+        # the window keeps the default handlers (its own saves redeliver the signal).
+        guard = cleanup_on_signals(redeliver=False) if headless else contextlib.nullcontext()
+        with guard, _clean_warnings():
             try:
-                if argv and argv[0] in COMMANDS:
+                if headless:
                     rc = COMMANDS[argv[0]](argv[1:])
                 else:
                     rc = _cmd_window(argv)

@@ -394,6 +394,27 @@ def test_the_signal_guard_restores_handlers_and_skips_other_threads():
         signal.signal(signal.SIGTERM, outer)
 
 
+def test_library_use_cleans_up_then_ends_by_the_signal(tmp_path):
+    # Outside the command line (the window, a script calling export_run), the signal is
+    # delivered again after the cleanup, so the process ends as it would have.
+    image = tiny_image(tmp_path / "tiny.png", (64, 64))
+    code = ("import os, signal, sys\n"
+            "from layerlab.core import export\n"
+            "real = export._write_stage\n"
+            "def stage(*a, **kw):\n"
+            "    out = real(*a, **kw)\n"
+            "    os.kill(os.getpid(), signal.SIGTERM)\n"
+            "    return out\n"
+            "export._write_stage = stage\n"
+            "export.export_run(sys.argv[1], sys.argv[2], sys.argv[3], device='cpu')\n"
+            "print('survived')\n")
+    p = subprocess.run([sys.executable, "-c", code, str(image), str(SHARPEN),
+                        str(tmp_path / "out")], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                       capture_output=True, text=True, timeout=TIMEOUT)
+    assert p.returncode == -signal.SIGTERM and "survived" not in p.stdout, p.stderr
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["tiny.png"]
+
+
 def _guard_in_thread():
     with safeio.cleanup_on_signals():  # signal handlers belong to the main thread
         return signal.getsignal(signal.SIGTERM)

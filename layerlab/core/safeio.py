@@ -383,9 +383,16 @@ def _on_signal(signum, frame) -> None:
 
 
 @contextmanager
-def cleanup_on_signals():
+def cleanup_on_signals(*, redeliver: bool = True):
     """While active (main thread only), a terminating signal raises :class:`Terminated`, so
-    the caller's cleanup runs; signals with a handler of their own are left alone."""
+    the caller's cleanup (``finally``, ``except BaseException``) runs; signals with a handler
+    of their own are left alone.
+
+    With ``redeliver`` (the default, for library callers such as the window) the signal is
+    sent again once the cleanup is done, with the previous handler back in place, so the
+    process ends as it would have; the command line passes ``redeliver=False`` and turns
+    :class:`Terminated` into exit status 128 + N. Nested uses defer to the outermost.
+    """
     if threading.current_thread() is not threading.main_thread() or _guard["active"]:
         yield
         return
@@ -397,12 +404,24 @@ def cleanup_on_signals():
         except (OSError, ValueError):  # pragma: no cover - not settable here
             continue
     _guard["active"] += 1
-    try:
-        yield
-    finally:
+    restored = False
+
+    def restore() -> None:
         _guard["active"] -= 1
         for s, old in installed.items():
             signal.signal(s, old)
+
+    try:
+        yield
+    except Terminated as t:
+        restore()
+        restored = True
+        if redeliver:
+            os.kill(os.getpid(), t.signum)  # the previous (default) action: the process ends
+        raise
+    finally:
+        if not restored:
+            restore()
 
 
 @contextmanager
