@@ -41,8 +41,22 @@ CHUNK = 1 << 20
 NAME_MAX_DEFAULT = 255
 PATH_MAX_DEFAULT = 4096
 
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
+
+def _read_umask() -> int:
+    """The process umask, read without changing it where the system says it (Linux)."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f.read(65536).splitlines():
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore once, at import
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
 _os_write = os.write  # the one call that writes file data (tests simulate a full disk here)
 _os_open_read = os.open  # the one call that opens a file to read (tests simulate refusals)
 
