@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -72,7 +73,8 @@ def _export_parser() -> argparse.ArgumentParser:
         "statistics\n"
         "                            and file names (relative to DIR)\n"
         "DIR is written completely or not at all; an existing non-empty DIR is refused\n"
-        "unless --overwrite is given.",
+        "unless --overwrite is given and DIR is an earlier LayerLab export. The current\n"
+        "folder, the home folder, / and folders holding IMAGE or P are always refused.",
         "layerlab export resources/samples/camera.png --pipeline "
         "resources/pipelines/seed-sharpen-gray.layerlab.json --out sharpened --raw"))
     p.add_argument("image", metavar="IMAGE", help="the image file")
@@ -88,7 +90,8 @@ def _export_parser() -> argparse.ArgumentParser:
     p.add_argument("--colormap", choices=COLORMAPS, default="gray",
                    help="gray writes 8-bit gray PNGs, the others RGB (default gray)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace DIR if it exists and is not empty")
+                   help="replace DIR if it is an earlier LayerLab export (its manifest.json "
+                   "lists everything in it)")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
     return p
 
@@ -143,7 +146,7 @@ def _cmd_export(argv: Sequence[str]) -> int:
     except PipelineError as e:
         raise UsageError(str(e)) from None
     for w in nonfinite_warnings(pipeline):
-        print(f"{PROG}: warning: {w}", file=sys.stderr)
+        warn(w)
     show = not args.quiet and sys.stderr.isatty()
 
     def progress(done: int, total: int, text: str) -> None:
@@ -155,7 +158,8 @@ def _cmd_export(argv: Sequence[str]) -> int:
     try:
         manifest = export_run(args.image, pipeline, args.out, device=args.device, raw=args.raw,
                               normalize=args.normalize, colormap=args.colormap,
-                              overwrite=args.overwrite, progress=progress)
+                              overwrite=args.overwrite, progress=progress,
+                              pipeline_path=args.pipeline)
     except ExportError as e:
         if show:
             print(file=sys.stderr)
@@ -164,34 +168,62 @@ def _cmd_export(argv: Sequence[str]) -> int:
         print(file=sys.stderr)
     if not args.quiet:
         files = sum(len(s["images"]) + 1 + (s["raw"] is not None) for s in manifest["stages"])
-        print(f"wrote {len(manifest['stages'])} stages ({files} files and manifest.json) to "
-              f"{args.out} on {manifest['device']} in {time.perf_counter() - t0:.2f} s")
+        say(f"wrote {len(manifest['stages'])} stages ({files} files and manifest.json) to "
+            f"{terminal_text(args.out)} on {manifest['device']} in "
+            f"{time.perf_counter() - t0:.2f} s")
     return 0
 
 
 def _cmd_code(argv: Sequence[str]) -> int:
     args = _code_parser().parse_args(argv)
+    from .core import safeio
     from .core.codegen import generate_script
     from .core.pipeline import Pipeline, PipelineError, atomic_write_text
 
+    if args.output is not None:
+        _check_script_target(args.output, args.pipeline)
     try:
         pipeline = Pipeline.load(args.pipeline)
     except PipelineError as e:
         raise UsageError(str(e)) from None
     script = generate_script(pipeline, source=Path(args.pipeline).name)
     if args.output is None:
-        sys.stdout.write(script)
+        say(script, end="")
         return 0
     out = Path(args.output)
-    if out.is_dir():
-        raise UsageError(f"{out} is a folder; give a file name for the script")
-    if not out.parent.is_dir():
-        raise UsageError(f"cannot write {out}: the folder {out.parent} does not exist")
     try:
         atomic_write_text(out, script)
     except OSError as e:
-        raise UsageError(f"cannot write {out}: {e.strerror or e}") from None
+        raise UsageError(f"cannot write {out}: {safeio.reason_for(e, writing=True)}") from None
     return 0
+
+
+def _check_script_target(output: str, pipeline: str) -> None:
+    """``-o``: a file name that fits, in an existing folder, never the pipeline itself."""
+    from .core import safeio
+
+    out = Path(output)
+    if not str(output).strip():
+        raise UsageError("the script file name (-o) is empty")
+    try:
+        safeio.check_name_length(out)
+    except safeio.FileProblem as e:
+        raise UsageError(f"cannot write the script to {_short(output)}: {e}") from None
+    try:
+        if out.is_dir():
+            raise UsageError(f"{out} is a folder; give a file name for the script")
+        if not out.parent.is_dir():
+            raise UsageError(f"cannot write {out}: the folder {out.parent} does not exist")
+        same = out.exists() and Path(pipeline).exists() and os.path.samefile(out, pipeline)
+    except OSError as e:
+        raise UsageError(f"cannot write {out}: {safeio.reason_for(e, writing=True)}") from None
+    if same or os.path.realpath(out) == os.path.realpath(pipeline):
+        raise UsageError(f"-o {out} is the pipeline file being read; writing the script there "
+                         f"would destroy it; choose another file name")
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 60 else text[:40] + "..." + text[-12:]
 
 
 def _cmd_info(argv: Sequence[str]) -> int:
@@ -211,7 +243,7 @@ def _cmd_info(argv: Sequence[str]) -> int:
         except ImageLoadError as e:
             raise UsageError(str(e)) from None
         w, h = loaded.size
-        origin = f"the size of {Path(args.image).name}"
+        origin = f"the size of {terminal_text(Path(args.image).name)}"
     elif args.size:
         h, w = args.size
         origin = "--size"
@@ -225,9 +257,9 @@ def _cmd_info(argv: Sequence[str]) -> int:
     if not analysis.ok:
         raise UsageError(f"{Path(args.pipeline).name}: {analysis.first_error.exception()}")
     for warning in nonfinite_warnings(pipeline):
-        print(f"{PROG}: warning: {warning}", file=sys.stderr)
+        warn(warning)
 
-    print(format_info(pipeline, analysis, Path(args.pipeline).name, origin))
+    say(format_info(pipeline, analysis, Path(args.pipeline).name, origin))
     return 0
 
 
@@ -240,7 +272,8 @@ def format_info(pipeline, analysis, source: str, origin: str) -> str:
     stages = analysis.stages
     mode = "gray" if pipeline.input.mode == "gray" else "rgb"
     resize = pipeline.input.resize
-    lines = [f"{source}: {len(stages) - 1} stage(s) after the input, input {mode}",
+    lines = [f"{terminal_text(source)}: {len(stages) - 1} stage(s) after the input, "
+             f"input {mode}",
              f"input size {h} x {w} ({origin})"
              + (f", resized to {resize[0]} x {resize[1]} by the pipeline"
                 if resize and tuple(resize) != (h, w) else "")]
@@ -248,8 +281,8 @@ def format_info(pipeline, analysis, source: str, origin: str) -> str:
     rows = []
     for k, s in enumerate(stages):
         formula = "; ".join(s.formula.splitlines())
-        rows.append((str(k), "-" if s.index < 0 else str(s.index), s.stage_name, s.type,
-                     shape_text(s.shape), f"{s.parameter_count:,}", formula))
+        rows.append((str(k), "-" if s.index < 0 else str(s.index), terminal_text(s.stage_name),
+                     s.type, shape_text(s.shape), f"{s.parameter_count:,}", formula))
     widths = [max(len(r[i]) for r in (*rows, headers)) for i in range(len(headers) - 1)]
     right = {0, 1, 5}
 
@@ -259,7 +292,8 @@ def format_info(pipeline, analysis, source: str, origin: str) -> str:
         return ("  ".join(parts) + "  " + cells[-1]).rstrip()
 
     lines += ["", line(headers)] + [line(r) for r in rows]
-    disabled = [f"{i} ({layer.display_name(i)})" for i, layer in enumerate(pipeline.layers)
+    disabled = [f"{i} ({terminal_text(layer.display_name(i))})"
+                for i, layer in enumerate(pipeline.layers)
                 if not layer.enabled]
     total_params = sum(s.parameter_count for s in stages)
     last = stages[-1]
@@ -298,24 +332,149 @@ COMMANDS = {"export": _cmd_export, "code": _cmd_code, "info": _cmd_info, "bench"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``layerlab``; returns the exit status (0 ok, 2 bad input)."""
+    """Entry point of ``layerlab``; returns the exit status.
+
+    0 ok; 2 bad input or a failed write (one line on stderr, nothing written); 141 when
+    standard output is a pipe closed by its reader (quiet, as a C tool killed by SIGPIPE);
+    130 on Ctrl+C; 128 + N when signal N (SIGTERM, SIGHUP, ...) stopped it (its temporary
+    files removed).
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
+    from .core.safeio import Terminated, cleanup_on_signals
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError, OSError):  # pragma: no cover - replaced streams
+            pass
     try:
-        if argv and argv[0] in COMMANDS:
-            return COMMANDS[argv[0]](argv[1:])
-        return _cmd_window(argv)
+        headless = bool(argv) and argv[0] in COMMANDS
+        # The headless commands turn SIGTERM, SIGHUP, ... into cleanup and status 128 + N;
+        # the window keeps the default handlers (its own saves redeliver the signal).
+        guard = cleanup_on_signals(redeliver=False) if headless else contextlib.nullcontext()
+        with guard, _clean_warnings():
+            try:
+                if headless:
+                    rc = COMMANDS[argv[0]](argv[1:])
+                else:
+                    rc = _cmd_window(argv)
+            except SystemExit as e:  # --help and --version end here
+                rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+            _flush_stdout()
+            return rc
     except UsageError as e:
-        print(f"{PROG}: error: {_one_line(str(e))}", file=sys.stderr)
+        _error_line(str(e))
+        return 2
+    except _StdoutClosed:
+        _silence_stdout()
+        return 141
+    except _StdoutFailed as e:
+        _silence_stdout()
+        _error_line(f"cannot write to the standard output: {e}")
         return 2
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+        _error_line("interrupted", prefix=f"{PROG}: ")
         return 130
-    except SystemExit as e:  # --help and --version end here
-        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    except Terminated as e:
+        _error_line(f"stopped by {e.name}; nothing was left half-written", prefix=f"{PROG}: ")
+        return 128 + e.signum
 
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+def terminal_text(text: object) -> str:
+    """``text`` safe to print: control characters (ESC, BEL, ...), lone surrogates and other
+    invisible formatting characters are shown as escapes (``\\x1b``) instead of reaching
+    the terminal."""
+    s = os.fspath(text) if isinstance(text, os.PathLike) else str(text)
+    if s.isprintable():
+        return s
+    return "".join(ch if ch.isprintable() or ch == " " else
+                   ch.encode("unicode_escape", "backslashreplace").decode("ascii")
+                   for ch in s)
+
+
+def _error_line(message: str, prefix: str = f"{PROG}: error: ") -> None:
+    try:
+        print(prefix + terminal_text(_one_line(message)), file=sys.stderr, flush=True)
+    except (OSError, ValueError):  # stderr itself is gone: nothing more to say
+        pass
+
+
+def warn(message: str) -> None:
+    """One ``layerlab: warning: ...`` line on stderr."""
+    _error_line(message, prefix=f"{PROG}: warning: ")
+
+
+class _StdoutClosed(Exception):
+    """Standard output is a pipe whose reader went away."""
+
+
+class _StdoutFailed(Exception):
+    """Writing standard output failed (a full disk, an I/O error)."""
+
+
+def say(text: str, end: str = "\n") -> None:
+    """Print to standard output; a full or closed stdout becomes one clear outcome."""
+    try:
+        sys.stdout.write(text + end)
+    except BrokenPipeError:
+        raise _StdoutClosed() from None
+    except OSError as e:
+        raise _StdoutFailed(_os_reason(e)) from None
+
+
+def _flush_stdout() -> None:
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise _StdoutClosed() from None
+    except OSError as e:
+        raise _StdoutFailed(_os_reason(e)) from None
+    except ValueError:  # pragma: no cover - stdout closed by the caller
+        pass
+
+
+def _os_reason(e: OSError) -> str:
+    from .core.safeio import reason_for
+
+    return reason_for(e, writing=True).reason
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush says nothing more."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+class _clean_warnings:
+    """torch/numpy/Pillow warnings become one ``layerlab: warning:`` line each (no source
+    lines, each text once)."""
+
+    def __enter__(self):
+        import warnings
+
+        self._seen: set[str] = set()
+        self._old = warnings.showwarning
+        warnings.showwarning = self._show
+        return self
+
+    def _show(self, message, category, filename, lineno, file=None, line=None) -> None:
+        text = _one_line(str(message))
+        if text not in self._seen:
+            self._seen.add(text)
+            warn(f"{text} ({category.__name__})")
+
+    def __exit__(self, *exc) -> None:
+        import warnings
+
+        warnings.showwarning = self._old
 
 
 if __name__ == "__main__":  # pragma: no cover

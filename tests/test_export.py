@@ -344,10 +344,18 @@ def test_existing_folder_is_refused_then_replaced_with_overwrite(tmp_path, capsy
     assert listing(out) == {"keep.txt"} and (out / "keep.txt").read_text() == "mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
+    # --overwrite replaces only a folder LayerLab exported: this one is the user's
     rc = run_cli(CAMERA, "--pipeline", pipe, "--out", out, "--overwrite", "--raw")
+    err = capsys.readouterr().err
+    assert rc == 2 and "is not one: it has no manifest.json" in err
+    assert listing(out) == {"keep.txt"} and (out / "keep.txt").read_text() == "mine"
+
+    export = tmp_path / "export"
+    assert run_cli(CAMERA, "--pipeline", pipe, "--out", export) == 0
+    rc = run_cli(CAMERA, "--pipeline", pipe, "--out", export, "--overwrite", "--raw")
     assert rc == 0
-    assert "keep.txt" not in listing(out) and (out / "01-sharpen.npy").is_file()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert (export / "01-sharpen.npy").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export", "out"]
 
 
 def test_empty_existing_folder_is_used(tmp_path):

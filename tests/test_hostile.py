@@ -381,8 +381,9 @@ CODE_NAMES = [f'x"); {PAYLOAD}; ("', f"x'''; {PAYLOAD}; '''", f'"""\n{PAYLOAD}\n
 
 
 def test_hostile_names_in_generated_scripts_are_inert(tmp_path):
-    # Newlines are refused at load; everything else must land in comments or strings only.
-    names = [n.replace("\n", " ") for n in CODE_NAMES]
+    # Newlines and other control characters (NEL, U+0085, is a C1 control) are refused at
+    # load; everything else must land in comments or strings only.
+    names = [n.replace("\n", " ").replace("\u0085", " ") for n in CODE_NAMES]
     path = write_json(tmp_path / "inject.layerlab.json",
                       doc(*[{"type": "ReLU", "name": n} for n in names]))
     odd_file = tmp_path / f"evil\n{PAYLOAD}\n.layerlab.json"  # a newline in a file name

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import struct
+import time
 import zlib
 from pathlib import Path
 
@@ -409,7 +410,7 @@ BAD_PIPELINES: dict[str, tuple[object, str]] = {
                  "not UTF-8 text (bad byte at offset 86)"),
     "nul-in-name": (doc({"type": "ReLU", "name": "a\x00b"}),
                     "layer 0: name: name must be text of at most 64 characters without "
-                    "control characters"),
+                    "control characters (it holds '\\x00')"),
 }
 
 
@@ -437,6 +438,25 @@ def test_opening_a_bad_pipeline_says_where_and_changes_nothing(kind, main_window
         assert w.banner.text() == message
     assert w.statusBar().currentMessage() == w.banner.text()
     wait_idle(w, qtbot)
+    assert_untouched(w, before)
+    assert_still_works(w, qtbot)
+
+
+def test_a_fifo_without_a_writer_opens_at_once_as_an_error(main_window, qtbot, tmp_path):
+    # The window opens files through the core loaders: a FIFO nobody writes to must not hang
+    # the GUI thread, as image or as pipeline.
+    w = main_window
+    fifo = tmp_path / "stream.layerlab.json"
+    os.mkfifo(fifo)
+    before = snapshot(w)
+    t0 = time.monotonic()
+    assert not w.open_pipeline_path(str(fifo))
+    assert w.banner.text() == ("Could not open the pipeline: stream.layerlab.json: cannot read "
+                               "the file: nothing arrived from it (a FIFO or pipe without a "
+                               "writer)")
+    assert not w.open_image_path(str(fifo))
+    assert time.monotonic() - t0 < 5
+    w.wait_idle(qtbot)
     assert_untouched(w, before)
     assert_still_works(w, qtbot)
 
@@ -676,14 +696,16 @@ def test_export_into_a_read_only_folder_says_so_and_writes_nothing(main_window, 
     ro.mkdir()
     ro.chmod(0o555)
     if os.geteuid() == 0:  # root writes anyway: make the folder refuse like a read-only disk
-        real_mkdir = Path.mkdir
+        import tempfile
 
-        def refuse(self, *a, **kw):
-            if self.parent == ro:
-                raise PermissionError(errno.EACCES, "Permission denied", str(self))
-            return real_mkdir(self, *a, **kw)
+        real_mkdtemp = tempfile.mkdtemp
 
-        monkeypatch.setattr(Path, "mkdir", refuse)
+        def refuse(*a, dir=None, **kw):
+            if dir is not None and Path(dir) == ro:
+                raise PermissionError(errno.EACCES, "Permission denied", str(dir))
+            return real_mkdtemp(*a, dir=dir, **kw)
+
+        monkeypatch.setattr(tempfile, "mkdtemp", refuse)
     try:
         exporter = _export_and_wait(w, qtbot, ro / "export")
         assert exporter.last_error == f"export failed: cannot write in {ro}: permission denied"
@@ -711,8 +733,8 @@ def test_disk_full_in_the_middle_of_an_export_leaves_nothing(main_window, qtbot,
     box.mkdir()
     exporter = _export_and_wait(w, qtbot, box / "export")
     assert len(calls) == 3
-    assert exporter.last_error == ("export failed: cannot write the export: No space left on "
-                                   "device")
+    assert exporter.last_error == (f"export failed: cannot write the export {box / 'export'}: "
+                                   f"the disk is full (no space left in {box})")
     assert list(box.iterdir()) == []
 
 

@@ -542,14 +542,14 @@ def test_module_does_not_import_qt():
 
 def test_permission_denied_message(tmp_path, camera, monkeypatch):
     # Runs even as root (where chmod 000 does not stop reads): the OS error is simulated.
-    import layerlab.core.imageio as imageio
+    from layerlab.core import safeio
 
     path = _save(tmp_path / "locked.png", camera)
 
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(imageio, "open", refuse, raising=False)
+    monkeypatch.setattr(safeio, "_os_open_read", refuse)
     with pytest.raises(ImageLoadError) as info:
         load_image(path)
     assert str(info.value) == "cannot open 'locked.png': it cannot be read: permission denied"

@@ -263,6 +263,10 @@ def bench_startup(repeats: int) -> Scenario:
     return Scenario("startup", statistics.median(samples), None, _p95(samples), "< 3000 ms")
 
 
+SCENARIOS = ("seed-sharpen-512", "four-stage-512", "cifar-tutorial-32", "edit-last-512",
+             "render-16x256", "gui-edit-512", "startup", "photo-12mp")
+
+
 def run_all(quick: bool, only: list[str] | None = None) -> list[Scenario]:
     reps = 15 if quick else 60
     scenarios: list[tuple[str, Callable[[], Scenario]]] = [
@@ -279,6 +283,7 @@ def run_all(quick: bool, only: list[str] | None = None) -> list[Scenario]:
         ("startup", lambda: bench_startup(2 if quick else 5)),
         ("photo-12mp", lambda: bench_photo_12mp(quick)),
     ]
+    assert tuple(name for name, _ in scenarios) == SCENARIOS
     out = []
     for name, fn in scenarios:
         if only and name not in only:
@@ -308,26 +313,46 @@ def format_table(scenarios: list[Scenario]) -> str:
     return "\n".join(lines)
 
 
+def _threads(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") \
+            from None
+    if not 1 <= n <= 1024:
+        raise argparse.ArgumentTypeError(f"must be from 1 to 1024, not {n}")
+    return n
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="layerlab bench", description=(
+    from ..cli import UsageError, _Parser
+
+    parser = _Parser(prog="layerlab bench", description=(
         "Time LayerLab's scenarios against their baselines, side by side in one run."))
     parser.add_argument("--quick", action="store_true", help="fewer repeats (under a minute)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these scenarios")
-    parser.add_argument("--threads", type=int, metavar="N",
+    parser.add_argument("--only", nargs="+", metavar="NAME",
+                        help="run only these scenarios: " + ", ".join(SCENARIOS))
+    parser.add_argument("--threads", type=_threads, metavar="N",
                         help="torch threads (default: torch's; the window uses one less than "
                              "the cores on small machines)")
     args = parser.parse_args(argv)
+    unknown = [n for n in args.only or () if n not in SCENARIOS]
+    if unknown:
+        raise UsageError(f"unknown scenario {unknown[0]!r} for --only (known: "
+                         f"{', '.join(SCENARIOS)})")
     if args.threads:
-        torch.set_num_threads(max(1, args.threads))
+        torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
     scenarios = run_all(args.quick, args.only)
     meta = {"torch": torch.__version__, "device": "cpu", "threads": threads,
             "cpu_count": os.cpu_count()}
+    from ..cli import say
+
     if args.json:
-        print(json.dumps({"scenarios": [s.to_dict() for s in scenarios], **meta}, indent=1))
+        say(json.dumps({"scenarios": [s.to_dict() for s in scenarios], **meta}, indent=1))
     else:
-        print(f"LayerLab bench: torch {meta['torch']}, device cpu, {threads} torch threads, "
-              f"{meta['cpu_count']} cores")
-        print(format_table(scenarios))
+        say(f"LayerLab bench: torch {meta['torch']}, device cpu, {threads} torch threads, "
+            f"{meta['cpu_count']} cores")
+        say(format_table(scenarios))
     return 0

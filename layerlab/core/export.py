@@ -33,7 +33,6 @@ import re
 import shutil
 import time
 import unicodedata
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,8 +42,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import render
-from .analysis import analyze, check_memory
+from . import render, safeio
+from .analysis import OverBudget, analyze, check_memory
 from .engine import Engine, RunError, resolve_device
 from .imageio import ImageLoadError, LoadedImage, load_image, to_tensor
 from .pipeline import DEFAULT_MEMORY_BUDGET, Pipeline, PipelineError, atomic_write_bytes
@@ -110,7 +109,7 @@ def save_png(image: np.ndarray, path: str | os.PathLike) -> Path:
     try:
         atomic_write_bytes(p, encode_png(image))
     except OSError as e:
-        raise ExportError(f"cannot write {p}: {e.strerror or e}") from None
+        raise ExportError(f"cannot write {p}: {safeio.reason_for(e, writing=True)}") from None
     return p
 
 
@@ -236,28 +235,57 @@ def export_run(image_path: str | os.PathLike | LoadedImage, pipeline: Pipeline |
                out_dir: str | os.PathLike, *, device: str = "auto", raw: bool = False,
                normalize: str = "channel", colormap: str = "gray", overwrite: bool = False,
                progress: ProgressFn | None = None,
-               cancel: CancelFn | None = None) -> dict[str, Any]:
+               cancel: CancelFn | None = None,
+               pipeline_path: str | os.PathLike | None = None) -> dict[str, Any]:
     """Run ``pipeline`` on the full-size image and write the export folder ``out_dir``.
 
     Returns the manifest (also written to ``out_dir/manifest.json``). Raises
     :class:`ExportError` (one-line message) for bad input, an existing non-empty ``out_dir``
-    without ``overwrite``, an unwritable location or a failing stage, and
-    :class:`ExportCancelled` when ``cancel()`` returns true; in every such case nothing is
-    left on disk. ``progress(done, total, text)`` is called as stages are written.
+    without ``overwrite``, an ``out_dir`` that is not a LayerLab export with ``overwrite``, a
+    dangerous ``out_dir`` (see :func:`check_target`), an unwritable location or a failing
+    stage, and :class:`ExportCancelled` when ``cancel()`` returns true; in every such case
+    nothing is left on disk. ``progress(done, total, text)`` is called as stages are written.
+    ``pipeline_path`` is the file a ready :class:`Pipeline` came from: messages name it and
+    ``out_dir`` may not contain it. A terminating signal (SIGTERM, SIGHUP, ...) in the main
+    thread removes the unfinished folder and raises :class:`safeio.Terminated`.
     """
     _check_options(normalize, colormap)
+    if not isinstance(pipeline, Pipeline) and pipeline_path is None:
+        pipeline_path = pipeline
+    source = Path(pipeline_path).name if pipeline_path is not None else None
     try:
         if not isinstance(pipeline, Pipeline):
             pipeline = Pipeline.load(pipeline)
-        target = _check_target(out_dir, overwrite)
+        protect = [p for p in (_image_file(image_path), pipeline_path) if p is not None]
+        target = check_target(out_dir, overwrite, protect)
         loaded, image_label = _load(image_path)
         x = to_tensor(loaded.image, pipeline.input.mode)
         hw = (int(x.shape[-2]), int(x.shape[-1]))
-        shapes = _check_peak_memory(pipeline, hw)
+        try:
+            shapes = _check_peak_memory(pipeline, hw)
+        except PipelineError as e:  # the shape error names the pipeline file
+            if source and not e.source and not isinstance(e, OverBudget):
+                raise ExportError(f"{source}: {e}") from None
+            raise
         dev = resolve_device(device)
     except (PipelineError, ImageLoadError, RunError) as e:
         raise ExportError(str(e)) from None
 
+    with safeio.cleanup_on_signals():
+        return _run_and_write(pipeline, x, shapes, dev, target, image_label, raw, normalize,
+                              colormap, overwrite, progress, cancel)
+
+
+def _image_file(image: str | os.PathLike | LoadedImage) -> str | os.PathLike | None:
+    if isinstance(image, LoadedImage):
+        return image.path
+    return image
+
+
+def _run_and_write(pipeline: Pipeline, x: torch.Tensor, shapes, dev, target: Path,
+                   image_label: str, raw: bool, normalize: str, colormap: str,
+                   overwrite: bool, progress: ProgressFn | None,
+                   cancel: CancelFn | None) -> dict[str, Any]:
     total = len(shapes) + 1  # every stage, then the manifest and the final rename
     tmp = _make_temp_dir(target)
     try:
@@ -298,10 +326,11 @@ def export_run(image_path: str | os.PathLike | LoadedImage, pipeline: Pipeline |
         return manifest
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, ExportError | KeyboardInterrupt):
+        if isinstance(e, ExportError | KeyboardInterrupt | safeio.Terminated):
             raise
         if isinstance(e, OSError):
-            raise ExportError(f"cannot write the export: {e.strerror or e}") from None
+            reason = safeio.reason_for(e, writing=True, where=target.parent)
+            raise ExportError(f"cannot write the export {target}: {reason}") from None
         if isinstance(e, torch.cuda.OutOfMemoryError | MemoryError):
             raise ExportError("out of memory while exporting; try --device cpu or a smaller "
                               "image") from None
@@ -319,8 +348,7 @@ def _write_stage(tmp: Path, result, raw: bool, normalize: str, colormap: str,
     if raw:
         raw_name = f"{folder}.npy"
         arr = np.ascontiguousarray(out[0].detach().to("cpu", torch.float32).numpy())
-        with open(tmp / raw_name, "wb") as f:
-            np.save(f, arr)
+        _write_file(tmp / raw_name, npy_chunks(arr))
     st = render.stats(out)
     stats = {k: _json_float(st[k]) for k in ("min", "max", "mean", "std")}
     if stats["min"] is None:  # no finite value at all: no spread either
@@ -369,57 +397,161 @@ def _check_peak_memory(pipeline: Pipeline, hw: tuple[int, int]) -> list:
     return shapes
 
 
-def _check_target(out_dir: str | os.PathLike, overwrite: bool) -> Path:
-    target = Path(os.path.abspath(os.fspath(out_dir)))
-    if not target.name:
-        raise ExportError(f"cannot export into {target}: choose a new folder name")
+def check_target(out_dir: str | os.PathLike, overwrite: bool,
+                 protect: list[str | os.PathLike] = ()) -> Path:
+    """The absolute export folder for ``out_dir``, or :class:`ExportError` when it is empty,
+    too long a name, the current folder or one above it, the home folder or one above it,
+    ``/``, a folder holding one of the ``protect`` files (the image, the pipeline), an
+    existing non-empty folder without ``overwrite``, or (with ``overwrite``) a folder that is
+    not a LayerLab export."""
+    text = os.fspath(out_dir)
+    if not str(text).strip():
+        raise ExportError("the export folder name (--out) is empty; give the name of a new "
+                          "folder")
+    try:
+        safeio.check_name_length(text)
+    except safeio.FileProblem as e:
+        raise ExportError(f"cannot use {_shown(text)} as the export folder: {e}") from None
+    target = Path(os.path.abspath(text))
+    real = Path(os.path.realpath(target))
+    danger = _dangerous(real, protect)
+    if danger or not target.name:
+        raise ExportError(f"refusing to export into {target}: it is {danger or 'the root folder'}"
+                          f", which an export (and --overwrite) would replace; choose a new "
+                          f"folder")
     parent = target.parent
-    if not parent.exists():
-        raise ExportError(f"cannot create {target}: the folder {parent} does not exist")
-    if not parent.is_dir():
-        raise ExportError(f"cannot create {target}: {parent} is not a folder")
-    if target.is_symlink() or (target.exists() and not target.is_dir()):
-        raise ExportError(f"{target} exists and is not a folder; choose another --out")
-    if target.is_dir() and not overwrite and any(target.iterdir()):
-        raise ExportError(f"{target} already exists and is not empty; choose another --out "
-                          f"or pass --overwrite to replace it")
+    try:
+        if not parent.exists():
+            raise ExportError(f"cannot create {target}: the folder {parent} does not exist")
+        if not parent.is_dir():
+            raise ExportError(f"cannot create {target}: {parent} is not a folder")
+        if target.is_symlink() or (target.exists() and not target.is_dir()):
+            raise ExportError(f"{target} exists and is not a folder; choose another --out")
+        if target.is_dir() and any(target.iterdir()):
+            if not overwrite:
+                raise ExportError(f"{target} already exists and is not empty; choose another "
+                                  f"--out or pass --overwrite to replace it")
+            why = not_an_export(target)
+            if why:
+                raise ExportError(f"--overwrite replaces only a folder LayerLab exported, and "
+                                  f"{target} is not one: {why}")
+    except OSError as e:
+        raise ExportError(f"cannot use {target} as the export folder: "
+                          f"{safeio.reason_for(e)}") from None
     return target
 
 
-def _make_temp_dir(target: Path) -> Path:
-    tmp = target.parent / f".{target.name}.export-{uuid.uuid4().hex[:12]}"
+def _shown(text: str | bytes) -> str:
+    s = os.fsdecode(text)
+    return s if len(s) <= 60 else s[:40] + "..." + s[-12:]
+
+
+def _dangerous(real: Path, protect) -> str | None:
+    """What makes ``real`` (a resolved path) a folder an export must not replace."""
+    if real == Path(real.anchor):
+        return "the root folder"
     try:
-        tmp.mkdir()
-    except PermissionError:
-        raise ExportError(f"cannot write in {target.parent}: permission denied") from None
-    except OSError as e:
-        raise ExportError(f"cannot write in {target.parent}: {e.strerror or e}") from None
-    return tmp
+        cwd = Path(os.path.realpath(os.getcwd()))
+    except OSError:
+        cwd = None
+    if cwd is not None:
+        if real == cwd:
+            return "the current folder"
+        if real in cwd.parents:
+            return "a folder above the current folder"
+    home = Path(os.path.realpath(os.path.expanduser("~")))
+    if home != Path(home.anchor):
+        if real == home:
+            return "the home folder"
+        if real in home.parents:
+            return "a folder above the home folder"
+    for p in protect:
+        rp = Path(os.path.realpath(os.fspath(p)))
+        if real in rp.parents:
+            return f"the folder holding {Path(os.fspath(p)).name}, an input of this export"
+    return None
+
+
+MANIFEST_MAX_BYTES = 1 << 30
+
+
+def not_an_export(folder: Path) -> str | None:
+    """Why ``folder`` is not a complete LayerLab export (None if it is one): its
+    ``manifest.json`` must be LayerLab's, and every entry in it must be one the manifest
+    lists (a file the user added there would be lost)."""
+    try:
+        data = json.loads(safeio.read_capped(folder / "manifest.json", MANIFEST_MAX_BYTES))
+    except safeio.FileProblem as e:
+        return "it has no manifest.json" if e.kind == "missing" else \
+            f"its manifest.json cannot be read ({e})"
+    except (ValueError, RecursionError):
+        return "its manifest.json is not valid JSON"
+    if not (isinstance(data, dict) and isinstance(data.get("pipeline"), dict)
+            and data["pipeline"].get("format") == "layerlab.pipeline"
+            and isinstance(data.get("stages"), list)):
+        return "its manifest.json is not a LayerLab export manifest"
+    expected = {"manifest.json"}
+    for stage in data["stages"]:
+        if not isinstance(stage, dict):
+            return "its manifest.json is not a LayerLab export manifest"
+        for key in ("grid", "raw"):
+            value = stage.get(key)
+            if isinstance(value, str) and value:
+                expected.add(value.split("/")[0])
+    extra = sorted(p.name for p in folder.iterdir() if p.name not in expected)
+    if extra:
+        return (f"it also holds {extra[0]!r}" + (f" and {len(extra) - 1} more" if len(extra) > 1
+                                                 else "") + ", which LayerLab did not write")
+    return None
+
+
+def _make_temp_dir(target: Path) -> Path:
+    try:
+        return safeio.make_temp_dir(target, "export")
+    except safeio.FileProblem as e:
+        raise ExportError(f"cannot write in {target.parent}: {e}") from None
 
 
 def _commit(tmp: Path, target: Path, overwrite: bool) -> None:
-    """Rename the finished temporary folder to ``target`` (replacing it if allowed)."""
+    """Rename the finished temporary folder to ``target`` (replacing it if allowed).
+
+    A terminating signal during the renames is held back until they are done, so the
+    folder is either the old one or the new one, and no hidden folder is left behind."""
     if target.is_symlink() or (target.exists() and not target.is_dir()):
         raise ExportError(f"{target} exists and is not a folder; choose another --out")
-    if target.is_dir():
-        if not any(target.iterdir()):
-            target.rmdir()
-        elif not overwrite:
-            raise ExportError(f"{target} already exists and is not empty; choose another "
-                              f"--out or pass --overwrite to replace it")
-        else:
-            old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:12]}"
-            os.rename(target, old)
-            try:
-                os.rename(tmp, target)
-            except BaseException:
-                os.rename(old, target)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-            return
-    os.rename(tmp, target)
+    with safeio.critical():
+        if target.is_dir():
+            if not any(target.iterdir()):
+                target.rmdir()
+            elif not overwrite:
+                raise ExportError(f"{target} already exists and is not empty; choose another "
+                                  f"--out or pass --overwrite to replace it")
+            else:
+                why = not_an_export(target)
+                if why:
+                    raise ExportError(f"--overwrite replaces only a folder LayerLab exported, "
+                                      f"and {target} is not one: {why}")
+                old = safeio.make_temp_dir(target, "old")
+                os.rename(target, old / "previous")
+                try:
+                    os.rename(tmp, target)
+                except BaseException:
+                    os.rename(old / "previous", target)
+                    shutil.rmtree(old, ignore_errors=True)
+                    raise
+                shutil.rmtree(old, ignore_errors=True)
+                return
+        os.rename(tmp, target)
 
 
-def _write_file(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
+def npy_chunks(arr: np.ndarray):
+    """The bytes of ``np.save(f, arr)`` for a C-contiguous array, as chunks (no copy)."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(arr))
+    yield header.getvalue()
+    if arr.size:
+        yield memoryview(np.ascontiguousarray(arr)).cast("B")
+
+
+def _write_file(path: Path, data) -> None:
+    safeio.write_new_file(path, data)

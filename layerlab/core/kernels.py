@@ -140,9 +140,21 @@ def check_init(init: object) -> dict:
     return out
 
 
+INIT_VALUE_MAX = 1e6  # |mean|, std and |value| of the normal/constant schemes
+
+
 def _finite(v: object, name: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+    if isinstance(v, bool) or not isinstance(v, int | float):
         raise ValueError(f"init {name} must be a finite number, not {v!r}")
+    if isinstance(v, int) and abs(v) > INIT_VALUE_MAX:  # also integers beyond any float
+        digits = len(str(abs(v)))
+        raise ValueError(f"init {name} must be a number from {-INIT_VALUE_MAX:g} to "
+                         f"{INIT_VALUE_MAX:g}, not an integer of {digits} digits")
+    if not math.isfinite(v):
+        raise ValueError(f"init {name} must be a finite number, not {v!r}")
+    if abs(v) > INIT_VALUE_MAX:
+        raise ValueError(f"init {name} must be a number from {-INIT_VALUE_MAX:g} to "
+                         f"{INIT_VALUE_MAX:g}, not {v!r}")
     return float(v)
 
 

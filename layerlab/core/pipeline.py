@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from . import safeio
 from .kernels import DEFAULT_INIT, check_init
 from .specs import OPS, OpSpec, Shape, SpecError, get_op
 
@@ -223,20 +224,21 @@ class Pipeline:
         p = Path(path)
         src = p.name
         try:
-            size = p.stat().st_size
-            if p.is_dir():
-                raise PipelineError("is a directory, not a pipeline file", source=src)
-            if size > MAX_FILE_BYTES:
-                raise PipelineError(f"file is {_bytes(size)}, larger than the "
-                                    f"{_bytes(MAX_FILE_BYTES)} a pipeline file may be",
-                                    source=src)
-            raw = p.read_bytes()
-        except FileNotFoundError:
-            raise PipelineError("file does not exist", source=src) from None
-        except PermissionError:
-            raise PipelineError("cannot read the file: permission denied", source=src) from None
-        except OSError as e:
-            raise PipelineError(f"cannot read the file: {e.strerror}", source=src) from None
+            raw = safeio.read_capped(p, MAX_FILE_BYTES)
+        except safeio.FileProblem as e:
+            if e.kind == "missing":
+                raise PipelineError("file does not exist", source=src) from None
+            if e.kind == "directory":
+                raise PipelineError("is a directory, not a pipeline file", source=src) from None
+            if e.kind == "too-large":
+                limit = _bytes(MAX_FILE_BYTES)
+                if e.size:
+                    what = f"file is {_bytes(e.size)}, larger than the {limit} a pipeline file may be"
+                else:
+                    what = (f"it holds more than the {limit} a pipeline file may be (reading "
+                            f"stopped there)")
+                raise PipelineError(what, source=src) from None
+            raise PipelineError(f"cannot read the file: {e.reason}", source=src) from None
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as e:
@@ -273,7 +275,26 @@ def new_layer(type_name: str, in_shape: Shape | None = None, **args: Any) -> Lay
 
 # --- parsing ---------------------------------------------------------------------------------
 
-_NAME_OK = re.compile(r"^[^\x00-\x1f]{0,64}$")
+NAME_MAX_CHARS = 64
+
+
+def name_problem(name: object) -> str | None:
+    """Why ``name`` cannot be a layer name, or None: text of at most 64 characters, without
+    control characters (C0, DEL, C1: they would break tables and reach terminals) and
+    writable as UTF-8 (no lone surrogates)."""
+    if not isinstance(name, str):
+        return f"name must be text, not {type(name).__name__}"
+    if len(name) > NAME_MAX_CHARS:
+        return f"name must be text of at most {NAME_MAX_CHARS} characters, not {len(name)}"
+    for ch in name:
+        code = ord(ch)
+        if code < 0x20 or 0x7F <= code <= 0x9F:
+            return (f"name must be text of at most {NAME_MAX_CHARS} characters without control "
+                    f"characters (it holds {ch!r})")
+        if 0xD800 <= code <= 0xDFFF:
+            return (f"name must be text that can be written as UTF-8 (it holds the lone "
+                    f"surrogate {ch!r})")
+    return None
 
 
 def _parse(data: Any, source: str | None) -> Pipeline:
@@ -325,9 +346,9 @@ def _parse_layer(i: int, raw: Any, source: str | None) -> LayerSpec:
         raise PipelineError(f"must be an object, not {type(raw).__name__}", index=i,
                             source=source)
     name = raw.get("name", "")
-    if not isinstance(name, str) or not _NAME_OK.match(name):
-        raise PipelineError("name must be text of at most 64 characters without control "
-                            "characters", index=i, field="name", source=source)
+    problem = name_problem(name)
+    if problem:
+        raise PipelineError(problem, index=i, field="name", source=source)
 
     def fail(msg: str, fld: str | None) -> PipelineError:
         return PipelineError(msg, index=i, name=name or None, field=fld, source=source)
@@ -362,7 +383,10 @@ def _parse_params(raw: Any, op: OpSpec, args: dict, fail) -> dict[str, np.ndarra
         raise fail("params must be an object of parameter names and nested lists", "params")
     if not raw:
         return {}
-    shapes = op.parameter_shapes(args)
+    try:
+        shapes = op.parameter_shapes(args)
+    except SpecError as e:
+        raise fail(str(e), "args") from None
     out = {}
     for pname, value in raw.items():
         fld = f"params.{pname}"
@@ -376,6 +400,9 @@ def _parse_params(raw: Any, op: OpSpec, args: dict, fail) -> dict[str, np.ndarra
         try:
             with np.errstate(over="ignore"):  # beyond float32: inf, reported as non-finite
                 arr = np.array(value, dtype=np.float32)
+        except OverflowError:
+            raise fail("holds an integer too large for any float (more than 1.8e308); "
+                       "parameters are float32 numbers", fld) from None
         except (ValueError, TypeError):
             raise fail("must be a nested list of numbers with a regular shape", fld) from None
         if arr.dtype == object:
@@ -442,17 +469,9 @@ _bytes = format_bytes  # the loaders' short name
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path`` and rename it into place."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """Write ``path`` safely (see :func:`layerlab.core.safeio.write_file`): atomically for a
+    regular file, directly to a FIFO or device. Raises ``OSError`` (a ``FileProblem``)."""
+    safeio.write_file(path, data)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

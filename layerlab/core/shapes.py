@@ -189,7 +189,7 @@ def infer_batchnorm(shape: Shape, a: dict) -> ShapeInfo:
     info = needs_channels("num_features")(shape, a)
     if not a["track_running_stats"] and shape[1] * shape[2] == 1:
         raise SpecError("without running statistics BatchNorm2d normalises by this image's "
-                        "statistics and needs more than one value per channel (input is 1 x 1)",
+                        "statistics and needs more than one value per channel",
                         "track_running_stats")
     return info
 
@@ -198,7 +198,7 @@ def infer_instancenorm(shape: Shape, a: dict) -> ShapeInfo:
     info = needs_channels("num_features")(shape, a)
     if not a["track_running_stats"] and shape[1] * shape[2] == 1:
         raise SpecError("InstanceNorm2d normalises each channel by its own statistics and needs "
-                        "more than one pixel (input is 1 x 1)", "track_running_stats")
+                        "more than one pixel", "track_running_stats")
     return info
 
 
@@ -220,8 +220,20 @@ def infer_layernorm(shape: Shape, a: dict) -> ShapeInfo:
     ns = tuple(a["normalized_shape"])
     if len(ns) > len(shape) or tuple(shape[len(shape) - len(ns):]) != ns:
         raise SpecError(f"normalized_shape {list(ns)} must match the last dimensions of the "
-                        f"input {shape_text(shape)}", "normalized_shape")
+                        f"input", "normalized_shape")
     return ShapeInfo(tuple(shape), "shape unchanged")
+
+
+LAYERNORM_MAX_VALUES = 1 << 32
+
+
+def check_layernorm(a: dict) -> None:
+    # Each dimension is range-checked on its own; their product sizes the weight and bias.
+    n = math.prod(a["normalized_shape"])
+    if n > LAYERNORM_MAX_VALUES:
+        raise SpecError(f"normalized_shape {a['normalized_shape']} covers {n:,} values, more "
+                        f"than the {LAYERNORM_MAX_VALUES:,} a LayerNorm may normalise over",
+                        "normalized_shape")
 
 
 def check_hardtanh(a: dict) -> None:
@@ -271,7 +283,7 @@ def infer_flatten(shape: Shape, a: dict) -> ShapeInfo:
 def infer_linear(shape: Shape, a: dict) -> ShapeInfo:
     if shape[-1] != a["in_features"]:
         raise SpecError(f"in_features is {a['in_features']} but the input's last dimension is "
-                        f"{shape[-1]} (input {shape_text(shape)})", "in_features")
+                        f"{shape[-1]}", "in_features")
     out = (*shape[:-1], a["out_features"])
     return ShapeInfo(tuple(out), f"y = x A^T + b: {a['in_features']} -> {a['out_features']}")
 

@@ -131,15 +131,20 @@ class Param:
                     raise SpecError(f"{self.name} must be an integer, not {value!r}", self.name)
                 value = int(value)
         else:
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:  # an integer beyond any float: out of every range
+                raise SpecError(f"{self.name} must be a number from {_fmt(self.minimum)} to "
+                                f"{_fmt(self.maximum)}, not an integer of "
+                                f"{len(str(abs(value)))} digits", self.name) from None
             if not math.isfinite(value):
                 raise SpecError(f"{self.name} must be a finite number, not {value!r}", self.name)
         if self.minimum is not None and value < self.minimum:
-            raise SpecError(f"{self.name} must be at least {_fmt(self.minimum)}, not {value}",
-                            self.name)
+            raise SpecError(f"{self.name} must be at least {_fmt(self.minimum)}, not "
+                            f"{_shown(value)}", self.name)
         if self.maximum is not None and value > self.maximum:
-            raise SpecError(f"{self.name} must be at most {_fmt(self.maximum)}, not {value}",
-                            self.name)
+            raise SpecError(f"{self.name} must be at most {_fmt(self.maximum)}, not "
+                            f"{_shown(value)}", self.name)
         return value
 
     def _tuple(self, value: Any, n: int, what: str) -> int | list[int]:
@@ -148,6 +153,14 @@ class Param:
                 raise SpecError(f"{self.name} must be {what}, not {list(value)!r}", self.name)
             return [self._number(v, integer=True) for v in value]
         return self._number(value, integer=True)
+
+
+def _shown(value: int | float) -> str:
+    """A number for a message: very long integers by their digit count."""
+    text = str(value)
+    if isinstance(value, int) and len(text) > 24:
+        return f"an integer of {len(text.lstrip('-'))} digits"
+    return text
 
 
 def _fmt(x: float) -> str:
@@ -279,13 +292,13 @@ class OpSpec:
 
     def infer_shape(self, in_shape: Shape, args: dict) -> ShapeInfo:
         if self.spatial and len(in_shape) != 3:
-            raise SpecError(f"{self.type} needs a C x H x W input, but gets "
-                            f"{shape_text(in_shape)} (it comes after a Flatten/Linear)", None)
+            raise SpecError(f"{self.type} needs a C x H x W input (it comes after a "
+                            f"Flatten/Linear)", None)
         info = self.infer(in_shape, args)
         for d in info.shape:
             if d <= 0:
                 raise SpecError(f"output would be {shape_text(info.shape)}: "
-                                f"the input {shape_text(in_shape)} is too small", None)
+                                "the input is too small", None)
         return info
 
     def build(self, args: dict) -> nn.Module:
@@ -295,8 +308,13 @@ class OpSpec:
 
     def parameter_shapes(self, args: dict) -> dict[str, tuple[int, ...]]:
         """Shapes of the module's parameters and buffers, without allocating them."""
-        with torch.device("meta"):
-            module = self.build(args)
+        try:
+            with torch.device("meta"):
+                module = self.build(args)
+        except (RuntimeError, OverflowError, ValueError) as e:  # sizes torch cannot represent
+            raise SpecError(f"{self.type} cannot be built with these arguments: "
+                            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}",
+                            "args") from None
         return {k: tuple(v.shape) for k, v in module.state_dict().items()
                 if v.is_floating_point()}
 
@@ -448,7 +466,7 @@ _ops: list[OpSpec] = [
               "e.g. [C, H, W].", 1, 1 << 24, from_input="chw"), _EPS,
             P("elementwise_affine", "bool", True, "Learnable elementwise scale and shift."),
             P("bias", "bool", True, "Learnable shift (with elementwise_affine).")),
-           sh.infer_layernorm, spatial=False,
+           sh.infer_layernorm, sh.check_layernorm, spatial=False,
            receptive=GLOBAL, init=_AFFINE_ONLY, channels=None, kernel=None),
     OpSpec("LocalResponseNorm", "normalization",
            "Divide each value by a power of the summed squares of neighbouring channels.",

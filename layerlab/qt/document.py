@@ -24,7 +24,7 @@ from ..core.pipeline import InputSpec, LayerSpec, Pipeline, new_layer
 from ..core.specs import Shape, SpecError
 from .commands import PipelineCommand, same_pipeline
 
-_CONTROL = dict.fromkeys(range(32))
+_CONTROL = dict.fromkeys([*range(32), *range(0x7F, 0xA0)])  # C0, DEL and C1, as at load
 
 
 def pipeline_title(path: str | None) -> str:
