@@ -13,6 +13,7 @@ from PySide6.QtGui import QPalette
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QLineEdit
 
+from layerlab.core import export
 from layerlab.core.analysis import validate
 from layerlab.core.edits import adapt_in_channels, fit_params
 from layerlab.core.engine import Engine
@@ -673,3 +674,21 @@ def test_big_kernels_show_readable_cells_and_keep_exact_values(main_window, qtbo
     wait_idle(w, qtbot)
     assert w.session.document.undo_stack.count() == steps
     assert w.session.pipeline.layers[0].params["weight"][0, 0, 2, 2] == np.float32(-0.249123)
+
+
+def test_a_hand_built_stack_has_one_name_per_layer_everywhere(main_window, qtbot, tmp_path):
+    w = main_window
+    w.actions["new_pipeline"].trigger()
+    for op in ("Conv2d", "MaxPool2d", "Conv2d"):
+        w.controller.on_add_layer(op)
+        wait_idle(w, qtbot)
+    model = w.stack.model
+    listed = [model.data(model.index(r, 0)) for r in range(model.rowCount())]
+    assert listed == ["conv2d", "maxpool2d", "conv2d-2"]
+    assert [w.session.results[i].result.name for i in (1, 2, 3)] == listed
+    assert [w.stage_panel.strip.label(i).split("\n")[0] for i in (1, 2, 3)] == \
+        ["1 conv2d", "2 maxpool2d", "3 conv2d-2"]
+    w.session.select(stage=3)
+    assert w.stage_panel.title_label.text().startswith("stage 3 · conv2d-2")
+    manifest = export.export_run(w.session.loaded, w.session.pipeline, tmp_path / "out")
+    assert [s["name"] for s in manifest["stages"]] == ["input", *listed]

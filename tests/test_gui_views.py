@@ -655,3 +655,25 @@ def test_global_stage_says_it_depends_on_the_whole_image(harness):
     assert info.input_window is None
     assert info.text.endswith("depends on the whole image")
     assert info.overlay_text.endswith("\ndepends on the whole image")
+
+
+def test_a_wide_photo_in_one_channel_mode_stacks_the_views_and_marks_the_window(shown, qtbot):
+    chelsea = ROOT / "resources" / "samples" / "chelsea.jpg"  # 451 x 300: wider than tall
+    shown.run(sharpen_pipeline(), chelsea)
+    panel = shown.panel
+    panel.resize(1000, 900)  # a view about as tall as it is wide, as in the window
+    panel.session.select(stage=1)
+    panel.select_channel(0)
+    page = panel.channel_page
+    qtbot.waitUntil(lambda: page.stacked, timeout=3000)
+    assert page.glw.ci.getItem(1, 0) is page.right_vb  # below the input, not beside it
+    # each image is shown larger than side by side would (half the width each)
+    qtbot.waitUntil(lambda: 451 / page.right_vb.viewPixelSize()[0] > page.glw.width() / 2,
+                    timeout=3000)
+    info = panel.hover_at(1, 0, 100, 80)
+    assert info.window == Window(79, 81, 99, 101)
+    assert page.rf_box.isVisible()
+    # a 3 x 3 window is a few screen pixels: the fixed-size marker shows where it is
+    assert page.rf_marker.isVisible()
+    (mx,), (my,) = page.rf_marker.getData()
+    assert (mx, my) == (100.5, 80.5)

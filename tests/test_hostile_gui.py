@@ -450,13 +450,13 @@ def test_a_fifo_without_a_writer_opens_at_once_as_an_error(main_window, qtbot, t
     os.mkfifo(fifo)
     before = snapshot(w)
     t0 = time.monotonic()
-    assert not w.open_pipeline_path(str(fifo))
+    assert not w.files.open_pipeline_path(str(fifo))
     assert w.banner.text() == ("Could not open the pipeline: stream.layerlab.json: cannot read "
                                "the file: nothing arrived from it (a FIFO or pipe without a "
                                "writer)")
-    assert not w.open_image_path(str(fifo))
+    assert not w.files.open_image_path(str(fifo))
     assert time.monotonic() - t0 < 5
-    w.wait_idle(qtbot)
+    wait_idle(w, qtbot)
     assert_untouched(w, before)
     assert_still_works(w, qtbot)
 

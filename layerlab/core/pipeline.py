@@ -169,17 +169,9 @@ class Pipeline:
         return [(i, layer) for i, layer in enumerate(self.layers) if layer.enabled]
 
     def stage_names(self) -> list[str]:
-        """Unique display names of stage 0 (input) and every enabled layer."""
-        names = ["input"]
-        seen = {"input"}
-        for i, layer in self.enabled_layers():
-            base = layer.display_name(i)
-            name, n = base, 2
-            while name in seen:
-                name, n = f"{base}-{n}", n + 1
-            seen.add(name)
-            names.append(name)
-        return names
+        """The names of stage 0 (input) and every enabled layer: each layer's display name,
+        as the layer list shows it (the stage number tells two unnamed layers apart)."""
+        return ["input"] + [layer.display_name(i) for i, layer in self.enabled_layers()]
 
     # --- shapes ---
     def input_shape(self, image_hw: tuple[int, int]) -> Shape:

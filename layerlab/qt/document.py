@@ -127,6 +127,13 @@ class Document(QObject):
             layer = new_layer(type_name, in_shape)
         except SpecError:
             layer = new_layer(type_name, None)
+        # A name of its own ("conv2d-2" beside a "conv2d"), shown the same everywhere.
+        taken = {lay.display_name(i) for i, lay in enumerate(self.pipeline.layers)}
+        base = name = type_name.lower()
+        n = 2
+        while name in taken:
+            name, n = f"{base}-{n}", n + 1
+        layer = replace(layer, name=name)
         index = max(0, min(index, len(self.pipeline.layers)))
         self.edit(self.pipeline.insert_layer(index, layer), f"Add {type_name}", select=index)
         return index

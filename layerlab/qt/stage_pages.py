@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal, Slot
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QColor, QFont, QIcon, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
     QGraphicsRectItem,
@@ -27,6 +27,7 @@ from .text import shape_text
 MAX_LABELS = 512  # channel numbers drawn on the grid
 MAX_BARS = 4096  # vector stages longer than this are drawn as a step curve
 THUMB = QSize(96, 64)
+MARKER_PX = 14  # on-screen size of the receptive-field marker
 
 
 def qimage(arr: np.ndarray) -> QImage:
@@ -333,6 +334,15 @@ class ChannelPage(QWidget):
         self.right_title = self._title(self.right_vb)
         self.rf_box = _rect_item(theme.RECEPTIVE_FIELD_PEN, 2.0)
         self.left_vb.addItem(self.rf_box, ignoreBounds=True)
+        # A window a few input pixels wide is a dot on screen: a fixed-size square around it
+        # keeps it visible at any zoom.
+        self.rf_marker = pg.ScatterPlotItem(size=MARKER_PX, symbol="s", brush=None,
+                                            pen=pg.mkPen(theme.RECEPTIVE_FIELD_PEN, width=2),
+                                            pxMode=True)
+        self.rf_marker.setZValue(11)
+        self.left_vb.addItem(self.rf_marker, ignoreBounds=True)
+        self.rf_marker.hide()
+        self.stacked = False  # the two views one above the other (wide images)
         self.hover_box = _rect_item(theme.HOVER_PEN, 1.0)
         self.right_vb.addItem(self.hover_box, ignoreBounds=True)
         self.left_hw: tuple[int, int] | None = None
@@ -376,6 +386,32 @@ class ChannelPage(QWidget):
         if new_right != self.right_hw:
             self.right_hw = new_right
             self.right_vb.autoRange(padding=0.02)
+        self._arrange()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        self._arrange()
+
+    def _arrange(self) -> None:
+        """Side by side or one above the other, whichever shows the images larger."""
+        if self.right_hw is None:
+            return
+        h, w = self.right_hw
+        vw, vh = max(self.glw.width(), 1), max(self.glw.height(), 1)
+        beside = min(vw / 2 / w, vh / h)
+        above = min(vw / w, vh / 2 / h)
+        stacked = above > beside * 1.05  # a margin, so that a square image does not flip
+        if stacked == self.stacked:
+            return
+        self.stacked = stacked
+        ci = self.glw.ci
+        ci.removeItem(self.right_vb)
+        ci.addItem(self.right_vb, row=1 if stacked else 0, col=0 if stacked else 1)
+        QTimer.singleShot(0, self, self._fit)  # once the layout has given the new sizes
+
+    def _fit(self) -> None:
+        for vb in (self.left_vb, self.right_vb):
+            vb.autoRange(padding=0.02)
 
     def clear(self) -> None:
         self.left_image.clear()
@@ -387,9 +423,17 @@ class ChannelPage(QWidget):
     def show_window(self, window: Window | None) -> None:
         if window is None:
             self.rf_box.hide()
+            self.rf_marker.hide()
             return
         self.rf_box.setRect(QRectF(window.x0, window.y0, window.width, window.height))
         self.rf_box.show()
+        px = self.left_vb.viewPixelSize()[0] or 1.0  # input pixels per screen pixel
+        if window.width / px < MARKER_PX:
+            self.rf_marker.setData([window.x0 + window.width / 2],
+                                   [window.y0 + window.height / 2])
+            self.rf_marker.show()
+        else:
+            self.rf_marker.hide()
 
     def show_hover(self, x: int | None, y: int = 0) -> None:
         if x is None:
