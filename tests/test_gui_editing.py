@@ -692,3 +692,18 @@ def test_a_hand_built_stack_has_one_name_per_layer_everywhere(main_window, qtbot
     assert w.stage_panel.title_label.text().startswith("stage 3 · conv2d-2")
     manifest = export.export_run(w.session.loaded, w.session.pipeline, tmp_path / "out")
     assert [s["name"] for s in manifest["stages"]] == ["input", *listed]
+
+
+def test_an_impossible_kernel_size_stays_visible_in_red_with_the_reason(main_window, qtbot):
+    w = main_window
+    w.stack.select_layer(0)
+    ks = w.param_form.editors["kernel_size"]
+    assert "Valid: 1 to" in ks.h.toolTip()
+    ks.h.lineEdit().selectAll()
+    QTest.keyClicks(ks.h.lineEdit(), "0")
+    QTest.keyClick(ks.h.lineEdit(), Qt.Key.Key_Return)
+    wait_idle(w, qtbot)
+    assert ks.h.value() == 0  # not snapped back to 3
+    assert w.session.pipeline.layers[0].args["kernel_size"] in (0, [0, 0])
+    assert ks.property("error") is True
+    assert "kernel_size must be at least 1, not 0" in w.param_form.error.text()

@@ -30,12 +30,6 @@ from .text import format_decimal
 INT_LIMIT = 2**31 - 1
 
 
-def _int_range(p: Param) -> tuple[int, int]:
-    lo = int(p.minimum) if p.minimum is not None else -INT_LIMIT
-    hi = int(p.maximum) if p.maximum is not None else INT_LIMIT
-    return max(lo, -INT_LIMIT), min(hi, INT_LIMIT)
-
-
 class NumberSpinBox(QDoubleSpinBox):
     """A double spin box that shows and accepts any float, scientific notation included
     (``1e-5``), with no rounding to a fixed number of decimals."""
@@ -88,13 +82,23 @@ class NumberSpinBox(QDoubleSpinBox):
         return QSize(min(base.width(), text + buttons + 6), base.height())
 
 
-def _spin(p: Param, lo: int | None = None) -> QSpinBox:
+def range_tip(p: Param) -> str:
+    """The parameter's help and its valid range, for a tooltip."""
+    if p.minimum is None and p.maximum is None:
+        return p.help
+    lo = "any" if p.minimum is None else f"{p.minimum:g}"
+    hi = "any" if p.maximum is None else f"{p.maximum:g}"
+    return f"{p.help} Valid: {lo} to {hi}."
+
+
+# The boxes take any number, not only the valid ones: an impossible value (kernel_size 0) must
+# stay visible, in red with the reason, instead of snapping back to the last valid one.
+def _spin(p: Param) -> QSpinBox:
     box = QSpinBox()
-    a, b = _int_range(p)
-    box.setRange(a if lo is None else max(a, lo), b)
+    box.setRange(-INT_LIMIT, INT_LIMIT)
     box.setKeyboardTracking(False)
     box.setAccelerated(True)
-    box.setToolTip(p.help)
+    box.setToolTip(range_tip(p))
     box.setMinimumWidth(64)
     return box
 
@@ -103,12 +107,12 @@ def _number(p: Param) -> NumberSpinBox:
     box = NumberSpinBox()
     lo = p.minimum if p.minimum is not None else -1e12
     hi = p.maximum if p.maximum is not None else 1e12
-    box.setRange(lo, hi)
+    box.setRange(-1e12, 1e12)
     span = hi - lo
     box.setSingleStep(0.01 if span <= 2 else 0.1)
     if p.minimum is not None and 0 < p.minimum < 1e-3:
         box.setSingleStep(p.default / 10 if p.default else 1e-6)
-    box.setToolTip(p.help)
+    box.setToolTip(range_tip(p))
     box.setMinimumWidth(80)
     return box
 
@@ -230,12 +234,12 @@ class ChoiceEditor(FieldEditor):
 class PairEditor(FieldEditor):
     """Height and width spin boxes with a link toggle: linked means one number (square)."""
 
-    def __init__(self, param: Param, parent: QWidget | None = None, lo: int | None = None):
+    def __init__(self, param: Param, parent: QWidget | None = None):
         super().__init__(param, parent)
-        self.h = _spin(param, lo)
-        self.w = _spin(param, lo)
-        self.h.setToolTip(f"{param.help} (height)")
-        self.w.setToolTip(f"{param.help} (width)")
+        self.h = _spin(param)
+        self.w = _spin(param)
+        self.h.setToolTip(f"{range_tip(param)} (height)")
+        self.w.setToolTip(f"{range_tip(param)} (width)")
         self.link = QToolButton()
         self.link.setCheckable(True)
         self.link.setChecked(True)
