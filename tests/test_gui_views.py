@@ -29,7 +29,7 @@ from layerlab.qt.controller import Controller
 from layerlab.qt.export_dialog import StageExporter
 from layerlab.qt.session import Session
 from layerlab.qt.stage_panel import StagePanel
-from layerlab.qt.text import format_value, formula_lines
+from layerlab.qt.text import format_value
 from layerlab.worker import RenderOptions, RunController, RunRequest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -353,10 +353,12 @@ def test_set_render_options_does_not_emit(harness, qtbot):
      ["H_out = floor((512 + 2*0 - 1*(5-1) - 1)/3 + 1) = 170",
       "W_out = floor((512 + 2*4 - 3*(3-1) - 1)/1 + 1) = 514"]),
 ])
-def test_formula_shows_the_numbers(harness, args, expected):
+def test_formula_shows_the_numbers(shown, args, expected, qtbot):
     pipe = Pipeline(InputSpec("gray"), (new_layer("Conv2d", (1, 512, 512), **args),))
-    harness.run(pipe)
-    panel = harness.panel
+    shown.run(pipe)
+    panel = shown.panel
+    panel.resize(1600, 700)  # room for the whole formula in the header
+    qtbot.waitUntil(lambda: panel.formula_label.width() > 700, timeout=3000)
     panel.session.select(stage=1)
     res = panel.session.results.get(1).result
     shown = " ".join(panel.formula_label.text().split())
@@ -365,20 +367,21 @@ def test_formula_shows_the_numbers(harness, args, expected):
         assert " ".join(line.split()) in shown
     assert f"<b>{' × '.join(map(str, res.shape))}</b>" in panel.shape_label.text()
     assert panel.strip.label(1) == f"1 conv2d\n{' × '.join(map(str, res.shape))}"
-
-
-def test_formula_lines_put_the_result_under_the_equals():
-    text = formula_lines("H_out = floor((512 + 2*1 - 1*(3-1) - 1)/1 + 1) = 512\nshape unchanged")
-    assert text.splitlines() == ["H_out = floor((512 + 2*1 - 1*(3-1) - 1)/1 + 1)",
-                                 "      = 512", "shape unchanged"]
+    # a narrow header keeps one line per axis: the results, the formula whole on hover
+    height = panel.formula_label.height()
+    panel.formula_label.setFixedWidth(200)  # far too narrow for the whole formula
+    qtbot.waitUntil(lambda: panel.formula_label.width() == 200, timeout=3000)
+    assert panel.formula_label.text().splitlines() == [
+        f"{line.split(' = ')[0]} = {line.rpartition(' = ')[2]}" for line in res.formula.splitlines()]
+    assert panel.formula_label.toolTip() == res.formula
+    assert panel.formula_label.height() == height
 
 
 def test_pool_formula(harness):
     harness.run(sharpen_pipeline(new_layer("MaxPool2d", (1, 512, 512), kernel_size=3,
                                            stride=2, padding=1, ceil_mode=True)))
     harness.panel.session.select(stage=2)
-    assert "ceil((512 + 2*1 - 1*(3-1) - 1)/2 + 1) = 257" in \
-        " ".join(harness.panel.formula_label.text().split())
+    assert "ceil((512 + 2*1 - 1*(3-1) - 1)/2 + 1) = 257" in harness.panel.formula_label.toolTip()
 
 
 # --- vector stages ---------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from .histogram_view import HistogramView
 from .hover import COMPARE_INPUT, COMPARE_PREVIOUS, HoverInfo, HoverReader
 from .session import Session
 from .stage_pages import ChannelPage, GridPage, StageStrip, VectorPage
-from .text import formula_lines, shape_text
+from .text import shape_text
 
 NORMALIZE_LABELS = (
     ("channel", "per channel"),
@@ -47,6 +47,13 @@ NORMALIZE_LABELS = (
     ("fixed", "fixed [0, 1]"),
     ("symmetric", "symmetric \u00b1max"),
 )
+
+
+def _result_only(line: str) -> str:
+    """``H_out = floor((512 + 2*1 - 1*(3-1) - 1)/1 + 1) = 512`` -> ``H_out = 512``."""
+    name, sep, rest = line.partition(" = ")
+    result = rest.rpartition(" = ")[2]
+    return f"{name} = {result}" if sep and " = " in rest else line
 
 
 class _OverlayFilter(QObject):
@@ -141,12 +148,6 @@ class StagePanel(QWidget):
 
         self.strip = StageStrip(self)
 
-        # banner for a failed run / stage
-        self.banner = QLabel(self)
-        self.banner.setWordWrap(True)
-        self.banner.setStyleSheet(f"color: {theme.ERROR}; font-weight: bold;")
-        self.banner.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.banner.hide()
 
         # the view stack
         self.grid_page = GridPage(self)
@@ -170,7 +171,14 @@ class StagePanel(QWidget):
         self.overlay.setStyleSheet("background: rgba(0, 0, 0, 170); color: white; "
                                    "padding: 3px 6px; font-family: monospace;")
         self.overlay.hide()
-        # Over the pictures (not above them: the layout must not jump when it comes and goes).
+        # Over the pictures (not above them: the layout must not jump when these come and go):
+        # a failed run's error, and the mark of pictures older than the edited stack.
+        self.banner = QLabel(self.stack)
+        self.banner.setObjectName("runError")
+        self.banner.setWordWrap(True)
+        self.banner.setStyleSheet(theme.RUN_ERROR_BADGE)
+        self.banner.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.banner.hide()
         self.stale_badge = QLabel(self.stack)
         self.stale_badge.setObjectName("staleBadge")
         self.stale_badge.setWordWrap(True)
@@ -239,7 +247,6 @@ class StagePanel(QWidget):
         layout.setSpacing(4)
         layout.addLayout(controls)
         layout.addWidget(self.strip)
-        layout.addWidget(self.banner)
         layout.addWidget(self.splitter, 1)
 
         # signals
@@ -375,20 +382,26 @@ class StagePanel(QWidget):
         self.statusMessage.emit(info.text)
 
     def _fit_formula(self) -> None:
-        """One line per axis when it fits, else the result under each line's first '='."""
+        """One line per axis when it fits the header; else only the results ("H_out = 256")
+        with the whole formula in the tooltip. Wrapping it would push the view down, and the
+        Parameters panel shows the formula in full."""
         text = self._formula
         fm = self.formula_label.fontMetrics()
         widest = max((fm.horizontalAdvance(line) for line in text.splitlines()), default=0)
         if widest > self.formula_label.width():
-            text = formula_lines(text)
+            text = "\n".join(_result_only(line) for line in text.splitlines())
         self.formula_label.setText(text)
         self.formula_label.setToolTip(self._formula)
 
     def _place_overlay(self) -> None:
         """Bottom-left of the image views; top-left (beside the value axis) for bar charts."""
-        self.stale_badge.setFixedWidth(min(max(self.stack.width() - 12, 50), 560))
-        self.stale_badge.adjustSize()
-        self.stale_badge.move(6, 6)
+        top = 6
+        for badge in (self.banner, self.stale_badge):
+            badge.setFixedWidth(min(max(self.stack.width() - 12, 50), 560))
+            badge.adjustSize()
+            badge.move(6, top)
+            if badge.isVisible():
+                top += badge.height() + 4
         self.overlay.setMaximumWidth(max(self.stack.width() - 12, 50))
         self.overlay.adjustSize()
         if self.stack.currentWidget() is self.vector_page:
@@ -527,8 +540,10 @@ class StagePanel(QWidget):
         if s.run_error:
             self.banner.setText(s.run_error)
             self.banner.show()
+            self.banner.raise_()
         else:
             self.banner.hide()
+        self._place_overlay()
         if view is None:
             if not s.results:
                 self.stack.setCurrentWidget(self.empty_page)

@@ -49,20 +49,3 @@ def format_stat(v: float) -> str:
     if isinstance(v, float | np.floating) and not math.isfinite(v):
         return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
     return f"{v:.6g}"
-
-
-def formula_lines(formula: str) -> str:
-    """The engine's size formula laid out for a narrow column: the result on its own line.
-
-    ``H_out = floor((512 + 2*1 - 1*(3-1) - 1)/1 + 1) = 512`` becomes two lines, the second
-    ``      = 512`` aligned under the first ``=``.
-    """
-    out = []
-    for line in formula.splitlines():
-        head, sep, result = line.rpartition(" = ")
-        if sep and " = " in head:
-            indent = " " * head.index(" = ")
-            out += [head, f"{indent} = {result}"]
-        else:
-            out.append(line)
-    return "\n".join(out)

@@ -13,6 +13,9 @@ HOVER_PEN = (255, 220, 0)
 STALE_BADGE = "background: rgba(255, 244, 224, 235); color: #6d4300; border: 1px solid #f0b860; " \
     "border-radius: 3px; padding: 4px 8px;"  # over pictures that are not of the edited stack
 
+RUN_ERROR_BADGE = "background: rgba(253, 236, 234, 240); color: #8e1c1c; border: 1px solid " \
+    "#e57373; border-radius: 3px; padding: 4px 8px; font-weight: bold;"  # a failed run
+
 # The banner above the view: (background, text, border) per kind of message.
 BANNER = {
     "error": ("#fdecea", "#8e1c1c", "#e57373"),
