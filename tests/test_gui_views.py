@@ -680,3 +680,20 @@ def test_a_wide_photo_in_one_channel_mode_stacks_the_views_and_marks_the_window(
     assert page.rf_marker.isVisible()
     (mx,), (my,) = page.rf_marker.getData()
     assert (mx, my) == (100.5, 80.5)
+
+
+def test_thumbnails_are_drawn_at_the_screens_pixel_ratio(harness):
+    from layerlab.qt import stage_pages
+
+    harness.run(sharpen_pipeline())
+    view = harness.session.results[0]
+    sharp = stage_pages._thumbnail(view, 2.0)
+    assert (sharp.width(), sharp.height()) == (192, 128)  # device pixels
+    assert sharp.devicePixelRatio() == 2.0
+    assert sharp.deviceIndependentSize().toSize() == stage_pages.THUMB
+    plain = stage_pages._thumbnail(view, 1.0)
+    assert (plain.width(), plain.height()) == (96, 64)
+    # the 2x thumbnail holds twice the detail: more distinct grey levels across its middle row
+    row2 = {sharp.toImage().pixelColor(x, 64).red() for x in range(32, 160)}
+    row1 = {plain.toImage().pixelColor(x, 32).red() for x in range(16, 80)}
+    assert len(row2) > len(row1)

@@ -101,7 +101,7 @@ def test_drop_an_image_file(main_window, qtbot, photo):
     outs = engine_outputs(w.session.document.pipeline, preview_tensor(w))
     np.testing.assert_array_equal(w.session.results[3].values, outs[3])
     assert "photo.png" in w.windowTitle()
-    assert str(photo.resolve()) in w.files.recent_images()
+    assert str(photo.resolve()) in w.files.recent()
 
 
 def test_drop_a_broken_file_changes_nothing(main_window, qtbot, tmp_path):
@@ -462,3 +462,28 @@ def test_a_long_status_message_is_whole_on_hover(main_window):
     text = "layer 4 (fc1): " + "in_features is 1024 but the input has 4096 values " * 4
     w.show_error(text)
     assert w.statusBar().toolTip() == text[:1].upper() + text[1:]
+
+
+def test_recent_pipelines_and_every_image_suffix_pillow_opens(main_window, qtbot, tmp_path):
+    from PIL import Image
+
+    from layerlab.qt.files import IMAGE_FILTER
+
+    w = main_window
+    saved = tmp_path / "mine.layerlab.json"
+    assert w.files.save_pipeline_to(str(saved))
+    assert w.files.open_pipeline_path(str(PIPELINES / "edge-detection.layerlab.json"))
+    assert w.files.recent("pipelines")[:2] == [
+        str((PIPELINES / "edge-detection.layerlab.json").resolve()), str(saved.resolve())]
+    w.files.fill_recent_menu(w.recent_pipelines_menu, "pipelines")
+    names = [a.text() for a in w.recent_pipelines_menu.actions() if a.text()]
+    assert names[:2] == ["edge-detection.layerlab.json", "mine.layerlab.json"]
+    next(a for a in w.recent_pipelines_menu.actions() if a.text() == "mine.layerlab.json"
+         ).trigger()
+    wait_idle(w, qtbot)
+    assert w.session.document.path == str(saved.resolve())
+    Image.init()
+    for ext, fmt in Image.registered_extensions().items():
+        if fmt in Image.OPEN:
+            assert f"*{ext}" in IMAGE_FILTER
+    assert "*.jfif" in IMAGE_FILTER and "*.apng" in IMAGE_FILTER

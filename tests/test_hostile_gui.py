@@ -165,7 +165,7 @@ def test_dropped_bad_image_says_why_and_changes_nothing(kind, main_window, qtbot
     assert w.statusBar().currentMessage() == message
     wait_idle(w, qtbot)
     assert_untouched(w, before)
-    assert str(path.resolve()) not in w.files.recent_images()
+    assert str(path.resolve()) not in w.files.recent()
     assert_still_works(w, qtbot)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from PySide6.QtCore import QObject, QSettings, QTimer, QUrl
 from PySide6.QtGui import QGuiApplication, QImage
 from PySide6.QtWidgets import QFileDialog, QWidget
@@ -24,8 +25,16 @@ PIPELINES = RESOURCES / "pipelines"
 DEFAULT_SAMPLE = SAMPLES / "camera.png"
 DEFAULT_PIPELINE = PIPELINES / "sharpen-relu-maxpool.layerlab.json"
 ICON = RESOURCES / "icons" / "layerlab.png"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
-                  ".pgm", ".pbm", ".ico", ".tga")
+
+
+def _image_suffixes() -> tuple[str, ...]:
+    """Every file suffix Pillow can open (.jfif, .apng, .jp2, ... where its plugins are)."""
+    Image.init()
+    return tuple(sorted(ext for ext, fmt in Image.registered_extensions().items()
+                        if fmt in Image.OPEN))
+
+
+IMAGE_SUFFIXES = _image_suffixes()
 IMAGE_FILTER = ("Images (" + " ".join(f"*{s}" for s in IMAGE_SUFFIXES) + ");;All files (*)")
 PIPELINE_FILTER = "LayerLab pipelines (*.layerlab.json);;JSON files (*.json);;All files (*)"
 MAX_RECENT = 8
@@ -172,29 +181,30 @@ class Files(QObject):
             return
         self.shell.show_error("Nothing to open in what was dropped.")
 
-    # --- recent images ---
-    def _add_recent(self, path: str) -> None:
-        recent = [p for p in self.recent_images() if p != path]
+    # --- recent files ("images" and "pipelines") ---
+    def _add_recent(self, path: str, kind: str = "images") -> None:
+        recent = [p for p in self.recent(kind) if p != path]
         recent.insert(0, path)
-        self.settings.setValue("recent/images", recent[:MAX_RECENT])
+        self.settings.setValue(f"recent/{kind}", recent[:MAX_RECENT])
 
-    def recent_images(self) -> list[str]:
-        value = self.settings.value("recent/images", [])
+    def recent(self, kind: str = "images") -> list[str]:
+        value = self.settings.value(f"recent/{kind}", [])
         if isinstance(value, str):
             value = [value]
         return [str(v) for v in (value or [])]
 
-    def fill_recent_menu(self, menu) -> None:
+    def fill_recent_menu(self, menu, kind: str = "images") -> None:
         menu.clear()
-        recent = self.recent_images()
+        recent = self.recent(kind)
+        opener = self.open_image_path if kind == "images" else self.open_pipeline_path
         for path in recent:
             act = menu.addAction(Path(path).name)
             act.setToolTip(path)
             act.setEnabled(Path(path).is_file())
-            act.triggered.connect(lambda _=False, p=path: self.open_image_path(p))
+            act.triggered.connect(lambda _=False, p=path: opener(p))
         if recent:
             menu.addSeparator()
-            menu.addAction("Clear list", lambda: self.settings.setValue("recent/images", []))
+            menu.addAction("Clear list", lambda: self.settings.setValue(f"recent/{kind}", []))
         else:
             menu.addAction("(none yet)").setEnabled(False)
 
@@ -231,6 +241,7 @@ class Files(QObject):
             doc.reset(pipeline, str(Path(path).resolve()))
         else:
             doc.load(pipeline, str(Path(path).resolve()), f"Open {Path(path).name}")
+        self._add_recent(str(Path(path).resolve()), "pipelines")
         self._show_opened(pipeline, f"Opened pipeline {Path(path).name}", was_modified)
         return True
 
@@ -292,6 +303,7 @@ class Files(QObject):
             self.shell.show_error(f"Could not save {Path(path).name}: {e.strerror or e}")
             return False
         doc.mark_saved(str(Path(path).resolve()))
+        self._add_recent(str(Path(path).resolve()), "pipelines")
         msg = f"Saved {Path(path).name}"
         v = self.session.validation
         if v is not None and not v.ok:

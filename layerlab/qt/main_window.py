@@ -172,6 +172,10 @@ class MainWindow(QMainWindow):
         self.files.fill_recent_menu(self.recent_menu)
         m.addSeparator()
         m.addAction(a["open_pipeline"])
+        self.recent_pipelines_menu = m.addMenu("Recent pi&pelines")
+        self.recent_pipelines_menu.aboutToShow.connect(
+            lambda: self.files.fill_recent_menu(self.recent_pipelines_menu, "pipelines"))
+        self.files.fill_recent_menu(self.recent_pipelines_menu, "pipelines")
         self.examples_menu = m.addMenu("&Example pipelines")
         for path in sorted(PIPELINES.glob("*.layerlab.json")) if PIPELINES.is_dir() else []:
             act = self.examples_menu.addAction(pipeline_title(str(path)))

@@ -41,8 +41,11 @@ def qimage(arr: np.ndarray) -> QImage:
     return img.copy()
 
 
-def _thumbnail(view: StageView) -> QPixmap:
-    pix = QPixmap(THUMB)
+def _thumbnail(view: StageView, dpr: float = 1.0) -> QPixmap:
+    """A thumbnail of THUMB logical pixels, drawn at the screen's device-pixel ratio (sharp on
+    high-DPI screens)."""
+    size = QSize(round(THUMB.width() * dpr), round(THUMB.height() * dpr))
+    pix = QPixmap(size)
     pix.fill(QColor(theme.THUMB_BACKGROUND))
     painter = QPainter(pix)
     try:
@@ -60,16 +63,17 @@ def _thumbnail(view: StageView) -> QPixmap:
         else:
             colour_input = view.result.index == 0 and r.num_channels == 3
             grid = np.moveaxis(r.channels_u8, 0, -1) if colour_input else r.grid_u8
-            step = max(1, max(grid.shape[0] // (2 * THUMB.height()),
-                              grid.shape[1] // (2 * THUMB.width())))
+            step = max(1, max(grid.shape[0] // (2 * size.height()),
+                              grid.shape[1] // (2 * size.width())))
             small = grid[::step, ::step]
             img = qimage(small if colour_input or r.colormap == "gray" else r.lut[small])
-            scaled = img.scaled(THUMB, Qt.AspectRatioMode.KeepAspectRatio,
+            scaled = img.scaled(size, Qt.AspectRatioMode.KeepAspectRatio,
                                 Qt.TransformationMode.SmoothTransformation)
-            painter.drawImage((THUMB.width() - scaled.width()) // 2,
-                              (THUMB.height() - scaled.height()) // 2, scaled)
+            painter.drawImage((size.width() - scaled.width()) // 2,
+                              (size.height() - scaled.height()) // 2, scaled)
     finally:
         painter.end()
+    pix.setDevicePixelRatio(dpr)
     return pix
 
 
@@ -136,7 +140,7 @@ class StageStrip(QListWidget):
             self._items[res.index] = item
         # A stage the worker served from its cache keeps its rendering: no new thumbnail.
         if view.rendered is None or self._pictured.get(res.index) is not view.rendered:
-            self._pixmaps[res.index] = _thumbnail(view)
+            self._pixmaps[res.index] = _thumbnail(view, self.devicePixelRatioF())
             self._pictured[res.index] = view.rendered
             self._show_icon(res.index)
         if res.error:
@@ -163,7 +167,7 @@ class StageStrip(QListWidget):
             return
         icon = QIcon(pix)
         if self._stale:  # the platform's disabled look: greyed
-            icon = QIcon(icon.pixmap(pix.size(), QIcon.Mode.Disabled))
+            icon = QIcon(icon.pixmap(THUMB, pix.devicePixelRatio(), QIcon.Mode.Disabled))
         self._items[index].setIcon(icon)
 
     def remove_from(self, index: int) -> None:
