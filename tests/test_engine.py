@@ -389,7 +389,7 @@ def test_box_blur_presets():
 def test_seed_sharpen_is_bit_exact():
     kernel = torch.ones(3, 3) / (-9.0)
     kernel[1][1] = 1
-    got = preset("seed sharpen")
+    got = preset("tutorial sharpen")
     assert got.dtype == torch.float32
     assert torch.equal(got, kernel)
     assert got.numpy().tobytes() == kernel.numpy().tobytes()
@@ -498,3 +498,10 @@ def test_given_params_win_over_init_and_norm_layers_keep_torch_defaults():
                      init={"scheme": "xavier_normal", "seed": 2021})
     module = Engine("cpu").build_module(linear)
     assert math.isclose(float(module.bias.detach().abs().sum()), 0.0)
+
+
+def test_the_old_name_of_the_tutorial_sharpen_preset_still_works():
+    want = torch.full((3, 3), -1 / 9.0)
+    want[1, 1] = 1.0
+    assert torch.equal(preset("tutorial sharpen"), want)
+    assert torch.equal(preset("seed sharpen"), want)

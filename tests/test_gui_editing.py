@@ -44,7 +44,7 @@ def assert_shows_engine_result(window) -> None:
 
 
 def seed_sharpen() -> np.ndarray:
-    return preset("seed sharpen").reshape(1, 1, 3, 3).numpy().copy()
+    return preset("tutorial sharpen").reshape(1, 1, 3, 3).numpy().copy()
 
 
 # --- adding layers ---------------------------------------------------------------------------

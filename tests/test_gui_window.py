@@ -44,7 +44,7 @@ def test_starts_with_the_sample_through_the_default_stack(main_window):
     assert sorted(w.session.results) == [0, 1, 2, 3]
     # The tutorial's numbers: torch called directly on the same preview tensor.
     x = to_tensor(w.session.preview.image, "gray")
-    kernel = preset("seed sharpen").reshape(1, 1, 3, 3)
+    kernel = preset("tutorial sharpen").reshape(1, 1, 3, 3)
     conv = F.conv2d(x, kernel, padding=1)
     np.testing.assert_allclose(w.session.results[1].values, conv[0].numpy(), rtol=0, atol=1e-6)
     pooled = F.max_pool2d(F.relu(conv), 2)

@@ -50,7 +50,7 @@ def astronaut_t() -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def sharpened(camera_t) -> torch.Tensor:
-    """The seed sharpen kernel (ones(3,3)/-9, centre 1) on the gray photo: values below 0."""
+    """The tutorial sharpen kernel (ones(3,3)/-9, centre 1) on the gray photo: values below 0."""
     k = torch.ones(3, 3) / -9
     k[1, 1] = 1
     return F.conv2d(camera_t, k[None, None], padding=1)

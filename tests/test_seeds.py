@@ -89,10 +89,10 @@ def test_seed_sharpen_on_a_gray_photo(engine):
     conv.weight.data = kernel.reshape(1, 1, 3, 3)
     img = conv(img)
 
-    # LayerLab: Conv2d(1, 1, 3, 1, 1, bias=False) with the "seed sharpen" preset on gray input
+    # LayerLab: Conv2d(1, 1, 3, 1, 1, bias=False) with the "tutorial sharpen" preset on gray input
     layer = new_layer("Conv2d", (1, 512, 512), in_channels=1, out_channels=1, kernel_size=3,
                       stride=1, padding=1, bias=False)
-    layer = layer.with_param("weight", preset("seed sharpen").reshape(1, 1, 3, 3).numpy())
+    layer = layer.with_param("weight", preset("tutorial sharpen").reshape(1, 1, 3, 3).numpy())
     pipeline = Pipeline(InputSpec("gray"), (layer,))
     # and through the pipeline file format, which must keep the float32 kernel exactly
     reloaded = Pipeline.from_json(pipeline.to_json())

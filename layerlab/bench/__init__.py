@@ -91,7 +91,7 @@ def _photo(mode: str, size: int) -> torch.Tensor:
 def seed_sharpen_pipeline() -> Pipeline:
     conv = new_layer("Conv2d", (1, 512, 512), out_channels=1, kernel_size=3, stride=1,
                      padding=1, bias=False)
-    conv = conv.with_param("weight", preset("seed sharpen").reshape(1, 1, 3, 3).numpy())
+    conv = conv.with_param("weight", preset("tutorial sharpen").reshape(1, 1, 3, 3).numpy())
     return Pipeline(InputSpec("gray"), (conv,))
 
 

@@ -29,7 +29,7 @@ def _binomial(size: int) -> torch.Tensor:
 
 PRESETS: dict[str, Callable[[], torch.Tensor]] = {
     "identity": lambda: _t([[0, 0, 0], [0, 1, 0], [0, 0, 0]]),
-    "seed sharpen": _seed_sharpen,
+    "tutorial sharpen": _seed_sharpen,
     "sharpen": lambda: _t([[0, -1, 0], [-1, 5, -1], [0, -1, 0]]),
     "box blur 3": lambda: torch.ones(3, 3) / 9.0,
     "box blur 5": lambda: torch.ones(5, 5) / 25.0,
@@ -47,7 +47,7 @@ PRESETS: dict[str, Callable[[], torch.Tensor]] = {
 
 PRESET_HELP = {
     "identity": "Passes the image through unchanged.",
-    "seed sharpen": "The tutorials' kernel: ones(3,3) / -9 with the centre set to 1.",
+    "tutorial sharpen": "The tutorials' kernel: ones(3,3) / -9 with the centre set to 1.",
     "sharpen": "Classic 4-neighbour sharpen (sum 1).",
     "box blur 3": "Mean of the 3x3 neighbourhood.",
     "box blur 5": "Mean of the 5x5 neighbourhood.",
@@ -64,10 +64,13 @@ PRESET_HELP = {
 }
 
 
+_OLD_NAMES = {"seed sharpen": "tutorial sharpen"}  # what earlier versions called them
+
+
 def preset(name: str) -> torch.Tensor:
     """A fresh 2-D float32 kernel for ``name``."""
     try:
-        return PRESETS[name]()
+        return PRESETS[_OLD_NAMES.get(name, name)]()
     except KeyError:
         raise ValueError(f"unknown kernel preset {name!r} "
                          f"(available: {', '.join(PRESETS)})") from None

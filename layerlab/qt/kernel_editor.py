@@ -172,7 +172,7 @@ class KernelEditor(QWidget):
             self.preset_box.addItem(name)
             self.preset_box.setItemData(self.preset_box.count() - 1, PRESET_HELP.get(name, ""),
                                         Qt.ItemDataRole.ToolTipRole)
-        self.preset_box.setCurrentText("seed sharpen")
+        self.preset_box.setCurrentText("tutorial sharpen")
         self.preset_box.setToolTip("Kernel presets (hover an entry for what it does)")
         self.preset_btn = QPushButton("Apply preset")
         self.preset_btn.setToolTip("Put the preset kernel into this slice (centred, cropped or "

@@ -24,7 +24,7 @@ def default_pipeline() -> tuple[Pipeline, str]:
         pass
     conv = new_layer("Conv2d", (1, 8, 8), out_channels=1, kernel_size=3, padding=1, bias=False)
     conv = replace(conv, name="sharpen").with_param(
-        "weight", preset("seed sharpen").reshape(1, 1, 3, 3).numpy())
+        "weight", preset("tutorial sharpen").reshape(1, 1, 3, 3).numpy())
     layers = (conv, replace(new_layer("ReLU"), name="relu"),
               replace(new_layer("MaxPool2d", kernel_size=2), name="maxpool"))
     return Pipeline(InputSpec("gray"), layers), "sharpen-relu-maxpool"

@@ -150,8 +150,9 @@ class StageStrip(QListWidget):
         else:
             item.setText(f"{res.index} {res.name}\n{shape_text(res.shape)}")
             item.setData(Qt.ItemDataRole.ForegroundRole, None)
+            timing = "cached" if res.cached else f"{res.seconds * 1000:.1f} ms"
             item.setToolTip(f"stage {res.index}: {res.name} ({res.type}), "
-                            f"{shape_text(res.shape)}")
+                            f"{shape_text(res.shape)} · {timing}")
 
     def set_stale(self, reason: str | None) -> None:
         """Dim every thumbnail while the pictures are not of the edited stack."""
