@@ -59,6 +59,8 @@ class Harness:
         self.panel.stagePicked.connect(self.controller.on_stage_picked)
         self.panel.channelPicked.connect(self.controller.on_channel_picked)
         self.panel.optionsEdited.connect(self.controller.on_render_options)
+        self.panel.rangeEdited.connect(self.controller.on_display_range)
+        self.panel.rangeReset.connect(self.controller.on_display_range_reset)
         self.image = None
         self.summaries = []
         self.runner.runFinished.connect(self.summaries.append)
@@ -697,3 +699,31 @@ def test_thumbnails_are_drawn_at_the_screens_pixel_ratio(harness):
     row2 = {sharp.toImage().pixelColor(x, 64).red() for x in range(32, 160)}
     row1 = {plain.toImage().pixelColor(x, 32).red() for x in range(16, 80)}
     assert len(row2) > len(row1)
+
+
+def test_dragging_the_colour_bar_sets_a_display_range_for_the_stage(harness, monkeypatch):
+    harness.run(sharpen_pipeline(new_layer("ReLU")))
+    panel = harness.panel
+    panel.session.select(stage=1)
+    r = panel.session.results[1].rendered
+    lo, hi = (float(v) for v in r.levels[0])
+    runs = harness.runner.runs_started
+    bar = panel.colorbar.bar
+    bar.region.setRegion((63 + 32, 191))  # drag the lower handle up, as the mouse does
+    new_lo, new_hi = bar.levels()
+    assert lo < new_lo < new_hi and new_hi == pytest.approx(hi, abs=(hi - lo) / 1000)
+    assert panel.session.display_ranges[1] == (new_lo, new_hi)
+    scale = 255.0 / (hi - lo)
+    want = ((new_lo - lo) * scale, (new_hi - lo) * scale)
+    np.testing.assert_allclose(panel.grid_page.image.levels, want, rtol=1e-6)
+    assert panel.colorbar.levels == (new_lo, new_hi) and panel.colorbar.reset_button.isEnabled()
+    assert harness.runner.runs_started == runs  # a display change: torch does not run
+    # another stage keeps its own range; coming back shows the one set here
+    panel.session.select(stage=2)
+    np.testing.assert_array_equal(panel.grid_page.image.levels, (0, 255))
+    panel.session.select(stage=1)
+    np.testing.assert_allclose(panel.grid_page.image.levels, want, rtol=1e-6)
+    panel.colorbar.reset_button.click()
+    assert 1 not in panel.session.display_ranges
+    np.testing.assert_array_equal(panel.grid_page.image.levels, (0, 255))
+    assert panel.colorbar.levels == (lo, hi) and not panel.colorbar.reset_button.isEnabled()

@@ -240,6 +240,15 @@ class Controller(QObject):
         if self._is_layer(layer) and isinstance(init, dict):
             self.session.document.set_init(layer, init)
 
+    @Slot(int, float, float)
+    def on_display_range(self, stage: int, lo: float, hi: float) -> None:
+        """The user dragged the colour bar: show ``stage`` over [lo, hi] (no torch run)."""
+        self.session.set_display_range(stage, (lo, hi))
+
+    @Slot(int)
+    def on_display_range_reset(self, stage: int) -> None:
+        self.session.set_display_range(stage, None)
+
     @Slot(int, int)
     def on_kernel_slice(self, out_channel: int, in_channel: int) -> None:
         self.session.kernel_slice = (out_channel, in_channel)

@@ -301,6 +301,8 @@ class MainWindow(QMainWindow):
         p.stagePicked.connect(c.on_stage_picked)
         p.channelPicked.connect(c.on_channel_picked)
         p.optionsEdited.connect(c.on_render_options)
+        p.rangeEdited.connect(c.on_display_range)
+        p.rangeReset.connect(c.on_display_range_reset)
         p.statusMessage.connect(self.show_status)
         self.exporter.statusMessage.connect(self.show_status)
         self.mode_box.activated.connect(lambda i: c.on_input_mode(self.mode_box.itemData(i)))

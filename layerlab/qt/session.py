@@ -33,6 +33,7 @@ class Session(QObject):
     stageChanged = Signal(int)  # results[index] was replaced
     resultsChanged = Signal()  # stages were dropped, or the run's errors changed
     staleChanged = Signal()  # the pictures stopped (or started again) matching the stack
+    displayRangeChanged = Signal(int)  # a stage's display range was set or reset
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -43,6 +44,8 @@ class Session(QObject):
         self.memory_budget_gb = DEFAULT_BUDGET_GB
         self.device = "cpu"
         self.render_options = RenderOptions()
+        # Display ranges the user dragged on the colour bar, by stage (value units).
+        self.display_ranges: dict[int, tuple[float, float]] = {}
         self.validation: Validation | None = None
         # selection
         self.layer: int | None = None
@@ -127,6 +130,15 @@ class Session(QObject):
         if options != self.render_options:
             self.render_options = options
             self.optionsChanged.emit(options)
+
+    def set_display_range(self, stage: int, value_range: tuple[float, float] | None) -> None:
+        if value_range is None:
+            changed = self.display_ranges.pop(stage, None) is not None
+        else:
+            changed = self.display_ranges.get(stage) != value_range
+            self.display_ranges[stage] = value_range
+        if changed:
+            self.displayRangeChanged.emit(stage)
 
     def set_device(self, device: str) -> None:
         if device != self.device:

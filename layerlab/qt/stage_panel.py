@@ -76,6 +76,8 @@ class StagePanel(QWidget):
     stagePicked = Signal(int)  # the user clicked a stage in the strip
     channelPicked = Signal(int)  # the user picked a channel (a tile, the channel box)
     optionsEdited = Signal(object)  # RenderOptions from the controls
+    rangeEdited = Signal(int, float, float)  # stage, display range dragged on the colour bar
+    rangeReset = Signal(int)  # stage: back to the normalisation's range
     statusMessage = Signal(str)
 
     GRID, CHANNEL = "grid", "channel"
@@ -94,6 +96,10 @@ class StagePanel(QWidget):
         session.selectionChanged.connect(self._on_selection_changed)
         session.optionsChanged.connect(self.set_render_options)
         session.staleChanged.connect(self._on_stale_changed)
+        session.displayRangeChanged.connect(self._on_display_range_changed)
+        self.colorbar.rangeEdited.connect(
+            lambda lo, hi: self.rangeEdited.emit(self.session.stage, lo, hi))
+        self.colorbar.rangeReset.connect(lambda: self.rangeReset.emit(self.session.stage))
 
     def _build(self) -> None:
         # controls
@@ -533,6 +539,7 @@ class StagePanel(QWidget):
             # Only the channel moved: the grid stays, its histogram and colour bar follow.
             self._update_controls()
             self.histogram.set_channel(s.channel)
+            self._apply_display_range()
             self._update_colorbar(s.channel)
             return
         view = s.results.get(s.stage)
@@ -594,6 +601,7 @@ class StagePanel(QWidget):
             self.channel_page.show_hover(None)
             self.stack.setCurrentWidget(self.channel_page)
         self.histogram.set_stage(r, channel)
+        self._apply_display_range()
         self._update_colorbar(channel)
 
     def _update_colorbar(self, channel: int) -> None:
@@ -603,9 +611,40 @@ class StagePanel(QWidget):
             return
         r = view.rendered
         channel = min(max(channel, 0), r.num_channels - 1)
+        custom = self.session.display_ranges.get(self.session.stage)
+        if custom is not None:
+            self.colorbar.set_levels(custom, r.colormap, "display range", custom=True)
+            return
         lo, hi = r.levels[channel]
         title = {"channel": f"ch {channel}", "fixed": "fixed"}.get(r.mode, r.mode)
         self.colorbar.set_levels((lo, hi), r.colormap, title)
+
+    @Slot(int)
+    def _on_display_range_changed(self, stage: int) -> None:
+        if stage == self.session.stage:
+            self._apply_display_range()
+            self._update_colorbar(self.session.channel)
+
+    def display_levels(self) -> tuple[float, float]:
+        """The uint8 levels the pictures are shown with: (0, 255), or the user's display range
+        in the selected channel's uint8 scale (render's mapping, so pixel p shows the value
+        lo + p / 255 * (hi - lo))."""
+        s = self.session
+        view = s.results.get(s.stage)
+        custom = s.display_ranges.get(s.stage)
+        if custom is None or view is None or view.rendered is None:
+            return (0.0, 255.0)
+        r = view.rendered
+        lo, hi = r.levels[min(s.channel, r.num_channels - 1)]
+        if not hi > lo:
+            return (0.0, 255.0)
+        scale = 255.0 / (hi - lo)
+        return ((custom[0] - lo) * scale, (custom[1] - lo) * scale)
+
+    def _apply_display_range(self) -> None:
+        levels = self.display_levels()
+        self.grid_page.image.setLevels(levels)
+        self.channel_page.right_image.setLevels(levels)
 
     def _update_controls(self) -> None:
         view = self.session.results.get(self.session.stage)
