@@ -487,3 +487,16 @@ def test_recent_pipelines_and_every_image_suffix_pillow_opens(main_window, qtbot
         if fmt in Image.OPEN:
             assert f"*{ext}" in IMAGE_FILTER
     assert "*.jfif" in IMAGE_FILTER and "*.apng" in IMAGE_FILTER
+
+
+def test_actual_size_and_fit_to_window(main_window, qtbot):
+    w = main_window
+    vb = w.stage_panel.grid_page.vb
+    w.actions["zoom_actual"].trigger()
+    px, py = vb.viewPixelSize()  # picture pixels per screen pixel
+    assert px == pytest.approx(1.0, rel=1e-3) and py == pytest.approx(1.0, rel=1e-3)
+    w.actions["zoom_fit"].trigger()
+    (x0, x1), (y0, y1) = vb.viewRange()
+    # the whole 512 x 512 picture is in view, with the 2 % padding around it
+    assert x0 <= 0 and x1 >= 512 and y0 <= 0 and y1 >= 512
+    assert min(x1 - x0, y1 - y0) == pytest.approx(512 * 1.04, rel=0.02)

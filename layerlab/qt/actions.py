@@ -60,6 +60,10 @@ ACTIONS = (
                "Switch the selected layer on or off (Space)", scope="stack.view"),
     ActionSpec("rename", "Re&name layer", "rename_layer", ("F2",),
                "Rename the selected layer (F2 or double-click)", scope="stack"),
+    ActionSpec("zoom_fit", "&Fit to window", "stage_panel.zoom_to_fit", ("Ctrl+0",),
+               "Show the whole picture (Ctrl+0)"),
+    ActionSpec("zoom_actual", "&Actual size", "stage_panel.zoom_actual_size", ("Ctrl+1",),
+               "One picture pixel per screen pixel (Ctrl+1)"),
     ActionSpec("run", "&Run", "controller.on_run_or_stop", ("F5",),
                "Run the stack now (F5); while it runs: stop (Esc)", "▶ Run"),
     ActionSpec("stop", "&Stop", "controller.on_stop", ("Esc",), "Stop the current run (Esc)"),
@@ -72,8 +76,9 @@ ACTIONS = (
 )
 
 LAYER_ACTIONS = ("remove", "duplicate", "move_up", "move_down", "toggle", "rename")
-SHORTCUT_LIST = ("new_pipeline", "open_image", "paste", "open_pipeline", "save", "save_as", "undo", "redo",
-                 "add_layer", *LAYER_ACTIONS, "run", "stop", "full_size", "shortcuts", "quit")
+SHORTCUT_LIST = ("new_pipeline", "open_image", "paste", "open_pipeline", "save", "save_as",
+                 "undo", "redo", "add_layer", *LAYER_ACTIONS, "zoom_fit", "zoom_actual", "run", "stop",
+                 "full_size", "shortcuts", "quit")
 
 
 def _resolve(root: object, path: str) -> object:

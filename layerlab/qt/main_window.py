@@ -210,6 +210,9 @@ class MainWindow(QMainWindow):
             "A stack whose stage outputs would need more is refused before it runs, with the "
             "estimate")
         v.addSeparator()
+        v.addAction(a["zoom_fit"])
+        v.addAction(a["zoom_actual"])
+        v.addSeparator()
         v.addAction(self.dock.toggleViewAction())
 
         r = bar.addMenu("&Run")

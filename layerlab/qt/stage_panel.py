@@ -346,6 +346,28 @@ class StagePanel(QWidget):
             self._refresh()
         self.channelPicked.emit(max(0, int(channel)))
 
+    # ------------------------------------------------------------------ zoom
+    def _views(self) -> list:
+        page = self.stack.currentWidget()
+        if page is self.grid_page:
+            return [self.grid_page.vb]
+        if page is self.channel_page:
+            return [self.channel_page.left_vb, self.channel_page.right_vb]
+        return []
+
+    def zoom_to_fit(self) -> None:
+        """The whole picture in the view (View > Fit to window)."""
+        for vb in self._views():
+            vb.autoRange(padding=0.02)
+
+    def zoom_actual_size(self) -> None:
+        """One picture pixel per screen pixel, around the centre of what is shown now
+        (View > Actual size)."""
+        for vb in self._views():
+            px, py = vb.viewPixelSize()  # picture pixels per screen pixel now
+            if px > 0 and py > 0:
+                vb.scaleBy((1.0 / px, 1.0 / py))
+
     # ------------------------------------------------------------------ hover
     def hover_at(self, stage: int, channel: int, x: int, y: int) -> HoverInfo | None:
         """Read out the exact value at (x, y) of ``channel`` of ``stage`` (what the mouse does).
