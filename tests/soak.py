@@ -198,9 +198,9 @@ class Soak:
 
     def render(self) -> None:
         panel = self.w.stage_panel
-        box = self.rng.choice((panel.normalize_box, panel.colormap_box, None))
+        box = self.rng.choice((panel.controls.normalize_box, panel.controls.colormap_box, None))
         if box is None:
-            panel.bins_box.setValue(self.rng.choice((16, 32, 64, 128, 256)))
+            panel.controls.bins_box.setValue(self.rng.choice((16, 32, 64, 128, 256)))
         else:
             box.setCurrentIndex(self.rng.randrange(box.count()))
 

@@ -689,7 +689,7 @@ def test_a_hand_built_stack_has_one_name_per_layer_everywhere(main_window, qtbot
     assert [w.stage_panel.strip.label(i).split("\n")[0] for i in (1, 2, 3)] == \
         ["1 conv2d", "2 maxpool2d", "3 conv2d-2"]
     w.session.select(stage=3)
-    assert w.stage_panel.title_label.text().startswith("stage 3 · conv2d-2")
+    assert w.stage_panel.header.title.text().startswith("stage 3 · conv2d-2")
     manifest = export.export_run(w.session.loaded, w.session.pipeline, tmp_path / "out")
     assert [s["name"] for s in manifest["stages"]] == ["input", *listed]
 

@@ -50,7 +50,7 @@ def test_each_shown_stage_is_drawn_once_per_run(main_window, qtbot, monkeypatch)
     w.session.select(stage=3)  # the last stage (maxpool) is on screen
     counts = {"grid": 0, "histogram": 0, "thumbnails": []}
     grid, hist = GridPage.set_rendered, HistogramView.set_stage
-    import layerlab.qt.stage_pages as pages
+    import layerlab.qt.stage_strip as pages
 
     thumb = pages._thumbnail
 
@@ -62,9 +62,9 @@ def test_each_shown_stage_is_drawn_once_per_run(main_window, qtbot, monkeypatch)
         counts["histogram"] += 1
         return hist(self, rendered, channel)
 
-    def count_thumb(view):
+    def count_thumb(view, *args):
         counts["thumbnails"].append(view.result.index)
-        return thumb(view)
+        return thumb(view, *args)
 
     monkeypatch.setattr(GridPage, "set_rendered", count_grid)
     monkeypatch.setattr(HistogramView, "set_stage", count_hist)

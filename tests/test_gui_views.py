@@ -160,7 +160,7 @@ def test_receptive_field_box_on_the_input_view(harness):
     assert (box.rect().x(), box.rect().y(), box.rect().width(), box.rect().height()) == \
         (18.0, 38.0, 5.0, 5.0)
     # compare with the stage's input: for stage 1 that is the input again
-    panel.compare_box.setCurrentIndex(panel.compare_box.findData(panel.COMPARE_PREVIOUS))
+    panel.controls.compare_box.setCurrentIndex(panel.controls.compare_box.findData(panel.COMPARE_PREVIOUS))
     info = panel.hover_at(1, 0, 0, 0)
     assert info.window == Window(-2, 2, -2, 2) and info.window_stage == 0
 
@@ -219,7 +219,7 @@ def test_grid_hover_and_click_pick_the_channel(shown, qtbot):
     QTest.mouseClick(page.glw.viewport(), Qt.MouseButton.LeftButton, pos=pos)
     qtbot.waitUntil(lambda: panel.view_mode() == "channel", timeout=3000)
     assert panel.session.channel == ch
-    assert panel.channel_box.value() == ch
+    assert panel.controls.channel_box.value() == ch
 
 
 def test_channel_numbers_are_on_the_tiles(harness):
@@ -244,7 +244,7 @@ def test_histogram_counts_equal_numpy(harness):
     harness.run(pipe, ASTRONAUT)
     panel = harness.panel
     panel.session.select(stage=1)
-    panel.channel_box.setValue(2)
+    panel.controls.channel_box.setValue(2)
     values = panel.session.results.get(1).values
     counts, ch_counts, edges = panel.histogram.shown_counts()
     want, want_edges = np.histogram(values, bins=64)
@@ -287,7 +287,7 @@ def test_bins_change_rerenders_without_torch(harness, monkeypatch):
 
     monkeypatch.setattr(Engine, "run", spy)
     harness.panel.session.select(stage=1)
-    harness.panel.bins_box.setValue(16)
+    harness.panel.controls.bins_box.setValue(16)
     counts, _, edges = harness.panel.histogram.shown_counts()
     want, want_edges = np.histogram(harness.panel.session.results.get(1).values, bins=16)
     np.testing.assert_array_equal(counts, want)
@@ -314,7 +314,7 @@ def test_switching_normalisation_and_colormap_does_not_run_torch(harness, monkey
     before = panel.grid_page.image.image.copy()
     emitted = []
     panel.optionsEdited.connect(emitted.append)
-    panel.normalize_box.setCurrentIndex(panel.normalize_box.findData("symmetric"))
+    panel.controls.normalize_box.setCurrentIndex(panel.controls.normalize_box.findData("symmetric"))
     assert emitted[-1] == RenderOptions("symmetric", "gray", 64)
     assert calls == []
     assert harness.runner.runs_started == runs_before + 1  # one render-only request
@@ -327,12 +327,12 @@ def test_switching_normalisation_and_colormap_does_not_run_torch(harness, monkey
         render.to_uint8(torch.from_numpy(values), "symmetric")))
     m = float(np.abs(values).max())
     assert panel.colorbar.levels == pytest.approx((-m, m))
-    panel.colormap_box.setCurrentIndex(panel.colormap_box.findData("viridis"))
+    panel.controls.colormap_box.setCurrentIndex(panel.controls.colormap_box.findData("viridis"))
     assert calls == []
     assert panel.session.results.get(1).rendered.colormap == "viridis"
     np.testing.assert_array_equal(panel.grid_page.image.lut, render.colormap_lut("viridis"))
     assert panel.colorbar.colormap == "viridis"
-    panel.normalize_box.setCurrentIndex(panel.normalize_box.findData("fixed"))
+    panel.controls.normalize_box.setCurrentIndex(panel.controls.normalize_box.findData("fixed"))
     assert panel.colorbar.levels == (0.0, 1.0)
     assert calls == []
 
@@ -360,30 +360,30 @@ def test_formula_shows_the_numbers(shown, args, expected, qtbot):
     shown.run(pipe)
     panel = shown.panel
     panel.resize(1600, 700)  # room for the whole formula in the header
-    qtbot.waitUntil(lambda: panel.formula_label.width() > 700, timeout=3000)
+    qtbot.waitUntil(lambda: panel.header.formula.width() > 700, timeout=3000)
     panel.session.select(stage=1)
     res = panel.session.results.get(1).result
-    shown = " ".join(panel.formula_label.text().split())
+    shown = " ".join(panel.header.formula.text().split())
     for line in expected:
         assert line in res.formula
         assert " ".join(line.split()) in shown
-    assert f"<b>{' × '.join(map(str, res.shape))}</b>" in panel.shape_label.text()
+    assert f"<b>{' × '.join(map(str, res.shape))}</b>" in panel.header.shape.text()
     assert panel.strip.label(1) == f"1 conv2d\n{' × '.join(map(str, res.shape))}"
     # a narrow header keeps one line per axis: the results, the formula whole on hover
-    height = panel.formula_label.height()
-    panel.formula_label.setFixedWidth(200)  # far too narrow for the whole formula
-    qtbot.waitUntil(lambda: panel.formula_label.width() == 200, timeout=3000)
-    assert panel.formula_label.text().splitlines() == [
+    height = panel.header.formula.height()
+    panel.header.formula.setFixedWidth(200)  # far too narrow for the whole formula
+    qtbot.waitUntil(lambda: panel.header.formula.width() == 200, timeout=3000)
+    assert panel.header.formula.text().splitlines() == [
         f"{line.split(' = ')[0]} = {line.rpartition(' = ')[2]}" for line in res.formula.splitlines()]
-    assert panel.formula_label.toolTip() == res.formula
-    assert panel.formula_label.height() == height
+    assert panel.header.formula.toolTip() == res.formula
+    assert panel.header.formula.height() == height
 
 
 def test_pool_formula(harness):
     harness.run(sharpen_pipeline(new_layer("MaxPool2d", (1, 512, 512), kernel_size=3,
                                            stride=2, padding=1, ceil_mode=True)))
     harness.panel.session.select(stage=2)
-    assert "ceil((512 + 2*1 - 1*(3-1) - 1)/2 + 1) = 257" in harness.panel.formula_label.toolTip()
+    assert "ceil((512 + 2*1 - 1*(3-1) - 1)/2 + 1) = 257" in harness.panel.header.formula.toolTip()
 
 
 # --- vector stages ---------------------------------------------------------------------------
@@ -415,7 +415,7 @@ def test_vector_stage_shows_bars_equal_to_values(harness):
     assert "from stage 1 ch 1 (x 5, y 3)" in info.text
     assert info.value == panel.session.results.get(1).values[1, 3, 5]
     assert panel.hover_at(3, 0, 10, 0) is None  # outside
-    assert not panel.grid_button.isEnabled()
+    assert not panel.controls.grid_button.isEnabled()
 
 
 def test_vector_hover_with_the_mouse(shown, qtbot):
@@ -685,7 +685,7 @@ def test_a_wide_photo_in_one_channel_mode_stacks_the_views_and_marks_the_window(
 
 
 def test_thumbnails_are_drawn_at_the_screens_pixel_ratio(harness):
-    from layerlab.qt import stage_pages
+    from layerlab.qt import stage_strip as stage_pages
 
     harness.run(sharpen_pipeline())
     view = harness.session.results[0]

@@ -382,7 +382,7 @@ def test_render_options_rerender_without_running_torch(main_window, qtbot, monke
     submit = w.runner.submit
     monkeypatch.setattr(w.runner, "submit", lambda r: requests.append(r) or submit(r))
     before = w.session.results[1].values
-    w.stage_panel.bins_box.setValue(16)
+    w.stage_panel.controls.bins_box.setValue(16)
     wait_idle(w, qtbot)
     assert len(requests) == 1 and requests[0].render_only
     assert requests[0].options.bins == 16
@@ -390,7 +390,7 @@ def test_render_options_rerender_without_running_torch(main_window, qtbot, monke
     np.testing.assert_array_equal(w.session.results[1].values, before)
     # After an edit the next options change runs the new stack (nothing stale is re-rendered).
     w.session.document.set_arg(2, "kernel_size", 4)
-    w.stage_panel.bins_box.setValue(32)
+    w.stage_panel.controls.bins_box.setValue(32)
     wait_idle(w, qtbot)
     assert w.session.results[3].values.shape == (1, 128, 128)
     assert len(w.session.results[3].rendered.hist_counts) == 32

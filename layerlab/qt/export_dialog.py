@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
 from ..core import export
 from ..core.pipeline import Pipeline
 from .session import Session
-from .stage_pages import qimage
+from .stage_strip import qimage
 
 if TYPE_CHECKING:
     from ..core.imageio import LoadedImage

@@ -1,5 +1,5 @@
-"""The pictures of the stage panel: the strip of thumbnails, the channel grid, one channel
-large beside its input, and the bar chart of a vector stage. Drawing only: every array comes
+"""The pictures of the stage panel: the channel grid, one channel large beside its input,
+and the bar chart of a vector stage. Drawing only: every array comes
 ready from the worker (uint8 images with their LUT), nothing is normalised here."""
 
 from __future__ import annotations
@@ -8,203 +8,20 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, QSize, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QColor, QFont, QIcon, QImage, QPainter, QPen, QPixmap
+from PySide6.QtCore import QPointF, QRectF, QTimer
+from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import (
     QGraphicsRectItem,
-    QListView,
-    QListWidget,
-    QListWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from ..core.receptive import Window
-from ..worker import StageView
 from . import theme
-from .text import shape_text
 
 MAX_LABELS = 512  # channel numbers drawn on the grid
 MAX_BARS = 4096  # vector stages longer than this are drawn as a step curve
-THUMB = QSize(96, 64)
 MARKER_PX = 14  # on-screen size of the receptive-field marker
-
-
-def qimage(arr: np.ndarray) -> QImage:
-    """A QImage owning a copy of a (H, W) or (H, W, 3) uint8 array."""
-    arr = np.ascontiguousarray(arr)
-    h, w = arr.shape[:2]
-    if arr.ndim == 2:
-        img = QImage(arr.data, w, h, arr.strides[0], QImage.Format.Format_Grayscale8)
-    else:
-        img = QImage(arr.data, w, h, arr.strides[0], QImage.Format.Format_RGB888)
-    return img.copy()
-
-
-def _thumbnail(view: StageView, dpr: float = 1.0) -> QPixmap:
-    """A thumbnail of THUMB logical pixels, drawn at the screen's device-pixel ratio (sharp on
-    high-DPI screens)."""
-    size = QSize(round(THUMB.width() * dpr), round(THUMB.height() * dpr))
-    pix = QPixmap(size)
-    pix.fill(QColor(theme.THUMB_BACKGROUND))
-    painter = QPainter(pix)
-    try:
-        r = view.rendered
-        if r is None:
-            painter.fillRect(pix.rect(), QColor(theme.ERROR))
-            font = QFont(painter.font())
-            font.setPointSize(22)
-            font.setBold(True)
-            painter.setFont(font)
-            painter.setPen(QColor("white"))
-            painter.drawText(pix.rect(), Qt.AlignmentFlag.AlignCenter, "!")
-        elif r.vector is not None:
-            _paint_bars(painter, r.vector, pix.width(), pix.height())
-        else:
-            colour_input = view.result.index == 0 and r.num_channels == 3
-            grid = np.moveaxis(r.channels_u8, 0, -1) if colour_input else r.grid_u8
-            step = max(1, max(grid.shape[0] // (2 * size.height()),
-                              grid.shape[1] // (2 * size.width())))
-            small = grid[::step, ::step]
-            img = qimage(small if colour_input or r.colormap == "gray" else r.lut[small])
-            scaled = img.scaled(size, Qt.AspectRatioMode.KeepAspectRatio,
-                                Qt.TransformationMode.SmoothTransformation)
-            painter.drawImage((size.width() - scaled.width()) // 2,
-                              (size.height() - scaled.height()) // 2, scaled)
-    finally:
-        painter.end()
-    pix.setDevicePixelRatio(dpr)
-    return pix
-
-
-def _paint_bars(painter: QPainter, values: np.ndarray, w: int, h: int) -> None:
-    """A tiny bar chart for a vector stage's thumbnail (drawing only)."""
-    vals = np.asarray(values, dtype=np.float64)
-    vals = np.where(np.isfinite(vals), vals, 0.0)
-    if vals.size == 0:
-        return
-    if vals.size > w:  # one bar per pixel column: the extreme value in each bucket
-        idx = np.linspace(0, vals.size, w + 1).astype(int)
-        vals = np.array([vals[a:b][np.argmax(np.abs(vals[a:b]))] for a, b in
-                         zip(idx[:-1], idx[1:], strict=True) if b > a])
-    top = max(float(np.abs(vals).max()), 1e-30)
-    has_neg = bool((vals < 0).any())
-    base = h / 2 if has_neg else h - 2
-    scale = (h / 2 - 2 if has_neg else h - 4) / top
-    bw = w / len(vals)
-    painter.setPen(Qt.PenStyle.NoPen)
-    painter.setBrush(QColor(theme.BAR))
-    for i, v in enumerate(vals):
-        bh = v * scale
-        painter.drawRect(QRectF(i * bw, base - max(bh, 0), max(bw - (bw > 3), 1), abs(bh)))
-
-
-class StageStrip(QListWidget):
-    """Thumbnails of all stages, left to right, labelled with name and C x H x W."""
-
-    stageClicked = Signal(int)
-
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setViewMode(QListView.ViewMode.IconMode)
-        self.setFlow(QListView.Flow.LeftToRight)
-        self.setWrapping(False)
-        self.setMovement(QListView.Movement.Static)
-        self.setResizeMode(QListView.ResizeMode.Adjust)
-        self.setIconSize(THUMB)
-        # Wide enough for a full-size shape such as "64 × 3000 × 4000" under the thumbnail.
-        label = self.fontMetrics().horizontalAdvance("000 × 0000 × 0000") + 16
-        self.setGridSize(QSize(max(THUMB.width() + 28, label), THUMB.height() + 36))
-        self.setUniformItemSizes(True)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
-        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setFixedHeight(THUMB.height() + 36 + 22)
-        self.setSpacing(0)
-        self.setWordWrap(True)
-        self.itemClicked.connect(self._clicked)
-        self._items: dict[int, QListWidgetItem] = {}
-        self._pictured: dict[int, object] = {}  # stage -> the rendering its thumbnail shows
-        self._pixmaps: dict[int, QPixmap] = {}
-        self._stale = False
-
-    def set_stage(self, view: StageView) -> None:
-        res = view.result
-        item = self._items.get(res.index)
-        if item is None:
-            item = QListWidgetItem()
-            item.setData(Qt.ItemDataRole.UserRole, res.index)
-            item.setTextAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
-            # keep the strip sorted by stage index
-            row = sum(1 for i in self._items if i < res.index)
-            self.insertItem(row, item)
-            self._items[res.index] = item
-        # A stage the worker served from its cache keeps its rendering: no new thumbnail.
-        if view.rendered is None or self._pictured.get(res.index) is not view.rendered:
-            self._pixmaps[res.index] = _thumbnail(view, self.devicePixelRatioF())
-            self._pictured[res.index] = view.rendered
-            self._show_icon(res.index)
-        if res.error:
-            item.setText(f"{res.index} {res.name}\nfailed")
-            item.setForeground(QColor(theme.ERROR))
-            item.setToolTip(res.error)
-        else:
-            item.setText(f"{res.index} {res.name}\n{shape_text(res.shape)}")
-            item.setData(Qt.ItemDataRole.ForegroundRole, None)
-            timing = "cached" if res.cached else f"{res.seconds * 1000:.1f} ms"
-            item.setToolTip(f"stage {res.index}: {res.name} ({res.type}), "
-                            f"{shape_text(res.shape)} · {timing}")
-
-    def set_stale(self, reason: str | None) -> None:
-        """Dim every thumbnail while the pictures are not of the edited stack."""
-        self._stale = reason is not None
-        self.setStyleSheet(f"QListWidget {{ color: {theme.MUTED}; }}" if reason else "")
-        self.setToolTip(f"Not run: {reason}" if reason else "")
-        for index in self._items:
-            self._show_icon(index)
-
-    def _show_icon(self, index: int) -> None:
-        pix = self._pixmaps.get(index)
-        if pix is None:
-            return
-        icon = QIcon(pix)
-        if self._stale:  # the platform's disabled look: greyed
-            icon = QIcon(icon.pixmap(THUMB, pix.devicePixelRatio(), QIcon.Mode.Disabled))
-        self._items[index].setIcon(icon)
-
-    def remove_from(self, index: int) -> None:
-        for i in sorted(self._items):
-            if i >= index:
-                self.takeItem(self.row(self._items.pop(i)))
-                self._pictured.pop(i, None)
-                self._pixmaps.pop(i, None)
-
-    def clear_stages(self) -> None:
-        self._items.clear()
-        self._pictured.clear()
-        self._pixmaps.clear()
-        self.clear()
-
-    def select(self, index: int) -> None:
-        item = self._items.get(index)
-        self.blockSignals(True)
-        try:
-            self.setCurrentItem(item) if item is not None else self.clearSelection()
-        finally:
-            self.blockSignals(False)
-        if item is not None:
-            self.scrollToItem(item)
-
-    def is_error(self, index: int) -> bool:
-        item = self._items.get(index)
-        return item is not None and item.text().endswith("failed")
-
-    def label(self, index: int) -> str | None:
-        item = self._items.get(index)
-        return None if item is None else item.text()
-
-    @Slot(QListWidgetItem)
-    def _clicked(self, item: QListWidgetItem) -> None:
-        self.stageClicked.emit(int(item.data(Qt.ItemDataRole.UserRole)))
 
 
 def _image_view(glw: pg.GraphicsLayoutWidget, row: int, col: int) -> tuple[pg.ViewBox,

@@ -16,48 +16,29 @@ import math
 
 import numpy as np
 from PySide6.QtCore import QEvent, QObject, Qt, Signal, Slot
-from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
-    QButtonGroup,
-    QComboBox,
     QHBoxLayout,
     QLabel,
     QSizePolicy,
-    QSpinBox,
     QSplitter,
     QStackedWidget,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from ..core import render
 from ..worker import RenderOptions
 from . import theme
 from .colorbar import ColorBar
 from .histogram_view import HistogramView
 from .hover import COMPARE_INPUT, COMPARE_PREVIOUS, HoverInfo, HoverReader
 from .session import Session
-from .stage_pages import ChannelPage, GridPage, StageStrip, VectorPage
-from .text import shape_text
-
-NORMALIZE_LABELS = (
-    ("channel", "per channel"),
-    ("stage", "per stage"),
-    ("fixed", "fixed [0, 1]"),
-    ("symmetric", "symmetric \u00b1max"),
-)
-
-
-def _result_only(line: str) -> str:
-    """``H_out = floor((512 + 2*1 - 1*(3-1) - 1)/1 + 1) = 512`` -> ``H_out = 512``."""
-    name, sep, rest = line.partition(" = ")
-    result = rest.rpartition(" = ")[2]
-    return f"{name} = {result}" if sep and " = " in rest else line
+from .stage_controls import StageControls, StageHeader
+from .stage_pages import ChannelPage, GridPage, VectorPage
+from .stage_strip import StageStrip
 
 
 class _OverlayFilter(QObject):
-    """Re-places the hover label and re-fits the formula when the view area resizes."""
+    """Re-places the labels over the pictures when the view area resizes."""
 
     def __init__(self, panel: StagePanel):
         super().__init__(panel)
@@ -66,7 +47,6 @@ class _OverlayFilter(QObject):
     def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt override)
         if event.type() == QEvent.Type.Resize:
             self._panel._place_overlay()
-            self._panel._fit_formula()
         return False
 
 
@@ -102,56 +82,7 @@ class StagePanel(QWidget):
         self.colorbar.rangeReset.connect(lambda: self.rangeReset.emit(self.session.stage))
 
     def _build(self) -> None:
-        # controls
-        self.normalize_box = QComboBox(self)
-        for key, label in NORMALIZE_LABELS:
-            self.normalize_box.addItem(label, key)
-        self.normalize_box.setToolTip(
-            "How floats become grey levels: each channel over its own min..max, the whole "
-            "stage over one min..max, clipped to [0, 1] like ToPILImage, or zero at mid-grey")
-        self.colormap_box = QComboBox(self)
-        for name in render.COLORMAPS:
-            self.colormap_box.addItem(name, name)
-        self.bins_box = QSpinBox(self)
-        self.bins_box.setRange(4, 1024)
-        self.bins_box.setValue(RenderOptions().bins)
-        self.bins_box.setToolTip("Histogram bins")
-        self.bins_box.setKeyboardTracking(False)
-        self.grid_button = QToolButton(self)
-        self.grid_button.setText("All channels")
-        self.grid_button.setCheckable(True)
-        self.grid_button.setChecked(True)
-        self.channel_button = QToolButton(self)
-        self.channel_button.setText("One channel")
-        self.channel_button.setCheckable(True)
-        self.mode_group = QButtonGroup(self)
-        self.mode_group.setExclusive(True)
-        self.mode_group.addButton(self.grid_button)
-        self.mode_group.addButton(self.channel_button)
-        self.channel_box = QSpinBox(self)
-        self.channel_box.setRange(0, 0)
-        self.channel_box.setPrefix("ch ")
-        self.channel_box.setToolTip("Channel shown large (click a tile in the grid to pick)")
-        self.compare_box = QComboBox(self)
-        self.compare_box.addItem("beside the input image", COMPARE_INPUT)
-        self.compare_box.addItem("beside the stage's input", COMPARE_PREVIOUS)
-        self.compare_box.setToolTip("What the large channel is shown next to; the hovered "
-                                    "pixel's receptive field is drawn on it")
-
-        controls = QHBoxLayout()
-        controls.setContentsMargins(0, 0, 0, 0)
-        controls.setSpacing(6)
-        for w in (QLabel("Normalise", self), self.normalize_box,
-                  QLabel("Colormap", self), self.colormap_box,
-                  QLabel("Bins", self), self.bins_box):
-            controls.addWidget(w)
-        controls.addSpacing(12)
-        controls.addWidget(self.grid_button)
-        controls.addWidget(self.channel_button)
-        controls.addWidget(self.channel_box)
-        controls.addWidget(self.compare_box)
-        controls.addStretch(1)
-
+        self.controls = StageControls(self)
         self.strip = StageStrip(self)
 
 
@@ -193,32 +124,7 @@ class StagePanel(QWidget):
         self.stack.installEventFilter(_OverlayFilter(self))
         self.colorbar = ColorBar(self)
 
-        # header above the view: what the stage is, its shape and the size formula
-        self.title_label = QLabel(self)
-        self.title_label.setStyleSheet("font-weight: bold; font-size: 11pt;")
-        self.shape_label = QLabel(self)
-        self.shape_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.formula_label = QLabel(self)
-        mono = QFont("monospace")
-        mono.setStyleHint(QFont.StyleHint.Monospace)
-        mono.setPointSizeF(max(self.font().pointSizeF() - 1, 7))
-        self.formula_label.setFont(mono)
-        self.formula_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.formula_label.setSizePolicy(QSizePolicy.Policy.Ignored,
-                                         QSizePolicy.Policy.Preferred)
-        self.formula_label.setAlignment(Qt.AlignmentFlag.AlignRight
-                                        | Qt.AlignmentFlag.AlignVCenter)
-        self.formula_label.installEventFilter(_OverlayFilter(self))
-        self._formula = ""
-        names = QVBoxLayout()
-        names.setContentsMargins(0, 0, 0, 0)
-        names.setSpacing(0)
-        names.addWidget(self.title_label)
-        names.addWidget(self.shape_label)
-        header = QHBoxLayout()
-        header.setContentsMargins(2, 0, 2, 0)
-        header.addLayout(names)
-        header.addWidget(self.formula_label, 1)
+        self.header = StageHeader(self)  # what the stage is, its shape and size formula
 
         view_row = QHBoxLayout()
         view_row.setContentsMargins(0, 0, 0, 0)
@@ -229,7 +135,7 @@ class StagePanel(QWidget):
         va = QVBoxLayout(view_area)
         va.setContentsMargins(0, 0, 0, 0)
         va.setSpacing(2)
-        va.addLayout(header)
+        va.addWidget(self.header)
         va.addLayout(view_row, 1)
 
         # info column: statistics and histogram
@@ -251,17 +157,16 @@ class StagePanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.setSpacing(4)
-        layout.addLayout(controls)
+        layout.addWidget(self.controls)
         layout.addWidget(self.strip)
         layout.addWidget(self.splitter, 1)
 
         # signals
-        self.normalize_box.currentIndexChanged.connect(self._on_options)
-        self.colormap_box.currentIndexChanged.connect(self._on_options)
-        self.bins_box.valueChanged.connect(self._on_options)
-        self.grid_button.toggled.connect(self._on_mode_button)
-        self.channel_box.valueChanged.connect(self._on_channel_box)
-        self.compare_box.currentIndexChanged.connect(self._on_compare)
+        c = self.controls
+        c.optionsChanged.connect(lambda: self.optionsEdited.emit(c.render_options()))
+        c.modeChanged.connect(self._on_mode_button)
+        c.channelChanged.connect(self.channelPicked)
+        c.compareChanged.connect(self._refresh)
         self.strip.stageClicked.connect(self.stagePicked)
         self.grid_page.glw.scene().sigMouseMoved.connect(self._on_grid_moved)
         self.grid_page.glw.scene().sigMouseClicked.connect(self._on_grid_clicked)
@@ -277,27 +182,12 @@ class StagePanel(QWidget):
 
     def render_options(self) -> RenderOptions:
         """What the controls say (the session's options once the controller took them)."""
-        return RenderOptions(normalize=self.normalize_box.currentData(),
-                             colormap=self.colormap_box.currentData(),
-                             bins=self.bins_box.value())
+        return self.controls.render_options()
 
     @Slot(object)
     def set_render_options(self, options: RenderOptions) -> None:
         """Set the controls (e.g. from saved settings) without emitting a change."""
-        boxes = (self.normalize_box, self.colormap_box, self.bins_box)
-        for b in boxes:
-            b.blockSignals(True)
-        try:
-            i = self.normalize_box.findData(options.normalize)
-            if i >= 0:
-                self.normalize_box.setCurrentIndex(i)
-            i = self.colormap_box.findData(options.colormap)
-            if i >= 0:
-                self.colormap_box.setCurrentIndex(i)
-            self.bins_box.setValue(options.bins)
-        finally:
-            for b in boxes:
-                b.blockSignals(False)
+        self.controls.set_render_options(options)
 
     # ------------------------------------------------------------------ session events
     @Slot(int)
@@ -347,7 +237,7 @@ class StagePanel(QWidget):
         self.channelPicked.emit(max(0, int(channel)))
 
     # ------------------------------------------------------------------ zoom
-    def _views(self) -> list:
+    def _view_boxes(self) -> list:
         page = self.stack.currentWidget()
         if page is self.grid_page:
             return [self.grid_page.vb]
@@ -357,13 +247,13 @@ class StagePanel(QWidget):
 
     def zoom_to_fit(self) -> None:
         """The whole picture in the view (View > Fit to window)."""
-        for vb in self._views():
+        for vb in self._view_boxes():
             vb.autoRange(padding=0.02)
 
     def zoom_actual_size(self) -> None:
         """One picture pixel per screen pixel, around the centre of what is shown now
         (View > Actual size)."""
-        for vb in self._views():
+        for vb in self._view_boxes():
             px, py = vb.viewPixelSize()  # picture pixels per screen pixel now
             if px > 0 and py > 0:
                 vb.scaleBy((1.0 / px, 1.0 / py))
@@ -408,18 +298,6 @@ class StagePanel(QWidget):
         self.overlay.show()
         self.overlay.raise_()
         self.statusMessage.emit(info.text)
-
-    def _fit_formula(self) -> None:
-        """One line per axis when it fits the header; else only the results ("H_out = 256")
-        with the whole formula in the tooltip. Wrapping it would push the view down, and the
-        Parameters panel shows the formula in full."""
-        text = self._formula
-        fm = self.formula_label.fontMetrics()
-        widest = max((fm.horizontalAdvance(line) for line in text.splitlines()), default=0)
-        if widest > self.formula_label.width():
-            text = "\n".join(_result_only(line) for line in text.splitlines())
-        self.formula_label.setText(text)
-        self.formula_label.setToolTip(self._formula)
 
     def _place_overlay(self) -> None:
         """Bottom-left of the image views; top-left (beside the value axis) for bar charts."""
@@ -503,7 +381,7 @@ class StagePanel(QWidget):
 
     # ------------------------------------------------------------------ drawing
     def _compare(self) -> str:
-        return self.compare_box.currentData()
+        return self.controls.compare()
 
     def _left_source(self) -> tuple[int | None, int]:
         """(stage, channel) shown left of the large channel."""
@@ -578,23 +456,14 @@ class StagePanel(QWidget):
                 self.stack.setCurrentWidget(self.empty_page)
             return
         res = view.result
-        self.title_label.setText(f"stage {res.index} \u00b7 {res.name}"
-                                 + (f" ({res.type})" if res.type != "Input" else ""))
+        self.header.show_result(res)
         if res.error:
-            self.shape_label.setText("")
-            self._formula = ""
-            self._fit_formula()
             self.error_page.setText(f"stage {res.index} ({res.name}) failed\n\n{res.error}")
             self.stack.setCurrentWidget(self.error_page)
             self.histogram.clear()
             self.colorbar.set_levels(None)
             self.overlay.hide()
             return
-        timing = "cached" if res.cached else f"{res.seconds * 1000:.1f} ms"
-        self.shape_label.setText(f"output <b>{shape_text(res.shape)}</b> &nbsp; "
-                                 f"<span style='color: palette(mid)'>{timing}</span>")
-        self._formula = res.formula
-        self._fit_formula()
         r = view.rendered
         channel = min(s.channel, r.num_channels - 1)
         if view.values is not None and view.values.ndim == 1:
@@ -672,35 +541,12 @@ class StagePanel(QWidget):
         view = self.session.results.get(self.session.stage)
         c = view.rendered.num_channels if view is not None and view.rendered is not None else 1
         is_vector = view is not None and view.values is not None and view.values.ndim == 1
-        boxes = (self.channel_box, self.compare_box, self.grid_button, self.channel_button)
-        for w in boxes:
-            w.blockSignals(True)
-        try:
-            self.channel_box.setRange(0, max(c - 1, 0))
-            self.channel_box.setValue(min(self.session.channel, max(c - 1, 0)))
-            self.grid_button.setChecked(self._mode == self.GRID)
-            self.channel_button.setChecked(self._mode == self.CHANNEL)
-        finally:
-            for w in boxes:
-                w.blockSignals(False)
-        for w in (self.channel_box, self.grid_button, self.channel_button):
-            w.setEnabled(not is_vector and view is not None)
-        self.compare_box.setEnabled(self._mode == self.CHANNEL and not is_vector)
+        self.controls.show_state(grid=self._mode == self.GRID, channels=c,
+                                 channel=self.session.channel, vector=is_vector,
+                                 has_stage=view is not None)
 
     # ------------------------------------------------------------------ control slots
-    @Slot()
-    def _on_options(self, *_) -> None:
-        self.optionsEdited.emit(self.render_options())
-
     @Slot(bool)
     def _on_mode_button(self, grid: bool) -> None:
         self._mode = self.GRID if grid else self.CHANNEL
-        self._refresh()
-
-    @Slot(int)
-    def _on_channel_box(self, value: int) -> None:
-        self.channelPicked.emit(value)
-
-    @Slot(int)
-    def _on_compare(self, _index: int) -> None:
         self._refresh()
