@@ -92,8 +92,26 @@ def _export_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace DIR if it is an earlier LayerLab export (its manifest.json "
                    "lists everything in it)")
-    p.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
+    p.add_argument("--histograms", action="store_true",
+                   help="also write each stage's histogram as NN-<name>/histogram.csv (bin "
+                   "edges, the stage's and every channel's counts)")
+    p.add_argument("--bins", metavar="N", type=_parse_bins, default=64,
+                   help="histogram bins for --histograms (1 to 65536, default 64)")
+    p.add_argument("--progress", action="store_true",
+                   help="show the progress bar even when stderr is not a terminal")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="print nothing on success (no progress bar either)")
     return p
+
+
+def _parse_bins(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bins must be a whole number, not {text!r}") from None
+    if not 1 <= n <= 65536:
+        raise argparse.ArgumentTypeError(f"bins must be 1 to 65536, not {n}")
+    return n
 
 
 def _code_parser() -> argparse.ArgumentParser:
@@ -147,31 +165,64 @@ def _cmd_export(argv: Sequence[str]) -> int:
         raise UsageError(str(e)) from None
     for w in nonfinite_warnings(pipeline):
         warn(w)
-    show = not args.quiet and sys.stderr.isatty()
-
-    def progress(done: int, total: int, text: str) -> None:
-        if show:
-            print(f"\r[{done}/{total}] {text[:60]:<60}", end="", file=sys.stderr, flush=True)
+    bar = _ProgressBar(enabled=not args.quiet and (args.progress or _isatty(sys.stderr)))
 
     import time
     t0 = time.perf_counter()
     try:
         manifest = export_run(args.image, pipeline, args.out, device=args.device, raw=args.raw,
                               normalize=args.normalize, colormap=args.colormap,
-                              overwrite=args.overwrite, progress=progress,
-                              pipeline_path=args.pipeline)
+                              overwrite=args.overwrite, progress=bar.stage,
+                              file_progress=bar.file, pipeline_path=args.pipeline,
+                              histograms=args.histograms, bins=args.bins)
     except ExportError as e:
-        if show:
-            print(file=sys.stderr)
         raise UsageError(str(e)) from None
-    if show:
-        print(file=sys.stderr)
+    finally:
+        bar.close()
     if not args.quiet:
-        files = sum(len(s["images"]) + 1 + (s["raw"] is not None) for s in manifest["stages"])
+        files = sum(len(s["images"]) + 1 + (s["raw"] is not None)
+                    + (s.get("histogram") is not None) for s in manifest["stages"])
         say(f"wrote {len(manifest['stages'])} stages ({files} files and manifest.json) to "
             f"{terminal_text(args.out)} on {manifest['device']} in "
             f"{time.perf_counter() - t0:.2f} s")
     return 0
+
+
+def _isatty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+class _ProgressBar:
+    """``layerlab export``'s progress on stderr: one bar of files written, with the rate and
+    the time left (tqdm), labelled with the stage being written. Does nothing when disabled."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self._bar = None
+        self._label = ""
+
+    def stage(self, done: int, total: int, text: str) -> None:
+        self._label = terminal_text(text)[:40]
+        if self._bar is not None:
+            self._bar.set_description_str(self._label, refresh=False)
+
+    def file(self, done: int, total: int, path: str) -> None:
+        if not self.enabled:
+            return
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, unit="file", file=sys.stderr, dynamic_ncols=True,
+                             desc=self._label, leave=True, mininterval=0.2)
+        self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 def _cmd_code(argv: Sequence[str]) -> int:
