@@ -8,6 +8,11 @@ or more; ``<name>`` the stage name made safe for a file name)::
     DIR/NN-<name>/grid.png       all channels tiled row-major, 2-pixel black gutters
     DIR/NN-<name>.npy            with raw=True: float32, the stage exactly as torch computed
                                  it (C x H x W; (N,) after Flatten/Linear)
+    DIR/NN-<name>/histogram.csv  with histograms=True: see :mod:`layerlab.core.histcsv`
+
+``manifest.json`` records the format and versions, and per stage the normalisation, the
+colormap and each channel's ``levels`` [lo, hi] the pixels were mapped with; it is standard
+JSON (anything not finite is null).
 
 PNG pixels follow :mod:`layerlab.core.render`: ``to_uint8(stage, normalize)`` (levels from the
 whole stage, so ``stage``/``symmetric`` compare channels), written as 8-bit gray for the
