@@ -371,12 +371,34 @@ def _cmd_window(argv: Sequence[str]) -> int:
     for path, what in ((args.image, "image"), (args.pipeline, "pipeline")):
         if path is not None and not os.path.exists(path):
             raise UsageError(f"the {what} file {path} does not exist")
+    missing = no_display(os.environ)
+    if missing:
+        raise UsageError(f"cannot open the window: {missing}; the headless commands export, "
+                         f"code, info and bench work without one (see '{PROG} --help')")
     try:
         from .qt import app
     except ImportError as e:
         raise UsageError(f"the window cannot start: {e} (the headless commands "
                          f"export, code, info and bench still work)") from None
     return int(app.run_app(image=args.image, pipeline=args.pipeline) or 0)
+
+
+def no_display(environ, platform: str = sys.platform) -> str | None:
+    """Why Qt would find no display to open a window on (Linux and other X11/Wayland
+    systems), or None. Qt itself aborts there with a misleading message about xcb plugins."""
+    if platform.startswith(("win", "darwin", "cygwin")):
+        return None
+    wanted = [p.strip().split(":")[0] for p in environ.get("QT_QPA_PLATFORM", "").split(";")]
+    wanted = [p for p in wanted if p] or ["xcb", "wayland"]
+    if any(p not in ("xcb", "wayland", "wayland-egl") for p in wanted):
+        return None  # offscreen, minimal, vnc, eglfs, ...: no display server needed
+    if "xcb" in wanted and environ.get("DISPLAY"):
+        return None
+    if any(p.startswith("wayland") for p in wanted) and environ.get("WAYLAND_DISPLAY"):
+        return None
+    names = " and ".join(n for n, p in (("DISPLAY", "xcb"), ("WAYLAND_DISPLAY", "wayland"))
+                         if any(w.startswith(p) for w in wanted))
+    return f"there is no display ({names} {'is' if ' and ' not in names else 'are'} not set)"
 
 
 COMMANDS = {"export": _cmd_export, "code": _cmd_code, "info": _cmd_info, "bench": _cmd_bench}
