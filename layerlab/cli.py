@@ -404,8 +404,14 @@ def no_display(environ, platform: str = sys.platform) -> str | None:
 COMMANDS = {"export": _cmd_export, "code": _cmd_code, "info": _cmd_info, "bench": _cmd_bench}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``layerlab``; returns the exit status.
+def gui_main() -> int:
+    """Entry point of ``layerlab-gui`` (a GUI script: no console window on Windows): always
+    the window, ``layerlab-gui [IMAGE] [--pipeline P]``."""
+    return main(window=True)
+
+
+def main(argv: Sequence[str] | None = None, *, window: bool = False) -> int:
+    """Entry point of ``layerlab``; returns the exit status (``window``: never a sub-command).
 
     0 ok; 2 bad input or a failed write (one line on stderr, nothing written); 141 when
     standard output is a pipe closed by its reader (quiet, as a C tool killed by SIGPIPE);
@@ -421,7 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (AttributeError, ValueError, OSError):  # pragma: no cover - replaced streams
             pass
     try:
-        headless = bool(argv) and argv[0] in COMMANDS
+        headless = not window and bool(argv) and argv[0] in COMMANDS
         # The headless commands turn SIGTERM, SIGHUP, ... into cleanup and status 128 + N;
         # the window keeps the default handlers (its own saves redeliver the signal).
         guard = cleanup_on_signals(redeliver=False) if headless else contextlib.nullcontext()
