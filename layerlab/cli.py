@@ -69,9 +69,12 @@ def _export_parser() -> argparse.ArgumentParser:
         "  DIR/NN-<name>/grid.png    all channels tiled\n"
         "  DIR/NN-<name>.npy         with --raw: float32 C x H x W, exactly what torch "
         "computed\n"
-        "  DIR/manifest.json         image, pipeline, device, and per stage its shape, "
-        "statistics\n"
-        "                            and file names (relative to DIR)\n"
+        "  DIR/NN-<name>/histogram.csv  with --histograms: bin edges, stage and channel "
+        "counts\n"
+        "  DIR/manifest.json         image, pipeline, device, versions, and per stage its "
+        "shape,\n"
+        "                            statistics, levels (lo, hi per channel) and file "
+        "names\n"
         "DIR is written completely or not at all; an existing non-empty DIR is refused\n"
         "unless --overwrite is given and DIR is an earlier LayerLab export. The current\n"
         "folder, the home folder, / and folders holding IMAGE or P are always refused.",
@@ -176,6 +179,7 @@ def _cmd_export(argv: Sequence[str]) -> int:
                               file_progress=bar.file, pipeline_path=args.pipeline,
                               histograms=args.histograms, bins=args.bins)
     except ExportError as e:
+        bar.close(keep=False)  # the error line stands alone
         raise UsageError(str(e)) from None
     finally:
         bar.close()
@@ -219,8 +223,9 @@ class _ProgressBar:
                              desc=self._label, leave=True, mininterval=0.2)
         self._bar.update(done - self._bar.n)
 
-    def close(self) -> None:
+    def close(self, keep: bool = True) -> None:
         if self._bar is not None:
+            self._bar.leave = keep
             self._bar.close()
             self._bar = None
 
