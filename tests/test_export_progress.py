@@ -54,7 +54,8 @@ def test_progress_forces_the_bar_and_quiet_silences_it(tmp_path):
     proc = _export(tmp_path, "--progress")
     assert proc.returncode == 0, proc.stderr
     assert "12/12" in proc.stderr and "file/s" in proc.stderr  # per file, with the rate
-    assert "maxpool" in proc.stderr  # labelled with the stage being written
+    # labelled with the stage being written (redrawn at most every 0.2 s), then the summary
+    assert "stage 0 of 3: input" in proc.stderr and "wrote 4 stages in" in proc.stderr
     proc = _export(tmp_path, "--progress", "--quiet", "--overwrite")
     assert proc.returncode == 0 and proc.stderr == "" and proc.stdout == ""
 
