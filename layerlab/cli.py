@@ -69,9 +69,12 @@ def _export_parser() -> argparse.ArgumentParser:
         "  DIR/NN-<name>/grid.png    all channels tiled\n"
         "  DIR/NN-<name>.npy         with --raw: float32 C x H x W, exactly what torch "
         "computed\n"
-        "  DIR/manifest.json         image, pipeline, device, and per stage its shape, "
-        "statistics\n"
-        "                            and file names (relative to DIR)\n"
+        "  DIR/NN-<name>/histogram.csv  with --histograms: bin edges, stage and channel "
+        "counts\n"
+        "  DIR/manifest.json         image, pipeline, device, versions, and per stage its "
+        "shape,\n"
+        "                            statistics, levels (lo, hi per channel) and file "
+        "names\n"
         "DIR is written completely or not at all; an existing non-empty DIR is refused\n"
         "unless --overwrite is given and DIR is an earlier LayerLab export. The current\n"
         "folder, the home folder, / and folders holding IMAGE or P are always refused.",
@@ -92,8 +95,26 @@ def _export_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace DIR if it is an earlier LayerLab export (its manifest.json "
                    "lists everything in it)")
-    p.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
+    p.add_argument("--histograms", action="store_true",
+                   help="also write each stage's histogram as NN-<name>/histogram.csv (bin "
+                   "edges, the stage's and every channel's counts)")
+    p.add_argument("--bins", metavar="N", type=_parse_bins, default=64,
+                   help="histogram bins for --histograms (1 to 65536, default 64)")
+    p.add_argument("--progress", action="store_true",
+                   help="show the progress bar even when stderr is not a terminal")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="print nothing on success (no progress bar either)")
     return p
+
+
+def _parse_bins(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bins must be a whole number, not {text!r}") from None
+    if not 1 <= n <= 65536:
+        raise argparse.ArgumentTypeError(f"bins must be 1 to 65536, not {n}")
+    return n
 
 
 def _code_parser() -> argparse.ArgumentParser:
@@ -147,31 +168,66 @@ def _cmd_export(argv: Sequence[str]) -> int:
         raise UsageError(str(e)) from None
     for w in nonfinite_warnings(pipeline):
         warn(w)
-    show = not args.quiet and sys.stderr.isatty()
-
-    def progress(done: int, total: int, text: str) -> None:
-        if show:
-            print(f"\r[{done}/{total}] {text[:60]:<60}", end="", file=sys.stderr, flush=True)
+    bar = _ProgressBar(enabled=not args.quiet and (args.progress or _isatty(sys.stderr)))
 
     import time
     t0 = time.perf_counter()
     try:
         manifest = export_run(args.image, pipeline, args.out, device=args.device, raw=args.raw,
                               normalize=args.normalize, colormap=args.colormap,
-                              overwrite=args.overwrite, progress=progress,
-                              pipeline_path=args.pipeline)
+                              overwrite=args.overwrite, progress=bar.stage,
+                              file_progress=bar.file, pipeline_path=args.pipeline,
+                              histograms=args.histograms, bins=args.bins)
     except ExportError as e:
-        if show:
-            print(file=sys.stderr)
+        bar.close(keep=False)  # the error line stands alone
         raise UsageError(str(e)) from None
-    if show:
-        print(file=sys.stderr)
+    finally:
+        bar.close()
     if not args.quiet:
-        files = sum(len(s["images"]) + 1 + (s["raw"] is not None) for s in manifest["stages"])
+        files = sum(len(s["images"]) + 1 + (s["raw"] is not None)
+                    + (s.get("histogram") is not None) for s in manifest["stages"])
         say(f"wrote {len(manifest['stages'])} stages ({files} files and manifest.json) to "
             f"{terminal_text(args.out)} on {manifest['device']} in "
             f"{time.perf_counter() - t0:.2f} s")
     return 0
+
+
+def _isatty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+class _ProgressBar:
+    """``layerlab export``'s progress on stderr: one bar of files written, with the rate and
+    the time left (tqdm), labelled with the stage being written. Does nothing when disabled."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self._bar = None
+        self._label = ""
+
+    def stage(self, done: int, total: int, text: str) -> None:
+        self._label = terminal_text(text)[:40]
+        if self._bar is not None:
+            self._bar.set_description_str(self._label, refresh=False)
+
+    def file(self, done: int, total: int, path: str) -> None:
+        if not self.enabled:
+            return
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, unit="file", file=sys.stderr, dynamic_ncols=True,
+                             desc=self._label, leave=True, mininterval=0.2)
+        self._bar.update(done - self._bar.n)
+
+    def close(self, keep: bool = True) -> None:
+        if self._bar is not None:
+            self._bar.leave = keep
+            self._bar.close()
+            self._bar = None
 
 
 def _cmd_code(argv: Sequence[str]) -> int:
@@ -320,6 +376,10 @@ def _cmd_window(argv: Sequence[str]) -> int:
     for path, what in ((args.image, "image"), (args.pipeline, "pipeline")):
         if path is not None and not os.path.exists(path):
             raise UsageError(f"the {what} file {path} does not exist")
+    missing = no_display(os.environ)
+    if missing:
+        raise UsageError(f"cannot open the window: {missing}; the headless commands export, "
+                         f"code, info and bench work without one (see '{PROG} --help')")
     try:
         from .qt import app
     except ImportError as e:
@@ -328,11 +388,35 @@ def _cmd_window(argv: Sequence[str]) -> int:
     return int(app.run_app(image=args.image, pipeline=args.pipeline) or 0)
 
 
+def no_display(environ, platform: str = sys.platform) -> str | None:
+    """Why Qt would find no display to open a window on (Linux and other X11/Wayland
+    systems), or None. Qt itself aborts there with a misleading message about xcb plugins."""
+    if platform.startswith(("win", "darwin", "cygwin")):
+        return None
+    wanted = [p.strip().split(":")[0] for p in environ.get("QT_QPA_PLATFORM", "").split(";")]
+    wanted = [p for p in wanted if p] or ["xcb", "wayland"]
+    if any(p not in ("xcb", "wayland", "wayland-egl") for p in wanted):
+        return None  # offscreen, minimal, vnc, eglfs, ...: no display server needed
+    if "xcb" in wanted and environ.get("DISPLAY"):
+        return None
+    if any(p.startswith("wayland") for p in wanted) and environ.get("WAYLAND_DISPLAY"):
+        return None
+    names = " and ".join(n for n, p in (("DISPLAY", "xcb"), ("WAYLAND_DISPLAY", "wayland"))
+                         if any(w.startswith(p) for w in wanted))
+    return f"there is no display ({names} {'is' if ' and ' not in names else 'are'} not set)"
+
+
 COMMANDS = {"export": _cmd_export, "code": _cmd_code, "info": _cmd_info, "bench": _cmd_bench}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``layerlab``; returns the exit status.
+def gui_main() -> int:
+    """Entry point of ``layerlab-gui`` (a GUI script: no console window on Windows): always
+    the window, ``layerlab-gui [IMAGE] [--pipeline P]``."""
+    return main(window=True)
+
+
+def main(argv: Sequence[str] | None = None, *, window: bool = False) -> int:
+    """Entry point of ``layerlab``; returns the exit status (``window``: never a sub-command).
 
     0 ok; 2 bad input or a failed write (one line on stderr, nothing written); 141 when
     standard output is a pipe closed by its reader (quiet, as a C tool killed by SIGPIPE);
@@ -348,7 +432,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (AttributeError, ValueError, OSError):  # pragma: no cover - replaced streams
             pass
     try:
-        headless = bool(argv) and argv[0] in COMMANDS
+        headless = not window and bool(argv) and argv[0] in COMMANDS
         # The headless commands turn SIGTERM, SIGHUP, ... into cleanup and status 128 + N;
         # the window keeps the default handlers (its own saves redeliver the signal).
         guard = cleanup_on_signals(redeliver=False) if headless else contextlib.nullcontext()

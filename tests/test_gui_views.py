@@ -622,7 +622,7 @@ def test_copy_to_clipboard_and_actions(harness):
     actions = harness.exporter.actions()
     assert [a.text() for a in actions] == [
         "Export current channel as PNG\u2026", "Export stage grid as PNG\u2026",
-        "Export all stages\u2026", "Copy image to clipboard"]
+        "Export histogram as CSV\u2026", "Export all stages\u2026", "Copy image to clipboard"]
     assert all(a.isEnabled() for a in actions)
     panel.session.select(stage=1)
     assert harness.exporter.copy_to_clipboard()

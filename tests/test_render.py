@@ -194,7 +194,8 @@ def test_other_dtypes_and_shapes(features):
 
 
 def test_colormap_tables():
-    assert COLORMAPS == ("gray", "viridis", "magma", "coolwarm")
+    assert COLORMAPS == ("gray", "viridis", "magma", "inferno", "cividis", "turbo", "coolwarm",
+                         "RdBu")
     for name in COLORMAPS:
         lut = colormap_lut(name)
         assert lut.shape == (256, 3) and lut.dtype == np.uint8

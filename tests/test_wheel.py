@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from layerlab import __version__
 from layerlab.core.export import export_run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +46,7 @@ def installed(tmp_path_factory):
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for name in ("layerlab", "resources"):
         shutil.copytree(ROOT / name, src / name, ignore=ignore)
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy2(ROOT / name, src / name)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
@@ -109,3 +110,18 @@ def test_installed_bench_runs(installed):
     (row,) = json.loads(out)["scenarios"]
     assert row["name"] == "seed-sharpen-512" and row["layerlab_ms"] > 0
     assert row["max_abs_diff"] == 0.0  # the installed engine gives torch's numbers exactly
+
+
+def test_the_wheel_carries_the_version_the_licence_and_both_commands(installed):
+    python, layerlab, env, work, wheel, _purelib = installed
+    zf = zipfile.ZipFile(wheel)
+    info = f"layerlab-{__version__}.dist-info"
+    metadata = zf.read(f"{info}/METADATA").decode()
+    assert f"\nVersion: {__version__}\n" in metadata
+    assert any(n.startswith(f"{info}/") and n.endswith("LICENSE") for n in zf.namelist())
+    entry_points = zf.read(f"{info}/entry_points.txt").decode()
+    assert "[console_scripts]\nlayerlab = layerlab.cli:main" in entry_points
+    assert "[gui_scripts]\nlayerlab-gui = layerlab.cli:gui_main" in entry_points
+    assert "layerlab/resources/linux/layerlab.desktop" in zf.namelist()
+    assert _run([layerlab, "--version"], work, env) == f"layerlab {__version__}\n"
+    assert (layerlab.parent / "layerlab-gui").exists() or os.name == "nt"

@@ -42,15 +42,18 @@ def generate_script(pipeline: Pipeline, *, source: str | None = None) -> str:
         "from PIL import Image, ImageOps",
         "from torch import nn",
         "from torchvision.transforms import ToTensor",
-        "from torchvision.transforms.functional import resize",
-        "",
-        "",
     ]
+    if pipeline.input.resize:
+        out.append("from torchvision.transforms.functional import resize")
+    out += ["", ""]
+    # The network first, then how it is run; the image loader (long, because it handles every
+    # kind of file the way LayerLab does) comes last.
     out += _build_model(pipeline)
     out += ["", ""]
-    out += _load_image(pipeline)
-    out += ["", ""]
     out += _main()
+    out += ["", ""]
+    out += _load_image(pipeline)
+    out += ["", "", "if __name__ == \"__main__\":", "    sys.exit(main())"]
     return "\n".join(out) + "\n"
 
 
@@ -280,11 +283,9 @@ def _format_row(cells: list[str], col: int, width: int) -> str:
 def _load_image(pipeline: Pipeline) -> list[str]:
     pil_mode = "L" if pipeline.input.mode == "gray" else "RGB"
     lines = [
-        "def to_8bit(a, lo, hi):",
-        '    """Map [lo, hi] linearly onto 0..255 (LayerLab\'s rule for 32-bit and float images)."""',
-        "    if hi <= lo:",
-        "        return np.zeros(a.shape, np.uint8)",
-        "    return np.floor((a - lo) / (hi - lo) * 255 + 0.5).clip(0, 255).astype(np.uint8)",
+        _RULE,
+        "# Loading the image exactly as LayerLab does (most photos need only the last lines:",
+        "# Image.open(path).convert(...) and ToTensor()).",
         "",
         "",
         "def load_image(path):",
@@ -336,7 +337,16 @@ def _load_image(pipeline: Pipeline) -> list[str]:
             f"    if list(x.shape[-2:]) != [{h}, {w}]:  # the pipeline's fixed input size",
             f"        x = resize(x, [{h}, {w}], antialias=True)",
         ]
-    lines.append("    return x")
+    lines += [
+        "    return x",
+        "",
+        "",
+        "def to_8bit(a, lo, hi):",
+        '    """Map [lo, hi] linearly onto 0..255 (LayerLab\'s rule for 32-bit and float images)."""',
+        "    if hi <= lo:",
+        "        return np.zeros(a.shape, np.uint8)",
+        "    return np.floor((a - lo) / (hi - lo) * 255 + 0.5).clip(0, 255).astype(np.uint8)",
+    ]
     return lines
 
 
@@ -361,10 +371,6 @@ def _main() -> list[str]:
         "    shape = \" x \".join(str(d) for d in result.shape)",
         "    print(f\"{args.image}: {tuple(x.shape[1:])} -> {shape}, saved to {args.out}\")",
         "    return 0",
-        "",
-        "",
-        "if __name__ == \"__main__\":",
-        "    sys.exit(main())",
     ]
 
 

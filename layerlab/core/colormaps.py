@@ -1,55 +1,63 @@
-"""Colormaps: (256, 3) uint8 lookup tables and their fast application to uint8 images."""
+"""Colormaps: (256, 3) uint8 lookup tables and their fast application to uint8 images.
+
+The tables are the published ones, taken from the ``cmap`` library (pure Python, no GUI):
+each entry is ``cmap``'s 256-entry float table rounded to the nearest 8-bit value,
+``round(v * 255)``. ``gray`` is the identity ramp (entry k is (k, k, k)), so gray images are
+the normalised values themselves. Tables are built on first use.
+"""
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 from PIL import Image
 
-COLORMAPS = ("gray", "viridis", "magma", "coolwarm")
+COLORMAPS = ("gray", "viridis", "magma", "inferno", "cividis", "turbo", "coolwarm", "RdBu")
 
-# Ten evenly spaced anchor colours of each map (viridis and magma as sampled from matplotlib's
-# tables, coolwarm from Moreland's diverging map), linearly interpolated to 256 entries.
-_ANCHORS: dict[str, tuple[str, ...]] = {
-    "viridis": (
-        "440154", "482878", "3e4a89", "31688e", "26828e",
-        "1f9e89", "35b779", "6dcd59", "b4de2c", "fde725",
-    ),
-    "magma": (
-        "000004", "180f3e", "451077", "721f81", "9f2f7f",
-        "cd4071", "f1605d", "fd9567", "fec98d", "fcfdbf",
-    ),
-    "coolwarm": (
-        "3b4cc0", "6282ea", "8db0fe", "b8d0f9", "dddddd",
-        "f5c4ad", "f49a7b", "de604d", "b40426",
-    ),
-}  # fmt: skip
+# LayerLab's name -> the fully namespaced name in cmap's catalogue (no ambiguity, no warning).
+CMAP_NAMES: dict[str, str] = {
+    "viridis": "bids:viridis",
+    "magma": "bids:magma",
+    "inferno": "bids:inferno",
+    "cividis": "cividis:cividis",
+    "turbo": "google:turbo",
+    "coolwarm": "matplotlib:coolwarm",  # Moreland's diverging map, blue (low) to red (high)
+    "RdBu": "colorbrewer:RdBu",  # ColorBrewer's diverging map, red (low) to blue (high)
+}
+
+_LUTS: dict[str, np.ndarray] = {}
+_PALETTES: dict[str, bytes] = {}
+_LOCK = threading.Lock()
 
 
 def _build_lut(name: str) -> np.ndarray:
     if name == "gray":
         ramp = np.arange(256, dtype=np.uint8)
         return np.stack([ramp, ramp, ramp], axis=1)
-    colours = np.array([[int(h[i : i + 2], 16) for i in (0, 2, 4)] for h in _ANCHORS[name]])
-    at = np.linspace(0.0, 255.0, len(colours))
-    x = np.arange(256, dtype=np.float64)
-    lut = np.stack([np.interp(x, at, colours[:, k]) for k in range(3)], axis=1)
-    return np.round(lut).astype(np.uint8)
+    from cmap import Colormap
 
-
-_LUTS = {name: _build_lut(name) for name in COLORMAPS}
-for _lut in _LUTS.values():
-    _lut.setflags(write=False)
-_PALETTES = {name: lut.tobytes() for name, lut in _LUTS.items()}
+    rgba = np.asarray(Colormap(CMAP_NAMES[name]).lut(256), dtype=np.float64)
+    return np.round(rgba[:, :3] * 255.0).clip(0, 255).astype(np.uint8)
 
 
 def colormap_lut(name: str) -> np.ndarray:
     """The read-only (256, 3) uint8 lookup table of a colormap."""
-    try:
-        return _LUTS[name]
-    except KeyError:
+    lut = _LUTS.get(name)
+    if lut is not None:
+        return lut
+    if name not in COLORMAPS:
         raise ValueError(
             f"unknown colormap {name!r}; choose one of {', '.join(COLORMAPS)}"
-        ) from None
+        )
+    with _LOCK:
+        lut = _LUTS.get(name)
+        if lut is None:
+            lut = _build_lut(name)
+            lut.setflags(write=False)
+            _PALETTES[name] = lut.tobytes()
+            _LUTS[name] = lut
+    return lut
 
 
 def apply_colormap(u8: np.ndarray, name: str) -> np.ndarray:

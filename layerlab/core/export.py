@@ -8,6 +8,11 @@ or more; ``<name>`` the stage name made safe for a file name)::
     DIR/NN-<name>/grid.png       all channels tiled row-major, 2-pixel black gutters
     DIR/NN-<name>.npy            with raw=True: float32, the stage exactly as torch computed
                                  it (C x H x W; (N,) after Flatten/Linear)
+    DIR/NN-<name>/histogram.csv  with histograms=True: see :mod:`layerlab.core.histcsv`
+
+``manifest.json`` records the format and versions, and per stage the normalisation, the
+colormap and each channel's ``levels`` [lo, hi] the pixels were mapped with; it is standard
+JSON (anything not finite is null).
 
 PNG pixels follow :mod:`layerlab.core.render`: ``to_uint8(stage, normalize)`` (levels from the
 whole stage, so ``stage``/``symmetric`` compare channels), written as 8-bit gray for the
@@ -42,7 +47,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import render, safeio
+from .. import __version__
+from . import histcsv, render, safeio
 from .analysis import OverBudget, analyze, check_memory
 from .engine import Engine, RunError, resolve_device
 from .imageio import ImageLoadError, LoadedImage, load_image, to_tensor
@@ -55,6 +61,11 @@ VECTOR_MAX_COLS = 64
 VECTOR_SIDE = 512
 
 ProgressFn = Callable[[int, int, str], None]
+# file_progress(done, total, path): after each file of an export is written (path relative
+# to the export folder; the last one is manifest.json).
+FileProgressFn = Callable[[int, int, str], None]
+MANIFEST_FORMAT = "layerlab.export"
+MANIFEST_VERSION = 1
 CancelFn = Callable[[], bool]
 
 
@@ -125,6 +136,7 @@ class StageImages:
     grid: np.ndarray
     colormap: str
     vector: bool
+    levels: np.ndarray | None = None  # (C, 2) float64 (lo, hi) per channel ((1, 2) vector)
 
     def channel_image(self, k: int) -> np.ndarray:
         u8 = self.channels[k]
@@ -137,12 +149,13 @@ def stage_images(output: torch.Tensor, normalize: str = "channel",
     _check_options(normalize, colormap)
     t = output.detach()
     if t.dim() == 4 or t.dim() == 3:  # (1, C, H, W), or a 2-D stage (1, A, B) as one channel
-        u8 = render.to_uint8(t if t.dim() == 4 else t.reshape(1, *t.shape[-2:]), normalize)
-        return StageImages(u8, _grid(u8, colormap), colormap, False)
+        u8, lv = render.to_uint8_levels(t if t.dim() == 4 else t.reshape(1, *t.shape[-2:]),
+                                        normalize)
+        return StageImages(u8, _grid(u8, colormap), colormap, False, lv)
     if t.dim() == 2:  # (1, N)
-        values = render.to_uint8(t.reshape(1, 1, -1), normalize)[0, 0]
-        return StageImages(np.zeros((0, 0, 0), np.uint8), vector_strip(values, colormap),
-                           colormap, True)
+        values, lv = render.to_uint8_levels(t.reshape(1, 1, -1), normalize)
+        return StageImages(np.zeros((0, 0, 0), np.uint8), vector_strip(values[0, 0], colormap),
+                           colormap, True, lv)
     raise ValueError(f"cannot export a stage of shape {tuple(t.shape)}")
 
 
@@ -189,10 +202,13 @@ def _grid(u8: np.ndarray, colormap: str) -> np.ndarray:
 def export_stage_images(output: torch.Tensor, directory: str | os.PathLike, *,
                         normalize: str = "channel", colormap: str = "gray",
                         channels: bool = True, grid: bool = True,
-                        cancel: CancelFn | None = None) -> dict[str, Any]:
+                        cancel: CancelFn | None = None,
+                        written: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Write one stage's ``ch-KKK.png`` files and ``grid.png`` into ``directory``.
 
-    Returns ``{"images": [file names], "grid": file name or None}``. The folder must exist.
+    Returns ``{"images": [file names], "grid": file name or None, "levels": (C, 2) array}``
+    (the levels the pixels were mapped with). The folder must exist. ``written(name)`` is
+    called after each file.
     """
     d = Path(directory)
     imgs = stage_images(output, normalize, colormap)
@@ -204,11 +220,15 @@ def export_stage_images(output: torch.Tensor, directory: str | os.PathLike, *,
             name = channel_file_name(k)
             _write_file(d / name, encode_png(imgs.channel_image(k)))
             names.append(name)
+            if written is not None:
+                written(name)
     grid_name = None
     if grid:
         grid_name = "grid.png"
         _write_file(d / grid_name, encode_png(imgs.grid))
-    return {"images": names, "grid": grid_name}
+        if written is not None:
+            written(grid_name)
+    return {"images": names, "grid": grid_name, "levels": imgs.levels}
 
 
 def export_channel_png(output: torch.Tensor, channel: int, path: str | os.PathLike, *,
@@ -236,7 +256,9 @@ def export_run(image_path: str | os.PathLike | LoadedImage, pipeline: Pipeline |
                normalize: str = "channel", colormap: str = "gray", overwrite: bool = False,
                progress: ProgressFn | None = None,
                cancel: CancelFn | None = None,
-               pipeline_path: str | os.PathLike | None = None) -> dict[str, Any]:
+               pipeline_path: str | os.PathLike | None = None,
+               histograms: bool = False, bins: int = histcsv.DEFAULT_BINS,
+               file_progress: FileProgressFn | None = None) -> dict[str, Any]:
     """Run ``pipeline`` on the full-size image and write the export folder ``out_dir``.
 
     Returns the manifest (also written to ``out_dir/manifest.json``). Raises
@@ -244,12 +266,16 @@ def export_run(image_path: str | os.PathLike | LoadedImage, pipeline: Pipeline |
     without ``overwrite``, an ``out_dir`` that is not a LayerLab export with ``overwrite``, a
     dangerous ``out_dir`` (see :func:`check_target`), an unwritable location or a failing
     stage, and :class:`ExportCancelled` when ``cancel()`` returns true; in every such case
-    nothing is left on disk. ``progress(done, total, text)`` is called as stages are written.
+    nothing is left on disk. ``progress(done, total, text)`` is called as stages are written,
+    ``file_progress(done, total, path)`` after every file. With ``histograms`` each stage
+    folder also gets ``histogram.csv`` (``bins`` bins, see :mod:`layerlab.core.histcsv`).
     ``pipeline_path`` is the file a ready :class:`Pipeline` came from: messages name it and
     ``out_dir`` may not contain it. A terminating signal (SIGTERM, SIGHUP, ...) in the main
     thread removes the unfinished folder and raises :class:`safeio.Terminated`.
     """
     _check_options(normalize, colormap)
+    if histograms and not 1 <= int(bins) <= histcsv.MAX_BINS:
+        raise ExportError(f"bins must be 1 to {histcsv.MAX_BINS}, not {bins}")
     if not isinstance(pipeline, Pipeline) and pipeline_path is None:
         pipeline_path = pipeline
     source = Path(pipeline_path).name if pipeline_path is not None else None
@@ -273,7 +299,8 @@ def export_run(image_path: str | os.PathLike | LoadedImage, pipeline: Pipeline |
 
     with safeio.cleanup_on_signals():
         return _run_and_write(pipeline, x, shapes, dev, target, image_label, raw, normalize,
-                              colormap, overwrite, progress, cancel)
+                              colormap, overwrite, progress, cancel,
+                              _Extras(int(bins) if histograms else 0, file_progress))
 
 
 def _image_file(image: str | os.PathLike | LoadedImage) -> str | os.PathLike | None:
@@ -282,11 +309,34 @@ def _image_file(image: str | os.PathLike | LoadedImage) -> str | os.PathLike | N
     return image
 
 
+@dataclass
+class _Extras:
+    """Histogram CSVs (``bins`` > 0) and the per-file progress of one export."""
+
+    bins: int = 0
+    file_progress: FileProgressFn | None = None
+    total: int = 0
+    done: int = 0
+
+    def wrote(self, path: str) -> None:
+        self.done += 1
+        if self.file_progress is not None:
+            self.file_progress(self.done, self.total, path)
+
+
+def _files_of(shape, raw: bool, histograms: bool) -> int:
+    """How many files an export writes for a stage of ``shape`` (without the batch)."""
+    images = int(shape[0]) if len(shape) == 3 else (1 if len(shape) == 2 else 0)
+    return images + 1 + int(raw) + int(histograms)
+
+
 def _run_and_write(pipeline: Pipeline, x: torch.Tensor, shapes, dev, target: Path,
                    image_label: str, raw: bool, normalize: str, colormap: str,
                    overwrite: bool, progress: ProgressFn | None,
-                   cancel: CancelFn | None) -> dict[str, Any]:
+                   cancel: CancelFn | None, extras: _Extras | None = None) -> dict[str, Any]:
     total = len(shapes) + 1  # every stage, then the manifest and the final rename
+    extras = extras or _Extras()
+    extras.total = sum(_files_of(s.shape, raw, extras.bins > 0) for s in shapes) + 1
     tmp = _make_temp_dir(target)
     try:
         # NCHW, as the tutorials run: exports carry torch's exact numbers, bit for bit, while
@@ -303,22 +353,30 @@ def _run_and_write(pipeline: Pipeline, x: torch.Tensor, shapes, dev, target: Pat
             if progress is not None:
                 progress(result.index, total, f"stage {result.index} of {len(shapes) - 1}: "
                                               f"{result.name}")
-            stages.append(_write_stage(tmp, result, raw, normalize, colormap, cancel))
+            stages.append(_write_stage(tmp, result, raw, normalize, colormap, cancel, extras))
             del result  # let the engine free this stage once the next one is computed
         if cancel is not None and cancel():
             raise ExportCancelled("export cancelled")
         if len(stages) != len(shapes):  # pragma: no cover - the engine stops only on cancel
             raise ExportError(f"the run stopped after {len(stages)} of {len(shapes)} stages")
         manifest = {
+            "format": MANIFEST_FORMAT,
+            "version": MANIFEST_VERSION,
+            "layerlab_version": __version__,
+            "torch_version": str(torch.__version__),
             "image": image_label,
             "pipeline": pipeline.to_dict(),
             "device": str(engine.device),
+            "normalize": normalize,
+            "colormap": colormap,
             "stages": stages,
         }
-        # Stats are null when not finite; NaN/inf weights in the embedded pipeline are written
-        # as pipeline files write them (NaN, Infinity), the only non-standard JSON possible.
+        # Standard JSON only: anything not finite (stats, NaN/inf weights in the embedded
+        # pipeline) is written as null.
         _write_file(tmp / "manifest.json",
-                    (json.dumps(manifest, indent=1) + "\n").encode("utf-8"))
+                    (json.dumps(json_safe(manifest), indent=1, allow_nan=False)
+                     + "\n").encode("utf-8"))
+        extras.wrote("manifest.json")
         _commit(tmp, target, overwrite)
         if progress is not None:
             progress(total, total, f"wrote {len(stages)} stages in "
@@ -338,17 +396,25 @@ def _run_and_write(pipeline: Pipeline, x: torch.Tensor, shapes, dev, target: Pat
 
 
 def _write_stage(tmp: Path, result, raw: bool, normalize: str, colormap: str,
-                 cancel: CancelFn | None) -> dict[str, Any]:
+                 cancel: CancelFn | None, extras: _Extras | None = None) -> dict[str, Any]:
+    extras = extras or _Extras()
     folder = stage_dir_name(result.index, result.name)
     (tmp / folder).mkdir()
     out = result.output
     files = export_stage_images(out, tmp / folder, normalize=normalize, colormap=colormap,
-                                cancel=cancel)
+                                cancel=cancel,
+                                written=lambda name: extras.wrote(f"{folder}/{name}"))
     raw_name = None
     if raw:
         raw_name = f"{folder}.npy"
         arr = np.ascontiguousarray(out[0].detach().to("cpu", torch.float32).numpy())
         _write_file(tmp / raw_name, npy_chunks(arr))
+        extras.wrote(raw_name)
+    hist_name = None
+    if extras.bins:
+        hist_name = f"{folder}/{histcsv.HISTOGRAM_FILE}"
+        _write_file(tmp / hist_name, histcsv.histogram_csv(out, extras.bins).encode("ascii"))
+        extras.wrote(hist_name)
     st = render.stats(out)
     stats = {k: _json_float(st[k]) for k in ("min", "max", "mean", "std")}
     if stats["min"] is None:  # no finite value at all: no spread either
@@ -359,15 +425,33 @@ def _write_stage(tmp: Path, result, raw: bool, normalize: str, colormap: str,
         "type": result.type,
         "shape": [int(d) for d in result.shape],
         "stats": stats,
+        "normalize": normalize,
+        "colormap": colormap,
+        "levels": [[_json_float(lo), _json_float(hi)] for lo, hi in files["levels"]],
         "grid": f"{folder}/{files['grid']}",
         "images": [f"{folder}/{n}" for n in files["images"]],
         "raw": raw_name,
+        "histogram": hist_name,
     }
 
 
 def _json_float(v: float) -> float | None:
     v = float(v)
     return v if math.isfinite(v) else None
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every float that is not finite (NaN, inf) replaced by None, so
+    ``json.dumps(..., allow_nan=False)`` writes standard JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.ndarray | np.generic):
+        return json_safe(value.tolist())
+    return value
 
 
 def _check_options(normalize: str, colormap: str) -> None:

@@ -65,6 +65,7 @@ __all__ = [
     "render_stage",
     "stats",
     "to_uint8",
+    "to_uint8_levels",
 ]
 
 NORMALIZE_MODES = ("channel", "stage", "fixed", "symmetric")
@@ -132,12 +133,20 @@ def levels(tensor: torch.Tensor, mode: NormalizeMode = "channel") -> np.ndarray:
 
 def to_uint8(tensor: torch.Tensor, mode: NormalizeMode = "channel") -> np.ndarray:
     """Normalise a (C, H, W) tensor (or (1, C, H, W)) to uint8 (C, H, W) on its device."""
+    return to_uint8_levels(tensor, mode)[0]
+
+
+def to_uint8_levels(tensor: torch.Tensor, mode: NormalizeMode = "channel"
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`to_uint8` and the (C, 2) float64 (lo, hi) each channel was mapped with
+    (what :func:`levels` gives), from one pass over the data."""
     x = as_chw(tensor)
     c = x.shape[0]
     _check_mode(mode)
     ch_lo, ch_hi, finite = finite_minmax(x.reshape(c, -1))
     lo, hi = _levels_t(x, mode, ch_lo, ch_hi)
-    return _map_u8(x, lo, hi, mode, finite).cpu().numpy()
+    u8 = _map_u8(x, lo, hi, mode, finite).cpu().numpy()
+    return u8, torch.stack([lo, hi], dim=1).cpu().double().numpy()
 
 
 # --------------------------------------------------------------------------- mosaics

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QSettings, QTimer
-from PySide6.QtGui import QIcon
+from PySide6.QtGui import QGuiApplication, QIcon
 from PySide6.QtWidgets import QApplication
 
 ORGANIZATION = "LayerLab"
@@ -35,6 +35,8 @@ def make_settings(directory: str | os.PathLike[str] | None = None) -> QSettings:
 
 
 def ensure_app(argv: list[str] | None = None) -> QApplication:
+    # Wayland and X11 desktops match the window to resources/linux/layerlab.desktop by this.
+    QGuiApplication.setDesktopFileName("layerlab")
     app = QApplication.instance()
     if app is None:
         QCoreApplication.setOrganizationName(ORGANIZATION)

@@ -1,4 +1,5 @@
-"""Export from the window: current channel PNG, stage grid PNG, all stages, clipboard.
+"""Export from the window: current channel PNG, stage grid PNG, histogram CSV, all stages,
+clipboard.
 
 The single-stage PNGs are the pixels on screen (``RenderedStage`` from the worker), written by
 core export's atomic ``save_png``; they equal ``layerlab export``'s ``ch-KKK.png`` / ``grid.png``
@@ -34,7 +35,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core import export
+from ..core import export, histcsv
 from ..core.pipeline import Pipeline
 from .session import Session
 from .stage_strip import qimage
@@ -171,12 +172,14 @@ class StageExporter(QObject):
 
         self.channel_action = QAction("Export current channel as PNG\u2026", parent)
         self.grid_action = QAction("Export stage grid as PNG\u2026", parent)
+        self.hist_action = QAction("Export histogram as CSV\u2026", parent)
         self.all_action = QAction("Export all stages\u2026", parent)
         self.all_action.setShortcut(QKeySequence("Ctrl+Shift+E"))
         self.copy_action = QAction("Copy image to clipboard", parent)
         self.copy_action.setShortcut(QKeySequence("Ctrl+Shift+C"))
         self.channel_action.triggered.connect(self._ask_channel)
         self.grid_action.triggered.connect(self._ask_grid)
+        self.hist_action.triggered.connect(self._ask_histogram)
         self.all_action.triggered.connect(self._ask_all)
         self.copy_action.triggered.connect(self.copy_to_clipboard)
         app = QCoreApplication.instance()
@@ -188,14 +191,15 @@ class StageExporter(QObject):
         self.update_enabled()
 
     def actions(self) -> list[QAction]:
-        return [self.channel_action, self.grid_action, self.all_action, self.copy_action]
+        return [self.channel_action, self.grid_action, self.hist_action, self.all_action,
+                self.copy_action]
 
     @Slot()
     def update_enabled(self, *_: object) -> None:
         s = self.session
         view = s.results.get(s.stage)
         has_view = view is not None and view.rendered is not None
-        for a in (self.channel_action, self.grid_action, self.copy_action):
+        for a in (self.channel_action, self.grid_action, self.hist_action, self.copy_action):
             a.setEnabled(has_view)
         self.all_action.setEnabled(s.run_pipeline is not None and s.loaded is not None
                                    and self.job is None)
@@ -229,6 +233,17 @@ class StageExporter(QObject):
         return export.export_grid_png(stage_tensor(view), path, normalize=r.mode,
                                       colormap=r.colormap)
 
+    def save_histogram_csv(self, path: str | os.PathLike) -> Path:
+        """Write the current stage's histogram (the window's bins) as CSV: bin edges, the
+        stage's and every channel's counts (see :mod:`layerlab.core.histcsv`)."""
+        view = self._current()
+        bins = len(view.rendered.hist_edges) - 1 if view.rendered is not None else 64
+        p = Path(path)
+        try:
+            return histcsv.write_histogram_csv(stage_tensor(view), p, bins)
+        except OSError as e:
+            raise export.ExportError(f"cannot write {p}: {e.strerror or e}") from None
+
     def copy_to_clipboard(self) -> bool:
         """Put what the view shows (the large channel or the grid) on the clipboard."""
         try:
@@ -250,14 +265,21 @@ class StageExporter(QObject):
     def _ask_grid(self) -> None:
         self._ask_png(self.save_grid_png, self._default_name(None))
 
-    def _ask_png(self, save, name: str) -> None:
-        path, _ = QFileDialog.getSaveFileName(self.parent_widget, "Save PNG",
-                                              os.path.join(self.last_dir, name),
-                                              "PNG images (*.png)")
+    @Slot()
+    def _ask_histogram(self) -> None:
+        view = self._current()
+        name = f"{export.stage_dir_name(view.result.index, view.result.name)}-histogram.csv"
+        self._ask_png(self.save_histogram_csv, name, "Save histogram",
+                      "CSV files (*.csv)", ".csv")
+
+    def _ask_png(self, save, name: str, title: str = "Save PNG",
+                 filters: str = "PNG images (*.png)", suffix: str = ".png") -> None:
+        path, _ = QFileDialog.getSaveFileName(self.parent_widget, title,
+                                              os.path.join(self.last_dir, name), filters)
         if not path:
             return
-        if not path.lower().endswith(".png"):
-            path += ".png"
+        if not path.lower().endswith(suffix):
+            path += suffix
         self.last_dir = os.path.dirname(path)
         try:
             written = save(path)
