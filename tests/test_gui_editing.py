@@ -660,10 +660,12 @@ def test_big_kernels_show_readable_cells_and_keep_exact_values(main_window, qtbo
     w.stack.select_layer(0)
     w.session.document.set_arg(0, "kernel_size", 5)
     wait_idle(w, qtbot)
+    w.kernel_editor.apply_preset("gaussian 5")
     w.kernel_editor.cellEdited.emit(0, "weight", (0, 0, 2, 2), -0.249123)
     wait_idle(w, qtbot)
     cell = w.kernel_editor.cells[2][2]
-    assert cell.text() == "-0.24912"  # five significant digits fit a 5x5 cell
+    assert cell.text() == "-0.2491"  # as many significant digits as fit a 5x5 cell
+    assert w.kernel_editor.cells[0][0].text() == "0.00391"  # gaussian 5's corner, 1/256
     fm = cell.fontMetrics()
     assert fm.horizontalAdvance(cell.text()) + 6 <= cell.width()
     assert "-0.249123" in cell.toolTip()  # the exact value on hover

@@ -65,16 +65,19 @@ class KernelCell(NumberSpinBox):
         self.setButtonSymbols(QAbstractSpinBox.ButtonSymbols.NoButtons)
         self.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.setAutoFillBackground(True)
-        self.digits: int | None = None  # significant digits shown; None: every decimal
+        self.max_chars: int | None = None  # characters a cell shows; None: every decimal
         self._help = "type a value, or scroll / press ↑ ↓ to change it by 0.1"
 
     # Big kernels show fewer digits so every cell is readable at its width; the exact value
     # is in the tooltip and the summary, and an untouched cell keeps it exactly.
     def textFromValue(self, value: float) -> str:  # noqa: N802 - Qt's name
-        digits = getattr(self, "digits", None)  # Qt asks while the box is being built
-        if digits is None:
+        width = getattr(self, "max_chars", None)  # Qt asks while the box is being built
+        if width is None:
             return super().textFromValue(value)
-        text = f"{value:.{digits}g}"
+        for digits in range(6, 0, -1):  # the most significant digits that fit the cell
+            text = f"{value:.{digits}g}"
+            if len(text) <= width:
+                break
         return "0" if text in ("-0", "0") else text
 
     def valueFromText(self, text: str) -> float:  # noqa: N802 - Qt's name
@@ -306,7 +309,7 @@ class KernelEditor(QWidget):
         self.cells = []
         big = max(kh, kw)
         width = 72 if big <= 3 else 64 if big <= 5 else 54 if big <= 7 else 46
-        digits = None if big <= 3 else 5 if big <= 5 else 4
+        max_chars = None if big <= 3 else 7 if big <= 5 else 6
         font = QFont(self.font())
         if big > 7:
             font.setPointSizeF(max(7.0, font.pointSizeF() - 1.5))
@@ -319,7 +322,7 @@ class KernelEditor(QWidget):
                 cell.setObjectName(f"cell_{y}_{x}")
                 cell.setFixedWidth(width)
                 cell.setFont(font)
-                cell.digits = digits
+                cell.max_chars = max_chars
                 cell.valueChanged.connect(lambda v, c=cell: self._cell_changed(c, v))
                 self.grid.addWidget(cell, y, x)
                 row.append(cell)
