@@ -500,3 +500,18 @@ def test_actual_size_and_fit_to_window(main_window, qtbot):
     # the whole 512 x 512 picture is in view, with the 2 % padding around it
     assert x0 <= 0 and x1 >= 512 and y0 <= 0 and y1 >= 512
     assert min(x1 - x0, y1 - y0) == pytest.approx(512 * 1.04, rel=0.02)
+
+
+def test_the_strip_keeps_the_input_in_view_for_the_cifar_net(main_window, qtbot):
+    w = main_window
+    w.files.open_example(str(PIPELINES / "cifar10-tutorial.layerlab.json"))
+    wait_idle(w, qtbot)
+    strip = w.stage_panel.strip
+    assert strip.count() == 10  # the input and 9 layers
+    w.session.select(stage=9)  # the last stage selected: the strip scrolls to it ...
+    qtbot.wait(50)
+    first = strip.visualItemRect(strip.item(0))
+    last = strip.visualItemRect(strip.item(9))
+    # ... and the input's thumbnail is still in view beside it
+    assert strip.viewport().rect().contains(first) and strip.viewport().rect().contains(last)
+    assert strip.iconSize().width() <= 96

@@ -13,6 +13,7 @@ from . import theme
 from .text import shape_text
 
 THUMB = QSize(96, 64)
+MIN_CELL = 76  # the narrowest a stage's cell gets before the strip scrolls
 
 
 def qimage(arr: np.ndarray) -> QImage:
@@ -97,9 +98,12 @@ class StageStrip(QListWidget):
         self.setMovement(QListView.Movement.Static)
         self.setResizeMode(QListView.ResizeMode.Adjust)
         self.setIconSize(THUMB)
-        # Wide enough for a full-size shape such as "64 × 3000 × 4000" under the thumbnail.
+        # Wide enough for a full-size shape such as "64 × 3000 × 4000" under the thumbnail;
+        # narrower (down to MIN_CELL) when that keeps every stage, the input too, in view.
         label = self.fontMetrics().horizontalAdvance("000 × 0000 × 0000") + 16
-        self.setGridSize(QSize(max(THUMB.width() + 28, label), THUMB.height() + 36))
+        self._full_cell = max(THUMB.width() + 28, label)
+        self._cell = 0
+        self._fit_cells()
         self.setUniformItemSizes(True)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -112,6 +116,21 @@ class StageStrip(QListWidget):
         self._pixmaps: dict[int, QPixmap] = {}
         self._stale = False
 
+    def _fit_cells(self) -> None:
+        n = max(len(getattr(self, "_items", {})), 1)
+        room = self.viewport().width() - 4
+        cell = max(MIN_CELL, min(self._full_cell, room // n))
+        if cell == self._cell:
+            return
+        self._cell = cell
+        icon_w = min(THUMB.width(), cell - 12)
+        self.setIconSize(QSize(icon_w, icon_w * THUMB.height() // THUMB.width()))
+        self.setGridSize(QSize(cell, THUMB.height() + 36))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        self._fit_cells()
+
     def set_stage(self, view: StageView) -> None:
         res = view.result
         item = self._items.get(res.index)
@@ -123,6 +142,7 @@ class StageStrip(QListWidget):
             row = sum(1 for i in self._items if i < res.index)
             self.insertItem(row, item)
             self._items[res.index] = item
+            self._fit_cells()
         # A stage the worker served from its cache keeps its rendering: no new thumbnail.
         if view.rendered is None or self._pictured.get(res.index) is not view.rendered:
             self._pixmaps[res.index] = _thumbnail(view, self.devicePixelRatioF())
@@ -162,6 +182,7 @@ class StageStrip(QListWidget):
                 self.takeItem(self.row(self._items.pop(i)))
                 self._pictured.pop(i, None)
                 self._pixmaps.pop(i, None)
+        self._fit_cells()
 
     def clear_stages(self) -> None:
         self._items.clear()
