@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from . import shapes as sh
 from . import windows as win
-from .opspec import AFFINE_ONLY, NO_TENSORS, NORM, SEEDED, ChannelRule, OpSpec, P
+from .opspec import AFFINE_ONLY, NO_TENSORS, NORM, SEEDED, ChannelRule, InitRule, OpSpec, P
 from .windows import GLOBAL, RESHAPE
 
 # --- the specs -------------------------------------------------------------------------------
@@ -47,6 +47,27 @@ OP_LIST: list[OpSpec] = [
            sh.infer_conv, sh.check_conv,
            receptive=win.sliding, init=SEEDED, kernel="weight",
            channels=ChannelRule("in_channels", weight_axis=1,
+                                applies=lambda a: a["groups"] == 1)),
+    OpSpec("ConvTranspose2d", "convolution",
+           "Transposed convolution (learned upsampling): each input pixel adds its kernel, "
+           "scaled, to the output; the gradient of Conv2d.",
+           (P("in_channels", "int", 1, "Channels of the input.", 1, 4096, from_input="channels"),
+            P("out_channels", "int", 1, "Output feature maps.", 1, 100000),
+            P("kernel_size", "pair", 3, "Kernel size: one number or [height, width].", 1, 64),
+            P("stride", "pair", 1, "Spacing of the input pixels in the output (upsampling).",
+              1, 64),
+            P("padding", "pair", 0, "Pixels removed from each side of the full output "
+              "(dilation*(kernel_size-1) - padding of zero padding in the equivalent conv).",
+              0, 256),
+            P("output_padding", "pair", 0, "Extra rows/columns added on one side (bottom, "
+              "right) to pick the output size; smaller than the stride or dilation.", 0, 63),
+            P("groups", "int", 1, "Split channels into groups.", 1, 4096),
+            P("bias", "bool", True, "Add a learnable bias per output channel."),
+            P("dilation", "pair", 1, "Spacing between kernel taps.", 1, 64)),
+           sh.infer_conv_transpose, sh.check_conv_transpose,
+           # weight is (in, out/groups, kh, kw): the kernel editor slices (out, in), so no kernel
+           receptive=win.transposed, init=SEEDED, kernel=None,
+           channels=ChannelRule("in_channels", weight_axis=0,
                                 applies=lambda a: a["groups"] == 1)),
     OpSpec("MaxPool2d", "pooling", "Maximum over each window.",
            (_K, _POOL_STRIDE, _POOL_PAD,
@@ -115,6 +136,43 @@ OP_LIST: list[OpSpec] = [
             P("max_val", "float", 1.0, "Upper clamp.", -1e6, 1e6)), sh.same, sh.check_hardtanh,
            spatial=False,
            receptive=win.pointwise, init=NO_TENSORS, channels=None, kernel=None),
+    OpSpec("PReLU", "activation", "x if x > 0 else a * x, with a learned slope a (one, or "
+           "one per channel).",
+           (P("num_parameters", "int", 1, "1 (one slope for all) or the channel count (one "
+              "slope per channel).", 1, 100000),
+            P("init", "float", 0.25, "The slope a starts at.", -10.0, 10.0)),
+           sh.infer_prelu, spatial=False, receptive=win.pointwise,
+           init=InitRule(fills=(("weight", "init"),)), channels=None, kernel=None),
+    OpSpec("ReLU6", "activation", "min(max(0, x), 6) (MobileNet).", (), sh.same, spatial=False,
+           receptive=win.pointwise, init=NO_TENSORS, channels=None, kernel=None),
+    OpSpec("Hardswish", "activation", "x * ReLU6(x + 3) / 6 (MobileNetV3).", (), sh.same,
+           spatial=False,
+           receptive=win.pointwise, init=NO_TENSORS, channels=None, kernel=None),
+    OpSpec("Hardsigmoid", "activation", "ReLU6(x + 3) / 6, a piecewise linear sigmoid.", (),
+           sh.same, spatial=False,
+           receptive=win.pointwise, init=NO_TENSORS, channels=None, kernel=None),
+    OpSpec("Mish", "activation", "x * tanh(softplus(x)).", (), sh.same, spatial=False,
+           receptive=win.pointwise, init=NO_TENSORS, channels=None, kernel=None),
+    OpSpec("SELU", "activation", "scale * ELU(x, alpha) with the self-normalising constants "
+           "(scale 1.0507, alpha 1.6733).", (), sh.same, spatial=False,
+           receptive=win.pointwise, init=NO_TENSORS, channels=None, kernel=None),
+    OpSpec("CELU", "activation", "max(0, x) + min(0, alpha * (exp(x / alpha) - 1)).",
+           (P("alpha", "float", 1.0, "Saturation value for negative inputs.", 0.01, 100.0),),
+           sh.same, spatial=False,
+           receptive=win.pointwise, init=NO_TENSORS, channels=None, kernel=None),
+    OpSpec("Threshold", "activation", "x if x > threshold else value.",
+           (P("threshold", "float", 0.0, "Values at or below it are replaced.", -1e6, 1e6),
+            P("value", "float", 0.0, "The replacement.", -1e6, 1e6)), sh.same, spatial=False,
+           receptive=win.pointwise, init=NO_TENSORS, channels=None, kernel=None),
+    OpSpec("Softmax", "activation", "exp(x) / sum(exp(x)) over one dimension (1: the "
+           "channels at every pixel, or the classes after Linear).",
+           (P("dim", "int", 1, "The dimension normalised over (1 = channels; -1 = the last).",
+              -4, 3),), sh.infer_softmax, spatial=False,
+           receptive=win.softmaxed, init=NO_TENSORS, channels=None, kernel=None),
+    OpSpec("LogSoftmax", "activation", "log(softmax(x)) over one dimension, computed stably.",
+           (P("dim", "int", 1, "The dimension normalised over (1 = channels; -1 = the last).",
+              -4, 3),), sh.infer_softmax, spatial=False,
+           receptive=win.softmaxed, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("Softmax2d", "activation", "Softmax over the channels at each pixel.", (),
            sh.infer_softmax2d,
            receptive=win.pointwise, init=NO_TENSORS, channels=None, kernel=None),
@@ -176,6 +234,29 @@ OP_LIST: list[OpSpec] = [
             P("align_corners", "opt_bool", None, "Align corner pixels (bilinear/bicubic).")),
            sh.infer_upsample, sh.check_upsample,
            receptive=win.resampled, init=NO_TENSORS, channels=None, kernel=None),
+    OpSpec("Identity", "other", "Passes the input through unchanged (a placeholder).", (),
+           sh.same, spatial=False,
+           receptive=win.pointwise, init=NO_TENSORS, channels=None, kernel=None),
+    OpSpec("PixelShuffle", "other", "Rearrange C*r^2 x H x W into C x H*r x W*r "
+           "(sub-pixel upsampling).",
+           (P("upscale_factor", "int", 2, "The factor r.", 1, 64),), sh.infer_pixel_shuffle,
+           receptive=win.pixel_shuffled, init=NO_TENSORS, channels=None, kernel=None),
+    OpSpec("PixelUnshuffle", "other", "Rearrange C x H*r x W*r into C*r^2 x H x W.",
+           (P("downscale_factor", "int", 2, "The factor r.", 1, 64),),
+           sh.infer_pixel_unshuffle,
+           receptive=win.pixel_unshuffled, init=NO_TENSORS, channels=None, kernel=None),
+    OpSpec("ChannelShuffle", "other", "Interleave the channels of groups (ShuffleNet).",
+           (P("groups", "int", 1, "Number of channel groups.", 1, 4096),),
+           sh.infer_channel_shuffle,
+           receptive=win.pointwise, init=NO_TENSORS, channels=None, kernel=None),
+    OpSpec("Unfold", "other", "im2col: every kernel-sized window becomes a column of "
+           "C*kh*kw values (what a convolution multiplies by its weights).",
+           (P("kernel_size", "pair", 3, "Window size: one number or [height, width].", 1, 64),
+            P("dilation", "pair", 1, "Spacing between window taps.", 1, 64),
+            P("padding", "pair", 0, "Zero padding on each side.", 0, 256),
+            P("stride", "pair", 1, "Step between windows.", 1, 64)),
+           sh.infer_unfold,
+           receptive=RESHAPE, init=NO_TENSORS, channels=None, kernel=None),
     OpSpec("Flatten", "other", "Merge dimensions into one vector (C x H x W -> C*H*W).",
            (P("start_dim", "int", 1, "First dimension merged (1 = channels).", -4, 3),
             P("end_dim", "int", -1, "Last dimension merged (-1 = the last).", -4, 3)),

@@ -170,17 +170,26 @@ class InitRule:
 
     ``seeded`` tensors get the layer's init scheme (a seeded generator, see
     ``kernels.SCHEMES``); ``zeros``/``ones`` are torch's deterministic constants (biases, norm
-    layers' scale and running statistics). Together they are every floating-point tensor of
-    the module's state (checked by the tests against torch).
+    layers' scale and running statistics), ``fills`` constants given by an argument. Together
+    they are every floating-point tensor of the module's state (checked by the tests against torch).
     """
 
     seeded: tuple[str, ...] = ()
     zeros: tuple[str, ...] = ()
     ones: tuple[str, ...] = ()
+    # (tensor, argument): filled with the argument's value, as torch does (PReLU's ``init``)
+    fills: tuple[tuple[str, str], ...] = ()
 
     @property
     def tensors(self) -> tuple[str, ...]:
-        return self.seeded + self.zeros + self.ones
+        return self.seeded + self.zeros + self.ones + tuple(t for t, _ in self.fills)
+
+    def fill_value(self, name: str, args: Mapping[str, Any]) -> float | None:
+        """The constant ``name`` starts at (from the layer's arguments), or None."""
+        for tensor, arg in self.fills:
+            if tensor == name:
+                return float(args[arg])
+        return None
 
 
 NO_TENSORS = InitRule()
