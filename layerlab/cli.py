@@ -80,6 +80,11 @@ def _export_parser() -> argparse.ArgumentParser:
     p.add_argument("image", metavar="IMAGE", help="the image file")
     p.add_argument("--pipeline", metavar="P", required=True, help="the stack (*.layerlab.json)")
     p.add_argument("--out", metavar="DIR", required=True, help="the folder to create")
+    p.add_argument("--weights", metavar="FILE",
+                   help="a state_dict (.pt/.pth read with weights_only=True, or .safetensors) "
+                   "applied onto the stack: keys by layer name, nn.Sequential index or order; "
+                   "unmatched keys and layers without a tensor are listed, a shape mismatch "
+                   "is an error")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where torch runs (auto: CUDA when available; default auto)")
     p.add_argument("--raw", action="store_true", help="also write each stage as float32 .npy")
@@ -106,6 +111,11 @@ def _code_parser() -> argparse.ArgumentParser:
     p.add_argument("pipeline", metavar="P", help="the stack (*.layerlab.json)")
     p.add_argument("-o", "--output", metavar="FILE",
                    help="write the script to FILE instead of printing it")
+    p.add_argument("--weights", metavar="FILE",
+                   help="a state_dict (.pt/.pth read with weights_only=True, or .safetensors) "
+                   "applied onto the stack: keys by layer name, nn.Sequential index or order; "
+                   "unmatched keys and layers without a tensor are listed, a shape mismatch "
+                   "is an error")
     return p
 
 
@@ -116,6 +126,11 @@ def _info_parser() -> argparse.ArgumentParser:
         "stack's input.resize, or else 224 x 224 (the header says which).",
         "layerlab info resources/pipelines/cifar10-tutorial.layerlab.json --size 32x32"))
     p.add_argument("pipeline", metavar="P", help="the stack (*.layerlab.json)")
+    p.add_argument("--weights", metavar="FILE",
+                   help="a state_dict (.pt/.pth read with weights_only=True, or .safetensors) "
+                   "applied onto the stack: keys by layer name, nn.Sequential index or order; "
+                   "unmatched keys and layers without a tensor are listed, a shape mismatch "
+                   "is an error")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--image", metavar="IMAGE", help="take the input size from this image")
     src.add_argument("--size", metavar="HxW", type=_parse_size,
@@ -145,6 +160,7 @@ def _cmd_export(argv: Sequence[str]) -> int:
         pipeline = Pipeline.load(args.pipeline)
     except PipelineError as e:
         raise UsageError(str(e)) from None
+    pipeline, mapping = _with_weights(pipeline, args.weights)
     for w in nonfinite_warnings(pipeline):
         warn(w)
     show = not args.quiet and sys.stderr.isatty()
@@ -159,7 +175,9 @@ def _cmd_export(argv: Sequence[str]) -> int:
         manifest = export_run(args.image, pipeline, args.out, device=args.device, raw=args.raw,
                               normalize=args.normalize, colormap=args.colormap,
                               overwrite=args.overwrite, progress=progress,
-                              pipeline_path=args.pipeline)
+                              pipeline_path=args.pipeline,
+                              weights=None if mapping is None
+                              else mapping.to_manifest(file=args.weights))
     except ExportError as e:
         if show:
             print(file=sys.stderr)
@@ -186,6 +204,7 @@ def _cmd_code(argv: Sequence[str]) -> int:
         pipeline = Pipeline.load(args.pipeline)
     except PipelineError as e:
         raise UsageError(str(e)) from None
+    pipeline, _ = _with_weights(pipeline, args.weights)
     script = generate_script(pipeline, source=Path(args.pipeline).name)
     if args.output is None:
         say(script, end="")
@@ -235,6 +254,7 @@ def _cmd_info(argv: Sequence[str]) -> int:
         pipeline = Pipeline.load(args.pipeline)
     except PipelineError as e:
         raise UsageError(str(e)) from None
+    pipeline, mapping = _with_weights(pipeline, args.weights)
     if args.image:
         from .core.imageio import ImageLoadError, load_image
 
@@ -259,8 +279,35 @@ def _cmd_info(argv: Sequence[str]) -> int:
     for warning in nonfinite_warnings(pipeline):
         warn(warning)
 
-    say(format_info(pipeline, analysis, Path(args.pipeline).name, origin))
+    text = format_info(pipeline, analysis, Path(args.pipeline).name, origin)
+    if mapping is not None:
+        text += (f"\nweights: {len(mapping.applied_keys)} tensor(s) from "
+                 f"{terminal_text(mapping.source)} onto {len(mapping.layers)} layer(s), "
+                 f"matched by {_METHODS[mapping.method]}")
+    say(text)
     return 0
+
+
+_METHODS = {"name": "layer name", "index": "nn.Sequential index", "order": "order and shape"}
+
+
+def _with_weights(pipeline, path: str | None):
+    """``--weights``: the pipeline with the file's tensors, and the mapping (None without
+    the option). Unmatched keys and layers left without a tensor are warnings; an unreadable
+    file or a shape mismatch is an error (nothing written)."""
+    if path is None:
+        return pipeline, None
+    from .core.weights import WeightsError, apply_weights, match_state_dict, read_state_dict
+
+    try:
+        state = read_state_dict(path)
+        mapping = match_state_dict(pipeline, state, source=Path(path).name)
+        loaded = apply_weights(pipeline, mapping)
+    except WeightsError as e:
+        raise UsageError(f"--weights {e}") from None
+    for line in mapping.problems():
+        warn(line)
+    return loaded, mapping
 
 
 def format_info(pipeline, analysis, source: str, origin: str) -> str:

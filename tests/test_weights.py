@@ -3,6 +3,7 @@ through the script of ``layerlab code`` (its nn.Sequential's state_dict loads ba
 
 from __future__ import annotations
 
+import json
 import os
 import runpy
 from pathlib import Path
@@ -251,3 +252,97 @@ def test_cifar10_script_model_trained_loads_back_stage_for_stage(tmp_path, fmt):
         torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
     # the trained weights really differ from the seeded ones
     assert not torch.allclose(stage_outputs(pipeline, image)[-1], stages[-1])
+
+
+# --- --weights on the headless commands ------------------------------------------------------
+
+def _cli(capsys, *argv):
+    from layerlab import cli
+
+    rc = cli.main(list(map(str, argv)))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def _trained_cifar_state() -> dict[str, torch.Tensor]:
+    pipeline = Pipeline.load(CIFAR)
+    gen = torch.Generator().manual_seed(3)
+    state = {}
+    for pos, (_, layer) in enumerate(pipeline.enabled_layers()):
+        for tensor, shape in layer.op.parameter_shapes(dict(layer.args)).items():
+            state[f"{pos}.{tensor}"] = torch.randn(shape, generator=gen) * 0.05
+    return state
+
+
+def test_export_with_weights_records_them_and_equals_torch(tmp_path, capsys):
+    state = _trained_cifar_state()
+    state["extra.weight"] = torch.zeros(3)
+    del state["7.bias"]  # fc1's bias: kept from the seeded init, and said so
+    torch.save(state, tmp_path / "w.pt")
+    out = tmp_path / "out"
+    rc, _, err = _cli(capsys, "export", PHOTO, "--pipeline", CIFAR, "--out", out, "--raw",
+                      "--weights", tmp_path / "w.pt", "--quiet")
+    assert rc == 0, err
+    assert "extra.weight" in err and "match no layer" in err
+    assert "layer 7 (fc1) gets no bias" in err
+    manifest = json.loads((out / "manifest.json").read_text())
+    w = manifest["weights"]
+    assert w["file"] == str(tmp_path / "w.pt") and w["method"] == "index"
+    assert w["unmatched_keys"] == ["extra.weight"]
+    assert {"layer": 0, "name": "conv1", "keys": {"weight": "0.weight", "bias": "0.bias"}} \
+        in w["applied"]
+    assert set(manifest) == {"image", "pipeline", "weights", "device", "stages"}
+    # the last stage equals the tensors run through torch directly
+    model = nn.Sequential(nn.Conv2d(3, 32, 5, padding=2), nn.MaxPool2d(2),
+                          nn.Conv2d(32, 32, 5, padding=2), nn.MaxPool2d(2),
+                          nn.Conv2d(32, 64, 5, padding=2), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Linear(1024, 64), nn.Linear(64, 10)).eval()
+    seeded_bias = Pipeline.load(CIFAR).layers[7]
+    from layerlab.core.edits import materialize
+    full = dict(state)
+    del full["extra.weight"]
+    full["7.bias"] = torch.from_numpy(np.array(materialize(seeded_bias)["bias"]))
+    model.load_state_dict(full)
+    x = torch.from_numpy(np.load(out / "00-input.npy"))[None]
+    with torch.no_grad():
+        want = model(x)[0].numpy()
+    np.testing.assert_allclose(np.load(out / "09-fc2.npy"), want, atol=1e-5, rtol=1e-5)
+
+
+def test_without_weights_the_manifest_says_null(tmp_path, capsys):
+    rc, _, err = _cli(capsys, "export", PHOTO, "--pipeline", CIFAR, "--out", tmp_path / "o",
+                      "--quiet")
+    assert rc == 0, err
+    assert json.loads((tmp_path / "o" / "manifest.json").read_text())["weights"] is None
+
+
+def test_a_shape_mismatch_is_exit_2_and_nothing_written(tmp_path, capsys):
+    state = _trained_cifar_state()
+    state["0.weight"] = torch.zeros(32, 3, 3, 3)
+    save_file(state, tmp_path / "w.safetensors")
+    out = tmp_path / "out"
+    rc, stdout, err = _cli(capsys, "export", PHOTO, "--pipeline", CIFAR, "--out", out,
+                           "--weights", tmp_path / "w.safetensors")
+    assert rc == 2 and not out.exists() and stdout == ""
+    assert err.count("\n") == 1 and "0.weight has shape [32, 3, 3, 3]" in err
+    script = tmp_path / "s.py"
+    rc, _, err = _cli(capsys, "code", CIFAR, "-o", script, "--weights",
+                      tmp_path / "w.safetensors")
+    assert rc == 2 and not script.exists()
+    rc, _, err = _cli(capsys, "info", CIFAR, "--weights", tmp_path / "evil.pt")
+    assert rc == 2 and "does not exist" in err
+
+
+def test_code_and_info_with_weights(tmp_path, capsys):
+    state = _trained_cifar_state()
+    torch.save(state, tmp_path / "w.pth")
+    rc, out, err = _cli(capsys, "info", CIFAR, "--weights", tmp_path / "w.pth")
+    assert rc == 0 and err == ""
+    assert "weights: 10 tensor(s) from w.pth onto 5 layer(s), matched by nn.Sequential index" \
+        in out
+    script = tmp_path / "s.py"
+    rc, _, err = _cli(capsys, "code", CIFAR, "-o", script, "--weights", tmp_path / "w.pth")
+    assert rc == 0, err
+    model = runpy.run_path(str(script))["build_model"]()
+    for key, value in state.items():  # the script embeds exactly the file's tensors
+        torch.testing.assert_close(model.state_dict()[key], value, atol=0, rtol=0)

@@ -236,7 +236,8 @@ def export_run(image_path: str | os.PathLike | LoadedImage, pipeline: Pipeline |
                normalize: str = "channel", colormap: str = "gray", overwrite: bool = False,
                progress: ProgressFn | None = None,
                cancel: CancelFn | None = None,
-               pipeline_path: str | os.PathLike | None = None) -> dict[str, Any]:
+               pipeline_path: str | os.PathLike | None = None,
+               weights: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run ``pipeline`` on the full-size image and write the export folder ``out_dir``.
 
     Returns the manifest (also written to ``out_dir/manifest.json``). Raises
@@ -248,6 +249,8 @@ def export_run(image_path: str | os.PathLike | LoadedImage, pipeline: Pipeline |
     ``pipeline_path`` is the file a ready :class:`Pipeline` came from: messages name it and
     ``out_dir`` may not contain it. A terminating signal (SIGTERM, SIGHUP, ...) in the main
     thread removes the unfinished folder and raises :class:`safeio.Terminated`.
+    ``weights`` (``WeightsMapping.to_manifest()``) records which file and keys were applied
+    onto the pipeline; the manifest's ``"weights"`` is null without it.
     """
     _check_options(normalize, colormap)
     if not isinstance(pipeline, Pipeline) and pipeline_path is None:
@@ -273,7 +276,7 @@ def export_run(image_path: str | os.PathLike | LoadedImage, pipeline: Pipeline |
 
     with safeio.cleanup_on_signals():
         return _run_and_write(pipeline, x, shapes, dev, target, image_label, raw, normalize,
-                              colormap, overwrite, progress, cancel)
+                              colormap, overwrite, progress, cancel, weights)
 
 
 def _image_file(image: str | os.PathLike | LoadedImage) -> str | os.PathLike | None:
@@ -285,7 +288,8 @@ def _image_file(image: str | os.PathLike | LoadedImage) -> str | os.PathLike | N
 def _run_and_write(pipeline: Pipeline, x: torch.Tensor, shapes, dev, target: Path,
                    image_label: str, raw: bool, normalize: str, colormap: str,
                    overwrite: bool, progress: ProgressFn | None,
-                   cancel: CancelFn | None) -> dict[str, Any]:
+                   cancel: CancelFn | None, weights: dict[str, Any] | None = None
+                   ) -> dict[str, Any]:
     total = len(shapes) + 1  # every stage, then the manifest and the final rename
     tmp = _make_temp_dir(target)
     try:
@@ -312,6 +316,7 @@ def _run_and_write(pipeline: Pipeline, x: torch.Tensor, shapes, dev, target: Pat
         manifest = {
             "image": image_label,
             "pipeline": pipeline.to_dict(),
+            "weights": weights,
             "device": str(engine.device),
             "stages": stages,
         }
