@@ -267,9 +267,10 @@ def _cmd_info(argv: Sequence[str]) -> int:
     elif args.size:
         h, w = args.size
         origin = "--size"
-    elif pipeline.input.resize:
-        h, w = pipeline.input.resize
-        origin = "the pipeline's input.resize"
+    elif pipeline.input.fixed_hw:
+        h, w = pipeline.input.fixed_hw
+        origin = ("the pipeline's input.center_crop" if pipeline.input.center_crop
+                  else "the pipeline's input.resize")
     else:
         h, w = DEFAULT_INFO_SIZE
         origin = "default; pass --image or --size for another"
@@ -318,12 +319,26 @@ def format_info(pipeline, analysis, source: str, origin: str) -> str:
     h, w = analysis.image_hw
     stages = analysis.stages
     mode = "gray" if pipeline.input.mode == "gray" else "rgb"
-    resize = pipeline.input.resize
+    inp = pipeline.input
+    steps = []
+    if isinstance(inp.resize, int):
+        rh, rw = inp.output_hw((h, w)) if inp.center_crop is None else \
+            type(inp)(inp.mode, inp.resize).output_hw((h, w))
+        steps.append(f"shorter side resized to {inp.resize} ({rh} x {rw})")
+    elif inp.resize and tuple(inp.resize) != (h, w):
+        steps.append(f"resized to {inp.resize[0]} x {inp.resize[1]}")
+    if inp.center_crop:
+        steps.append(f"center crop {inp.center_crop[0]} x {inp.center_crop[1]}")
     lines = [f"{terminal_text(source)}: {len(stages) - 1} stage(s) after the input, "
              f"input {mode}",
              f"input size {h} x {w} ({origin})"
-             + (f", resized to {resize[0]} x {resize[1]} by the pipeline"
-                if resize and tuple(resize) != (h, w) else "")]
+             + (", " + ", then ".join(steps) + " by the pipeline" if steps else "")]
+    if inp.normalize is not None:
+        from .core.preprocess import preset_of
+
+        preset = preset_of(inp.normalize, inp.channels)
+        lines.append(f"normalized: {inp.normalize.text()}"
+                     + (f" (preset {preset})" if preset else ""))
     headers = ("stage", "layer", "name", "type", "output", "params", "formula")
     rows = []
     for k, s in enumerate(stages):
