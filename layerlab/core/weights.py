@@ -1,7 +1,7 @@
 """Trained weights onto a stack: read a state_dict safely, map its keys to layers, apply.
 
 A state_dict comes from a ``.pt``/``.pth`` file read with ``torch.load(weights_only=True)``
-only (a pickle that would build other Python objects, and so could run code, is refused), or
+only (a file that would rebuild other Python objects, and so could run code, is refused), or
 from a ``.safetensors`` file. :func:`match_state_dict` maps its keys onto the layers without
 changing anything: by layer name (``conv1.weight`` -> the layer named ``conv1``), by
 ``nn.Sequential`` index (``0.weight``, ``3.bias``, with or without a prefix such as
@@ -15,7 +15,6 @@ returns a new pipeline, or raises and changes nothing.
 from __future__ import annotations
 
 import os
-import pickle
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -169,18 +168,20 @@ def _read_safetensors(p: Path) -> dict[str, torch.Tensor]:
 def _read_torch(p: Path) -> dict[str, Any]:
     try:
         data = torch.load(str(p), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        # weights_only refuses any pickled object other than tensors and plain containers
-        first = str(e).strip().splitlines()
-        detail = next((ln.strip() for ln in first if "GLOBAL" in ln or "Unsupported" in ln), "")
-        raise WeightsError(f"{p.name}: refused: the file holds Python objects other than "
-                           f"tensors (a pickle that could run code when loaded); LayerLab "
-                           f"reads only plain state_dicts (torch.load with weights_only=True)"
-                           + (f" [{detail}]" if detail else "")) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise WeightsError(f"{p.name}: not a readable torch file (truncated or damaged: "
-                           f"{reason[:200]})") from None
+    except Exception as e:  # torch raises many types; the two families matter
+        text = str(e).strip()
+        if type(e).__name__ == "UnpicklingError":  # weights_only refused an object
+            detail = next((ln.strip() for ln in text.splitlines()
+                           if "GLOBAL" in ln or "Unsupported" in ln), "")
+            raise WeightsError(f"{p.name}: refused: the file holds Python objects other than "
+                               f"tensors (rebuilding them could run code); LayerLab reads "
+                               f"only plain state_dicts (torch.load with weights_only=True)"
+                               + (f" [{detail}]" if detail else "")) from None
+        if isinstance(e, RuntimeError | EOFError | zipfile.BadZipFile | OSError | ValueError):
+            reason = text.splitlines()[0] if text else type(e).__name__
+            raise WeightsError(f"{p.name}: not a readable torch file (truncated or damaged: "
+                               f"{reason[:200]})") from None
+        raise
     if isinstance(data, Mapping):
         for wrapper in WRAPPERS:
             inner = data.get(wrapper)
