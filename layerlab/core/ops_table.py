@@ -213,6 +213,27 @@ OP_LIST: list[OpSpec] = [
             P("align_corners", "opt_bool", None, "Align corner pixels (bilinear/bicubic).")),
            sh.infer_upsample, sh.check_upsample,
            receptive=win.resampled, init=NO_TENSORS, channels=None, kernel=None),
+    OpSpec("ConvTranspose2d", "convolution",
+           "Transposed convolution (learned upsampling): each input pixel adds its kernel, "
+           "scaled, to the output; the gradient of Conv2d.",
+           (P("in_channels", "int", 1, "Channels of the input.", 1, 4096, from_input="channels"),
+            P("out_channels", "int", 1, "Output feature maps.", 1, 100000),
+            P("kernel_size", "pair", 3, "Kernel size: one number or [height, width].", 1, 64),
+            P("stride", "pair", 1, "Spacing of the input pixels in the output (upsampling).",
+              1, 64),
+            P("padding", "pair", 0, "Pixels removed from each side of the full output "
+              "(dilation*(kernel_size-1) - padding of zero padding in the equivalent conv).",
+              0, 256),
+            P("output_padding", "pair", 0, "Extra rows/columns added on one side (bottom, "
+              "right) to pick the output size; smaller than the stride or dilation.", 0, 63),
+            P("groups", "int", 1, "Split channels into groups.", 1, 4096),
+            P("bias", "bool", True, "Add a learnable bias per output channel."),
+            P("dilation", "pair", 1, "Spacing between kernel taps.", 1, 64)),
+           sh.infer_conv_transpose, sh.check_conv_transpose,
+           # weight is (in, out/groups, kh, kw): the kernel editor slices (out, in), so no kernel
+           receptive=win.transposed, init=SEEDED, kernel=None,
+           channels=ChannelRule("in_channels", weight_axis=0,
+                                applies=lambda a: a["groups"] == 1)),
     OpSpec("Identity", "other", "Passes the input through unchanged (a placeholder).", (),
            sh.same, spatial=False,
            receptive=win.pointwise, init=NO_TENSORS, channels=None, kernel=None),
@@ -248,26 +269,5 @@ OP_LIST: list[OpSpec] = [
             P("bias", "bool", True, "Add a learnable bias.")),
            sh.infer_linear, spatial=False,
            receptive=GLOBAL, init=SEEDED, channels=None, kernel=None),
-    OpSpec("ConvTranspose2d", "convolution",
-           "Transposed convolution (learned upsampling): each input pixel adds its kernel, "
-           "scaled, to the output; the gradient of Conv2d.",
-           (P("in_channels", "int", 1, "Channels of the input.", 1, 4096, from_input="channels"),
-            P("out_channels", "int", 1, "Output feature maps.", 1, 100000),
-            P("kernel_size", "pair", 3, "Kernel size: one number or [height, width].", 1, 64),
-            P("stride", "pair", 1, "Spacing of the input pixels in the output (upsampling).",
-              1, 64),
-            P("padding", "pair", 0, "Pixels removed from each side of the full output "
-              "(dilation*(kernel_size-1) - padding of zero padding in the equivalent conv).",
-              0, 256),
-            P("output_padding", "pair", 0, "Extra rows/columns added on one side (bottom, "
-              "right) to pick the output size; smaller than the stride or dilation.", 0, 63),
-            P("groups", "int", 1, "Split channels into groups.", 1, 4096),
-            P("bias", "bool", True, "Add a learnable bias per output channel."),
-            P("dilation", "pair", 1, "Spacing between kernel taps.", 1, 64)),
-           sh.infer_conv_transpose, sh.check_conv_transpose,
-           # weight is (in, out/groups, kh, kw): the kernel editor slices (out, in), so no kernel
-           receptive=win.transposed, init=SEEDED, kernel=None,
-           channels=ChannelRule("in_channels", weight_axis=0,
-                                applies=lambda a: a["groups"] == 1)),
 ]
 
