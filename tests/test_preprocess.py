@@ -161,3 +161,22 @@ def test_export_code_and_info_follow_the_normalize_stage(tmp_path, capsys):
     assert rc == 0 and "input size 224 x 224 (the pipeline's input.center_crop)" in \
         capsys.readouterr().out
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["weights"] is None
+
+
+def test_an_edited_normalize_reruns_the_stages_after_it():
+    x = torch.rand(1, 3, 40, 50)
+    engine = Engine("cpu")
+    first = pipe(IMAGENET | {"resize": 32, "center_crop": [24, 24]}, [CONV])
+    engine.run_all(first, x)
+    second = pipe({"mode": "rgb", "resize": 32, "center_crop": [24, 24],
+                   "normalize": {"mean": [0.5], "std": [0.25]}}, [CONV])
+    got = engine.run_all(second, x)
+    fresh = Engine("cpu").run_all(second, x)
+    assert not any(r.cached for r in got[1:])
+    for a, b in zip(got, fresh, strict=True):
+        assert torch.equal(a.output, b.output)
+    ref = transforms.Normalize([0.5], [0.25])(
+        transforms.CenterCrop(24)(transforms.Resize(32, antialias=True)(x)))
+    assert torch.equal(got[1].output.contiguous(), ref)
+    again = engine.run_all(second, x)  # nothing changed: the conv stage is served cached
+    assert again[2].cached and torch.equal(again[2].output, got[2].output)
