@@ -189,8 +189,9 @@ class Pipeline:
 
     @property
     def stage_offset(self) -> int:
-        """Stages before the first layer's: the input, plus "normalize" when it is set (so
-        the k-th enabled layer is stage k + stage_offset - 1 ... its number is k + offset)."""
+        """Stages between the input and the first layer: 1 when the input has ``normalize``
+        (stage 1 is then the normalised tensor), else 0. The k-th enabled layer (k from 1)
+        is stage ``k + stage_offset``."""
         return 1 if self.input.normalize is not None else 0
 
     def stage_names(self) -> list[str]:
