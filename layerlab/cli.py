@@ -83,6 +83,11 @@ def _export_parser() -> argparse.ArgumentParser:
     p.add_argument("image", metavar="IMAGE", help="the image file")
     p.add_argument("--pipeline", metavar="P", required=True, help="the stack (*.layerlab.json)")
     p.add_argument("--out", metavar="DIR", required=True, help="the folder to create")
+    p.add_argument("--weights", metavar="FILE",
+                   help="a state_dict (.pt/.pth read with weights_only=True, or .safetensors) "
+                   "applied onto the stack: keys by layer name, nn.Sequential index or order; "
+                   "unmatched keys and layers without a tensor are listed, a shape mismatch "
+                   "is an error")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where torch runs (auto: CUDA when available; default auto)")
     p.add_argument("--raw", action="store_true", help="also write each stage as float32 .npy")
@@ -127,6 +132,11 @@ def _code_parser() -> argparse.ArgumentParser:
     p.add_argument("pipeline", metavar="P", help="the stack (*.layerlab.json)")
     p.add_argument("-o", "--output", metavar="FILE",
                    help="write the script to FILE instead of printing it")
+    p.add_argument("--weights", metavar="FILE",
+                   help="a state_dict (.pt/.pth read with weights_only=True, or .safetensors) "
+                   "applied onto the stack: keys by layer name, nn.Sequential index or order; "
+                   "unmatched keys and layers without a tensor are listed, a shape mismatch "
+                   "is an error")
     return p
 
 
@@ -137,6 +147,11 @@ def _info_parser() -> argparse.ArgumentParser:
         "stack's input.resize, or else 224 x 224 (the header says which).",
         "layerlab info resources/pipelines/cifar10-tutorial.layerlab.json --size 32x32"))
     p.add_argument("pipeline", metavar="P", help="the stack (*.layerlab.json)")
+    p.add_argument("--weights", metavar="FILE",
+                   help="a state_dict (.pt/.pth read with weights_only=True, or .safetensors) "
+                   "applied onto the stack: keys by layer name, nn.Sequential index or order; "
+                   "unmatched keys and layers without a tensor are listed, a shape mismatch "
+                   "is an error")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--image", metavar="IMAGE", help="take the input size from this image")
     src.add_argument("--size", metavar="HxW", type=_parse_size,
@@ -166,6 +181,7 @@ def _cmd_export(argv: Sequence[str]) -> int:
         pipeline = Pipeline.load(args.pipeline)
     except PipelineError as e:
         raise UsageError(str(e)) from None
+    pipeline, mapping = _with_weights(pipeline, args.weights)
     for w in nonfinite_warnings(pipeline):
         warn(w)
     bar = _ProgressBar(enabled=not args.quiet and (args.progress or _isatty(sys.stderr)))
@@ -177,7 +193,9 @@ def _cmd_export(argv: Sequence[str]) -> int:
                               normalize=args.normalize, colormap=args.colormap,
                               overwrite=args.overwrite, progress=bar.stage,
                               file_progress=bar.file, pipeline_path=args.pipeline,
-                              histograms=args.histograms, bins=args.bins)
+                              histograms=args.histograms, bins=args.bins,
+                              weights=None if mapping is None
+                              else mapping.to_manifest(file=args.weights))
     except ExportError as e:
         bar.close(keep=False)  # the error line stands alone
         raise UsageError(str(e)) from None
@@ -242,6 +260,7 @@ def _cmd_code(argv: Sequence[str]) -> int:
         pipeline = Pipeline.load(args.pipeline)
     except PipelineError as e:
         raise UsageError(str(e)) from None
+    pipeline, _ = _with_weights(pipeline, args.weights)
     script = generate_script(pipeline, source=Path(args.pipeline).name)
     if args.output is None:
         say(script, end="")
@@ -291,6 +310,7 @@ def _cmd_info(argv: Sequence[str]) -> int:
         pipeline = Pipeline.load(args.pipeline)
     except PipelineError as e:
         raise UsageError(str(e)) from None
+    pipeline, mapping = _with_weights(pipeline, args.weights)
     if args.image:
         from .core.imageio import ImageLoadError, load_image
 
@@ -303,9 +323,10 @@ def _cmd_info(argv: Sequence[str]) -> int:
     elif args.size:
         h, w = args.size
         origin = "--size"
-    elif pipeline.input.resize:
-        h, w = pipeline.input.resize
-        origin = "the pipeline's input.resize"
+    elif pipeline.input.fixed_hw:
+        h, w = pipeline.input.fixed_hw
+        origin = ("the pipeline's input.center_crop" if pipeline.input.center_crop
+                  else "the pipeline's input.resize")
     else:
         h, w = DEFAULT_INFO_SIZE
         origin = "default; pass --image or --size for another"
@@ -315,8 +336,35 @@ def _cmd_info(argv: Sequence[str]) -> int:
     for warning in nonfinite_warnings(pipeline):
         warn(warning)
 
-    say(format_info(pipeline, analysis, Path(args.pipeline).name, origin))
+    text = format_info(pipeline, analysis, Path(args.pipeline).name, origin)
+    if mapping is not None:
+        text += (f"\nweights: {len(mapping.applied_keys)} tensor(s) from "
+                 f"{terminal_text(mapping.source)} onto {len(mapping.layers)} layer(s), "
+                 f"matched by {_METHODS[mapping.method]}")
+    say(text)
     return 0
+
+
+_METHODS = {"name": "layer name", "index": "nn.Sequential index", "order": "order and shape"}
+
+
+def _with_weights(pipeline, path: str | None):
+    """``--weights``: the pipeline with the file's tensors, and the mapping (None without
+    the option). Unmatched keys and layers left without a tensor are warnings; an unreadable
+    file or a shape mismatch is an error (nothing written)."""
+    if path is None:
+        return pipeline, None
+    from .core.weights import WeightsError, apply_weights, match_state_dict, read_state_dict
+
+    try:
+        state = read_state_dict(path)
+        mapping = match_state_dict(pipeline, state, source=Path(path).name)
+        loaded = apply_weights(pipeline, mapping)
+    except WeightsError as e:
+        raise UsageError(f"--weights {e}") from None
+    for line in mapping.problems():
+        warn(line)
+    return loaded, mapping
 
 
 def format_info(pipeline, analysis, source: str, origin: str) -> str:
@@ -327,12 +375,26 @@ def format_info(pipeline, analysis, source: str, origin: str) -> str:
     h, w = analysis.image_hw
     stages = analysis.stages
     mode = "gray" if pipeline.input.mode == "gray" else "rgb"
-    resize = pipeline.input.resize
+    inp = pipeline.input
+    steps = []
+    if isinstance(inp.resize, int):
+        rh, rw = inp.output_hw((h, w)) if inp.center_crop is None else \
+            type(inp)(inp.mode, inp.resize).output_hw((h, w))
+        steps.append(f"shorter side resized to {inp.resize} ({rh} x {rw})")
+    elif inp.resize and tuple(inp.resize) != (h, w):
+        steps.append(f"resized to {inp.resize[0]} x {inp.resize[1]}")
+    if inp.center_crop:
+        steps.append(f"center crop {inp.center_crop[0]} x {inp.center_crop[1]}")
     lines = [f"{terminal_text(source)}: {len(stages) - 1} stage(s) after the input, "
              f"input {mode}",
              f"input size {h} x {w} ({origin})"
-             + (f", resized to {resize[0]} x {resize[1]} by the pipeline"
-                if resize and tuple(resize) != (h, w) else "")]
+             + (", " + ", then ".join(steps) + " by the pipeline" if steps else "")]
+    if inp.normalize is not None:
+        from .core.preprocess import preset_of
+
+        preset = preset_of(inp.normalize, inp.channels)
+        lines.append(f"normalized: {inp.normalize.text()}"
+                     + (f" (preset {preset})" if preset else ""))
     headers = ("stage", "layer", "name", "type", "output", "params", "formula")
     rows = []
     for k, s in enumerate(stages):

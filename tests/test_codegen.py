@@ -329,6 +329,20 @@ ALL_OPS = [
                                   "align_corners": False}},
     {"type": "Upsample", "args": {"size": [16, 16], "scale_factor": None, "mode": "bicubic"}},
     {"type": "Softmax2d"},
+    # the layers real CNNs use (6 x 16 x 16 in, 6 x 16 x 16 out)
+    {"type": "PReLU", "args": {"num_parameters": 6, "init": 0.2}}, {"type": "ReLU6"},
+    {"type": "Hardswish"}, {"type": "Hardsigmoid"}, {"type": "Mish"}, {"type": "SELU"},
+    {"type": "CELU", "args": {"alpha": 0.5}},
+    {"type": "Threshold", "args": {"threshold": 0.1, "value": -0.2}},
+    {"type": "Softmax", "args": {"dim": 1}}, {"type": "LogSoftmax", "args": {"dim": 3}},
+    {"type": "Identity"}, {"type": "ChannelShuffle", "args": {"groups": 3}},
+    {"type": "PixelUnshuffle", "args": {"downscale_factor": 2}},
+    {"type": "PixelShuffle", "args": {"upscale_factor": 2}},
+    {"type": "ConvTranspose2d", "args": {"in_channels": 6, "out_channels": 6, "kernel_size": 3,
+                                         "stride": 2, "padding": 1, "output_padding": 1,
+                                         "groups": 2}, "init": {"scheme": "kaiming_normal",
+                                                                "seed": 6}},
+    {"type": "AvgPool2d", "args": {"kernel_size": 2}},
     # LayerNorm over C x H x W has a 3-D weight: the seeded scheme applies to it
     {"type": "LayerNorm", "args": {"normalized_shape": [6, 16, 16]},
      "init": {"scheme": "kaiming_uniform", "seed": 9}},
@@ -342,12 +356,13 @@ ALL_OPS = [
                                    "divisor_override": 3, "padding": 1}},
     {"type": "AdaptiveAvgPool2d", "args": {"output_size": 5}},
     {"type": "ReLU"},
+    {"type": "Unfold", "args": {"kernel_size": 2, "padding": 1, "stride": 2}},  # 24 x 9
     {"type": "Flatten", "args": {"start_dim": 2}},
-    {"type": "LayerNorm", "args": {"normalized_shape": [25]}},
-    {"type": "Linear", "args": {"in_features": 25, "out_features": 4},
+    {"type": "LayerNorm", "args": {"normalized_shape": [9]}},
+    {"type": "Linear", "args": {"in_features": 9, "out_features": 4},
      "init": {"scheme": "xavier_normal", "seed": 4}},
     {"type": "Flatten"},
-    {"type": "Linear", "args": {"in_features": 24, "out_features": 5, "bias": False},
+    {"type": "Linear", "args": {"in_features": 96, "out_features": 5, "bias": False},
      "init": {"scheme": "torch_default", "seed": 5}},
 ]
 

@@ -181,7 +181,7 @@ def test_unknown_top_level_and_input_fields():
 
 @pytest.mark.parametrize("type_name", [
     "Module", "Sequential", "Conv2d.__init__", "__class__", "torch.nn.Conv2d", "conv2d",
-    "Conv3d", "MultiheadAttention", "ModuleList", "Identity", "", None, 3, ["Conv2d"],
+    "Conv3d", "MultiheadAttention", "ModuleList", "identity", "", None, 3, ["Conv2d"],
     "__import__", "os.system"])
 def test_unknown_or_not_allow_listed_type(type_name):
     data = doc(conv("first"), {"type": type_name, "name": "evil"})

@@ -65,6 +65,8 @@ def test_init_rule_lists_the_module_state_and_torch_constants(type_name):
     for name in rule.zeros:
         if name in state and not rule.seeded:  # torch starts conv/linear biases random
             assert torch.equal(state[name], torch.zeros_like(state[name])), name
+    for name, arg in rule.fills:  # PReLU's weight starts at its init argument
+        assert torch.equal(state[name], torch.full_like(state[name], layer.args[arg])), name
 
 
 def test_channel_rules_and_kernels_match_torch_shapes():
@@ -88,7 +90,29 @@ def test_local_window_of_every_op_matches_brute_force(type_name):
     layer = default_layer(type_name)
     if type_name == "AdaptiveMaxPool2d" or type_name == "AdaptiveAvgPool2d":
         layer = layer.with_args(output_size=[4, 3])
+    if type_name == "PixelShuffle":  # needs C divisible by r^2: 3 -> 12 channels first
+        mix = new_layer("Conv2d", SPATIAL_IN, out_channels=12, kernel_size=1)
+        _check(Pipeline(InputSpec("rgb"), (mix, layer)))
+        return
+    if type_name == "PixelUnshuffle":  # needs H and W divisible by r
+        _check(Pipeline(InputSpec("rgb"), (layer,)), hw=(12, 10))
+        return
     _check(Pipeline(InputSpec("rgb"), (layer,)))
+
+
+@pytest.mark.parametrize("args", [
+    {"kernel_size": 3, "stride": 2}, {"kernel_size": 2, "stride": 3},
+    {"kernel_size": [3, 2], "stride": [2, 1], "padding": [1, 0], "output_padding": [1, 0]},
+    {"kernel_size": 4, "stride": 2, "padding": 1}])
+def test_transposed_conv_windows_match_brute_force(args):
+    layer = new_layer("ConvTranspose2d", SPATIAL_IN, out_channels=2, **args)
+    _check(Pipeline(InputSpec("rgb"), (layer,)))
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3, -1, -3])
+def test_softmax_windows_follow_the_dimension(dim):
+    for type_name in ("Softmax", "LogSoftmax"):
+        _check(Pipeline(InputSpec("rgb"), (new_layer(type_name, SPATIAL_IN, dim=dim),)))
 
 
 @pytest.mark.parametrize("type_name", [t for t, op in OPS.items() if op.receptive == GLOBAL

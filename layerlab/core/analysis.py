@@ -82,9 +82,11 @@ class Memory:
 @dataclass(frozen=True)
 class Analysis:
     image_hw: tuple[int, int] | None
-    input_shape: Shape | None  # None when neither an image nor input.resize gives a size
+    input_shape: Shape | None  # None when neither an image nor the input spec gives a size
     layers: tuple[LayerStatus, ...]  # one per pipeline layer
     memory: Memory
+    # The "normalize" stage (stage 1, index -1) when the input has transforms.Normalize.
+    normalize: LayerStatus | None = None
 
     @property
     def first_error(self) -> LayerStatus | None:
@@ -105,7 +107,8 @@ class Analysis:
         """The input (index -1) and each layer that runs, in order, up to the first error."""
         first = LayerStatus(-1, "input", "Input", OK, 0, "input", self.input_shape,
                             self.input_shape)
-        return [first] + [s for s in self.layers if s.stage is not None]
+        pre = [first] + ([self.normalize] if self.normalize is not None else [])
+        return pre + [s for s in self.layers if s.stage is not None]
 
     def stage_shapes(self) -> list[StageShape]:
         """``stages`` as ``StageShape`` records; raises the first error, located."""
@@ -162,15 +165,20 @@ def analyze(pipeline: Pipeline, image_hw: tuple[int, int] | None, *,
             sep: str = " x ") -> Analysis:
     """Status, shapes, formulas, counts and memory of every layer for an image of
     ``image_hw`` (H, W) before the pipeline's own resize; None when no image is loaded
-    (shapes are then unknown unless ``input.resize`` fixes them). ``sep`` joins the shape in
+    (shapes are then unknown unless the input's resize or center_crop fixes them). ``sep`` joins the shape in
     messages (the window writes " × ")."""
     shape: Shape | None = (pipeline.input_shape(image_hw)
-                           if image_hw or pipeline.input.resize else None)
+                           if image_hw or pipeline.input.fixed_hw else None)
     input_shape = shape
-    names = iter(pipeline.stage_names()[1:])
+    stage = pipeline.stage_offset
+    all_names = pipeline.stage_names()
+    names = iter(all_names[1 + stage:])
+    norm = None
+    if stage:
+        norm = LayerStatus(-1, all_names[1], "Normalize", OK, 1, all_names[1], shape, shape,
+                           pipeline.input.normalize.text())
     statuses: list[LayerStatus] = []
     broken = False
-    stage = 0
     for i, layer in enumerate(pipeline.layers):
         base = LayerStatus(i, layer.display_name(i), layer.type, OK, user_name=layer.name)
         if layer.enabled:
@@ -207,7 +215,7 @@ def analyze(pipeline: Pipeline, image_hw: tuple[int, int] | None, *,
                                 formula=info.formula, **counts))
         shape = info.shape
     return Analysis(image_hw, input_shape, tuple(statuses),
-                    _memory(pipeline, input_shape, statuses))
+                    _memory(pipeline, input_shape, statuses), norm)
 
 
 def _memory(pipeline: Pipeline, input_shape: Shape | None,
@@ -215,12 +223,14 @@ def _memory(pipeline: Pipeline, input_shape: Shape | None,
     if input_shape is None:
         return Memory(0, 0, 0, 0, None)
     running = [s for s in statuses if s.stage is not None]
-    outputs = [BYTES * math.prod(input_shape)] + [BYTES * math.prod(s.shape) for s in running]
+    offset = pipeline.stage_offset  # the normalised input: a second input-sized stage
+    outputs = ([BYTES * math.prod(input_shape)] * (1 + offset) +
+               [BYTES * math.prod(s.shape) for s in running])
     items = [MemoryItem(f"the input image ({shape_text(input_shape)})", outputs[0])]
     items += [MemoryItem(f"layer {s.index} ({s.stage_name}, {shape_text(s.shape)})",
                          BYTES * math.prod(s.shape)) for s in running]
-    peak, peak_stage, built = outputs[0], 0, 0
-    for k, s in enumerate(running, start=1):
+    peak, peak_stage, built = sum(outputs[:1 + offset]), offset, 0
+    for k, s in enumerate(running, start=1 + offset):
         built += s.tensor_bytes
         alive = outputs[0] + (outputs[k - 1] if k > 1 else 0) + outputs[k] + built
         if alive > peak:

@@ -41,9 +41,9 @@ def generate_script(pipeline: Pipeline, *, source: str | None = None) -> str:
         "import torch",
         "from PIL import Image, ImageOps",
         "from torch import nn",
-        "from torchvision.transforms import ToTensor",
+        _transforms_import(pipeline),
     ]
-    if pipeline.input.resize:
+    if pipeline.input.resize and not isinstance(pipeline.input.resize, int):
         out.append("from torchvision.transforms.functional import resize")
     out += ["", ""]
     # The network first, then how it is run; the image loader (long, because it handles every
@@ -62,8 +62,18 @@ def generate_script(pipeline: Pipeline, *, source: str | None = None) -> str:
 def _header(pipeline: Pipeline, source: str | None) -> list[str]:
     inp = pipeline.input
     mode = "gray (PIL mode \"L\", 1 channel)" if inp.mode == "gray" else "RGB (3 channels)"
-    size = (f"resized to {inp.resize[0]} x {inp.resize[1]} (antialiased bilinear)"
-            if inp.resize else "used at its own size")
+    if isinstance(inp.resize, int):
+        size = (f"shorter side resized to {inp.resize} (transforms.Resize, antialiased "
+                f"bilinear)")
+    elif inp.resize:
+        size = f"resized to {inp.resize[0]} x {inp.resize[1]} (antialiased bilinear)"
+    else:
+        size = "used at its own size"
+    if inp.center_crop:
+        size += f", center-cropped to {inp.center_crop[0]} x {inp.center_crop[1]}"
+    if inp.normalize is not None:
+        size += (f",\nthen transforms.Normalize(mean={list(inp.normalize.mean)}, "
+                 f"std={list(inp.normalize.std)})")
     lines = [
         "#!/usr/bin/env python3",
         '"""A LayerLab layer stack as a standalone PyTorch script.',
@@ -289,7 +299,9 @@ def _load_image(pipeline: Pipeline) -> list[str]:
         "",
         "",
         "def load_image(path):",
-        '    """The image as a 1 x C x H x W tensor in [0, 1], exactly as LayerLab loads it."""',
+        ('    """The image as a 1 x C x H x W tensor in [0, 1], exactly as LayerLab loads it."""'
+         if pipeline.input.normalize is None else
+         '    """The image as a 1 x C x H x W tensor, preprocessed exactly as LayerLab does."""'),
         "    img = Image.open(path)  # animated files: the first frame",
         "    img = ImageOps.exif_transpose(img)  # turn photos upright (EXIF orientation)",
         "    # LayerLab first reduces every file to 8-bit L or RGB: 16-bit values are rounded to",
@@ -331,12 +343,22 @@ def _load_image(pipeline: Pipeline) -> list[str]:
         f"    img = img.convert(\"{pil_mode}\")",
         "    x = ToTensor()(img).unsqueeze(0)",
     ]
-    if pipeline.input.resize:
-        h, w = pipeline.input.resize
+    inp = pipeline.input
+    if isinstance(inp.resize, int):
+        lines.append(f"    x = Resize({inp.resize}, antialias=True)(x)  # the shorter side")
+    elif inp.resize:
+        h, w = inp.resize
         lines += [
             f"    if list(x.shape[-2:]) != [{h}, {w}]:  # the pipeline's fixed input size",
             f"        x = resize(x, [{h}, {w}], antialias=True)",
         ]
+    if inp.center_crop:
+        lines.append(f"    x = CenterCrop([{inp.center_crop[0]}, {inp.center_crop[1]}])(x)")
+    if inp.normalize is not None:
+        mean = ", ".join(repr(v) for v in inp.normalize.mean)
+        std = ", ".join(repr(v) for v in inp.normalize.std)
+        lines.append(f"    x = Normalize(mean=[{mean}], std=[{std}])(x)  # LayerLab's "
+                     f"\"normalize\" stage")
     lines += [
         "    return x",
         "",
@@ -348,6 +370,18 @@ def _load_image(pipeline: Pipeline) -> list[str]:
         "    return np.floor((a - lo) / (hi - lo) * 255 + 0.5).clip(0, 255).astype(np.uint8)",
     ]
     return lines
+
+
+def _transforms_import(pipeline: Pipeline) -> str:
+    inp = pipeline.input
+    names = ["ToTensor"]
+    if inp.center_crop:
+        names.append("CenterCrop")
+    if inp.normalize is not None:
+        names.append("Normalize")
+    if isinstance(inp.resize, int):
+        names.append("Resize")
+    return "from torchvision.transforms import " + ", ".join(sorted(names))
 
 
 def _main() -> list[str]:

@@ -55,6 +55,8 @@ def initial_state(layer: LayerSpec) -> dict[str, torch.Tensor]:
             out[name] = init_tensor(torch.empty(shape), init)
         elif name in rule.ones:
             out[name] = torch.ones(shape)
+        elif rule.fill_value(name, layer.args) is not None:
+            out[name] = torch.full(shape, rule.fill_value(name, layer.args))
         else:
             out[name] = torch.zeros(shape)
     return out

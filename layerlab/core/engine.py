@@ -18,6 +18,7 @@ from torch import nn
 from .analysis import OverBudget, analyze, check_memory
 from .edits import initial_state
 from .pipeline import DEFAULT_MEMORY_BUDGET, LayerSpec, Pipeline
+from .preprocess import normalize, resize_crop
 from .specs import Shape
 
 
@@ -96,6 +97,7 @@ class Engine:
         self._slots: dict[int, _ModuleSlot] = {}
         self._stage_cache: list[tuple[str, torch.Tensor]] = []
         self._input_cache: tuple[tuple, torch.Tensor, torch.Tensor] | None = None
+        self._normalized_cache: tuple | None = None
         # Numbers each prepared input: stage keys use it, not id(image), because a freed
         # tensor's id is reused by the next one and would hit stale stages.
         self._input_serial = 0
@@ -117,6 +119,7 @@ class Engine:
         self._slots.clear()
         self._stage_cache.clear()
         self._input_cache = None
+        self._normalized_cache = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
@@ -131,20 +134,31 @@ class Engine:
             raise RunError(f"the pipeline expects {pipeline.input.mode} input "
                            f"({pipeline.input.channels} channels) but the image tensor has "
                            f"{image.shape[1]}")
-        ident = (id(image), image._version, tuple(image.shape), pipeline.input.resize,
+        inp = pipeline.input
+        ident = (id(image), image._version, tuple(image.shape), inp.resize, inp.center_crop,
                  str(self.device), self.channels_last)
         if self._input_cache and self._input_cache[0] == ident:
             return self._input_cache[2]
         x = image.to(self.device, torch.float32)
-        if pipeline.input.resize and tuple(x.shape[-2:]) != pipeline.input.resize:
-            from torchvision.transforms.functional import resize
-            x = resize(x, list(pipeline.input.resize), antialias=True)
+        x = resize_crop(x, inp.resize, inp.center_crop)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         # Keep a reference to ``image`` so its id cannot be reused by another tensor.
         self._input_cache = (ident, image, x)
         self._input_serial += 1
         return x
+
+    def _normalized(self, x: torch.Tensor, pipeline: Pipeline) -> torch.Tensor:
+        """The normalised input, kept with the prepared input while both stay the same."""
+        norm = pipeline.input.normalize
+        hit = self._normalized_cache
+        if hit is not None and hit[0] is x and hit[1] == norm:
+            return hit[2]
+        y = normalize(x, norm)
+        if self.channels_last:
+            y = y.contiguous(memory_format=torch.channels_last)
+        self._normalized_cache = (x, norm, y)
+        return y
 
     # --- modules ---
     def module_for(self, position: int, layer: LayerSpec) -> nn.Module:
@@ -222,12 +236,22 @@ class Engine:
                   pipeline.input.to_dict(), str(self.device))).encode(),
             digest_size=16).hexdigest()
         yield StageResult(0, -1, "input", "Input", x, tuple(x.shape[1:]), input_seconds, False)
+        offset = pipeline.stage_offset
+        if offset:  # transforms.Normalize, its own stage
+            if cancel is not None and cancel():
+                return
+            t0 = time.perf_counter()
+            x = self._normalized(x, pipeline)
+            _sync(self.device)
+            yield StageResult(1, -1, names[1], "Normalize", x, tuple(x.shape[1:]),
+                              time.perf_counter() - t0, False,
+                              formula=pipeline.input.normalize.text())
 
         new_cache: list[tuple[str, torch.Tensor]] = []
         for pos, (i, layer) in enumerate(enabled):
             if cancel is not None and cancel():
                 break
-            stage = pos + 1
+            stage = pos + 1 + offset
             if broken is not None and broken[0] == pos:
                 yield StageResult(stage, i, names[stage], layer.type, None, (), 0.0, False,
                                   broken[1])

@@ -258,7 +258,8 @@ def export_run(image_path: str | os.PathLike | LoadedImage, pipeline: Pipeline |
                cancel: CancelFn | None = None,
                pipeline_path: str | os.PathLike | None = None,
                histograms: bool = False, bins: int = histcsv.DEFAULT_BINS,
-               file_progress: FileProgressFn | None = None) -> dict[str, Any]:
+               file_progress: FileProgressFn | None = None,
+               weights: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run ``pipeline`` on the full-size image and write the export folder ``out_dir``.
 
     Returns the manifest (also written to ``out_dir/manifest.json``). Raises
@@ -272,6 +273,8 @@ def export_run(image_path: str | os.PathLike | LoadedImage, pipeline: Pipeline |
     ``pipeline_path`` is the file a ready :class:`Pipeline` came from: messages name it and
     ``out_dir`` may not contain it. A terminating signal (SIGTERM, SIGHUP, ...) in the main
     thread removes the unfinished folder and raises :class:`safeio.Terminated`.
+    ``weights`` (``WeightsMapping.to_manifest()``) records which file and keys were applied
+    onto the pipeline; the manifest's ``"weights"`` is null without it.
     """
     _check_options(normalize, colormap)
     if histograms and not 1 <= int(bins) <= histcsv.MAX_BINS:
@@ -300,7 +303,7 @@ def export_run(image_path: str | os.PathLike | LoadedImage, pipeline: Pipeline |
     with safeio.cleanup_on_signals():
         return _run_and_write(pipeline, x, shapes, dev, target, image_label, raw, normalize,
                               colormap, overwrite, progress, cancel,
-                              _Extras(int(bins) if histograms else 0, file_progress))
+                              _Extras(int(bins) if histograms else 0, file_progress), weights)
 
 
 def _image_file(image: str | os.PathLike | LoadedImage) -> str | os.PathLike | None:
@@ -333,7 +336,8 @@ def _files_of(shape, raw: bool, histograms: bool) -> int:
 def _run_and_write(pipeline: Pipeline, x: torch.Tensor, shapes, dev, target: Path,
                    image_label: str, raw: bool, normalize: str, colormap: str,
                    overwrite: bool, progress: ProgressFn | None,
-                   cancel: CancelFn | None, extras: _Extras | None = None) -> dict[str, Any]:
+                   cancel: CancelFn | None, extras: _Extras | None = None,
+                   weights: dict[str, Any] | None = None) -> dict[str, Any]:
     total = len(shapes) + 1  # every stage, then the manifest and the final rename
     extras = extras or _Extras()
     extras.total = sum(_files_of(s.shape, raw, extras.bins > 0) for s in shapes) + 1
@@ -366,6 +370,7 @@ def _run_and_write(pipeline: Pipeline, x: torch.Tensor, shapes, dev, target: Pat
             "torch_version": str(torch.__version__),
             "image": image_label,
             "pipeline": pipeline.to_dict(),
+            "weights": weights,
             "device": str(engine.device),
             "normalize": normalize,
             "colormap": colormap,

@@ -19,6 +19,7 @@ import numpy as np
 
 from . import safeio
 from .kernels import DEFAULT_INIT, check_init
+from .preprocess import Normalize, check_normalize, crop_hw, resized_hw
 from .specs import OPS, OpSpec, Shape, SpecError, get_op
 
 FORMAT = "layerlab.pipeline"
@@ -112,16 +113,34 @@ class LayerSpec:
 @dataclass(frozen=True)
 class InputSpec:
     mode: str = "rgb"
-    resize: tuple[int, int] | None = None
+    # [H, W] exactly, or an int: the shorter side to N (transforms.Resize(N)); see preprocess
+    resize: tuple[int, int] | int | None = None
+    center_crop: tuple[int, int] | None = None
+    normalize: Normalize | None = None  # its own stage after the input
 
     @property
     def channels(self) -> int:
         return 1 if self.mode == "gray" else 3
 
+    @property
+    def fixed_hw(self) -> tuple[int, int] | None:
+        """The input size the preprocessing fixes whatever the image (crop, or [H, W])."""
+        if self.center_crop is not None:
+            return self.center_crop
+        return self.resize if isinstance(self.resize, tuple) else None
+
+    def output_hw(self, image_hw: tuple[int, int]) -> tuple[int, int]:
+        """Stage 0's size for an image of ``image_hw``: after resize and center crop."""
+        return crop_hw(resized_hw(image_hw, self.resize), self.center_crop)
+
     def to_dict(self) -> dict:
         d: dict[str, Any] = {"mode": self.mode}
         if self.resize:
-            d["resize"] = list(self.resize)
+            d["resize"] = self.resize if isinstance(self.resize, int) else list(self.resize)
+        if self.center_crop:
+            d["center_crop"] = list(self.center_crop)
+        if self.normalize is not None:
+            d["normalize"] = self.normalize.to_dict()
         return d
 
 
@@ -168,14 +187,26 @@ class Pipeline:
     def enabled_layers(self) -> list[tuple[int, LayerSpec]]:
         return [(i, layer) for i, layer in enumerate(self.layers) if layer.enabled]
 
+    @property
+    def stage_offset(self) -> int:
+        """Stages between the input and the first layer: 1 when the input has ``normalize``
+        (stage 1 is then the normalised tensor), else 0. The k-th enabled layer (k from 1)
+        is stage ``k + stage_offset``."""
+        return 1 if self.input.normalize is not None else 0
+
     def stage_names(self) -> list[str]:
-        """The names of stage 0 (input) and every enabled layer: each layer's display name,
-        as the layer list shows it (the stage number tells two unnamed layers apart)."""
-        return ["input"] + [layer.display_name(i) for i, layer in self.enabled_layers()]
+        """The names of stage 0 (input), the normalize stage when the input has one, and every
+        enabled layer: each layer's display name, as the layer list shows it (the stage number
+        tells two unnamed layers apart)."""
+        return (["input"] + (["normalize"] if self.stage_offset else [])
+                + [layer.display_name(i) for i, layer in self.enabled_layers()])
 
     # --- shapes ---
-    def input_shape(self, image_hw: tuple[int, int]) -> Shape:
-        h, w = self.input.resize or image_hw
+    def input_shape(self, image_hw: tuple[int, int] | None) -> Shape:
+        """Stage 0's shape for an image of ``image_hw`` (None: the size the input fixes)."""
+        if image_hw is None:
+            image_hw = self.input.fixed_hw
+        h, w = self.input.output_hw(image_hw)
         return (self.input.channels, h, w)
 
     # --- JSON ---
@@ -311,17 +342,25 @@ def _parse(data: Any, source: str | None) -> Pipeline:
     mode = inp.get("mode", "rgb")
     if mode not in ("rgb", "gray"):
         raise fail(f"input.mode must be 'rgb' or 'gray', not {mode!r}", field="input.mode")
-    resize = inp.get("resize")
-    if resize is not None:
-        if (not isinstance(resize, list) or len(resize) != 2 or
-                not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 16384
-                        for v in resize)):
-            raise fail(f"input.resize must be [height, width] with sizes from 1 to 16384, "
-                       f"not {resize!r}", field="input.resize")
-        resize = (resize[0], resize[1])
-    if set(inp) - {"mode", "resize"}:
-        raise fail(f"unknown input field(s): {', '.join(sorted(set(inp) - {'mode', 'resize'}))}",
+    known = {"mode", "resize", "center_crop", "normalize"}
+    if set(inp) - known:
+        raise fail(f"unknown input field(s): {', '.join(sorted(map(str, set(inp) - known)))}",
                    field="input")
+    resize = inp.get("resize")
+    if isinstance(resize, int) and not isinstance(resize, bool) and 1 <= resize <= 16384:
+        pass  # the shorter side, as transforms.Resize(N)
+    elif resize is not None:
+        resize = _hw(resize, "input.resize", "[height, width] or one number (the shorter "
+                     "side)", fail)
+    crop = inp.get("center_crop")
+    if crop is not None:
+        crop = _hw(crop, "input.center_crop", "[height, width]", fail)
+    norm = inp.get("normalize")
+    if norm is not None:
+        try:
+            norm = check_normalize(norm, 1 if mode == "gray" else 3)
+        except ValueError as e:
+            raise fail(f"input.normalize {e}", field="input.normalize") from None
 
     layers_raw = data.get("layers", [])
     if not isinstance(layers_raw, list):
@@ -330,7 +369,16 @@ def _parse(data: Any, source: str | None) -> Pipeline:
         raise fail(f"{len(layers_raw)} layers is more than the {MAX_LAYERS} LayerLab accepts",
                    field="layers")
     layers = tuple(_parse_layer(i, raw, source) for i, raw in enumerate(layers_raw))
-    return Pipeline(InputSpec(mode, resize), layers)
+    return Pipeline(InputSpec(mode, resize, crop, norm), layers)
+
+
+def _hw(value: Any, field: str, what: str, fail) -> tuple[int, int]:
+    if (not isinstance(value, list) or len(value) != 2 or
+            not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 16384
+                    for v in value)):
+        raise fail(f"{field} must be {what} with sizes from 1 to 16384, not {value!r}",
+                   field=field)
+    return (value[0], value[1])
 
 
 def _parse_layer(i: int, raw: Any, source: str | None) -> LayerSpec:

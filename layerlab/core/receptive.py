@@ -37,7 +37,8 @@ def receptive_field(pipeline: Pipeline, image_hw: tuple[int, int], stage: int, y
                     ) -> Window | None:
     """Window of stage ``to_stage``'s pixels that output pixel (y, x) of ``stage`` came from.
 
-    Stages count as in the engine: 0 is the (resized) input, ``k`` the k-th enabled layer.
+    Stages count as in the engine: 0 is the (resized) input, then "normalize" when the input
+    has it (identity for windows), then one per enabled layer.
     ``image_hw`` is the loaded image's (H, W) (before the pipeline's own resize). Returns
     ``None`` when a layer on the way is not local or a stage is not spatial. Windows of
     intermediate stages are clipped to those stages' images (padding depends on nothing), the
@@ -52,8 +53,9 @@ def receptive_field(pipeline: Pipeline, image_hw: tuple[int, int], stage: int, y
     if stage >= len(shapes):
         raise ValueError(f"stage {stage} does not exist ({len(shapes)} stages)")
     layers = [layer for _, layer in pipeline.enabled_layers()]
+    offset = pipeline.stage_offset  # the normalize stage maps every pixel to itself
     window = Window(y, y, x, x)
-    for st in range(stage, to_stage, -1):
+    for st in range(max(stage, offset), max(to_stage, offset), -1):
         info = shapes[st]
         if len(info.shape) != 3 or len(info.in_shape) != 3:
             return None
@@ -62,7 +64,7 @@ def receptive_field(pipeline: Pipeline, image_hw: tuple[int, int], stage: int, y
             # clip, so a dropped last row/column (floor in the size formula) is not counted.
             inside = window.clipped(*info.shape[1:])
             window = inside or window
-        op, args = layers[st - 1].op, dict(layers[st - 1].args)
+        op, args = layers[st - 1 - offset].op, dict(layers[st - 1 - offset].args)
         if not op.local:
             return None
         window = op.receptive(args, tuple(info.in_shape[1:]), tuple(info.shape[1:]), window)
@@ -71,5 +73,6 @@ def receptive_field(pipeline: Pipeline, image_hw: tuple[int, int], stage: int, y
 
 def is_local(pipeline: Pipeline, stage: int) -> bool:
     """Whether every layer up to ``stage`` maps output pixels to a local input window."""
-    layers = [layer for _, layer in pipeline.enabled_layers()][:stage]
+    upto = max(stage - pipeline.stage_offset, 0)  # the normalize stage is local
+    layers = [layer for _, layer in pipeline.enabled_layers()][:upto]
     return all(layer.op.local for layer in layers)

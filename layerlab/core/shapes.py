@@ -290,3 +290,107 @@ def infer_linear(shape: Shape, a: dict) -> ShapeInfo:
 
 def infer_softmax2d(shape: Shape, a: dict) -> ShapeInfo:
     return ShapeInfo(tuple(shape), "softmax over the channels at every pixel; shape unchanged")
+
+
+# --- the layers real CNNs use ------------------------------------------------------------------
+
+def _transposed_dim(n: int, k: int, s: int, p: int, op: int, d: int, axis: str
+                    ) -> tuple[int, str]:
+    out = (n - 1) * s - 2 * p + d * (k - 1) + op + 1
+    text = (f"{axis}_out = ({n} - 1)*{s} - 2*{p} + {d}*({k}-1) + {op} + 1 = {out}")
+    if out < 1:
+        raise SpecError(f"output would be {out} pixels high/wide: padding {p} removes more "
+                        f"than the transposed convolution adds ({text})", "padding")
+    return out, text
+
+
+def infer_conv_transpose(shape: Shape, a: dict) -> ShapeInfo:
+    c, h, w = shape
+    if c != a["in_channels"]:
+        raise SpecError(f"in_channels is {a['in_channels']} but the input has "
+                        f"{_channels(c)}", "in_channels")
+    k, s, p = pair(a["kernel_size"]), pair(a["stride"]), pair(a["padding"])
+    op, d = pair(a["output_padding"]), pair(a["dilation"])
+    oh, th = _transposed_dim(h, k[0], s[0], p[0], op[0], d[0], "H")
+    ow, tw = _transposed_dim(w, k[1], s[1], p[1], op[1], d[1], "W")
+    return ShapeInfo((a["out_channels"], oh, ow), th + "\n" + tw)
+
+
+def check_conv_transpose(a: dict) -> None:
+    g = a["groups"]
+    for name in ("in_channels", "out_channels"):
+        if a[name] % g:
+            raise SpecError(f"{name} ({a[name]}) must be divisible by groups ({g})", "groups")
+    s, d, op = pair(a["stride"]), pair(a["dilation"]), pair(a["output_padding"])
+    for o, ss, dd in zip(op, s, d, strict=True):
+        if o >= ss and o >= dd:
+            raise SpecError(f"output_padding {a['output_padding']} must be smaller than the "
+                            f"stride {a['stride']} or the dilation {a['dilation']}",
+                            "output_padding")
+
+
+def infer_pixel_shuffle(shape: Shape, a: dict) -> ShapeInfo:
+    c, h, w = shape
+    r = a["upscale_factor"]
+    if c % (r * r):
+        raise SpecError(f"the input's {_channels(c)} must be divisible by upscale_factor^2 = "
+                        f"{r * r}", "upscale_factor")
+    out = (c // (r * r), h * r, w * r)
+    return ShapeInfo(out, f"C_out = {c} / {r}^2 = {out[0]}; H_out = {h} * {r} = {out[1]}; "
+                     f"W_out = {w} * {r} = {out[2]}")
+
+
+def infer_pixel_unshuffle(shape: Shape, a: dict) -> ShapeInfo:
+    c, h, w = shape
+    r = a["downscale_factor"]
+    if h % r or w % r:
+        raise SpecError(f"the input's size {h} x {w} must be divisible by downscale_factor "
+                        f"{r}", "downscale_factor")
+    out = (c * r * r, h // r, w // r)
+    return ShapeInfo(out, f"C_out = {c} * {r}^2 = {out[0]}; H_out = {h} / {r} = {out[1]}; "
+                     f"W_out = {w} / {r} = {out[2]}")
+
+
+def infer_channel_shuffle(shape: Shape, a: dict) -> ShapeInfo:
+    g = a["groups"]
+    if shape[0] % g:
+        raise SpecError(f"the input's {_channels(shape[0])} must be divisible by groups ({g})",
+                        "groups")
+    return ShapeInfo(tuple(shape), f"{g} groups of {shape[0] // g} channels interleaved; "
+                     "shape unchanged")
+
+
+def infer_unfold(shape: Shape, a: dict) -> ShapeInfo:
+    c, h, w = shape
+    k, s, p, d = (pair(a[n]) for n in ("kernel_size", "stride", "padding", "dilation"))
+    oh, th = _conv_dim(h, k[0], s[0], p[0], d[0], "H")
+    ow, tw = _conv_dim(w, k[1], s[1], p[1], d[1], "W")
+    rows = c * k[0] * k[1]
+    return ShapeInfo((rows, oh * ow), f"{th}\n{tw}\nrows = C*kh*kw = {c}*{k[0]}*{k[1]} = "
+                     f"{rows}; columns L = {oh}*{ow} = {oh * ow} (one per window)")
+
+
+def _resolved_dim(shape: Shape, dim: int) -> int:
+    nd = len(shape) + 1  # with the batch
+    if not -nd <= dim < nd:
+        raise SpecError(f"dim {dim} is out of range for a {nd}-dimensional batch "
+                        f"(from {-nd} to {nd - 1})", "dim")
+    return dim % nd
+
+
+def infer_softmax(shape: Shape, a: dict) -> ShapeInfo:
+    d = _resolved_dim(shape, a["dim"])
+    where = ({1: "the channels at every pixel", 2: "each column", 3: "each row"}
+             if len(shape) == 3 else {}).get(d, f"dimension {d}")
+    if d == 0:
+        raise SpecError("dim 0 is the batch, which holds a single image: the result would "
+                        "be constant; use 1 for the channels", "dim")
+    return ShapeInfo(tuple(shape), f"normalised over {where}; shape unchanged")
+
+
+def infer_prelu(shape: Shape, a: dict) -> ShapeInfo:
+    n = a["num_parameters"]
+    if n != 1 and n != shape[0]:
+        raise SpecError(f"num_parameters is {n}: it must be 1 (one slope) or the input's "
+                        f"{_channels(shape[0])} (one slope per channel)", "num_parameters")
+    return ShapeInfo(tuple(shape), "shape unchanged")

@@ -168,3 +168,46 @@ def resampled(args: dict, in_hw: Hw, out_hw: Hw, win: Window) -> Window:
 
 GLOBAL = "global"  # every output value depends on the whole input (statistics, dense layers)
 RESHAPE = "reshape"  # values move one to one into a vector (Flatten): no pixel window after it
+
+
+# --- windows of the layers real CNNs use -------------------------------------------------------
+
+def _transposed_1d(a: int, b: int, k: int, s: int, p: int, d: int) -> tuple[int, int]:
+    # output o = i*s - p + d*j (j = 0..k-1): the inputs i with some tap on a..b
+    lo = -((-(a + p - d * (k - 1))) // s)  # ceil
+    hi = (b + p) // s
+    return lo, hi
+
+
+def transposed(args: dict, in_hw: Hw, out_hw: Hw, win: Window) -> Window:
+    """ConvTranspose2d: every input pixel spreads its kernel over the output; an output pixel
+    reads the inputs whose spread covers it (none, between taps of a large stride)."""
+    k, s, p, d = (pair(args[n]) for n in ("kernel_size", "stride", "padding", "dilation"))
+    ys = _transposed_1d(win.y0, win.y1, k[0], s[0], p[0], d[0])
+    xs = _transposed_1d(win.x0, win.x1, k[1], s[1], p[1], d[1])
+    if ys[0] > ys[1] or xs[0] > xs[1]:  # reads no pixel: an empty window outside the image
+        return Window(-1, -1, -1, -1)
+    return Window(ys[0], ys[1], xs[0], xs[1])
+
+
+def pixel_shuffled(args: dict, in_hw: Hw, out_hw: Hw, win: Window) -> Window:
+    """PixelShuffle: output pixel (y, x) comes from input pixel (y // r, x // r)."""
+    r = args["upscale_factor"]
+    return Window(win.y0 // r, win.y1 // r, win.x0 // r, win.x1 // r)
+
+
+def pixel_unshuffled(args: dict, in_hw: Hw, out_hw: Hw, win: Window) -> Window:
+    """PixelUnshuffle: output pixel (y, x) gathers the r x r input block at (y*r, x*r)."""
+    r = args["downscale_factor"]
+    return Window(win.y0 * r, win.y1 * r + r - 1, win.x0 * r, win.x1 * r + r - 1)
+
+
+def softmaxed(args: dict, in_hw: Hw, out_hw: Hw, win: Window) -> Window:
+    """Softmax/LogSoftmax on a C x H x W stage: over the channels a pixel reads only itself;
+    over H (dim 2) its whole column, over W (dim 3) its whole row."""
+    d = args["dim"] % 4
+    if d == 2:
+        return Window(0, in_hw[0] - 1, win.x0, win.x1)
+    if d == 3:
+        return Window(win.y0, win.y1, 0, in_hw[1] - 1)
+    return win

@@ -116,14 +116,16 @@ class Session(QObject):
         self.validationChanged.emit()
 
     def stage_of_layer(self, layer_index: int) -> int | None:
-        for stage, (i, _layer) in enumerate(self.pipeline.enabled_layers(), start=1):
+        first = 1 + self.pipeline.stage_offset  # after the input (and its normalize stage)
+        for stage, (i, _layer) in enumerate(self.pipeline.enabled_layers(), start=first):
             if i == layer_index:
                 return stage
         return None
 
     def layer_of_stage(self, stage: int) -> int | None:
         enabled = self.pipeline.enabled_layers()
-        return enabled[stage - 1][0] if 1 <= stage <= len(enabled) else None
+        k = stage - 1 - self.pipeline.stage_offset
+        return enabled[k][0] if 0 <= k < len(enabled) else None
 
     # --- options -----------------------------------------------------------------------------
     def set_render_options(self, options: RenderOptions) -> None:
