@@ -711,3 +711,41 @@ def test_an_impossible_kernel_size_stays_visible_in_red_with_the_reason(main_win
     assert w.session.pipeline.layers[0].args["kernel_size"] in (0, [0, 0])
     assert ks.property("error") is True
     assert "kernel_size must be at least 1, not 0" in w.param_form.error.text()
+
+
+def test_imagenet_normalisation_is_its_own_stage_and_follows_the_input_mode(main_window,
+                                                                           qtbot):
+    from torchvision.transforms import Normalize
+
+    w = main_window
+    w.mode_box.setCurrentIndex(w.mode_box.findData("rgb"))
+    w.mode_box.activated.emit(w.mode_box.currentIndex())
+    wait_idle(w, qtbot)
+    box = w.normalize_box
+    box.setCurrentIndex(box.findData("ImageNet"))
+    box.activated.emit(box.currentIndex())
+    wait_idle(w, qtbot)
+    results = w.session.results
+    assert [results[i].result.name for i in sorted(results)] == [
+        "input", "normalize", "sharpen", "relu", "maxpool"]
+    x = to_tensor(w.session.preview.image, "rgb")
+    want = Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))(x[0])
+    np.testing.assert_array_equal(results[1].values, want.numpy())
+    np.testing.assert_array_equal(results[0].values, x[0].numpy())  # the photo stays
+    w.stack.select_layer(1)
+    w.stack.select_layer(0)
+    assert w.session.stage == 2  # the conv is stage 2 now
+    w.stage_panel.stagePicked.emit(3)
+    assert w.session.layer == 1
+    # gray: the preset follows (the mean of ImageNet's numbers)
+    w.mode_box.setCurrentIndex(w.mode_box.findData("gray"))
+    w.mode_box.activated.emit(w.mode_box.currentIndex())
+    wait_idle(w, qtbot)
+    norm = w.session.pipeline.input.normalize
+    assert norm.mean == pytest.approx((np.mean([0.485, 0.456, 0.406]),))
+    assert box.currentData() == "ImageNet"
+    w.session.document.undo_stack.undo()
+    w.session.document.undo_stack.undo()
+    wait_idle(w, qtbot)
+    assert w.session.pipeline.input.normalize is None and box.currentData() == "none"
+    assert 1 in w.session.results and w.session.results[1].result.name == "sharpen"

@@ -70,7 +70,7 @@ class Controller(QObject):
         s = self.session
         s.clear_run_errors()
         self.revalidate(select if isinstance(select, int) else None)
-        self.views.window.set_input_mode(s.pipeline.input.mode)
+        self.views.window.set_input(s.pipeline.input)
         self._update_title()
         if s.document.last_note:
             self.views.window.show_status(s.document.last_note)
@@ -258,6 +258,10 @@ class Controller(QObject):
         note = self.session.document.set_input_mode(mode)
         if note:
             self.views.window.show_status(note)
+
+    @Slot(str)
+    def on_normalize_preset(self, preset: str) -> None:
+        self.session.document.set_input_normalize(preset)
 
     @Slot(str)
     def on_device(self, device: str) -> None:

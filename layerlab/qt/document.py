@@ -20,7 +20,8 @@ from PySide6.QtGui import QUndoStack
 
 from ..core.edits import fit_params, follow_input_channels, materialize
 from ..core.kernels import DEFAULT_INIT, check_init
-from ..core.pipeline import InputSpec, LayerSpec, Pipeline, new_layer
+from ..core.pipeline import LayerSpec, Pipeline, new_layer
+from ..core.preprocess import Normalize, preset_named, preset_of
 from ..core.specs import Shape, SpecError
 from .commands import PipelineCommand, same_pipeline
 
@@ -211,12 +212,28 @@ class Document(QObject):
                          f"Initialise {layer.display_name(index)} ({init['scheme']}, "
                          f"seed {init['seed']})")
 
+    def set_input_normalize(self, preset: str) -> None:
+        """The input's normalisation preset ("none", "ImageNet", "[-1, 1]"): one undo step."""
+        old = self.pipeline.input
+        value = preset_named(preset).for_channels(old.channels)
+        self.edit(replace(self.pipeline, input=replace(old, normalize=value)),
+                  f"Normalize input: {preset}")
+
     def set_input_mode(self, mode: str) -> str | None:
         """Switch RGB/gray; a first Conv2d that matched the old channels follows (one step)."""
         old = self.pipeline.input
         if mode == old.mode:
             return None
-        after = replace(self.pipeline, input=InputSpec(mode, old.resize))
+        channels = 1 if mode == "gray" else 3
+        normalize = old.normalize
+        if normalize is not None and len(normalize.mean) != channels:
+            # A preset follows the channels (ImageNet's gray mean); custom numbers repeat
+            # their average, as the presets do.
+            name = preset_of(normalize, old.channels)
+            normalize = (preset_named(name).for_channels(channels) if name else
+                         Normalize((sum(normalize.mean) / len(normalize.mean),) * channels,
+                                   (sum(normalize.std) / len(normalize.std),) * channels))
+        after = replace(self.pipeline, input=replace(old, mode=mode, normalize=normalize))
         after, select, note = follow_input_channels(after, old.channels, after.input.channels)
         self.edit(after, f"Input {'grayscale' if mode == 'gray' else 'RGB'}", select=select,
                   note=note)

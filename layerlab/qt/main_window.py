@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..core.preprocess import PRESETS, preset_of
 from ..worker import RunController
 from .actions import ACTIONS, LAYER_ACTIONS, SHORTCUT_LIST, WindowWideKeys, create_actions
 from .controller import Controller, Views
@@ -258,6 +259,15 @@ class MainWindow(QMainWindow):
         self.mode_box.setToolTip("Input mode: 3 colour channels, or 1 gray channel (Pillow's "
                                  "'L' conversion, as in the tutorials)")
         tb.addWidget(self.mode_box)
+        tb.addWidget(QLabel("  Normalize "))
+        self.normalize_box = QComboBox()
+        for p in PRESETS:
+            self.normalize_box.addItem(p.name, p.name)
+            self.normalize_box.setItemData(self.normalize_box.count() - 1, p.help,
+                                           Qt.ItemDataRole.ToolTipRole)
+        self.normalize_box.setToolTip("transforms.Normalize on the input, as trained models "
+                                      "expect it; shown as its own stage after the input")
+        tb.addWidget(self.normalize_box)
         tb.addWidget(QLabel("  Device "))
         self.device_box = QComboBox()
         self.device_box.addItem("CPU", "cpu")
@@ -309,6 +319,8 @@ class MainWindow(QMainWindow):
         p.statusMessage.connect(self.show_status)
         self.exporter.statusMessage.connect(self.show_status)
         self.mode_box.activated.connect(lambda i: c.on_input_mode(self.mode_box.itemData(i)))
+        self.normalize_box.activated.connect(
+            lambda i: c.on_normalize_preset(self.normalize_box.itemData(i)))
         self.device_box.activated.connect(self._device_picked)
 
     # ------------------------------------------------------------------ start and preferences
@@ -371,10 +383,17 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(title)
         self.setWindowModified(modified)
 
-    def set_input_mode(self, mode: str) -> None:
-        i = self.mode_box.findData(mode)
+    def set_input(self, spec) -> None:
+        """The toolbar shows the input's mode and normalisation preset."""
+        i = self.mode_box.findData(spec.mode)
         if i != self.mode_box.currentIndex():
             self.mode_box.setCurrentIndex(i)
+        name = preset_of(spec.normalize, spec.channels)
+        if name is None:  # custom numbers from a pipeline file
+            self.normalize_box.setCurrentIndex(-1)
+            self.normalize_box.setToolTip(f"custom: {spec.normalize.text()}")
+        else:
+            self.normalize_box.setCurrentIndex(self.normalize_box.findData(name))
 
     def set_layer_actions(self, index: int | None, count: int) -> None:
         for name in LAYER_ACTIONS:
