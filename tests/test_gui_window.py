@@ -515,3 +515,51 @@ def test_the_strip_keeps_the_input_in_view_for_the_cifar_net(main_window, qtbot)
     # ... and the input's thumbnail is still in view beside it
     assert strip.viewport().rect().contains(first) and strip.viewport().rect().contains(last)
     assert strip.iconSize().width() <= 96
+
+
+def test_load_weights_shows_the_mapping_then_applies_in_one_undo_step(main_window, qtbot,
+                                                                      tmp_path):
+    import torch
+    from PySide6.QtWidgets import QDialogButtonBox
+
+    w = main_window
+    before = w.session.pipeline
+    trained = torch.nn.Sequential(torch.nn.Conv2d(1, 1, 3, padding=1, bias=False),
+                                  torch.nn.ReLU(), torch.nn.MaxPool2d(2))
+    torch.manual_seed(7)
+    torch.nn.init.normal_(trained[0].weight)
+    path = tmp_path / "trained.pt"
+    torch.save(trained.state_dict(), path)
+    dialog = w.files.load_weights_path(str(path))
+    assert dialog is not None and dialog.isVisible()
+    assert "matched by nn.Sequential index" in dialog.summary.text()
+    top = dialog.tree.topLevelItem(0)
+    assert top.text(0) == "0 sharpen" and top.child(0).text(1) == "0.weight"
+    assert w.session.pipeline is before  # nothing changed yet
+    dialog.buttons.button(QDialogButtonBox.StandardButton.Apply).click()
+    wait_idle(w, qtbot)
+    np.testing.assert_array_equal(w.session.pipeline.layers[0].params["weight"],
+                                  trained[0].weight.detach().numpy())
+    x = torch.from_numpy(w.session.results[0].values)[None]
+    with torch.inference_mode():
+        np.testing.assert_allclose(w.session.results[3].values, trained(x)[0].numpy(),
+                                   atol=1e-5)
+    w.actions["undo"].trigger()
+    wait_idle(w, qtbot)
+    assert w.session.pipeline is before
+
+
+def test_weights_with_the_wrong_shape_cannot_be_applied(main_window, tmp_path):
+    import torch
+    from PySide6.QtWidgets import QDialogButtonBox
+
+    w = main_window
+    path = tmp_path / "wrong.pt"
+    torch.save({"0.weight": torch.zeros(4, 1, 3, 3)}, path)
+    dialog = w.files.load_weights_path(str(path))
+    assert not dialog.buttons.button(QDialogButtonBox.StandardButton.Apply).isEnabled()
+    assert "has shape [4, 1, 3, 3]" in dialog.problems.text()
+    bad = tmp_path / "pickle.pt"
+    bad.write_bytes(b"not a state dict")
+    assert w.files.load_weights_path(str(bad)) is None
+    assert w.banner.text().startswith("Could not load the weights: ")

@@ -43,6 +43,9 @@ ACTIONS = (
                "Save the stack to its file", "Save"),
     ActionSpec("save_as", "Save pipeline &as…", "files.save_pipeline_as", ("Ctrl+Shift+S",),
                "Save the stack to a new file"),
+    ActionSpec("load_weights", "Load &weights…", "files.load_weights_dialog",
+               ("Ctrl+Shift+L",), "Put a trained state_dict (.pt, .pth, .safetensors) onto "
+               "the stack's layers"),
     ActionSpec("quit", "&Quit", "close", (SK.Quit,), "Close LayerLab (your work is kept)"),
     ActionSpec("undo", "&Undo", "undo", (SK.Undo,), icon_text="Undo"),
     ActionSpec("redo", "&Redo", "redo", ("Ctrl+Shift+Z", "Ctrl+Y"), icon_text="Redo"),
@@ -77,6 +80,7 @@ ACTIONS = (
 
 LAYER_ACTIONS = ("remove", "duplicate", "move_up", "move_down", "toggle", "rename")
 SHORTCUT_LIST = ("new_pipeline", "open_image", "paste", "open_pipeline", "save", "save_as",
+                 "load_weights",
                  "undo", "redo", "add_layer", *LAYER_ACTIONS, "zoom_fit", "zoom_actual", "run", "stop",
                  "full_size", "shortcuts", "quit")
 

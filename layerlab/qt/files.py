@@ -15,9 +15,11 @@ from PySide6.QtWidgets import QFileDialog, QWidget
 from ..core import resources
 from ..core.imageio import ImageLoadError, LoadedImage, from_array, load_image
 from ..core.pipeline import InputSpec, Pipeline, PipelineError, nonfinite_warnings
+from ..core.weights import WeightsError, apply_weights, match_state_dict, read_state_dict
 from .controller import Controller
 from .document import pipeline_title
 from .session import Session
+from .weights_dialog import WeightsDialog
 
 RESOURCES = resources.root()  # bundled samples, pipelines, icons (wheel or checkout)
 SAMPLES = RESOURCES / "samples"
@@ -37,6 +39,8 @@ def _image_suffixes() -> tuple[str, ...]:
 IMAGE_SUFFIXES = _image_suffixes()
 IMAGE_FILTER = ("Images (" + " ".join(f"*{s}" for s in IMAGE_SUFFIXES) + ");;All files (*)")
 PIPELINE_FILTER = "LayerLab pipelines (*.layerlab.json);;JSON files (*.json);;All files (*)"
+WEIGHTS_FILTER = ("Weights (*.pt *.pth *.safetensors);;PyTorch state_dict (*.pt *.pth);;"
+                  "safetensors (*.safetensors);;All files (*)")
 MAX_RECENT = 8
 
 
@@ -276,6 +280,39 @@ class Files(QObject):
             self.shell.show_status(f"{text}, but it cannot run: {v.error}", 15000)
         else:
             self.shell.show_status(text)
+
+    # ------------------------------------------------------------------ weights
+    def load_weights_dialog(self) -> None:
+        start = str(self.settings.value("paths/weights", "") or "")
+        path, _ = QFileDialog.getOpenFileName(self.shell, "Load weights", start,
+                                              WEIGHTS_FILTER)
+        if path:
+            self.settings.setValue("paths/weights", str(Path(path).parent))
+            self.load_weights_path(path)
+
+    def load_weights_path(self, path: str) -> WeightsDialog | None:
+        """Read a state_dict and show how it maps onto the stack; Apply is one undo step.
+        Returns the (open, non-blocking) dialog, or None when the file cannot be read."""
+        try:
+            state = read_state_dict(path)
+            mapping = match_state_dict(self.session.pipeline, state, source=Path(path).name)
+        except WeightsError as e:
+            self.shell.show_error(f"Could not load the weights: {e}")
+            return None
+        dialog = WeightsDialog(mapping, self.shell)
+        dialog.accepted.connect(lambda: self._apply_weights(mapping))
+        dialog.open()
+        return dialog
+
+    def _apply_weights(self, mapping) -> None:
+        try:
+            after = apply_weights(self.session.pipeline, mapping)
+        except WeightsError as e:  # the stack changed under the dialog
+            self.shell.show_error(str(e))
+            return
+        self.session.document.edit(after, f"Load weights {mapping.source}")
+        self.shell.show_status(f"Loaded {len(mapping.applied_keys)} tensor(s) from "
+                               f"{mapping.source}; Ctrl+Z takes them off again")
 
     def save_pipeline(self) -> bool:
         path = self.session.document.path

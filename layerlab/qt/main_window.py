@@ -184,6 +184,7 @@ class MainWindow(QMainWindow):
             act.triggered.connect(lambda _=False, p=str(path): self.files.open_example(p))
         m.addAction(a["save"])
         m.addAction(a["save_as"])
+        m.addAction(a["load_weights"])
         m.addSeparator()
         self.export_menu = m.addMenu("E&xport")
         for act in self.exporter.actions():
