@@ -13,7 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from PySide6.QtCore import QPointF, Qt
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt
+from PySide6.QtWidgets import QApplication
 
 from layerlab.core.edits import materialize
 from layerlab.core.imageio import load_image
@@ -192,6 +193,13 @@ def test_clicks_in_the_channel_view_and_alt_click_in_the_grid(harness, qtbot):
     assert harness.session.explained == (1, 3, 12, 40)
     want = torch_stages(harness.session.pipeline)[1]
     assert harness.explain.explanation.value == float(want[3, 12, 40])
+    # the box follows the mouse, and comes back to the explained value when it leaves
+    rf = panel.channel_page.rf_box
+    assert rf.rect() == QRectF(79, 23, 3, 3)  # stride 2, padding 1, kernel 3
+    panel.hover_at(1, 3, 100, 100)
+    assert rf.rect() == QRectF(199, 199, 3, 3)
+    QApplication.sendEvent(panel.channel_page.glw.viewport(), QEvent(QEvent.Type.Leave))
+    assert rf.rect() == QRectF(79, 23, 3, 3) and rf.isVisible()
     # the grid: a plain click picks a channel, Alt+click explains the value under it
     panel._on_mode_button(True)
     qtbot.waitUntil(lambda: panel.stack.currentWidget() is panel.grid_page)
@@ -220,3 +228,24 @@ def test_main_window_has_the_dock(main_window, qtbot):
     assert w.explain_panel.explanation.value == pytest.approx(float(direct[0, 0, 20, 11]),
                                                               abs=1e-6)
     assert w.explain_dock.toggleViewAction() in w.menuBar().actions()[2].menu().actions()
+
+
+def test_linear_on_a_vector_stage(harness):
+    pool = new_layer("AdaptiveAvgPool2d", (3, 512, 512), output_size=4)
+    linear = new_layer("Linear", (48,), in_features=48, out_features=5)
+    harness.run(Pipeline(InputSpec("rgb"), (pool, new_layer("Flatten"), linear)))
+    p = {k: torch.from_numpy(np.array(v)) for k, v in
+         materialize(harness.session.pipeline.layers[2]).items()}
+    with torch.no_grad():
+        vec = F.adaptive_avg_pool2d(astronaut(), 4).flatten(1)
+        want = F.linear(vec, p["weight"], p["bias"])[0]
+    harness.controller.on_explain(3, 0, 3, 0)  # a vector stage: x is the index
+    e = harness.explain.explanation
+    assert e.kind == "linear" and e.value == float(want[3]) == harness.explain.shown_value
+    assert abs(e.total - e.value) <= 1e-5 * (1 + abs(e.value))
+    np.testing.assert_array_equal(e.arrays["inputs"], vec[0].double().numpy())
+    assert "index 3" in harness.explain.title.text()
+    harness.explain.next_button.click()
+    assert harness.session.explained == (3, 0, 0, 4)
+    harness.explain.next_button.click()
+    assert harness.session.explained == (3, 0, 0, 0)  # wraps around

@@ -411,7 +411,18 @@ class StagePanel(QWidget):
             self.channel_page.show_hover(None)
             self.grid_page.show_hover(None)
             self.vector_page.show_hover(None)
+            self._show_explained_window()
         return False
+
+    def _show_explained_window(self) -> None:
+        """Once the mouse is gone, the explained value's receptive field is drawn again."""
+        pos = self.session.explained
+        if pos is None or self._mode != self.CHANNEL or pos[:2] != (self.session.stage,
+                                                                     self.session.channel):
+            return
+        info = self.hover.info(pos[0], pos[1], pos[3], pos[2], self._compare())
+        if info is not None:
+            self.channel_page.show_window(info.window)
 
     # ------------------------------------------------------------------ drawing
     def _compare(self) -> str:
