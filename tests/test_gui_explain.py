@@ -47,8 +47,10 @@ class Harness:
         self.panel.explainRequested.connect(self.controller.on_explain)
         self.explain.explainRequested.connect(self.controller.on_explain)
         self.panel.resize(1000, 600)
-        self.panel.show()
-        qtbot.waitExposed(self.panel)
+        self.explain.resize(420, 700)
+        for w in (self.panel, self.explain):
+            w.show()
+            qtbot.waitExposed(w)
 
     def run(self, pipeline: Pipeline) -> None:
         self.session.set_device("cpu")
@@ -216,9 +218,12 @@ def test_main_window_has_the_dock(main_window, qtbot):
     w = main_window
     assert w.explain_dock.isHidden()
     s = w.session
-    w.controller.on_explain(1, 0, 10, 20)
+    w.controller.on_explain(1, 0, 10, 20)  # hidden: nothing computed until it is shown
+    assert s.explained == (1, 0, 20, 10) and w.explain_panel.explanation is None
+    w.explain_dock.show()
     assert w.explain_panel.explanation.value == float(s.results[1].values[0, 20, 10])
-    w.stage_panel.explainRequested.emit(1, 0, 11, 20)
+    w.explain_dock.hide()
+    w.stage_panel.explainRequested.emit(1, 0, 11, 20)  # a click shows the dock again
     assert s.explained == (1, 0, 20, 11) and not w.explain_dock.isHidden()
     layer = s.run_pipeline.layers[s.results[1].result.layer_index]
     x = torch.from_numpy(np.array(s.results[0].values))[None]

@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 from ..core.edits import materialize
 from ..core.explain import Explanation, explain, layer_output
 from .session import Session
-from .text import format_stat, format_value
+from .text import format_value
 
 HINT = ("Click a value in the one-channel view (Alt+click in the grid, or hold Alt while "
         "hovering) to see how it was computed.")
@@ -54,16 +54,22 @@ def _grid(title: str) -> tuple[QWidget, QTableWidget]:
     lay.setContentsMargins(0, 0, 0, 0)
     lay.setSpacing(1)
     label = QLabel(title)
+    label.setWordWrap(True)
     label.setStyleSheet("font-weight: bold;")
     table = QTableWidget(0, 0)
-    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    _compact(table)
     table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-    table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
     table.setStyleSheet("QTableWidget { font-family: monospace; font-size: 8pt; }")
     lay.addWidget(label)
     lay.addWidget(table, 1)
     box.label = label  # type: ignore[attr-defined]
     return box, table
+
+
+def _compact(table: QTableWidget) -> None:
+    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+    table.verticalHeader().setDefaultSectionSize(table.fontMetrics().height() + 4)
 
 
 class ExplainPanel(QWidget):
@@ -76,6 +82,7 @@ class ExplainPanel(QWidget):
         self.shown_value: float | None = None  # the value the stage view shows there
         self._output: tuple | None = None  # (layer key, input array, torch output)
         self._open = 0  # the opened row of a conv's per-channel sums
+        self._stale = False  # something changed while the panel was hidden
         self._build()
         session.explainedChanged.connect(self.refresh)
         session.stageChanged.connect(self._on_stage_changed)
@@ -96,16 +103,20 @@ class ExplainPanel(QWidget):
         self.check.setStyleSheet("font-family: monospace;")
         self.terms = QTableWidget(0, 2)
         self.terms.setHorizontalHeaderLabels(["term", "value"])
-        self.terms.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        _compact(self.terms)
         self.terms.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.terms.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.terms.verticalHeader().hide()
         self.terms.horizontalHeader().setStretchLastSection(True)
+        self.terms.horizontalHeader().setSectionResizeMode(
+            0, QHeaderView.ResizeMode.ResizeToContents)
         self.terms.setMaximumHeight(180)
         self.terms.setToolTip("Pick an input channel's row to open its patch, kernel and "
                               "products below")
         self.terms.cellClicked.connect(self._on_term_clicked)
-        grids = QHBoxLayout()
+        self.grid_area = QWidget()
+        grids = QHBoxLayout(self.grid_area)
+        grids.setContentsMargins(0, 0, 0, 0)
         grids.setSpacing(4)
         self.grid_boxes = []
         for title in ("input", "kernel", "products"):
@@ -150,7 +161,7 @@ class ExplainPanel(QWidget):
         lay.addWidget(self.formula)
         lay.addWidget(self.check)
         lay.addWidget(self.terms)
-        lay.addLayout(grids, 1)
+        lay.addWidget(self.grid_area, 1)
         lay.addWidget(self.plot, 1)
         lay.addLayout(steps)
 
@@ -192,8 +203,19 @@ class ExplainPanel(QWidget):
             0 <= i < n for i, n in zip(index, vals.shape, strict=True)) else None
         return e, f"stage {stage} {view.result.name} ({layer.type})"
 
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        super().showEvent(event)
+        if self._stale:
+            self.refresh()
+
     @Slot()
     def refresh(self) -> None:
+        """Recompute the explanation (only while the panel is visible: torch reruns the
+        layer; a hidden panel catches up when it is shown)."""
+        if not self.isVisible():
+            self._stale = True
+            return
+        self._stale = False
         self.shown_value = None
         e, title = self._compute()
         if e is not self.explanation and (e is None or self.explanation is None
@@ -214,7 +236,7 @@ class ExplainPanel(QWidget):
             f"ch {e.channel} · (x {e.x}, y {e.y})"
         self.title.setText(f"{title} · {where}")
         self.formula.setText(e.formula)
-        lines = [f"float64 sum:    {e.total:.9g}",
+        lines = [f"float64:        {e.total:.9g}",
                  f"torch float32:  {format_value(e.value)}"]
         if self.shown_value is not None:
             lines.append(f"shown:          {format_value(self.shown_value)}")
@@ -236,10 +258,12 @@ class ExplainPanel(QWidget):
         self.terms.setRowCount(len(rows))
         for r, (name, value) in enumerate(rows):
             self.terms.setItem(r, 0, QTableWidgetItem(str(name)))
-            text = format_stat(value) if isinstance(value, float) else str(value)
+            text = f"{value:.9g}" if isinstance(value, float) else str(value)
             self.terms.setItem(r, 1, QTableWidgetItem(text))
         if e.kind == "conv" and self._open < len(e.input_channels):
             self.terms.selectRow(self._open)
+        else:
+            self.terms.clearSelection()
 
     @Slot(int, int)
     def _on_term_clicked(self, row: int, _col: int) -> None:
@@ -257,21 +281,25 @@ class ExplainPanel(QWidget):
         self._show_grids(shows(self, e) if shows else [])
 
     def _show_grids(self, grids: list) -> None:
-        """``grids``: (title, 2-D array, heat, marks) per table shown, in order."""
+        """``grids``: (title, 2-D array, heat, marks[, row labels, column labels]) per table
+        shown, in order."""
+        self.grid_area.setVisible(bool(grids))
         for i, (box, table) in enumerate(self.grid_boxes):
             box.setVisible(i < len(grids))
             if i < len(grids):
-                title, arr, heat, marks = grids[i]
+                title, arr, heat, marks, *labels = grids[i]
                 box.label.setText(title)
-                self._fill_grid(table, arr, heat, marks)
+                self._fill_grid(table, arr, heat, marks, *labels)
 
     @staticmethod
     def _fill_grid(table: QTableWidget, arr: np.ndarray, heat: bool,
-                   marks: dict | None = None) -> None:
+                   marks: dict | None = None, rows=None, cols=None) -> None:
         arr = np.atleast_2d(arr)
         table.clear()
         table.setRowCount(arr.shape[0])
         table.setColumnCount(arr.shape[1])
+        table.setVerticalHeaderLabels([str(r) for r in (rows or range(arr.shape[0]))])
+        table.setHorizontalHeaderLabels([str(c) for c in (cols or range(arr.shape[1]))])
         scale = float(np.nanmax(np.abs(arr))) if heat and arr.size else 0.0
         for r in range(arr.shape[0]):
             for c in range(arr.shape[1]):
@@ -292,18 +320,19 @@ class ExplainPanel(QWidget):
         ch = e.input_channels[i]
         pad = {(r, c): PAD_BRUSH for r, c in zip(*np.nonzero(e.arrays["padded"][i]),
                                                  strict=True)}
-        rows = f"rows {e.rows[0]}..{e.rows[-1]}, cols {e.cols[0]}..{e.cols[-1]}"
-        return [(f"input ch {ch} ({rows}; grey = padding)", e.arrays["patch"][i], False, pad),
+        return [(f"input ch {ch} (y down, x across; grey = padding)", e.arrays["patch"][i],
+                 False, pad, e.rows, e.cols),
                 (f"kernel [{e.channel}, {i}]", e.arrays["kernel"][i], True, None),
                 (f"products (sum {e.terms[i][1]:.6g})", e.arrays["products"][i], True, None)]
 
     def _linear_grids(self, e: Explanation) -> list:
         prod = e.arrays["products"]
         order = np.argsort(-np.abs(prod), kind="stable")[:MAX_LINEAR_ROWS]
-        table = np.stack([order, e.arrays["inputs"][order], e.arrays["weights"][order],
+        table = np.stack([e.arrays["inputs"][order], e.arrays["weights"][order],
                           prod[order]], axis=1)
         what = "all" if prod.size <= MAX_LINEAR_ROWS else f"the {MAX_LINEAR_ROWS} largest of"
-        return [(f"i, x[i], W[i], x*W: {what} {prod.size} products", table, False, None)]
+        return [(f"x[i], W[i], x[i]*W[i]: {what} {prod.size} products, largest first",
+                 table, False, None, [int(i) for i in order], ["x", "W", "x*W"])]
 
     def _pool_grids(self, e: Explanation) -> list:
         valid = e.arrays["valid"]
@@ -311,11 +340,11 @@ class ExplainPanel(QWidget):
         if "winner" in e.details:
             wr, wc = e.details["winner"]
             marks[(e.rows.index(wr), e.cols.index(wc))] = WIN_BRUSH
-        title = (f"window rows {e.rows[0]}..{e.rows[-1]}, cols {e.cols[0]}..{e.cols[-1]} "
-                 "(grey = padding" + (", gold = max" if "winner" in e.details else "") + ")")
-        grids = [(title, e.arrays["window"], False, marks)]
+        title = (f"window of input ch {e.channel} (y down, x across; grey = padding"
+                 + (", gold = max" if "winner" in e.details else "") + ")")
+        grids = [(title, e.arrays["window"], False, marks, e.rows, e.cols)]
         if "powers" in e.arrays:
-            grids.append(("x^p", e.arrays["powers"], True, None))
+            grids.append(("x^p", e.arrays["powers"], True, None, e.rows, e.cols))
         return grids
 
     def _vector_grids(self, e: Explanation) -> list:
