@@ -214,6 +214,30 @@ def test_clicks_in_the_channel_view_and_alt_click_in_the_grid(harness, qtbot):
     assert harness.session.explained == (1, 1, 9, 7) and harness.session.channel == 1
 
 
+def test_alt_hover_explains_what_is_under_the_mouse(harness, qtbot, monkeypatch):
+    from layerlab.qt import stage_panel as module
+
+    harness.run(conv_stack())
+    panel = harness.panel
+    harness.controller.on_stage_picked(1)
+    panel.select_channel(0, large=True)
+    qtbot.waitUntil(lambda: panel.stack.currentWidget() is panel.channel_page)
+    pos = panel.channel_page.right_vb.mapViewToScene(QPointF(8.5, 3.5))
+    panel._on_channel_moved(pos)  # a plain hover explains nothing
+    assert harness.session.explained is None
+
+    class AltHeld:
+        @staticmethod
+        def keyboardModifiers():  # noqa: N802 (Qt's name)
+            return Qt.KeyboardModifier.AltModifier
+
+    monkeypatch.setattr(module, "QGuiApplication", AltHeld)
+    panel._on_channel_moved(pos)
+    assert harness.session.explained == (1, 0, 3, 8)
+    assert harness.explain.explanation.value == float(
+        torch_stages(harness.session.pipeline)[1][0, 3, 8])
+
+
 def test_main_window_has_the_dock(main_window, qtbot):
     w = main_window
     assert w.explain_dock.isHidden()
