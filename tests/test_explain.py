@@ -14,6 +14,9 @@ from layerlab.core.edits import materialize
 from layerlab.core.explain import explain
 from layerlab.core.pipeline import new_layer
 
+# torch says that 'same' with an even kernel pads a copy of the input: expected here
+pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "resources" / "samples"
 
@@ -52,6 +55,8 @@ CONV_CASES = [
     (RGB, dict(out_channels=2, kernel_size=4, padding="same", padding_mode="circular"),
      1, 95, 0),
     (RGB, dict(out_channels=2, kernel_size=4, padding="valid"), 0, 5, 7),
+    (RGB, dict(out_channels=2, kernel_size=[4, 2], padding="same", dilation=[1, 3]), 1, 95,
+     105),
 ]
 
 
@@ -284,3 +289,28 @@ def test_outside_the_output_is_an_index_error():
     layer = new_layer("MaxPool2d", GRAY.shape, kernel_size=2)
     with pytest.raises(IndexError):
         explain(layer, {}, GRAY, 0, 48, 0)
+
+
+def test_layer_norm_on_a_vector_stage_and_affine_instance_norm():
+    vec = RGB[1, 3, :64].copy()
+    layer = new_layer("LayerNorm", vec.shape, normalized_shape=[64])
+    params = {"weight": np.linspace(0.5, 1.5, 64, dtype=np.float32),
+              "bias": np.linspace(-1, 1, 64, dtype=np.float32)}
+    ln = torch.nn.LayerNorm(64)
+    ln.load_state_dict({k: torch.from_numpy(v) for k, v in params.items()})
+    want = torch_out(ln, vec)
+    e = explain(layer, params, vec, 0, 0, 10)
+    assert e.details["gamma"] == float(params["weight"][10])
+    assert e.details["mean"] == pytest.approx(float(torch.from_numpy(vec).mean()), rel=1e-6)
+    assert e.value == float(want[10]) and close(e.total, e.value)
+
+    layer = new_layer("InstanceNorm2d", RGB.shape, affine=True)
+    params = {**materialize(layer), "weight": np.array([2.0, 0.5, 1.0], np.float32),
+              "bias": np.array([0.0, 0.25, -1.0], np.float32)}
+    inorm = torch.nn.InstanceNorm2d(3, affine=True)
+    inorm.load_state_dict({k: torch.from_numpy(np.array(params[k]))
+                           for k in ("weight", "bias")})
+    want = torch_out(inorm, RGB)
+    e = explain(layer, params, RGB, 1, 40, 50)
+    assert e.details["beta"] == 0.25
+    assert e.value == float(want[1, 40, 50]) and close(e.total, e.value)
