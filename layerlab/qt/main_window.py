@@ -1,7 +1,8 @@
 """The LayerLab main window: layout only.
 
 The layer stack and the selected layer's parameters / kernel sit in a dock on the left, the
-stage panel (feature maps, histogram, statistics) in the centre, a toolbar for the input mode,
+stage panel (feature maps, histogram, statistics) in the centre, the explain panel (how a
+clicked value was computed) in a dock on the right, a toolbar for the input mode,
 the device and running, and a status bar with progress, preview size and timings.
 
 What the user works on is the ``Session``; the ``Controller`` turns the widgets' intents into
