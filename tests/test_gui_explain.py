@@ -259,7 +259,7 @@ def test_main_window_has_the_dock(main_window, qtbot):
     assert w.explain_dock.toggleViewAction() in w.menuBar().actions()[2].menu().actions()
 
 
-def test_linear_on_a_vector_stage(harness):
+def test_linear_on_a_vector_stage(harness, qtbot):
     pool = new_layer("AdaptiveAvgPool2d", (3, 512, 512), output_size=4)
     linear = new_layer("Linear", (48,), in_features=48, out_features=5)
     harness.run(Pipeline(InputSpec("rgb"), (pool, new_layer("Flatten"), linear)))
@@ -278,3 +278,16 @@ def test_linear_on_a_vector_stage(harness):
     assert harness.session.explained == (3, 0, 0, 4)
     harness.explain.next_button.click()
     assert harness.session.explained == (3, 0, 0, 0)  # wraps around
+    # a click on a bar of the chart explains that index
+    panel = harness.panel
+    harness.controller.on_stage_picked(3)
+    qtbot.waitUntil(lambda: panel.stack.currentWidget() is panel.vector_page)
+    vb = panel.vector_page.plot.getPlotItem().getViewBox()
+
+    def bar_2():
+        return vb.mapViewToScene(QPointF(2.1, vb.viewRect().center().y()))
+
+    qtbot.waitUntil(lambda: vb.sceneBoundingRect().contains(bar_2()))  # laid out
+    panel._on_vector_clicked(_Click(bar_2()))
+    assert harness.session.explained == (3, 0, 0, 2)
+    assert harness.explain.explanation.value == float(want[2])

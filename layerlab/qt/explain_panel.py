@@ -208,6 +208,10 @@ class ExplainPanel(QWidget):
         if self._stale:
             self.refresh()
 
+    def hideEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        super().hideEvent(event)
+        self.set_playing(False)  # no walking positions nobody sees
+
     @Slot()
     def refresh(self) -> None:
         """Recompute the explanation (only while the panel is visible: torch reruns the
