@@ -104,7 +104,14 @@ def _f(v: float) -> str:
 
 # --- convolution and Linear ------------------------------------------------------------------
 
-_NP_PAD = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+# How each padding mode reads a row/column index outside 0..n-1 (None: a zero), as F.pad
+# fills: reflect mirrors without repeating the edge, replicate repeats it, circular wraps.
+_PAD_INDEX: dict[str, Callable[[int, int], int | None]] = {
+    "zeros": lambda i, n: i if 0 <= i < n else None,
+    "reflect": lambda i, n: -i if i < 0 else 2 * (n - 1) - i if i >= n else i,
+    "replicate": lambda i, n: min(max(i, 0), n - 1),
+    "circular": lambda i, n: i % n,
+}
 
 
 def _conv_padding(args: Mapping[str, Any]) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -130,15 +137,16 @@ def _conv(layer, params, inp, channel, y, x, value) -> Explanation:
     cin_g = a["in_channels"] // groups
     g = channel // (out_ch // groups)
     chans = tuple(range(g * cin_g, (g + 1) * cin_g))
-    x64 = inp[list(chans)].astype(np.float64)
     mode = a["padding_mode"]
-    padded = np.pad(x64, ((0, 0), (pt, pb), (pl, pr)), mode=_NP_PAD[mode])
-    rows = [y * s[0] + i * d[0] for i in range(k[0])]
-    cols = [x * s[1] + j * d[1] for j in range(k[1])]
-    patch = padded[:, rows][:, :, cols]
     h, w = inp.shape[1:]
-    in_rows = tuple(r - pt for r in rows)
-    in_cols = tuple(c - pl for c in cols)
+    in_rows = tuple(y * s[0] + i * d[0] - pt for i in range(k[0]))
+    in_cols = tuple(x * s[1] + j * d[1] - pl for j in range(k[1]))
+    src_r = [_PAD_INDEX[mode](r, h) for r in in_rows]
+    src_c = [_PAD_INDEX[mode](c, w) for c in in_cols]
+    zero_r, zero_c = np.array([r is None for r in src_r]), np.array([c is None for c in src_c])
+    patch = inp[np.ix_(chans, [r or 0 for r in src_r], [c or 0 for c in src_c])]
+    patch = patch.astype(np.float64)
+    patch[:, zero_r[:, None] | zero_c[None, :]] = 0.0
     outside = (np.array([not 0 <= r < h for r in in_rows])[:, None]
                | np.array([not 0 <= c < w for c in in_cols])[None, :])
     kernel = params["weight"][channel].astype(np.float64)
