@@ -291,3 +291,18 @@ def test_linear_on_a_vector_stage(harness, qtbot):
     panel._on_vector_clicked(_Click(bar_2()))
     assert harness.session.explained == (3, 0, 0, 2)
     assert harness.explain.explanation.value == float(want[2])
+
+
+def test_the_intent_sets_the_session_and_draws_the_box_once(qtbot):
+    from unittest.mock import MagicMock
+
+    session, runner = Session(), RunController(synchronous=True)
+    stages = MagicMock(spec=StagePanel)
+    controller = Controller(session, runner, Views(stages=stages))
+    with qtbot.waitSignal(session.explainedChanged):
+        controller.on_explain(2, 1, 30, 40)
+    assert session.explained == (2, 1, 40, 30)
+    stages.hover_at.assert_called_once_with(2, 1, 30, 40)
+    with qtbot.assertNotEmitted(session.explainedChanged):
+        session.set_explained((2, 1, 40, 30))  # the same position: no signal
+    runner.shutdown()
