@@ -23,7 +23,7 @@ import torch
 from .pipeline import LayerSpec
 from .windows import pair
 
-__all__ = ["EXPLAINERS", "Explanation", "explain", "explained_kinds", "layer_output"]
+__all__ = ["ACTIVATIONS", "EXPLAINERS", "Explanation", "explain", "layer_output"]
 
 
 @dataclass
@@ -474,11 +474,6 @@ EXPLAINERS: dict[str, Explainer] = {
     "GroupNorm": _group_norm,
     "LayerNorm": _layer_norm,
 }
-
-
-def explained_kinds() -> tuple[str, ...]:
-    """The op types whose values are explained."""
-    return tuple(EXPLAINERS)
 
 
 def explain(layer: LayerSpec, params: Mapping[str, np.ndarray], stage_input: np.ndarray,
