@@ -36,6 +36,7 @@ class Views:
     stack: Any = field(default_factory=_Absent)  # the layer list
     form: Any = field(default_factory=_Absent)  # the selected layer's parameters
     kernel: Any = field(default_factory=_Absent)  # the selected Conv2d's kernels
+    stages: Any = field(default_factory=_Absent)  # the stage panel (its hover box)
 
 
 class Controller(QObject):
@@ -186,6 +187,13 @@ class Controller(QObject):
         layer = s.layer_of_stage(s.stage)
         if layer is not None and layer == s.layer and s.pipeline.layers[layer].op.kernel:
             self.views.kernel.set_slice(channel, s.kernel_slice[1])
+
+    @Slot(int, int, int, int)
+    def on_explain(self, stage: int, channel: int, x: int, y: int) -> None:
+        """Explain value (x, y) of ``channel`` of ``stage`` (a click, Alt+hover or a step):
+        the explain panel follows the session, the stage panel draws its receptive field."""
+        self.session.set_explained((stage, channel, y, x))
+        self.views.stages.hover_at(stage, channel, x, y)
 
     # ------------------------------------------------------------------ edit intents
     def _current(self) -> int | None:

@@ -1,7 +1,8 @@
 """The LayerLab main window: layout only.
 
 The layer stack and the selected layer's parameters / kernel sit in a dock on the left, the
-stage panel (feature maps, histogram, statistics) in the centre, a toolbar for the input mode,
+stage panel (feature maps, histogram, statistics) in the centre, the explain panel (how a
+clicked value was computed) in a dock on the right, a toolbar for the input mode,
 the device and running, and a status bar with progress, preview size and timings.
 
 What the user works on is the ``Session``; the ``Controller`` turns the widgets' intents into
@@ -41,6 +42,7 @@ from .actions import ACTIONS, LAYER_ACTIONS, SHORTCUT_LIST, WindowWideKeys, crea
 from .controller import Controller, Views
 from .dialogs import MessageBanner, about_box, shortcuts_dialog
 from .document import pipeline_title
+from .explain_panel import ExplainPanel
 from .export_dialog import StageExporter
 from .files import ICON, IMAGE_SUFFIXES, PIPELINES, SAMPLES, Files
 from .kernel_editor import KernelEditor
@@ -75,9 +77,10 @@ class MainWindow(QMainWindow):
         self.setDockNestingEnabled(True)
         self._build_central()
         self._build_side_panel()
+        self._build_explain_dock()
         self.controller = Controller(self.session, self.runner, Views(
-            window=self, stack=self.stack, form=self.param_form, kernel=self.kernel_editor),
-            self)
+            window=self, stack=self.stack, form=self.param_form, kernel=self.kernel_editor,
+            stages=self.stage_panel), self)
         self.files = Files(self.session, self.controller, self.settings, self)
         self.exporter = StageExporter(self.session, self.stage_panel.view_mode, self)
         self.actions = create_actions(self, self.session.document.undo_stack)
@@ -155,6 +158,16 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.dock)
         self.resizeDocks([self.dock], [380], Qt.Orientation.Horizontal)
 
+    def _build_explain_dock(self) -> None:
+        """The explain panel, in a dock on the right (View > Explain a value)."""
+        self.explain_panel = ExplainPanel(self.session)
+        self.explain_dock = QDockWidget("Explain a value", self)
+        self.explain_dock.setObjectName("explainDock")
+        self.explain_dock.setWidget(self.explain_panel)
+        self.explain_dock.setMinimumWidth(300)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.explain_dock)
+        self.explain_dock.hide()  # until the first value is explained, or View shows it
+
     def _build_menus(self) -> None:
         a = self.actions
         bar = self.menuBar()
@@ -216,6 +229,7 @@ class MainWindow(QMainWindow):
         v.addAction(a["zoom_actual"])
         v.addSeparator()
         v.addAction(self.dock.toggleViewAction())
+        v.addAction(self.explain_dock.toggleViewAction())
 
         r = bar.addMenu("&Run")
         for name in ("run", "stop", "full_size"):
@@ -313,6 +327,9 @@ class MainWindow(QMainWindow):
         k.statusMessage.connect(self.show_status)
         p = self.stage_panel
         p.stagePicked.connect(c.on_stage_picked)
+        p.explainRequested.connect(c.on_explain)
+        p.explainRequested.connect(lambda *_: self.explain_dock.show())
+        self.explain_panel.explainRequested.connect(c.on_explain)
         p.channelPicked.connect(c.on_channel_picked)
         p.optionsEdited.connect(c.on_render_options)
         p.rangeEdited.connect(c.on_display_range)

@@ -34,6 +34,7 @@ class Session(QObject):
     resultsChanged = Signal()  # stages were dropped, or the run's errors changed
     staleChanged = Signal()  # the pictures stopped (or started again) matching the stack
     displayRangeChanged = Signal(int)  # a stage's display range was set or reset
+    explainedChanged = Signal()  # the value the explain panel explains moved
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -52,6 +53,8 @@ class Session(QObject):
         self.stage = 0
         self.channel = 0
         self.kernel_slice = (0, 0)
+        # the value being explained: (stage, channel, y, x), or None
+        self.explained: tuple[int, int, int, int] | None = None
         # the newest run: results by stage index (0 is the input) and what they came from
         self.results: dict[int, StageView] = {}
         self.run_pipeline: Pipeline | None = None
@@ -160,6 +163,13 @@ class Session(QObject):
             self.layer = layer  # type: ignore[assignment]
         if (self.stage, self.channel, self.layer) != before:
             self.selectionChanged.emit()
+
+    def set_explained(self, position: tuple[int, int, int, int] | None) -> None:
+        """Explain output value (stage, channel, y, x), or nothing (None)."""
+        position = None if position is None else tuple(int(v) for v in position)
+        if position != self.explained:
+            self.explained = position  # type: ignore[assignment]
+            self.explainedChanged.emit()
 
     # --- results -----------------------------------------------------------------------------
     def begin_run(self, pipeline: Pipeline, image: LoadedImage) -> None:

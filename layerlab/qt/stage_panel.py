@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 from PySide6.QtCore import QEvent, QObject, Qt, Signal, Slot
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -59,6 +60,9 @@ class StagePanel(QWidget):
     rangeEdited = Signal(int, float, float)  # stage, display range dragged on the colour bar
     rangeReset = Signal(int)  # stage: back to the normalisation's range
     statusMessage = Signal(str)
+    # stage, channel, x, y: explain this value (a click on the channel or bar view, Alt+click
+    # in the grid, Alt+hover)
+    explainRequested = Signal(int, int, int, int)
 
     GRID, CHANNEL = "grid", "channel"
     COMPARE_INPUT, COMPARE_PREVIOUS = COMPARE_INPUT, COMPARE_PREVIOUS
@@ -171,6 +175,8 @@ class StagePanel(QWidget):
         self.grid_page.glw.scene().sigMouseMoved.connect(self._on_grid_moved)
         self.grid_page.glw.scene().sigMouseClicked.connect(self._on_grid_clicked)
         self.channel_page.glw.scene().sigMouseMoved.connect(self._on_channel_moved)
+        self.channel_page.glw.scene().sigMouseClicked.connect(self._on_channel_clicked)
+        self.vector_page.plot.scene().sigMouseClicked.connect(self._on_vector_clicked)
         self.vector_page.plot.scene().sigMouseMoved.connect(self._on_vector_moved)
         for page in (self.grid_page.glw, self.channel_page.glw, self.vector_page.plot):
             page.viewport().installEventFilter(self)
@@ -336,15 +342,43 @@ class StagePanel(QWidget):
             return
         p = page.vb.mapSceneToView(pos)
         hit = page.tile_at(p.x(), p.y())
-        if hit is not None:
+        if hit is not None and event.modifiers() & Qt.KeyboardModifier.AltModifier:
+            self.explainRequested.emit(self.session.stage, *hit)
+        elif hit is not None:
             self.select_channel(hit[0], large=True)
+
+    def _explain_hovered(self, info: HoverInfo | None) -> None:
+        """Emit ``explainRequested`` for a value read out on the shown stage."""
+        if info is not None and info.stage == self.session.stage:
+            self.explainRequested.emit(info.stage, info.channel, info.x, info.y)
+
+    @Slot(object)
+    def _on_channel_clicked(self, event) -> None:
+        page, pos = self.channel_page, event.scenePos()
+        if event.button() == Qt.MouseButton.LeftButton \
+                and page.right_vb.sceneBoundingRect().contains(pos):
+            p = page.right_vb.mapSceneToView(pos)
+            self._explain_hovered(self.hover.info(self.session.stage, self.session.channel,
+                                                  math.floor(p.x()), math.floor(p.y())))
+
+    @Slot(object)
+    def _on_vector_clicked(self, event) -> None:
+        vb = self.vector_page.plot.getPlotItem().getViewBox()
+        if event.button() == Qt.MouseButton.LeftButton and self.vector_page.values is not None \
+                and vb.sceneBoundingRect().contains(event.scenePos()):
+            i = self.vector_page.index_at(vb.mapSceneToView(event.scenePos()).x())
+            if i is not None:
+                self._explain_hovered(self.hover.info(self.session.stage, 0, i, 0))
 
     @Slot(object)
     def _on_channel_moved(self, pos) -> None:
         page, stage = self.channel_page, self.session.stage
         if page.right_vb.sceneBoundingRect().contains(pos):
             p = page.right_vb.mapSceneToView(pos)
-            self.hover_at(stage, self.session.channel, math.floor(p.x()), math.floor(p.y()))
+            info = self.hover_at(stage, self.session.channel, math.floor(p.x()),
+                                 math.floor(p.y()))
+            if QGuiApplication.keyboardModifiers() & Qt.KeyboardModifier.AltModifier:
+                self._explain_hovered(info)
         elif page.left_vb.sceneBoundingRect().contains(pos):
             p = page.left_vb.mapSceneToView(pos)
             src_stage, ch = self._left_source()
@@ -377,7 +411,18 @@ class StagePanel(QWidget):
             self.channel_page.show_hover(None)
             self.grid_page.show_hover(None)
             self.vector_page.show_hover(None)
+            self._show_explained_window()
         return False
+
+    def _show_explained_window(self) -> None:
+        """Once the mouse is gone, the explained value's receptive field is drawn again."""
+        pos = self.session.explained
+        if pos is None or self._mode != self.CHANNEL or pos[:2] != (self.session.stage,
+                                                                     self.session.channel):
+            return
+        info = self.hover.info(pos[0], pos[1], pos[3], pos[2], self._compare())
+        if info is not None:
+            self.channel_page.show_window(info.window)
 
     # ------------------------------------------------------------------ drawing
     def _compare(self) -> str:
