@@ -1,0 +1,155 @@
+"""PNG encoding for exports: Pillow's encoder at a chosen zlib level, on a pool of threads.
+
+Pillow releases the GIL while zlib compresses, so several PNGs encode at once on several
+cores. The compression level changes only the file size and the time, never the pixels: a
+file written at any level decodes to the same array.
+
+Why level 1 by default: on feature maps it encodes about 3 to 4 times faster than Pillow's
+default level 6 and the files are about 20% larger (level 3 is ~1.5x slower than level 1
+for ~7% smaller files). Exports are written to be looked at and compared, often thousands of
+files at a time, so time matters more than disk; ``--png-level 6`` (or 9) gives smaller
+files.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from . import safeio
+
+DEFAULT_LEVEL = 1
+PILLOW_DEFAULT_LEVEL = 6  # what Image.save(..., "PNG") uses without compress_level
+MAX_PENDING_BYTES = 512 << 20  # raw pixels queued for encoding at most (memory bound)
+
+
+def check_level(level: int) -> int:
+    if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 9:
+        raise ValueError(f"the PNG compression level must be a whole number from 0 to 9, "
+                         f"not {level!r}")
+    return level
+
+
+def encode(image: np.ndarray, level: int = DEFAULT_LEVEL) -> bytes:
+    """PNG bytes of a uint8 (H, W) gray or (H, W, 3) RGB array at zlib ``level`` (0 to 9)."""
+    a = np.ascontiguousarray(image)
+    if a.dtype != np.uint8 or not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 3)):
+        raise ValueError(f"expected uint8 (H, W) or (H, W, 3), got {a.dtype} {a.shape}")
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format="PNG", compress_level=check_level(level))
+    return buf.getvalue()
+
+
+def default_workers() -> int:
+    """Encoding threads: one per core the process may use (at most 16)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        n = os.cpu_count() or 1
+    return max(1, min(16, n))
+
+
+class Aborted(Exception):
+    """The writer was closed before this file was written."""
+
+
+class ParallelWriter:
+    """Encodes and writes PNG files on a pool of threads, in any order.
+
+    ``submit(path, make, nbytes)`` queues one file: ``make()`` returns the uint8 array (it
+    runs on a pool thread, so colormaps apply in parallel too) and ``nbytes`` is about how
+    much memory it holds; ``submit`` blocks while more than ``max_pending_bytes`` are queued,
+    so an export never holds more than a bounded amount of encoded-to-be pixels. ``wait()``
+    returns once every file is written and raises the first error; ``close(abort=True)``
+    drops what has not started and waits for what has (so no thread writes into a folder
+    being removed). With ``workers=0`` files are encoded and written in ``submit`` itself.
+    """
+
+    def __init__(self, level: int = DEFAULT_LEVEL, workers: int | None = None,
+                 max_pending_bytes: int = MAX_PENDING_BYTES,
+                 write: Callable[[Path, bytes], None] = safeio.write_new_file):
+        self.level = check_level(level)
+        self.workers = default_workers() if workers is None else int(workers)
+        self._write = write
+        self._max = max_pending_bytes
+        self._pending = 0
+        self._cond = threading.Condition()
+        self._aborted = False
+        self._futures: list[Future] = []
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="layerlab-png") \
+            if self.workers > 0 else None
+
+    def submit(self, path: Path, make: Callable[[], np.ndarray], nbytes: int = 0) -> None:
+        if self._pool is None:
+            self._write(path, encode(make(), self.level))
+            return
+        self._raise_failed()
+        nbytes = min(int(nbytes), self._max)
+        with self._cond:
+            while self._pending + nbytes > self._max and self._pending and not self._aborted:
+                self._cond.wait(0.1)
+                self._raise_failed_locked()
+            if self._aborted:
+                raise Aborted("the writer is closed")
+            self._pending += nbytes
+        self._futures.append(self._pool.submit(self._task, path, make, nbytes))
+
+    def _task(self, path: Path, make: Callable[[], np.ndarray], nbytes: int) -> None:
+        try:
+            if self._aborted:
+                raise Aborted("the writer is closed")
+            data = encode(make(), self.level)
+            if self._aborted:
+                raise Aborted("the writer is closed")
+            self._write(path, data)
+        finally:
+            with self._cond:
+                self._pending -= nbytes
+                self._cond.notify_all()
+
+    def _raise_failed(self) -> None:
+        with self._cond:
+            self._raise_failed_locked()
+
+    def _raise_failed_locked(self) -> None:
+        for f in self._futures:
+            if f.done() and not f.cancelled() and f.exception() is not None:
+                raise f.exception()
+        self._futures = [f for f in self._futures if not f.done()]
+
+    def wait(self, cancel: Callable[[], bool] | None = None) -> None:
+        """Block until every queued file is written; raise the first error (or stop early,
+        leaving the rest to :meth:`close`, when ``cancel()`` turns true)."""
+        for f in list(self._futures):
+            while True:
+                try:
+                    f.result(timeout=0.1)
+                    break
+                except TimeoutError:
+                    if cancel is not None and cancel():
+                        return
+        self._futures.clear()
+
+    def close(self, abort: bool = False) -> None:
+        if abort:
+            with self._cond:
+                self._aborted = True
+                self._cond.notify_all()
+            for f in self._futures:
+                f.cancel()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=abort)
+        self._futures.clear()
+
+    def __enter__(self) -> ParallelWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(abort=exc_type is not None)
