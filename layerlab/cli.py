@@ -74,10 +74,15 @@ def _export_parser() -> argparse.ArgumentParser:
         "                            and file names (relative to DIR)\n"
         "DIR is written completely or not at all; an existing non-empty DIR is refused\n"
         "unless --overwrite is given and DIR is an earlier LayerLab export. The current\n"
-        "folder, the home folder, / and folders holding IMAGE or P are always refused.",
+        "folder, the home folder, / and folders holding IMAGE or P are always refused.\n\n"
+        "Several images, a folder or a glob make a batch: DIR/<image>/ per image (the layout\n"
+        "above) and DIR/manifest.json listing them; decoding, torch and PNG encoding overlap,\n"
+        "and --shard i/n exports one of n disjoint parts (one per machine or job).",
         "layerlab export resources/samples/camera.png --pipeline "
         "resources/pipelines/seed-sharpen-gray.layerlab.json --out sharpened --raw"))
-    p.add_argument("image", metavar="IMAGE", help="the image file")
+    p.add_argument("image", metavar="IMAGE", nargs="+",
+                   help="the image file; or several, folders (their image files) or quoted "
+                   "globs ('photos/*.jpg'): a batch, one sub-folder per image")
     p.add_argument("--pipeline", metavar="P", required=True, help="the stack (*.layerlab.json)")
     p.add_argument("--out", metavar="DIR", required=True, help="the folder to create")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
@@ -92,8 +97,50 @@ def _export_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace DIR if it is an earlier LayerLab export (its manifest.json "
                    "lists everything in it)")
+    p.add_argument("--png-level", type=_png_level, default=None, metavar="0-9",
+                   help=f"zlib compression level of the PNGs (default {PNG_DEFAULT_LEVEL}: "
+                   "fast, ~20%% larger than level 6; the pixels are the same at every level)")
+    p.add_argument("--jobs", "-j", type=_jobs, default=None, metavar="N",
+                   help="threads encoding PNGs (default: one per core)")
+    p.add_argument("--shard", metavar="i/n", type=_shard,
+                   help="export only the i-th of n equal parts of the images (1 <= i <= n; "
+                   "every n-th image of the ordered list, starting with the i-th): n jobs "
+                   "with the same arguments export disjoint parts that make the whole")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
     return p
+
+
+PNG_DEFAULT_LEVEL = 1  # layerlab.core.png.DEFAULT_LEVEL (not imported: --help stays light)
+
+
+def _png_level(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to 9, not "
+                                         f"{text!r}") from None
+    if not 0 <= n <= 9:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 9, not {n}")
+    return n
+
+
+def _jobs(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+    if not 1 <= n <= 256:
+        raise argparse.ArgumentTypeError(f"must be from 1 to 256, not {n}")
+    return n
+
+
+def _shard(text: str) -> tuple[int, int]:
+    from .core.batch import parse_shard
+
+    try:
+        return parse_shard(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--shard ")) from None
 
 
 def _code_parser() -> argparse.ArgumentParser:
@@ -138,7 +185,8 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 def _cmd_export(argv: Sequence[str]) -> int:
     args = _export_parser().parse_args(argv)
-    from .core.export import ExportError, export_run
+    from .core.batch import is_pattern
+    from .core.export import ExportError
     from .core.pipeline import Pipeline, PipelineError, nonfinite_warnings
 
     try:
@@ -147,31 +195,66 @@ def _cmd_export(argv: Sequence[str]) -> int:
         raise UsageError(str(e)) from None
     for w in nonfinite_warnings(pipeline):
         warn(w)
+    single = (len(args.image) == 1 and args.shard is None and not os.path.isdir(args.image[0])
+              and (os.path.lexists(args.image[0]) or not is_pattern(args.image[0])))
+    options = {"device": args.device, "raw": args.raw, "normalize": args.normalize,
+               "colormap": args.colormap, "overwrite": args.overwrite,
+               "pipeline_path": args.pipeline, "jobs": args.jobs}
+    if args.png_level is not None:
+        options["png_level"] = args.png_level
+    import time
+    t0 = time.perf_counter()
+    try:
+        if single:
+            manifest = _export_one(args, pipeline, options)
+        else:
+            manifest = _export_many(args, pipeline, options)
+    except ExportError as e:
+        raise UsageError(str(e)) from None
+    if not args.quiet:
+        seconds = time.perf_counter() - t0
+        if single:
+            files = sum(len(s["images"]) + 1 + (s["raw"] is not None)
+                        for s in manifest["stages"])
+            say(f"wrote {len(manifest['stages'])} stages ({files} files and manifest.json) "
+                f"to {terminal_text(args.out)} on {manifest['device']} in {seconds:.2f} s")
+        else:
+            n = len(manifest["images"])
+            part = (f" (shard {manifest['shard']['index']}/{manifest['shard']['count']})"
+                    if manifest["shard"] else "")
+            rate = f", {n / seconds:.2f} images/s" if seconds > 0 and n else ""
+            say(f"wrote {n} image export(s){part} and manifest.json to "
+                f"{terminal_text(args.out)} on {manifest['device']} in {seconds:.2f} s{rate}")
+    return 0
+
+
+def _export_one(args, pipeline, options: dict) -> dict:
+    from .core.export import export_run
+
     show = not args.quiet and sys.stderr.isatty()
 
     def progress(done: int, total: int, text: str) -> None:
         if show:
             print(f"\r[{done}/{total}] {text[:60]:<60}", end="", file=sys.stderr, flush=True)
 
-    import time
-    t0 = time.perf_counter()
     try:
-        manifest = export_run(args.image, pipeline, args.out, device=args.device, raw=args.raw,
-                              normalize=args.normalize, colormap=args.colormap,
-                              overwrite=args.overwrite, progress=progress,
-                              pipeline_path=args.pipeline)
-    except ExportError as e:
+        return export_run(args.image[0], pipeline, args.out, progress=progress, **options)
+    finally:
         if show:
             print(file=sys.stderr)
-        raise UsageError(str(e)) from None
-    if show:
-        print(file=sys.stderr)
-    if not args.quiet:
-        files = sum(len(s["images"]) + 1 + (s["raw"] is not None) for s in manifest["stages"])
-        say(f"wrote {len(manifest['stages'])} stages ({files} files and manifest.json) to "
-            f"{terminal_text(args.out)} on {manifest['device']} in "
-            f"{time.perf_counter() - t0:.2f} s")
-    return 0
+
+
+def _export_many(args, pipeline, options: dict) -> dict:
+    """A batch: one line per image on stderr (unless --quiet), also when not a terminal, so
+    a job runner's log shows how far a long shard got."""
+    from .core.batch import export_batch
+
+    def progress(done: int, total: int, text: str) -> None:
+        if not args.quiet:
+            print(f"[{done}/{total}] {terminal_text(text)}", file=sys.stderr, flush=True)
+
+    return export_batch(args.image, pipeline, args.out, shard_of=args.shard,
+                        progress=progress, **options)
 
 
 def _cmd_code(argv: Sequence[str]) -> int:

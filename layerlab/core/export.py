@@ -45,6 +45,13 @@ from . import png, render, safeio
 from .analysis import OverBudget, analyze, check_memory
 from .engine import Engine, RunError, resolve_device
 from .imageio import ImageLoadError, LoadedImage, load_image, to_tensor
+from .outdir import (  # noqa: F401 - check_target, not_an_export: public here too
+    ExportError,
+    check_target,
+    commit,
+    make_temp_dir,
+    not_an_export,
+)
 from .pipeline import DEFAULT_MEMORY_BUDGET, Pipeline, PipelineError, atomic_write_bytes
 
 PNG_COMPRESS_LEVEL = png.DEFAULT_LEVEL  # zlib level; see layerlab.core.png for the choice
@@ -55,10 +62,6 @@ VECTOR_SIDE = 512
 
 ProgressFn = Callable[[int, int, str], None]
 CancelFn = Callable[[], bool]
-
-
-class ExportError(Exception):
-    """The export could not be done; the message is one line, for the user."""
 
 
 class ExportCancelled(ExportError):
@@ -289,7 +292,7 @@ def export_run(image_path: str | os.PathLike | LoadedImage, pipeline: Pipeline |
         raise ExportError(str(e)) from None
 
     with safeio.cleanup_on_signals():
-        tmp = _make_temp_dir(target)
+        tmp = make_temp_dir(target)
         try:
             with png.ParallelWriter(png_level, jobs) as writer:
                 engine = export_engine(dev)
@@ -299,7 +302,7 @@ def export_run(image_path: str | os.PathLike | LoadedImage, pipeline: Pipeline |
                                         progress=progress, cancel=cancel)
                 writer.wait(cancel)
                 _check_cancel(cancel)
-            _commit(tmp, target, overwrite)
+            commit(tmp, target, overwrite)
         except BaseException as e:
             shutil.rmtree(tmp, ignore_errors=True)
             failure = export_failure(e, target)
@@ -463,153 +466,6 @@ def _check_peak_memory(pipeline: Pipeline, hw: tuple[int, int]) -> list:
     shapes = analysis.stage_shapes()  # raises the first broken layer, located
     check_memory(analysis, DEFAULT_MEMORY_BUDGET, cached=False)
     return shapes
-
-
-def check_target(out_dir: str | os.PathLike, overwrite: bool,
-                 protect: list[str | os.PathLike] = ()) -> Path:
-    """The absolute export folder for ``out_dir``, or :class:`ExportError` when it is empty,
-    too long a name, the current folder or one above it, the home folder or one above it,
-    ``/``, a folder holding one of the ``protect`` files (the image, the pipeline), an
-    existing non-empty folder without ``overwrite``, or (with ``overwrite``) a folder that is
-    not a LayerLab export."""
-    text = os.fspath(out_dir)
-    if not str(text).strip():
-        raise ExportError("the export folder name (--out) is empty; give the name of a new "
-                          "folder")
-    try:
-        safeio.check_name_length(text)
-    except safeio.FileProblem as e:
-        raise ExportError(f"cannot use {_shown(text)} as the export folder: {e}") from None
-    target = Path(os.path.abspath(text))
-    real = Path(os.path.realpath(target))
-    danger = _dangerous(real, protect)
-    if danger or not target.name:
-        raise ExportError(f"refusing to export into {target}: it is {danger or 'the root folder'}"
-                          f", which an export (and --overwrite) would replace; choose a new "
-                          f"folder")
-    parent = target.parent
-    try:
-        if not parent.exists():
-            raise ExportError(f"cannot create {target}: the folder {parent} does not exist")
-        if not parent.is_dir():
-            raise ExportError(f"cannot create {target}: {parent} is not a folder")
-        if target.is_symlink() or (target.exists() and not target.is_dir()):
-            raise ExportError(f"{target} exists and is not a folder; choose another --out")
-        if target.is_dir() and any(target.iterdir()):
-            if not overwrite:
-                raise ExportError(f"{target} already exists and is not empty; choose another "
-                                  f"--out or pass --overwrite to replace it")
-            why = not_an_export(target)
-            if why:
-                raise ExportError(f"--overwrite replaces only a folder LayerLab exported, and "
-                                  f"{target} is not one: {why}")
-    except OSError as e:
-        raise ExportError(f"cannot use {target} as the export folder: "
-                          f"{safeio.reason_for(e)}") from None
-    return target
-
-
-def _shown(text: str | bytes) -> str:
-    s = os.fsdecode(text)
-    return s if len(s) <= 60 else s[:40] + "..." + s[-12:]
-
-
-def _dangerous(real: Path, protect) -> str | None:
-    """What makes ``real`` (a resolved path) a folder an export must not replace."""
-    if real == Path(real.anchor):
-        return "the root folder"
-    try:
-        cwd = Path(os.path.realpath(os.getcwd()))
-    except OSError:
-        cwd = None
-    if cwd is not None:
-        if real == cwd:
-            return "the current folder"
-        if real in cwd.parents:
-            return "a folder above the current folder"
-    home = Path(os.path.realpath(os.path.expanduser("~")))
-    if home != Path(home.anchor):
-        if real == home:
-            return "the home folder"
-        if real in home.parents:
-            return "a folder above the home folder"
-    for p in protect:
-        rp = Path(os.path.realpath(os.fspath(p)))
-        if real in rp.parents:
-            return f"the folder holding {Path(os.fspath(p)).name}, an input of this export"
-    return None
-
-
-MANIFEST_MAX_BYTES = 1 << 30
-
-
-def not_an_export(folder: Path) -> str | None:
-    """Why ``folder`` is not a complete LayerLab export (None if it is one): its
-    ``manifest.json`` must be LayerLab's, and every entry in it must be one the manifest
-    lists (a file the user added there would be lost)."""
-    try:
-        data = json.loads(safeio.read_capped(folder / "manifest.json", MANIFEST_MAX_BYTES))
-    except safeio.FileProblem as e:
-        return "it has no manifest.json" if e.kind == "missing" else \
-            f"its manifest.json cannot be read ({e})"
-    except (ValueError, RecursionError):
-        return "its manifest.json is not valid JSON"
-    if not (isinstance(data, dict) and isinstance(data.get("pipeline"), dict)
-            and data["pipeline"].get("format") == "layerlab.pipeline"
-            and isinstance(data.get("stages"), list)):
-        return "its manifest.json is not a LayerLab export manifest"
-    expected = {"manifest.json"}
-    for stage in data["stages"]:
-        if not isinstance(stage, dict):
-            return "its manifest.json is not a LayerLab export manifest"
-        for key in ("grid", "raw"):
-            value = stage.get(key)
-            if isinstance(value, str) and value:
-                expected.add(value.split("/")[0])
-    extra = sorted(p.name for p in folder.iterdir() if p.name not in expected)
-    if extra:
-        return (f"it also holds {extra[0]!r}" + (f" and {len(extra) - 1} more" if len(extra) > 1
-                                                 else "") + ", which LayerLab did not write")
-    return None
-
-
-def _make_temp_dir(target: Path) -> Path:
-    try:
-        return safeio.make_temp_dir(target, "export")
-    except safeio.FileProblem as e:
-        raise ExportError(f"cannot write in {target.parent}: {e}") from None
-
-
-def _commit(tmp: Path, target: Path, overwrite: bool) -> None:
-    """Rename the finished temporary folder to ``target`` (replacing it if allowed).
-
-    A terminating signal during the renames is held back until they are done, so the
-    folder is either the old one or the new one, and no hidden folder is left behind."""
-    if target.is_symlink() or (target.exists() and not target.is_dir()):
-        raise ExportError(f"{target} exists and is not a folder; choose another --out")
-    with safeio.critical():
-        if target.is_dir():
-            if not any(target.iterdir()):
-                target.rmdir()
-            elif not overwrite:
-                raise ExportError(f"{target} already exists and is not empty; choose another "
-                                  f"--out or pass --overwrite to replace it")
-            else:
-                why = not_an_export(target)
-                if why:
-                    raise ExportError(f"--overwrite replaces only a folder LayerLab exported, "
-                                      f"and {target} is not one: {why}")
-                old = safeio.make_temp_dir(target, "old")
-                os.rename(target, old / "previous")
-                try:
-                    os.rename(tmp, target)
-                except BaseException:
-                    os.rename(old / "previous", target)
-                    shutil.rmtree(old, ignore_errors=True)
-                    raise
-                shutil.rmtree(old, ignore_errors=True)
-                return
-        os.rename(tmp, target)
 
 
 def npy_chunks(arr: np.ndarray):

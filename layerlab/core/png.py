@@ -74,10 +74,10 @@ class ParallelWriter:
 
     def __init__(self, level: int = DEFAULT_LEVEL, workers: int | None = None,
                  max_pending_bytes: int = MAX_PENDING_BYTES,
-                 write: Callable[[Path, bytes], None] = safeio.write_new_file):
+                 write: Callable[[Path, bytes], None] | None = None):
         self.level = check_level(level)
         self.workers = default_workers() if workers is None else int(workers)
-        self._write = write
+        self._write = write or (lambda path, data: safeio.write_new_file(path, data))
         self._max = max_pending_bytes
         self._pending = 0
         self._cond = threading.Condition()
