@@ -13,25 +13,21 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
 from . import __version__
+from .console import (  # noqa: F401 - UsageError, _Parser, say: used here and by tests
+    UsageError,
+    _flush_stdout,
+    _Parser,
+    _silence_stdout,
+    _StdoutClosed,
+    _StdoutFailed,
+    say,
+)
 
 PROG = "layerlab"
 HEADLESS = ("export", "code", "info", "bench")
 DEFAULT_INFO_SIZE = (224, 224)
-
-
-class UsageError(Exception):
-    """Bad input from the command line: reported as one line, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: ``layerlab: error: <message>``, exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        hint = f" (see '{self.prog} --help')"
-        raise UsageError(message + hint)
 
 
 def _fmt(description: str, example: str) -> dict:
@@ -489,51 +485,6 @@ def _error_line(message: str, prefix: str = f"{PROG}: error: ") -> None:
 def warn(message: str) -> None:
     """One ``layerlab: warning: ...`` line on stderr."""
     _error_line(message, prefix=f"{PROG}: warning: ")
-
-
-class _StdoutClosed(Exception):
-    """Standard output is a pipe whose reader went away."""
-
-
-class _StdoutFailed(Exception):
-    """Writing standard output failed (a full disk, an I/O error)."""
-
-
-def say(text: str, end: str = "\n") -> None:
-    """Print to standard output; a full or closed stdout becomes one clear outcome."""
-    try:
-        sys.stdout.write(text + end)
-    except BrokenPipeError:
-        raise _StdoutClosed() from None
-    except OSError as e:
-        raise _StdoutFailed(_os_reason(e)) from None
-
-
-def _flush_stdout() -> None:
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        raise _StdoutClosed() from None
-    except OSError as e:
-        raise _StdoutFailed(_os_reason(e)) from None
-    except ValueError:  # pragma: no cover - stdout closed by the caller
-        pass
-
-
-def _os_reason(e: OSError) -> str:
-    from .core.safeio import reason_for
-
-    return reason_for(e, writing=True).reason
-
-
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null so the interpreter's last flush says nothing more."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError, AttributeError):
-        pass
 
 
 class _clean_warnings:
