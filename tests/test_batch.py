@@ -88,6 +88,20 @@ def test_every_level_decodes_to_the_pillow_default_encode(shape):
     assert sizes[0] >= sizes[9]  # level 0 stores, level 9 compresses hardest
 
 
+def test_strided_and_large_arrays_round_trip(monkeypatch):
+    rng = np.random.default_rng(2)
+    big = rng.integers(0, 256, (64, 90, 3), dtype=np.uint8)
+    for a in (big[::2, 1::3], big[:, :, 1], big[5:6], np.zeros((3, 5), np.uint8) + 255):
+        for level in (0, 1, 9):
+            assert np.array_equal(pixels(io.BytesIO(png.encode(a, level))), a)
+    monkeypatch.setattr(png, "_IDAT_MAX", 7)  # many IDAT chunks decode as one stream
+    assert np.array_equal(pixels(io.BytesIO(png.encode(big, 1))), big)
+    with pytest.raises(ValueError, match="expected uint8"):
+        png.encode(big.astype(np.float32))
+    with pytest.raises(ValueError, match="cannot write"):
+        png.encode(np.zeros((0, 4), np.uint8))
+
+
 @pytest.mark.parametrize("level", [-1, 10, 1.5, True, "3"])
 def test_a_bad_level_is_refused(level, tmp_path):
     with pytest.raises(ValueError, match="from 0 to 9"):

@@ -1,27 +1,30 @@
-"""PNG encoding for exports: Pillow's encoder at a chosen zlib level, on a pool of threads.
+"""PNG encoding for exports: a small PNG writer (numpy filter + zlib) on a pool of threads.
 
-Pillow releases the GIL while zlib compresses, so several PNGs encode at once on several
-cores. The compression level changes only the file size and the time, never the pixels: a
-file written at any level decodes to the same array.
+The writer emits standard 8-bit gray or RGB PNGs (IHDR, IDAT, IEND): every row gets PNG's
+"Up" filter (the difference to the row above, computed with numpy without a Python loop;
+level 0 stores rows unfiltered) and the filtered bytes are deflated by zlib, which releases
+the GIL, so several PNGs encode at once on several cores. Pillow's encoder tries every
+filter on every row; on feature maps "Up" gives files about as small, about twice as fast.
+The compression level changes only the file size and the time, never the pixels: a file
+written at any level decodes (with Pillow or any PNG reader) to the same array.
 
-Why level 1 by default: on feature maps it encodes about 3 to 4 times faster than Pillow's
-default level 6 and the files are about 20% larger (level 3 is ~1.5x slower than level 1
-for ~7% smaller files). Exports are written to be looked at and compared, often thousands of
-files at a time, so time matters more than disk; ``--png-level 6`` (or 9) gives smaller
-files.
+Why level 1 by default: on feature maps it encodes 4 to 8 times faster than Pillow's
+default (level 6) and the files are about 20% larger. Exports are written to be looked at
+and compared, often thousands of files at a time, so time matters more than disk;
+``--png-level 6`` (or 9) gives smaller files.
 """
 
 from __future__ import annotations
 
-import io
 import os
+import struct
 import threading
+import zlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from . import safeio
 
@@ -39,12 +42,41 @@ def check_level(level: int) -> int:
 
 def encode(image: np.ndarray, level: int = DEFAULT_LEVEL) -> bytes:
     """PNG bytes of a uint8 (H, W) gray or (H, W, 3) RGB array at zlib ``level`` (0 to 9)."""
-    a = np.ascontiguousarray(image)
+    a = np.asarray(image)
     if a.dtype != np.uint8 or not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 3)):
         raise ValueError(f"expected uint8 (H, W) or (H, W, 3), got {a.dtype} {a.shape}")
-    buf = io.BytesIO()
-    Image.fromarray(a).save(buf, format="PNG", compress_level=check_level(level))
-    return buf.getvalue()
+    check_level(level)
+    h, w = a.shape[:2]
+    if h == 0 or w == 0 or h >= 1 << 31 or w >= 1 << 31:
+        raise ValueError(f"cannot write a {w} x {h} PNG")
+    rows = a.reshape(h, -1)
+    # One filter-type byte, then the row: Up (2) is row - previous row, mod 256.
+    filtered = np.empty((h, rows.shape[1] + 1), np.uint8)
+    if level == 0:
+        filtered[:, 0] = 0
+        filtered[:, 1:] = rows
+    else:
+        filtered[:, 0] = 2
+        filtered[0, 1:] = rows[0]
+        np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])
+    data = zlib.compress(memoryview(filtered).cast("B"), level)
+    del filtered
+    header = struct.pack(">IIBBBBB", w, h, 8, 0 if a.ndim == 2 else 2, 0, 0, 0)
+    view = memoryview(data)
+    parts = [_SIGNATURE, *_chunk(b"IHDR", header)]
+    for start in range(0, len(view), _IDAT_MAX):
+        parts += _chunk(b"IDAT", view[start:start + _IDAT_MAX])
+    parts += _chunk(b"IEND", b"")
+    return b"".join(parts)  # the one copy of the compressed data
+
+
+_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_IDAT_MAX = 1 << 30  # bytes per IDAT chunk (the format allows up to 2**31 - 1)
+
+
+def _chunk(kind: bytes, payload) -> list:
+    crc = zlib.crc32(payload, zlib.crc32(kind))
+    return [struct.pack(">I", len(payload)), kind, payload, struct.pack(">I", crc)]
 
 
 def default_workers() -> int:
