@@ -228,9 +228,10 @@ def bench_engine(name: str, pipeline: Pipeline, x: torch.Tensor, repeats: int,
 
 def bench_edit_last(x: torch.Tensor, repeats: int) -> Scenario:
     pipeline = four_stage_pipeline()
-    engine = Engine("cpu")
+    engine = Engine(str(_device()))
+    x = x.to(_device())
     last = len(pipeline.layers) - 1
-    weight = engine.build_module(pipeline.layers[last]).weight.detach().numpy().copy()
+    weight = engine.build_module(pipeline.layers[last]).weight.detach().cpu().numpy().copy()
     state = {"v": 0}
 
     def edit() -> object:
@@ -241,8 +242,8 @@ def bench_edit_last(x: torch.Tensor, repeats: int) -> Scenario:
         return engine.run_all(edited, x)
 
     engine.run_all(pipeline, x)
-    full_engine = Engine("cpu")
-    a, b = time_pair(edit, _full_run(full_engine, pipeline, x), repeats)
+    full_engine = Engine(str(_device()))
+    a, b = time_pair(_synced(edit), _full_run(full_engine, pipeline, x), repeats)
     recomputed = sum(not r.cached for r in engine.run_all(
         pipeline.replace_layer(last, pipeline.layers[last].with_param("weight", weight)), x))
     return Scenario("edit-last-512", statistics.median(a), statistics.median(b), _p95(a),
@@ -253,7 +254,8 @@ def bench_render(repeats: int) -> Scenario:
     x = _photo("rgb", 256)
     layer = new_layer("Conv2d", (3, 256, 256), out_channels=16, kernel_size=3, padding=1)
     pipeline = Pipeline(InputSpec("rgb"), (layer,))
-    engine = Engine("cpu")
+    engine = Engine(str(_device()))
+    x = x.to(_device())
     stage = engine.run_all(pipeline, x)[-1].output[0]
 
     def draw() -> object:
@@ -388,6 +390,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--only", nargs="+", metavar="NAME",
                         help="run only these scenarios: " + ", ".join(SCENARIOS))
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where the engine and export scenarios run (default cpu; cuda "
+                             "needs a CUDA GPU; the window scenarios pick their own device)")
     parser.add_argument("--threads", type=_threads, metavar="N",
                         help="torch threads (default: torch's; the window uses one less than "
                              "the cores on small machines)")
@@ -396,18 +401,25 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise UsageError(f"unknown scenario {unknown[0]!r} for --only (known: "
                          f"{', '.join(SCENARIOS)})")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available here (torch "
+                         f"{torch.__version__}); use --device cpu")
+    OPTIONS["device"] = args.device
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
     scenarios = run_all(args.quick, args.only)
-    meta = {"torch": torch.__version__, "device": "cpu", "threads": threads,
+    meta = {"torch": torch.__version__, "device": args.device, "threads": threads,
             "cpu_count": os.cpu_count()}
+    if args.device == "cuda":
+        meta["gpu"] = torch.cuda.get_device_name()
     from ..console import say
 
     if args.json:
         say(json.dumps({"scenarios": [s.to_dict() for s in scenarios], **meta}, indent=1))
     else:
-        say(f"LayerLab bench: torch {meta['torch']}, device cpu, {threads} torch threads, "
+        say(f"LayerLab bench: torch {meta['torch']}, device {args.device}"
+            + (f" ({meta['gpu']})" if "gpu" in meta else "") + f", {threads} torch threads, "
             f"{meta['cpu_count']} cores")
         say(format_table(scenarios))
     return 0
