@@ -95,6 +95,7 @@ def test_strided_and_large_arrays_round_trip(monkeypatch):
         for level in (0, 1, 9):
             assert np.array_equal(pixels(io.BytesIO(png.encode(a, level))), a)
     monkeypatch.setattr(png, "_IDAT_MAX", 7)  # many IDAT chunks decode as one stream
+    monkeypatch.setattr(png, "_BLOCK_BYTES", 100)  # rows filtered a few at a time
     assert np.array_equal(pixels(io.BytesIO(png.encode(big, 1))), big)
     with pytest.raises(ValueError, match="expected uint8"):
         png.encode(big.astype(np.float32))
@@ -310,3 +311,29 @@ def test_a_batch_stopped_by_sigterm_leaves_nothing(tmp_path):
                        env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert p.returncode == 143, p.stderr
     assert sorted(x.name for x in tmp_path.iterdir()) == ["in"]
+
+
+@pytest.mark.parametrize("c", [1, 2, 3, 5, 16, 17])
+def test_the_export_mosaic_is_render_make_grid(c):
+    from layerlab.core import export, render
+
+    u8 = np.random.default_rng(c).integers(0, 256, (c, 7, 5), dtype=np.uint8)
+    assert np.array_equal(export._mosaic(u8), render.make_grid(u8, padding=export.GUTTER))
+
+
+@pytest.mark.parametrize("mode", ["channel", "stage", "fixed", "symmetric"])
+@pytest.mark.parametrize("special", [None, "nan", "inf", "huge"])
+def test_chunked_normalisation_is_to_uint8(mode, special, monkeypatch):
+    import torch
+
+    from layerlab.core import export, render
+
+    t = torch.randn(1, 7, 9, 11) * 3
+    if special == "nan":
+        t[0, 2, 1, 1] = float("nan")
+    elif special == "inf":
+        t[0, 4, 0, 0] = float("inf")
+    elif special == "huge":
+        t[0, 3, 0, 0], t[0, 3, 0, 1] = 3e38, -3e38
+    monkeypatch.setattr(export, "U8_CHUNK_BYTES", 9 * 11 * 4 * 2)  # two channels at a time
+    assert np.array_equal(export.stage_uint8(t, mode), render.to_uint8(t, mode))

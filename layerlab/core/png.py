@@ -30,7 +30,7 @@ from . import safeio
 
 DEFAULT_LEVEL = 1
 PILLOW_DEFAULT_LEVEL = 6  # what Image.save(..., "PNG") uses without compress_level
-MAX_PENDING_BYTES = 512 << 20  # raw pixels queued for encoding at most (memory bound)
+MAX_PENDING_BYTES = 384 << 20  # raw pixels queued for encoding at most (memory bound)
 
 
 def check_level(level: int) -> int:
@@ -41,7 +41,10 @@ def check_level(level: int) -> int:
 
 
 def encode(image: np.ndarray, level: int = DEFAULT_LEVEL) -> bytes:
-    """PNG bytes of a uint8 (H, W) gray or (H, W, 3) RGB array at zlib ``level`` (0 to 9)."""
+    """PNG bytes of a uint8 (H, W) gray or (H, W, 3) RGB array at zlib ``level`` (0 to 9).
+
+    The array may be a strided view (a tile of a mosaic, one channel of a stage): rows are
+    filtered and deflated a block at a time, so no full-size copy is ever made."""
     a = np.asarray(image)
     if a.dtype != np.uint8 or not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 3)):
         raise ValueError(f"expected uint8 (H, W) or (H, W, 3), got {a.dtype} {a.shape}")
@@ -49,27 +52,40 @@ def encode(image: np.ndarray, level: int = DEFAULT_LEVEL) -> bytes:
     h, w = a.shape[:2]
     if h == 0 or w == 0 or h >= 1 << 31 or w >= 1 << 31:
         raise ValueError(f"cannot write a {w} x {h} PNG")
-    rows = a.reshape(h, -1)
-    # One filter-type byte, then the row: Up (2) is row - previous row, mod 256.
-    filtered = np.empty((h, rows.shape[1] + 1), np.uint8)
-    if level == 0:
-        filtered[:, 0] = 0
-        filtered[:, 1:] = rows
-    else:
-        filtered[:, 0] = 2
-        filtered[0, 1:] = rows[0]
-        np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])
-    data = zlib.compress(memoryview(filtered).cast("B"), level)
-    del filtered
+    row_bytes = a[0].size
+    block = max(1, _BLOCK_BYTES // row_bytes)
+    z = zlib.compressobj(level)
+    out = []
+    # One filter-type byte, then the row: Up (2) is row - previous row, mod 256; level 0
+    # stores the rows unfiltered (0).
+    buf = np.empty((min(block, h), row_bytes + 1), np.uint8)
+    buf[:, 0] = 0 if level == 0 else 2
+    for r0 in range(0, h, block):
+        r1 = min(h, r0 + block)
+        part = buf[: r1 - r0]
+        rows = part[:, 1:].reshape(r1 - r0, *a.shape[1:])
+        if level == 0:
+            rows[...] = a[r0:r1]
+        else:
+            if r0 == 0:
+                rows[0] = a[0]
+                np.subtract(a[1:r1], a[:r1 - 1], out=rows[1:])
+            else:
+                np.subtract(a[r0:r1], a[r0 - 1:r1 - 1], out=rows)
+        out.append(z.compress(memoryview(part).cast("B")))
+    out.append(z.flush())
+    data = b"".join(out)
+    del out
     header = struct.pack(">IIBBBBB", w, h, 8, 0 if a.ndim == 2 else 2, 0, 0, 0)
     view = memoryview(data)
     parts = [_SIGNATURE, *_chunk(b"IHDR", header)]
     for start in range(0, len(view), _IDAT_MAX):
         parts += _chunk(b"IDAT", view[start:start + _IDAT_MAX])
     parts += _chunk(b"IEND", b"")
-    return b"".join(parts)  # the one copy of the compressed data
+    return b"".join(parts)
 
 
+_BLOCK_BYTES = 1 << 20  # filtered bytes deflated at a time
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _IDAT_MAX = 1 << 30  # bytes per IDAT chunk (the format allows up to 2**31 - 1)
 
@@ -155,6 +171,17 @@ class ParallelWriter:
             if f.done() and not f.cancelled() and f.exception() is not None:
                 raise f.exception()
         self._futures = [f for f in self._futures if not f.done()]
+
+    def wait_below(self, nbytes: int, cancel: Callable[[], bool] | None = None) -> None:
+        """Block until at most ``nbytes`` of pixels wait to be encoded (or ``cancel()``):
+        an export calls it before computing the next stage, so a large stage's pixels are
+        encoded before the next large tensor is allocated, while small stages overlap."""
+        with self._cond:
+            while self._pending > nbytes and not self._aborted:
+                self._cond.wait(0.1)
+                self._raise_failed_locked()
+                if cancel is not None and cancel():
+                    return
 
     def wait(self, cancel: Callable[[], bool] | None = None) -> None:
         """Block until every queued file is written; raise the first error (or stop early,
