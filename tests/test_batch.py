@@ -337,3 +337,18 @@ def test_chunked_normalisation_is_to_uint8(mode, special, monkeypatch):
         t[0, 3, 0, 0], t[0, 3, 0, 1] = 3e38, -3e38
     monkeypatch.setattr(export, "U8_CHUNK_BYTES", 9 * 11 * 4 * 2)  # two channels at a time
     assert np.array_equal(export.stage_uint8(t, mode), render.to_uint8(t, mode))
+
+
+def test_cli_png_options(tmp_path, capsys):
+    assert cli.PNG_DEFAULT_LEVEL == png.DEFAULT_LEVEL  # the help text says the real default
+    img = photo(tmp_path / "in.png", 6)
+    for bad in (["--png-level", "10"], ["--png-level", "x"], ["--jobs", "0"]):
+        rc = cli.main(["export", str(img), "--pipeline", str(EDGES), "--out",
+                       str(tmp_path / "o"), *bad])
+        assert rc == 2 and "layerlab: error: argument" in capsys.readouterr().err
+    assert cli.main(["export", str(img), "--pipeline", str(EDGES), "--out", str(tmp_path / "a"),
+                     "--png-level", "9", "-j", "2", "-q"]) == 0
+    assert cli.main(["export", str(img), "--pipeline", str(EDGES), "--out", str(tmp_path / "b"),
+                     "--png-level", "0", "-q"]) == 0
+    same_export(tmp_path / "a", tmp_path / "b")
+    assert not (tmp_path / "o").exists()
