@@ -8,7 +8,7 @@ filter on every row; on feature maps "Up" gives files about as small, about twic
 The compression level changes only the file size and the time, never the pixels: a file
 written at any level decodes (with Pillow or any PNG reader) to the same array.
 
-Why level 1 by default: on feature maps it encodes 4 to 8 times faster than Pillow's
+Why level 1 by default: on feature maps it encodes about 8 times faster than Pillow's
 default (level 6) and the files are about 20% larger. Exports are written to be looked at
 and compared, often thousands of files at a time, so time matters more than disk;
 ``--png-level 6`` (or 9) gives smaller files.
