@@ -213,7 +213,7 @@ def test_globs_files_and_collisions(tmp_path):
     with pytest.raises(ExportError, match="no file matches"):
         collect_images([str(tmp_path / "*.gif")])
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ExportError, match="holds no image files"):
+    with pytest.raises(ExportError, match="it is a directory and holds no image files"):
         collect_images([tmp_path / "empty"])
     with pytest.raises(ExportError, match="does not exist"):
         collect_images([tmp_path / "missing.png"])

@@ -89,8 +89,9 @@ def collect_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
             files = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES
                            and not q.name.startswith(".") and q.is_file())
             if not files:
-                raise ExportError(f"the folder {p} holds no image files (by suffix: "
-                                  f"{', '.join(IMAGE_SUFFIXES[:7])}, ...)")
+                raise ExportError(f"cannot export {p.name!r}: it is a directory and holds no "
+                                  f"image files (by suffix: {', '.join(IMAGE_SUFFIXES[:7])}, "
+                                  f"...)")
             for q in files:
                 add(q)
         elif p.exists() or p.is_symlink():
@@ -102,7 +103,7 @@ def collect_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
             for q in files:
                 add(q)
         else:
-            raise ExportError(f"the image file {p} does not exist")
+            raise ExportError(f"cannot open {p.name!r}: the file does not exist ({p})")
     if not found:
         raise ExportError("no images to export")
     return found
