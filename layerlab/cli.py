@@ -13,25 +13,21 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
 from . import __version__
+from .console import (  # noqa: F401 - UsageError, _Parser, say: used here and by tests
+    UsageError,
+    _flush_stdout,
+    _Parser,
+    _silence_stdout,
+    _StdoutClosed,
+    _StdoutFailed,
+    say,
+)
 
 PROG = "layerlab"
 HEADLESS = ("export", "code", "info", "bench")
 DEFAULT_INFO_SIZE = (224, 224)
-
-
-class UsageError(Exception):
-    """Bad input from the command line: reported as one line, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: ``layerlab: error: <message>``, exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        hint = f" (see '{self.prog} --help')"
-        raise UsageError(message + hint)
 
 
 def _fmt(description: str, example: str) -> dict:
@@ -77,10 +73,15 @@ def _export_parser() -> argparse.ArgumentParser:
         "names\n"
         "DIR is written completely or not at all; an existing non-empty DIR is refused\n"
         "unless --overwrite is given and DIR is an earlier LayerLab export. The current\n"
-        "folder, the home folder, / and folders holding IMAGE or P are always refused.",
+        "folder, the home folder, / and folders holding IMAGE or P are always refused.\n\n"
+        "Several images, a folder or a glob make a batch: DIR/<image>/ per image (the layout\n"
+        "above) and DIR/manifest.json listing them; decoding, torch and PNG encoding overlap,\n"
+        "and --shard i/n exports one of n disjoint parts (one per machine or job).",
         "layerlab export resources/samples/camera.png --pipeline "
         "resources/pipelines/seed-sharpen-gray.layerlab.json --out sharpened --raw"))
-    p.add_argument("image", metavar="IMAGE", help="the image file")
+    p.add_argument("image", metavar="IMAGE", nargs="+",
+                   help="the image file; or several, folders (their image files) or quoted "
+                   "globs ('photos/*.jpg'): a batch, one sub-folder per image")
     p.add_argument("--pipeline", metavar="P", required=True, help="the stack (*.layerlab.json)")
     p.add_argument("--out", metavar="DIR", required=True, help="the folder to create")
     p.add_argument("--weights", metavar="FILE",
@@ -105,6 +106,15 @@ def _export_parser() -> argparse.ArgumentParser:
                    "edges, the stage's and every channel's counts)")
     p.add_argument("--bins", metavar="N", type=_parse_bins, default=64,
                    help="histogram bins for --histograms (1 to 65536, default 64)")
+    p.add_argument("--png-level", type=_png_level, default=None, metavar="0-9",
+                   help=f"zlib compression level of the PNGs (default {PNG_DEFAULT_LEVEL}: "
+                   "fast, ~20%% larger than level 6; the pixels are the same at every level)")
+    p.add_argument("--jobs", "-j", type=_jobs, default=None, metavar="N",
+                   help="threads encoding PNGs (default: one per core)")
+    p.add_argument("--shard", metavar="i/n", type=_shard,
+                   help="export only the i-th of n equal parts of the images (1 <= i <= n; "
+                   "every n-th image of the ordered list, starting with the i-th): n jobs "
+                   "with the same arguments export disjoint parts that make the whole")
     p.add_argument("--progress", action="store_true",
                    help="show the progress bar even when stderr is not a terminal")
     p.add_argument("--quiet", "-q", action="store_true",
@@ -120,6 +130,39 @@ def _parse_bins(text: str) -> int:
     if not 1 <= n <= 65536:
         raise argparse.ArgumentTypeError(f"bins must be 1 to 65536, not {n}")
     return n
+
+
+PNG_DEFAULT_LEVEL = 1  # layerlab.core.png.DEFAULT_LEVEL (not imported: --help stays light)
+
+
+def _png_level(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to 9, not "
+                                         f"{text!r}") from None
+    if not 0 <= n <= 9:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 9, not {n}")
+    return n
+
+
+def _jobs(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+    if not 1 <= n <= 256:
+        raise argparse.ArgumentTypeError(f"must be from 1 to 256, not {n}")
+    return n
+
+
+def _shard(text: str) -> tuple[int, int]:
+    from .core.batch import parse_shard
+
+    try:
+        return parse_shard(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--shard ")) from None
 
 
 def _code_parser() -> argparse.ArgumentParser:
@@ -174,7 +217,8 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 def _cmd_export(argv: Sequence[str]) -> int:
     args = _export_parser().parse_args(argv)
-    from .core.export import ExportError, export_run
+    from .core.batch import is_pattern
+    from .core.export import ExportError
     from .core.pipeline import Pipeline, PipelineError, nonfinite_warnings
 
     try:
@@ -184,30 +228,69 @@ def _cmd_export(argv: Sequence[str]) -> int:
     pipeline, mapping = _with_weights(pipeline, args.weights)
     for w in nonfinite_warnings(pipeline):
         warn(w)
-    bar = _ProgressBar(enabled=not args.quiet and (args.progress or _isatty(sys.stderr)))
-
+    single = (len(args.image) == 1 and args.shard is None and not os.path.isdir(args.image[0])
+              and (os.path.lexists(args.image[0]) or not is_pattern(args.image[0])))
+    options = {"device": args.device, "raw": args.raw, "normalize": args.normalize,
+               "colormap": args.colormap, "overwrite": args.overwrite,
+               "pipeline_path": args.pipeline, "jobs": args.jobs}
+    if args.png_level is not None:
+        options["png_level"] = args.png_level
     import time
     t0 = time.perf_counter()
     try:
-        manifest = export_run(args.image, pipeline, args.out, device=args.device, raw=args.raw,
-                              normalize=args.normalize, colormap=args.colormap,
-                              overwrite=args.overwrite, progress=bar.stage,
-                              file_progress=bar.file, pipeline_path=args.pipeline,
-                              histograms=args.histograms, bins=args.bins,
-                              weights=None if mapping is None
-                              else mapping.to_manifest(file=args.weights))
+        if single:
+            manifest = _export_one(args, pipeline, options, mapping)
+        else:
+            if args.histograms or mapping is not None:
+                raise UsageError("--histograms and --weights work on one image at a time")
+            manifest = _export_many(args, pipeline, options)
     except ExportError as e:
-        bar.close(keep=False)  # the error line stands alone
         raise UsageError(str(e)) from None
+    if not args.quiet:
+        seconds = time.perf_counter() - t0
+        if single:
+            files = sum(len(s["images"]) + 1 + (s["raw"] is not None)
+                        + (s.get("histogram") is not None) for s in manifest["stages"])
+            say(f"wrote {len(manifest['stages'])} stages ({files} files and manifest.json) "
+                f"to {terminal_text(args.out)} on {manifest['device']} in {seconds:.2f} s")
+        else:
+            n = len(manifest["images"])
+            part = (f" (shard {manifest['shard']['index']}/{manifest['shard']['count']})"
+                    if manifest["shard"] else "")
+            rate = f", {n / seconds:.2f} images/s" if seconds > 0 and n else ""
+            say(f"wrote {n} image export(s){part} and manifest.json to "
+                f"{terminal_text(args.out)} on {manifest['device']} in {seconds:.2f} s{rate}")
+    return 0
+
+
+def _export_one(args, pipeline, options: dict, mapping) -> dict:
+    """One image: a progress bar of files written (tqdm) on a terminal, or with --progress."""
+    from .core.export import ExportError, export_run
+
+    bar = _ProgressBar(enabled=not args.quiet and (args.progress or _isatty(sys.stderr)))
+    try:
+        return export_run(args.image[0], pipeline, args.out, progress=bar.stage,
+                          file_progress=bar.file, histograms=args.histograms, bins=args.bins,
+                          weights=None if mapping is None
+                          else mapping.to_manifest(file=args.weights), **options)
+    except ExportError:
+        bar.close(keep=False)  # the error line stands alone
+        raise
     finally:
         bar.close()
-    if not args.quiet:
-        files = sum(len(s["images"]) + 1 + (s["raw"] is not None)
-                    + (s.get("histogram") is not None) for s in manifest["stages"])
-        say(f"wrote {len(manifest['stages'])} stages ({files} files and manifest.json) to "
-            f"{terminal_text(args.out)} on {manifest['device']} in "
-            f"{time.perf_counter() - t0:.2f} s")
-    return 0
+
+
+def _export_many(args, pipeline, options: dict) -> dict:
+    """A batch: one line per image on stderr (unless --quiet), also when not a terminal, so
+    a job runner's log shows how far a long shard got."""
+    from .core.batch import export_batch
+
+    def progress(done: int, total: int, text: str) -> None:
+        if not args.quiet:
+            print(f"[{done}/{total}] {terminal_text(text)}", file=sys.stderr, flush=True)
+
+    return export_batch(args.image, pipeline, args.out, shard_of=args.shard,
+                        progress=progress, **options)
 
 
 def _isatty(stream) -> bool:
@@ -552,51 +635,6 @@ def _error_line(message: str, prefix: str = f"{PROG}: error: ") -> None:
 def warn(message: str) -> None:
     """One ``layerlab: warning: ...`` line on stderr."""
     _error_line(message, prefix=f"{PROG}: warning: ")
-
-
-class _StdoutClosed(Exception):
-    """Standard output is a pipe whose reader went away."""
-
-
-class _StdoutFailed(Exception):
-    """Writing standard output failed (a full disk, an I/O error)."""
-
-
-def say(text: str, end: str = "\n") -> None:
-    """Print to standard output; a full or closed stdout becomes one clear outcome."""
-    try:
-        sys.stdout.write(text + end)
-    except BrokenPipeError:
-        raise _StdoutClosed() from None
-    except OSError as e:
-        raise _StdoutFailed(_os_reason(e)) from None
-
-
-def _flush_stdout() -> None:
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        raise _StdoutClosed() from None
-    except OSError as e:
-        raise _StdoutFailed(_os_reason(e)) from None
-    except ValueError:  # pragma: no cover - stdout closed by the caller
-        pass
-
-
-def _os_reason(e: OSError) -> str:
-    from .core.safeio import reason_for
-
-    return reason_for(e, writing=True).reason
-
-
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null so the interpreter's last flush says nothing more."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError, AttributeError):
-        pass
 
 
 class _clean_warnings:

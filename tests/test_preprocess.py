@@ -108,7 +108,7 @@ def test_analysis_stage_numbers_names_and_windows():
                                                             "args": {"kernel_size": 2}}]
     p = pipe(IMAGENET, layers)
     a = analyze(p, (300, 400))
-    assert [s.stage_name for s in a.stages] == ["input", "normalize", "conv", "normalize-2",
+    assert [s.stage_name for s in a.stages] == ["input", "normalize", "conv", "normalize",
                                                 "maxpool2d"]
     assert [s.type for s in a.stages] == ["Input", "Normalize", "Conv2d", "ReLU", "MaxPool2d"]
     assert [s.stage for s in a.layers] == [2, 3, 4]

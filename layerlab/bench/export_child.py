@@ -1,5 +1,6 @@
-"""``python -m layerlab.bench.export_child IMAGE PIPELINE OUT``: one full-size export in a
-process of its own; prints its time and peak memory as JSON for ``layerlab bench``."""
+"""``python -m layerlab.bench.export_child IMAGE|FOLDER PIPELINE OUT [PNG_LEVEL]``: one
+full-size export (a batch for a folder) in a process of its own; prints its time and peak
+memory as JSON for ``layerlab bench``."""
 
 from __future__ import annotations
 
@@ -7,15 +8,23 @@ import json
 import resource
 import sys
 import time
+from pathlib import Path
 
-from ..core.export import export_run
+from ..core.batch import export_batch
+from ..core.export import PNG_COMPRESS_LEVEL, export_run
 from ..core.pipeline import Pipeline
 
 
 def main(argv: list[str]) -> int:
-    image, pipeline, out = argv
+    image, pipeline, out = argv[:3]
+    level = int(argv[3]) if len(argv) > 3 else PNG_COMPRESS_LEVEL
+    device = argv[4] if len(argv) > 4 else "cpu"
+    p = Pipeline.load(pipeline)
     t = time.perf_counter()
-    export_run(image, Pipeline.load(pipeline), out, device="cpu", raw=False)
+    if Path(image).is_dir():
+        export_batch([image], p, out, device=device, png_level=level)
+    else:
+        export_run(image, p, out, device=device, raw=False, png_level=level)
     print(json.dumps({"s": time.perf_counter() - t,
                       "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
     return 0

@@ -36,6 +36,7 @@ import math
 import os
 import re
 import shutil
+import threading
 import time
 import unicodedata
 from collections.abc import Callable
@@ -45,16 +46,22 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from .. import __version__
-from . import histcsv, render, safeio
+from . import histcsv, png, render, safeio
 from .analysis import OverBudget, analyze, check_memory
 from .engine import Engine, RunError, resolve_device
 from .imageio import ImageLoadError, LoadedImage, load_image, to_tensor
+from .outdir import (  # noqa: F401 - check_target, not_an_export: public here too
+    ExportError,
+    check_target,
+    commit,
+    make_temp_dir,
+    not_an_export,
+)
 from .pipeline import DEFAULT_MEMORY_BUDGET, Pipeline, PipelineError, atomic_write_bytes
 
-PNG_COMPRESS_LEVEL = 3  # zlib level: about 2x faster than Pillow's default 6, ~15% larger
+PNG_COMPRESS_LEVEL = png.DEFAULT_LEVEL  # zlib level; see layerlab.core.png for the choice
 GUTTER = 2  # pixels between grid tiles
 NAME_MAX = 40  # characters kept of a stage name in file names
 VECTOR_MAX_COLS = 64
@@ -67,10 +74,6 @@ FileProgressFn = Callable[[int, int, str], None]
 MANIFEST_FORMAT = "layerlab.export"
 MANIFEST_VERSION = 1
 CancelFn = Callable[[], bool]
-
-
-class ExportError(Exception):
-    """The export could not be done; the message is one line, for the user."""
 
 
 class ExportCancelled(ExportError):
@@ -104,14 +107,9 @@ def channel_file_name(channel: int) -> str:
 
 # --- PNG helpers (also used by the window's "export channel / grid" actions) -----------------
 
-def encode_png(image: np.ndarray) -> bytes:
-    """PNG bytes of a uint8 (H, W) gray or (H, W, 3) RGB array."""
-    a = np.ascontiguousarray(image)
-    if a.dtype != np.uint8 or not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 3)):
-        raise ValueError(f"expected uint8 (H, W) or (H, W, 3), got {a.dtype} {a.shape}")
-    buf = io.BytesIO()
-    Image.fromarray(a).save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-    return buf.getvalue()
+def encode_png(image: np.ndarray, level: int = PNG_COMPRESS_LEVEL) -> bytes:
+    """PNG bytes of a uint8 (H, W) gray or (H, W, 3) RGB array (zlib ``level`` 0 to 9)."""
+    return png.encode(image, level)
 
 
 def save_png(image: np.ndarray, path: str | os.PathLike) -> Path:
@@ -179,9 +177,21 @@ def vector_strip(values_u8: np.ndarray, colormap: str = "gray") -> np.ndarray:
     return rgb
 
 
+def _mosaic(u8: np.ndarray) -> np.ndarray:
+    """``render.make_grid(u8, padding=GUTTER)``, built in its final array (one allocation,
+    no cropped copy: a 12 MP, 16-channel stage makes a 192 MB mosaic)."""
+    c, h, w = u8.shape
+    if c == 1:
+        return u8[0]
+    out = np.zeros(render.grid_shape(c, h, w, padding=GUTTER), np.uint8)
+    for k, (y, x) in enumerate(render.grid_layout(c, h, w, padding=GUTTER)):
+        out[y:y + h, x:x + w] = u8[k]
+    return out
+
+
 def _grid(u8: np.ndarray, colormap: str) -> np.ndarray:
     c, h, w = u8.shape
-    gray = render.make_grid(u8, padding=GUTTER, pad_value=0)
+    gray = _mosaic(u8)
     if colormap == "gray":
         return gray
     rgb = render.apply_colormap(gray, colormap)
@@ -203,32 +213,72 @@ def export_stage_images(output: torch.Tensor, directory: str | os.PathLike, *,
                         normalize: str = "channel", colormap: str = "gray",
                         channels: bool = True, grid: bool = True,
                         cancel: CancelFn | None = None,
-                        written: Callable[[str], None] | None = None) -> dict[str, Any]:
+                        writer: png.ParallelWriter | None = None) -> dict[str, Any]:
     """Write one stage's ``ch-KKK.png`` files and ``grid.png`` into ``directory``.
 
     Returns ``{"images": [file names], "grid": file name or None, "levels": (C, 2) array}``
-    (the levels the pixels were mapped with). The folder must exist. ``written(name)`` is
-    called after each file.
+    (the levels the pixels were mapped with). The folder must exist. With a ``writer`` the
+    files are queued on its threads (the grid first: it is the largest) and are on disk once
+    ``writer.wait()`` returns; without one they are written here.
     """
     d = Path(directory)
-    imgs = stage_images(output, normalize, colormap)
+    if writer is None:
+        writer = png.ParallelWriter(PNG_COMPRESS_LEVEL, workers=0, write=_write_file)
+    _check_options(normalize, colormap)
+    t = output.detach()
+    vector = t.dim() == 2
+    if vector or t.dim() not in (3, 4):
+        imgs = stage_images(output, normalize, colormap)  # vectors; other shapes raise
+        u8, levels = imgs.channels, imgs.levels
+
+        def make_grid() -> np.ndarray:
+            return imgs.grid
+    else:
+        t4 = t if t.dim() == 4 else t.reshape(1, *t.shape[-2:])
+        u8, levels = stage_uint8(t4, normalize), render.levels(t4, normalize)
+
+        def make_grid() -> np.ndarray:
+            return _grid(u8, colormap)
     names: list[str] = []
-    if channels and not imgs.vector:
-        for k in range(imgs.channels.shape[0]):
+    grid_name = None
+    pixel = 1 if colormap == "gray" else 3
+    if grid:
+        grid_name = "grid.png"
+        writer.submit(d / grid_name, make_grid, 2 * u8.size * pixel)
+    if channels and not vector:
+        for k in range(u8.shape[0]):
             if cancel is not None and cancel():
                 raise ExportCancelled("export cancelled")
             name = channel_file_name(k)
-            _write_file(d / name, encode_png(imgs.channel_image(k)))
+            writer.submit(d / name, _channel_maker(u8, k, colormap), u8[k].size * pixel)
             names.append(name)
-            if written is not None:
-                written(name)
-    grid_name = None
-    if grid:
-        grid_name = "grid.png"
-        _write_file(d / grid_name, encode_png(imgs.grid))
-        if written is not None:
-            written(grid_name)
-    return {"images": names, "grid": grid_name, "levels": imgs.levels}
+    return {"images": names, "grid": grid_name, "levels": levels}
+
+
+U8_CHUNK_BYTES = 128 << 20  # float32 values normalised at a time
+
+
+def stage_uint8(t: torch.Tensor, normalize: str) -> np.ndarray:
+    """``render.to_uint8(t, normalize)`` for a (1, C, H, W) stage, a few channels at a time
+    when that gives the same bytes (``channel`` and ``fixed`` levels are per channel or
+    none, and every channel's span is finite in float32), so a 12 MP, 16-channel stage
+    needs 128 MB of temporaries instead of another 768 MB."""
+    c = t.shape[1]
+    step = max(1, U8_CHUNK_BYTES // max(1, t[0, 0].numel() * t.element_size()))
+    if normalize not in ("channel", "fixed") or c <= step or t.is_floating_point() is False:
+        return render.to_uint8(t, normalize)
+    if not bool(torch.isfinite(t.amax() - t.amin())):  # NaN, inf or a float32 overflow
+        return render.to_uint8(t, normalize)
+    out = np.empty(tuple(t.shape[1:]), np.uint8)
+    for k in range(0, c, step):
+        out[k:k + step] = render.to_uint8(t[:, k:k + step], normalize)
+    return out
+
+
+def _channel_maker(u8: np.ndarray, k: int, colormap: str) -> Callable[[], np.ndarray]:
+    if colormap == "gray":
+        return lambda: u8[k]
+    return lambda: render.apply_colormap(u8[k], colormap)
 
 
 def export_channel_png(output: torch.Tensor, channel: int, path: str | os.PathLike, *,
@@ -257,6 +307,7 @@ def export_run(image_path: str | os.PathLike | LoadedImage, pipeline: Pipeline |
                progress: ProgressFn | None = None,
                cancel: CancelFn | None = None,
                pipeline_path: str | os.PathLike | None = None,
+               png_level: int = PNG_COMPRESS_LEVEL, jobs: int | None = None,
                histograms: bool = False, bins: int = histcsv.DEFAULT_BINS,
                file_progress: FileProgressFn | None = None,
                weights: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -270,13 +321,17 @@ def export_run(image_path: str | os.PathLike | LoadedImage, pipeline: Pipeline |
     nothing is left on disk. ``progress(done, total, text)`` is called as stages are written,
     ``file_progress(done, total, path)`` after every file. With ``histograms`` each stage
     folder also gets ``histogram.csv`` (``bins`` bins, see :mod:`layerlab.core.histcsv`).
+    ``weights`` (``WeightsMapping.to_manifest()``) records which file and keys were applied
+    onto the pipeline; the manifest's ``"weights"`` is null without it.
     ``pipeline_path`` is the file a ready :class:`Pipeline` came from: messages name it and
     ``out_dir`` may not contain it. A terminating signal (SIGTERM, SIGHUP, ...) in the main
     thread removes the unfinished folder and raises :class:`safeio.Terminated`.
-    ``weights`` (``WeightsMapping.to_manifest()``) records which file and keys were applied
-    onto the pipeline; the manifest's ``"weights"`` is null without it.
+    ``png_level`` is the zlib level of the PNGs (0 to 9; pixels are the same at every level)
+    and ``jobs`` the number of threads encoding them (default: one per core; 0 encodes in
+    the calling thread).
     """
     _check_options(normalize, colormap)
+    _check_png_options(png_level, jobs)
     if histograms and not 1 <= int(bins) <= histcsv.MAX_BINS:
         raise ExportError(f"bins must be 1 to {histcsv.MAX_BINS}, not {bins}")
     if not isinstance(pipeline, Pipeline) and pipeline_path is None:
@@ -288,22 +343,88 @@ def export_run(image_path: str | os.PathLike | LoadedImage, pipeline: Pipeline |
         protect = [p for p in (_image_file(image_path), pipeline_path) if p is not None]
         target = check_target(out_dir, overwrite, protect)
         loaded, image_label = _load(image_path)
-        x = to_tensor(loaded.image, pipeline.input.mode)
-        hw = (int(x.shape[-2]), int(x.shape[-1]))
-        try:
-            shapes = _check_peak_memory(pipeline, hw)
-        except PipelineError as e:  # the shape error names the pipeline file
-            if source and not e.source and not isinstance(e, OverBudget):
-                raise ExportError(f"{source}: {e}") from None
-            raise
+        x, shapes = prepare(pipeline, loaded, source)
         dev = resolve_device(device)
     except (PipelineError, ImageLoadError, RunError) as e:
         raise ExportError(str(e)) from None
 
     with safeio.cleanup_on_signals():
-        return _run_and_write(pipeline, x, shapes, dev, target, image_label, raw, normalize,
-                              colormap, overwrite, progress, cancel,
-                              _Extras(int(bins) if histograms else 0, file_progress), weights)
+        tmp = make_temp_dir(target)
+        extras = Extras(int(bins) if histograms else 0, file_progress, root=tmp)
+        extras.total = sum(_files_of(s.shape, raw, extras.bins > 0) for s in shapes) + 1
+        try:
+            with png.ParallelWriter(png_level, jobs, write=extras.write) as writer:
+                engine = export_engine(dev)
+                t0 = time.perf_counter()
+                manifest = write_export(tmp, pipeline, x, shapes, engine, image_label, writer,
+                                        raw=raw, normalize=normalize, colormap=colormap,
+                                        progress=progress, cancel=cancel, extras=extras,
+                                        weights=weights)
+                writer.wait(cancel)
+                _check_cancel(cancel)
+            commit(tmp, target, overwrite)
+        except BaseException as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            failure = export_failure(e, target)
+            if failure is e:
+                raise
+            raise failure from None
+        if progress is not None:
+            total = len(shapes) + 1
+            progress(total, total, f"wrote {len(shapes)} stages in "
+                                   f"{time.perf_counter() - t0:.2f} s")
+        return manifest
+
+
+def _check_png_options(png_level: int, jobs: int | None) -> None:
+    try:
+        png.check_level(png_level)
+    except ValueError as e:
+        raise ExportError(str(e)) from None
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int)
+                             or not 0 <= jobs <= 256):
+        raise ExportError(f"jobs must be a whole number from 0 to 256, not {jobs!r}")
+
+
+def _check_cancel(cancel: CancelFn | None) -> None:
+    if cancel is not None and cancel():
+        raise ExportCancelled("export cancelled")
+
+
+def export_failure(e: BaseException, target: Path) -> BaseException:
+    """The exception to raise for ``e`` once the unfinished folder is removed: ours and
+    interruptions as they are, a failed write or out-of-memory as a one-line ExportError."""
+    if isinstance(e, ExportError | KeyboardInterrupt | safeio.Terminated):
+        return e
+    if isinstance(e, png.Aborted):
+        return ExportCancelled("export cancelled")
+    if isinstance(e, OSError):
+        reason = safeio.reason_for(e, writing=True, where=target.parent)
+        return ExportError(f"cannot write the export {target}: {reason}")
+    if isinstance(e, torch.cuda.OutOfMemoryError | MemoryError):
+        return ExportError("out of memory while exporting; try --device cpu or a smaller "
+                           "image")
+    return e
+
+
+def prepare(pipeline: Pipeline, loaded: LoadedImage, source: str | None = None
+            ) -> tuple[torch.Tensor, list]:
+    """The input tensor of ``loaded`` and the stage shapes, after the memory check."""
+    x = to_tensor(loaded.image, pipeline.input.mode)
+    hw = (int(x.shape[-2]), int(x.shape[-1]))
+    try:
+        shapes = _check_peak_memory(pipeline, hw)
+    except PipelineError as e:  # the shape error names the pipeline file
+        if source and not e.source and not isinstance(e, OverBudget):
+            raise ExportError(f"{source}: {e}") from None
+        raise
+    return x, shapes
+
+
+def export_engine(dev: torch.device) -> Engine:
+    # NCHW, as the tutorials run: exports carry torch's exact numbers, bit for bit, while
+    # the window's live preview uses the faster channels_last layout (within ~1e-6).
+    return Engine(str(dev.type), channels_last=False, memory_budget=1 << 62)  # peak checked
 
 
 def _image_file(image: str | os.PathLike | LoadedImage) -> str | os.PathLike | None:
@@ -313,18 +434,29 @@ def _image_file(image: str | os.PathLike | LoadedImage) -> str | os.PathLike | N
 
 
 @dataclass
-class _Extras:
-    """Histogram CSVs (``bins`` > 0) and the per-file progress of one export."""
+class Extras:
+    """Histogram CSVs (``bins`` > 0) and the per-file progress of one export (files are
+    written on several threads, so the count is locked)."""
 
     bins: int = 0
     file_progress: FileProgressFn | None = None
+    root: Path | None = None  # the folder paths are reported relative to
     total: int = 0
     done: int = 0
 
-    def wrote(self, path: str) -> None:
-        self.done += 1
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def write(self, path: Path, data) -> None:
+        _write_file(path, data)
+        self.wrote(path.relative_to(self.root).as_posix() if self.root else path.name)
+
+    def wrote(self, name: str) -> None:
+        with self._lock:
+            self.done += 1
+            done = self.done
         if self.file_progress is not None:
-            self.file_progress(self.done, self.total, path)
+            self.file_progress(done, self.total, name)
 
 
 def _files_of(shape, raw: bool, histograms: bool) -> int:
@@ -333,82 +465,62 @@ def _files_of(shape, raw: bool, histograms: bool) -> int:
     return images + 1 + int(raw) + int(histograms)
 
 
-def _run_and_write(pipeline: Pipeline, x: torch.Tensor, shapes, dev, target: Path,
-                   image_label: str, raw: bool, normalize: str, colormap: str,
-                   overwrite: bool, progress: ProgressFn | None,
-                   cancel: CancelFn | None, extras: _Extras | None = None,
-                   weights: dict[str, Any] | None = None) -> dict[str, Any]:
+def write_export(folder: Path, pipeline: Pipeline, x: torch.Tensor, shapes, engine: Engine,
+                 image_label: str, writer: png.ParallelWriter, *, raw: bool, normalize: str,
+                 colormap: str, progress: ProgressFn | None = None,
+                 cancel: CancelFn | None = None, extras: Extras | None = None,
+                 weights: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run the stack and write one image's export (stages and manifest.json) into the
+    existing empty ``folder``; PNGs are queued on ``writer`` (on disk after its ``wait``).
+    Returns the manifest."""
     total = len(shapes) + 1  # every stage, then the manifest and the final rename
-    extras = extras or _Extras()
-    extras.total = sum(_files_of(s.shape, raw, extras.bins > 0) for s in shapes) + 1
-    tmp = _make_temp_dir(target)
-    try:
-        # NCHW, as the tutorials run: exports carry torch's exact numbers, bit for bit, while
-        # the window's live preview uses the faster channels_last layout (within ~1e-6).
-        engine = Engine(str(dev.type), channels_last=False,
-                        memory_budget=1 << 62)  # peak checked above
-        stages: list[dict[str, Any]] = []
-        t0 = time.perf_counter()
-        for result in engine.run(pipeline, x, cache=False, cancel=cancel):
-            if cancel is not None and cancel():
-                raise ExportCancelled("export cancelled")
-            if result.error:
-                raise ExportError(result.error)
-            if progress is not None:
-                progress(result.index, total, f"stage {result.index} of {len(shapes) - 1}: "
-                                              f"{result.name}")
-            stages.append(_write_stage(tmp, result, raw, normalize, colormap, cancel, extras))
-            del result  # let the engine free this stage once the next one is computed
-        if cancel is not None and cancel():
-            raise ExportCancelled("export cancelled")
-        if len(stages) != len(shapes):  # pragma: no cover - the engine stops only on cancel
-            raise ExportError(f"the run stopped after {len(stages)} of {len(shapes)} stages")
-        manifest = {
-            "format": MANIFEST_FORMAT,
-            "version": MANIFEST_VERSION,
-            "layerlab_version": __version__,
-            "torch_version": str(torch.__version__),
-            "image": image_label,
-            "pipeline": pipeline.to_dict(),
-            "weights": weights,
-            "device": str(engine.device),
-            "normalize": normalize,
-            "colormap": colormap,
-            "stages": stages,
-        }
-        # Standard JSON only: anything not finite (stats, NaN/inf weights in the embedded
-        # pipeline) is written as null.
-        _write_file(tmp / "manifest.json",
-                    (json.dumps(json_safe(manifest), indent=1, allow_nan=False)
-                     + "\n").encode("utf-8"))
-        extras.wrote("manifest.json")
-        _commit(tmp, target, overwrite)
+    stages: list[dict[str, Any]] = []
+    for result in engine.run(pipeline, x, cache=False, cancel=cancel):
+        _check_cancel(cancel)
+        if result.error:
+            raise ExportError(result.error)
         if progress is not None:
-            progress(total, total, f"wrote {len(stages)} stages in "
-                                   f"{time.perf_counter() - t0:.2f} s")
-        return manifest
-    except BaseException as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, ExportError | KeyboardInterrupt | safeio.Terminated):
-            raise
-        if isinstance(e, OSError):
-            reason = safeio.reason_for(e, writing=True, where=target.parent)
-            raise ExportError(f"cannot write the export {target}: {reason}") from None
-        if isinstance(e, torch.cuda.OutOfMemoryError | MemoryError):
-            raise ExportError("out of memory while exporting; try --device cpu or a smaller "
-                              "image") from None
-        raise
+            progress(result.index, total, f"stage {result.index} of {len(shapes) - 1}: "
+                                          f"{result.name}")
+        stages.append(_write_stage(folder, result, raw, normalize, colormap, cancel, writer,
+                                   extras))
+        del result  # let the engine free this stage once the next one is computed
+        writer.wait_below(png.MAX_PENDING_BYTES // 4, cancel)  # bounded memory, see there
+    _check_cancel(cancel)
+    if len(stages) != len(shapes):  # pragma: no cover - the engine stops only on cancel
+        raise ExportError(f"the run stopped after {len(stages)} of {len(shapes)} stages")
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "version": MANIFEST_VERSION,
+        "layerlab_version": __version__,
+        "torch_version": str(torch.__version__),
+        "image": image_label,
+        "pipeline": pipeline.to_dict(),
+        "weights": weights,
+        "device": str(engine.device),
+        "normalize": normalize,
+        "colormap": colormap,
+        "stages": stages,
+    }
+    # Standard JSON only: anything not finite (stats, NaN/inf weights in the embedded
+    # pipeline) is written as null.
+    _write_file(folder / "manifest.json",
+                (json.dumps(json_safe(manifest), indent=1, allow_nan=False)
+                 + "\n").encode("utf-8"))
+    if extras is not None:
+        extras.wrote("manifest.json")
+    return manifest
 
 
 def _write_stage(tmp: Path, result, raw: bool, normalize: str, colormap: str,
-                 cancel: CancelFn | None, extras: _Extras | None = None) -> dict[str, Any]:
-    extras = extras or _Extras()
+                 cancel: CancelFn | None, writer: png.ParallelWriter | None = None,
+                 extras: Extras | None = None) -> dict[str, Any]:
+    extras = extras or Extras(root=tmp)
     folder = stage_dir_name(result.index, result.name)
     (tmp / folder).mkdir()
     out = result.output
     files = export_stage_images(out, tmp / folder, normalize=normalize, colormap=colormap,
-                                cancel=cancel,
-                                written=lambda name: extras.wrote(f"{folder}/{name}"))
+                                cancel=cancel, writer=writer)
     raw_name = None
     if raw:
         raw_name = f"{folder}.npy"
@@ -484,153 +596,6 @@ def _check_peak_memory(pipeline: Pipeline, hw: tuple[int, int]) -> list:
     shapes = analysis.stage_shapes()  # raises the first broken layer, located
     check_memory(analysis, DEFAULT_MEMORY_BUDGET, cached=False)
     return shapes
-
-
-def check_target(out_dir: str | os.PathLike, overwrite: bool,
-                 protect: list[str | os.PathLike] = ()) -> Path:
-    """The absolute export folder for ``out_dir``, or :class:`ExportError` when it is empty,
-    too long a name, the current folder or one above it, the home folder or one above it,
-    ``/``, a folder holding one of the ``protect`` files (the image, the pipeline), an
-    existing non-empty folder without ``overwrite``, or (with ``overwrite``) a folder that is
-    not a LayerLab export."""
-    text = os.fspath(out_dir)
-    if not str(text).strip():
-        raise ExportError("the export folder name (--out) is empty; give the name of a new "
-                          "folder")
-    try:
-        safeio.check_name_length(text)
-    except safeio.FileProblem as e:
-        raise ExportError(f"cannot use {_shown(text)} as the export folder: {e}") from None
-    target = Path(os.path.abspath(text))
-    real = Path(os.path.realpath(target))
-    danger = _dangerous(real, protect)
-    if danger or not target.name:
-        raise ExportError(f"refusing to export into {target}: it is {danger or 'the root folder'}"
-                          f", which an export (and --overwrite) would replace; choose a new "
-                          f"folder")
-    parent = target.parent
-    try:
-        if not parent.exists():
-            raise ExportError(f"cannot create {target}: the folder {parent} does not exist")
-        if not parent.is_dir():
-            raise ExportError(f"cannot create {target}: {parent} is not a folder")
-        if target.is_symlink() or (target.exists() and not target.is_dir()):
-            raise ExportError(f"{target} exists and is not a folder; choose another --out")
-        if target.is_dir() and any(target.iterdir()):
-            if not overwrite:
-                raise ExportError(f"{target} already exists and is not empty; choose another "
-                                  f"--out or pass --overwrite to replace it")
-            why = not_an_export(target)
-            if why:
-                raise ExportError(f"--overwrite replaces only a folder LayerLab exported, and "
-                                  f"{target} is not one: {why}")
-    except OSError as e:
-        raise ExportError(f"cannot use {target} as the export folder: "
-                          f"{safeio.reason_for(e)}") from None
-    return target
-
-
-def _shown(text: str | bytes) -> str:
-    s = os.fsdecode(text)
-    return s if len(s) <= 60 else s[:40] + "..." + s[-12:]
-
-
-def _dangerous(real: Path, protect) -> str | None:
-    """What makes ``real`` (a resolved path) a folder an export must not replace."""
-    if real == Path(real.anchor):
-        return "the root folder"
-    try:
-        cwd = Path(os.path.realpath(os.getcwd()))
-    except OSError:
-        cwd = None
-    if cwd is not None:
-        if real == cwd:
-            return "the current folder"
-        if real in cwd.parents:
-            return "a folder above the current folder"
-    home = Path(os.path.realpath(os.path.expanduser("~")))
-    if home != Path(home.anchor):
-        if real == home:
-            return "the home folder"
-        if real in home.parents:
-            return "a folder above the home folder"
-    for p in protect:
-        rp = Path(os.path.realpath(os.fspath(p)))
-        if real in rp.parents:
-            return f"the folder holding {Path(os.fspath(p)).name}, an input of this export"
-    return None
-
-
-MANIFEST_MAX_BYTES = 1 << 30
-
-
-def not_an_export(folder: Path) -> str | None:
-    """Why ``folder`` is not a complete LayerLab export (None if it is one): its
-    ``manifest.json`` must be LayerLab's, and every entry in it must be one the manifest
-    lists (a file the user added there would be lost)."""
-    try:
-        data = json.loads(safeio.read_capped(folder / "manifest.json", MANIFEST_MAX_BYTES))
-    except safeio.FileProblem as e:
-        return "it has no manifest.json" if e.kind == "missing" else \
-            f"its manifest.json cannot be read ({e})"
-    except (ValueError, RecursionError):
-        return "its manifest.json is not valid JSON"
-    if not (isinstance(data, dict) and isinstance(data.get("pipeline"), dict)
-            and data["pipeline"].get("format") == "layerlab.pipeline"
-            and isinstance(data.get("stages"), list)):
-        return "its manifest.json is not a LayerLab export manifest"
-    expected = {"manifest.json"}
-    for stage in data["stages"]:
-        if not isinstance(stage, dict):
-            return "its manifest.json is not a LayerLab export manifest"
-        for key in ("grid", "raw"):
-            value = stage.get(key)
-            if isinstance(value, str) and value:
-                expected.add(value.split("/")[0])
-    extra = sorted(p.name for p in folder.iterdir() if p.name not in expected)
-    if extra:
-        return (f"it also holds {extra[0]!r}" + (f" and {len(extra) - 1} more" if len(extra) > 1
-                                                 else "") + ", which LayerLab did not write")
-    return None
-
-
-def _make_temp_dir(target: Path) -> Path:
-    try:
-        return safeio.make_temp_dir(target, "export")
-    except safeio.FileProblem as e:
-        raise ExportError(f"cannot write in {target.parent}: {e}") from None
-
-
-def _commit(tmp: Path, target: Path, overwrite: bool) -> None:
-    """Rename the finished temporary folder to ``target`` (replacing it if allowed).
-
-    A terminating signal during the renames is held back until they are done, so the
-    folder is either the old one or the new one, and no hidden folder is left behind."""
-    if target.is_symlink() or (target.exists() and not target.is_dir()):
-        raise ExportError(f"{target} exists and is not a folder; choose another --out")
-    with safeio.critical():
-        if target.is_dir():
-            if not any(target.iterdir()):
-                target.rmdir()
-            elif not overwrite:
-                raise ExportError(f"{target} already exists and is not empty; choose another "
-                                  f"--out or pass --overwrite to replace it")
-            else:
-                why = not_an_export(target)
-                if why:
-                    raise ExportError(f"--overwrite replaces only a folder LayerLab exported, "
-                                      f"and {target} is not one: {why}")
-                old = safeio.make_temp_dir(target, "old")
-                os.rename(target, old / "previous")
-                try:
-                    os.rename(tmp, target)
-                except BaseException:
-                    os.rename(old / "previous", target)
-                    shutil.rmtree(old, ignore_errors=True)
-                    raise
-                shutil.rmtree(old, ignore_errors=True)
-                return
-        os.rename(tmp, target)
 
 
 def npy_chunks(arr: np.ndarray):

@@ -5,8 +5,9 @@ Environment hooks (used by the benchmark and by scripts):
 ``LAYERLAB_SETTINGS_DIR``
     keep settings in ``<dir>/layerlab.ini`` instead of the user's settings;
 ``LAYERLAB_EXIT_AFTER_FIRST_RESULT``
-    close the window as soon as the first run has finished and print
-    ``first-result <unix time>`` (start-up timing).
+    print ``window-shown <unix time>`` when the window is first painted, close the window as
+    soon as the first run has finished and print ``first-result <unix time>`` (start-up
+    timing).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QCoreApplication, QSettings, QTimer
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, QSettings, QTimer
 from PySide6.QtGui import QGuiApplication, QIcon
 from PySide6.QtWidgets import QApplication
 
@@ -64,9 +65,20 @@ def run_app(image: str | None = None, pipeline: str | None = None) -> int:
             QTimer.singleShot(0, window.close)
 
         window.runner.runFinished.connect(first_result)
+        window.installEventFilter(_FirstPaint(window))
     window.show()
     window.start(image=image, pipeline=pipeline)
     return int(app.exec())
+
+
+class _FirstPaint(QObject):
+    """Prints ``window-shown <unix time>`` at the window's first paint, then removes itself."""
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        if event.type() == QEvent.Type.Paint:
+            print(f"window-shown {time.time():.6f}", flush=True)
+            obj.removeEventFilter(self)
+        return False
 
 
 if __name__ == "__main__":  # pragma: no cover
