@@ -8,6 +8,8 @@ import os
 import sys
 from typing import NoReturn
 
+PROG = "layerlab"
+
 
 class UsageError(Exception):
     """Bad input from the command line: reported as one line, exit status 2."""
@@ -64,3 +66,36 @@ def _silence_stdout() -> None:
         os.close(devnull)
     except (OSError, ValueError, AttributeError):
         pass
+
+
+def _fmt(description: str, example: str) -> dict:
+    return {"description": description, "epilog": "example:\n  " + example,
+            "formatter_class": argparse.RawDescriptionHelpFormatter}
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def terminal_text(text: object) -> str:
+    """``text`` safe to print: control characters (ESC, BEL, ...), lone surrogates and other
+    invisible formatting characters are shown as escapes (``\\x1b``) instead of reaching
+    the terminal."""
+    s = os.fspath(text) if isinstance(text, os.PathLike) else str(text)
+    if s.isprintable():
+        return s
+    return "".join(ch if ch.isprintable() or ch == " " else
+                   ch.encode("unicode_escape", "backslashreplace").decode("ascii")
+                   for ch in s)
+
+
+def _error_line(message: str, prefix: str = f"{PROG}: error: ") -> None:
+    try:
+        print(prefix + terminal_text(_one_line(message)), file=sys.stderr, flush=True)
+    except (OSError, ValueError):  # stderr itself is gone: nothing more to say
+        pass
+
+
+def warn(message: str) -> None:
+    """One ``layerlab: warning: ...`` line on stderr."""
+    _error_line(message, prefix=f"{PROG}: warning: ")

@@ -42,9 +42,9 @@ from .export import (
     CancelFn,
     ExportCancelled,
     _check_cancel,
-    _check_options,
     _check_png_options,
     _write_file,
+    check_options,
     export_engine,
     export_failure,
     prepare,
@@ -165,7 +165,7 @@ def export_batch(images: Sequence[str | os.PathLike], pipeline: Pipeline, out_di
     nothing is left on disk after any error, a cancel or a terminating signal.
     ``progress(done, total, text)`` is called after each image is computed and queued.
     """
-    _check_options(normalize, colormap)
+    check_options(normalize, colormap)
     _check_png_options(png_level, jobs)
     all_images = collect_images(images)
     names = folder_names(all_images)
