@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from layerlab import cli
+from layerlab import cli, cli_export
 from layerlab.bench import four_stage_pipeline
 from layerlab.bench.plain_export import main as plain_main
 from layerlab.core import png
@@ -342,7 +342,7 @@ def test_chunked_normalisation_is_to_uint8(mode, special, monkeypatch):
 
 
 def test_cli_png_options(tmp_path, capsys):
-    assert cli.PNG_DEFAULT_LEVEL == png.DEFAULT_LEVEL  # the help text says the real default
+    assert cli_export.PNG_DEFAULT_LEVEL == png.DEFAULT_LEVEL  # the help text says the real default
     img = photo(tmp_path / "in.png", 6)
     for bad in (["--png-level", "10"], ["--png-level", "x"], ["--jobs", "0"]):
         rc = cli.main(["export", str(img), "--pipeline", str(EDGES), "--out",
