@@ -257,6 +257,7 @@ def export_run(image_path: str | os.PathLike | LoadedImage, pipeline: Pipeline |
                                         weights=weights)
                 writer.wait(cancel)
                 _check_cancel(cancel)
+                extras.wrote("manifest.json")  # reported last: every PNG is on disk now
             commit(tmp, target, overwrite)
         except BaseException as e:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -402,8 +403,6 @@ def write_export(folder: Path, pipeline: Pipeline, x: torch.Tensor, shapes, engi
     _write_file(folder / "manifest.json",
                 (json.dumps(json_safe(manifest), indent=1, allow_nan=False)
                  + "\n").encode("utf-8"))
-    if extras is not None:
-        extras.wrote("manifest.json")
     return manifest
 
 
