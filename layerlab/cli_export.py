@@ -34,7 +34,7 @@ def _export_parser() -> argparse.ArgumentParser:
         "above) and DIR/manifest.json listing them; decoding, torch and PNG encoding overlap,\n"
         "and --shard i/n exports one of n disjoint parts (one per machine or job).",
         "layerlab export resources/samples/camera.png --pipeline "
-        "resources/pipelines/seed-sharpen-gray.layerlab.json --out sharpened --raw"))
+        "resources/pipelines/conv-sharpen-gray.layerlab.json --out sharpened --raw"))
     p.add_argument("image", metavar="IMAGE", nargs="+",
                    help="the image file; or several, folders (their image files) or quoted "
                    "globs ('photos/*.jpg'): a batch, one sub-folder per image")

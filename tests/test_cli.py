@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "resources" / "samples"
 PIPELINES = ROOT / "resources" / "pipelines"
 CIFAR = PIPELINES / "cifar10-tutorial.layerlab.json"
-MAXPOOL = PIPELINES / "seed-maxpool.layerlab.json"
+MAXPOOL = PIPELINES / "maxpool-3x3-rgb.layerlab.json"
 QT = ("PySide6", "pyqtgraph", "shiboken6")
 
 
@@ -173,7 +173,7 @@ def test_code_prints_or_writes_the_script(tmp_path, capsys):
 
 def test_export_prints_a_summary(tmp_path, capsys):
     rc, out, err = run(capsys, "export", SAMPLES / "camera.png", "--pipeline",
-                       PIPELINES / "seed-avgpool.layerlab.json", "--out", tmp_path / "o",
+                       PIPELINES / "avgpool-2x2.layerlab.json", "--out", tmp_path / "o",
                        "--raw", "--device", "cpu")
     assert rc == 0 and err == ""
     assert out.startswith("wrote 2 stages (6 files and manifest.json) to ")

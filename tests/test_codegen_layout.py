@@ -37,7 +37,7 @@ def test_every_import_is_used(path):
 
 
 def test_the_network_comes_before_the_loader():
-    src = generate_script(Pipeline.load(PIPELINES / "seed-sharpen-gray.layerlab.json"))
+    src = generate_script(Pipeline.load(PIPELINES / "conv-sharpen-gray.layerlab.json"))
     tree = ast.parse(src)
     defs = [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
     assert defs == ["build_model", "main", "load_image", "to_8bit"]

@@ -73,9 +73,9 @@ def test_apply_colormap_is_the_table_lookup():
 # LayerLab that built its colormaps from hand-placed anchors. Max pooling is exact, so the
 # numbers (and these pixels) do not depend on the CPU or the torch build.
 GRAY_EXPORTS = {
-    ("seed-maxpool", "channel"):
+    ("maxpool-3x3-rgb", "channel"):
         "f372804d6123ac9a80e97d470acfdb0d62022819d8475fc2bc7834ff58ef3f22",
-    ("seed-maxpool", "fixed"):
+    ("maxpool-3x3-rgb", "fixed"):
         "9b15623d77ec6bf686e763044454a491e38f3813d423f4526a19c67c0be2ca6f",
 }
 

@@ -82,7 +82,7 @@ def cifar_net() -> nn.Sequential:
 
 def reference_stages(example: str, image: Path) -> list[np.ndarray]:
     """Every stage (input first) of a bundled example, computed with torch directly."""
-    gray = example in ("seed-sharpen-gray", "seed-avgpool", "edge-detection",
+    gray = example in ("conv-sharpen-gray", "avgpool-2x2", "edge-detection",
                        "sharpen-relu-maxpool")
     if example == "cifar10-tutorial":
         x = tutorial_input(image, "rgb", (32, 32))
@@ -90,9 +90,9 @@ def reference_stages(example: str, image: Path) -> list[np.ndarray]:
     else:
         x = tutorial_input(image, "gray" if gray else "rgb")
         modules = {
-            "seed-sharpen-gray": [sharpen_conv()],
-            "seed-avgpool": [nn.AvgPool2d(2, 2)],
-            "seed-maxpool": [nn.MaxPool2d(kernel_size=3, ceil_mode=False)],
+            "conv-sharpen-gray": [sharpen_conv()],
+            "avgpool-2x2": [nn.AvgPool2d(2, 2)],
+            "maxpool-3x3-rgb": [nn.MaxPool2d(kernel_size=3, ceil_mode=False)],
             "edge-detection": [sobel_conv(), nn.ReLU(), nn.MaxPool2d(2)],
             "sharpen-relu-maxpool": [sharpen_conv(), nn.ReLU(), nn.MaxPool2d(2)],
         }[example]
@@ -336,7 +336,7 @@ def test_existing_folder_is_refused_then_replaced_with_overwrite(tmp_path, capsy
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    pipe = PIPELINES / "seed-sharpen-gray.layerlab.json"
+    pipe = PIPELINES / "conv-sharpen-gray.layerlab.json"
     rc = run_cli(CAMERA, "--pipeline", pipe, "--out", out)
     err = capsys.readouterr().err
     assert rc == 2
@@ -361,7 +361,7 @@ def test_existing_folder_is_refused_then_replaced_with_overwrite(tmp_path, capsy
 def test_empty_existing_folder_is_used(tmp_path):
     out = tmp_path / "empty"
     out.mkdir()
-    export_run(CAMERA, PIPELINES / "seed-avgpool.layerlab.json", out, device="cpu")
+    export_run(CAMERA, PIPELINES / "avgpool-2x2.layerlab.json", out, device="cpu")
     assert (out / "manifest.json").is_file()
 
 
@@ -371,7 +371,7 @@ def test_unwritable_locations_fail_cleanly(where, tmp_path, capsys):
     out = {"missing-parent": tmp_path / "nope" / "out",
            "parent-is-a-file": tmp_path / "file.txt" / "out",
            "out-is-a-file": tmp_path / "file.txt"}[where]
-    rc = run_cli(CAMERA, "--pipeline", PIPELINES / "seed-avgpool.layerlab.json", "--out", out)
+    rc = run_cli(CAMERA, "--pipeline", PIPELINES / "avgpool-2x2.layerlab.json", "--out", out)
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("layerlab: error: ") and err.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
@@ -385,7 +385,7 @@ def test_read_only_parent_fails_cleanly(tmp_path, capsys):
     ro.mkdir()
     ro.chmod(0o555)
     try:
-        rc = run_cli(CAMERA, "--pipeline", PIPELINES / "seed-avgpool.layerlab.json",
+        rc = run_cli(CAMERA, "--pipeline", PIPELINES / "avgpool-2x2.layerlab.json",
                      "--out", ro / "out")
         assert rc == 2 and "permission denied" in capsys.readouterr().err
         assert list(ro.iterdir()) == []
@@ -395,7 +395,7 @@ def test_read_only_parent_fails_cleanly(tmp_path, capsys):
 
 @pytest.mark.parametrize("bad", ["image", "pipeline", "device", "shape"])
 def test_bad_input_writes_nothing(bad, tmp_path, capsys):
-    img, pipe, extra = CAMERA, PIPELINES / "seed-avgpool.layerlab.json", []
+    img, pipe, extra = CAMERA, PIPELINES / "avgpool-2x2.layerlab.json", []
     if bad == "image":
         img = tmp_path / "broken.png"
         img.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
@@ -441,10 +441,10 @@ def test_cancel_leaves_nothing_and_progress_counts_up(tmp_path):
 
 def test_export_error_types(tmp_path):
     with pytest.raises(ExportError, match="normalize"):
-        export_run(CAMERA, PIPELINES / "seed-avgpool.layerlab.json", tmp_path / "o",
+        export_run(CAMERA, PIPELINES / "avgpool-2x2.layerlab.json", tmp_path / "o",
                    normalize="loud")
     with pytest.raises(ExportError, match="colormap"):
-        export_run(CAMERA, PIPELINES / "seed-avgpool.layerlab.json", tmp_path / "o",
+        export_run(CAMERA, PIPELINES / "avgpool-2x2.layerlab.json", tmp_path / "o",
                    colormap="rainbow")
     assert list(tmp_path.iterdir()) == []
 

@@ -65,7 +65,7 @@ def test_png_pixels_map_back_to_the_raw_values_with_the_recorded_levels(normaliz
 
 def test_channel_levels_are_each_channels_min_and_max(tmp_path):
     out = tmp_path / "out"
-    export_run(CHELSEA, PIPELINES / "seed-maxpool.layerlab.json", out, device="cpu", raw=True)
+    export_run(CHELSEA, PIPELINES / "maxpool-3x3-rgb.layerlab.json", out, device="cpu", raw=True)
     for stage in strict_manifest(out)["stages"]:
         raw = np.load(out / stage["raw"])
         assert stage["levels"] == [[float(c.min()), float(c.max())] for c in raw]
@@ -133,13 +133,13 @@ def test_export_histograms_equal_numpy(bins, tmp_path):
 
 def test_histograms_are_off_by_default_and_the_listing_stays_an_export(tmp_path):
     out = tmp_path / "out"
-    export_run(CAMERA, PIPELINES / "seed-avgpool.layerlab.json", out, device="cpu")
+    export_run(CAMERA, PIPELINES / "avgpool-2x2.layerlab.json", out, device="cpu")
     assert all(s["histogram"] is None for s in strict_manifest(out)["stages"])
     assert not list(out.rglob("*.csv"))
     # an export with histograms can be replaced with --overwrite (everything in it is listed)
-    export_run(CAMERA, PIPELINES / "seed-avgpool.layerlab.json", out, device="cpu",
+    export_run(CAMERA, PIPELINES / "avgpool-2x2.layerlab.json", out, device="cpu",
                histograms=True, overwrite=True)
-    export_run(CAMERA, PIPELINES / "seed-avgpool.layerlab.json", out, device="cpu",
+    export_run(CAMERA, PIPELINES / "avgpool-2x2.layerlab.json", out, device="cpu",
                histograms=True, overwrite=True)
     assert len(list(out.rglob("histogram.csv"))) == 2
 
@@ -156,7 +156,7 @@ def test_histogram_csv_of_a_vector_and_of_nonfinite_values():
 
 def test_bad_bins_are_one_error_line(tmp_path, capsys):
     rc = cli.main(["export", str(CAMERA), "--pipeline",
-                   str(PIPELINES / "seed-avgpool.layerlab.json"), "--out", str(tmp_path / "o"),
+                   str(PIPELINES / "avgpool-2x2.layerlab.json"), "--out", str(tmp_path / "o"),
                    "--histograms", "--bins", "0"])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "bins must be 1 to 65536, not 0" in err

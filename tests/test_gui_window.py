@@ -273,7 +273,7 @@ def test_save_and_reload_a_pipeline(main_window, qtbot, tmp_path):
     assert [layer["type"] for layer in saved["layers"]] == ["Conv2d", "ReLU", "MaxPool2d",
                                                           "Sigmoid"]
     before = w.session.document.pipeline
-    w.files.open_example(str(PIPELINES / "seed-maxpool.layerlab.json"))
+    w.files.open_example(str(PIPELINES / "maxpool-3x3-rgb.layerlab.json"))
     wait_idle(w, qtbot)
     assert w.session.document.path is None
     assert w.files.open_pipeline_path(str(path))
@@ -287,7 +287,7 @@ def test_save_and_reload_a_pipeline(main_window, qtbot, tmp_path):
     assert w.files.save_pipeline()
     assert json.loads(path.read_text())["layers"][3]["name"] == "squash"
     # Opening is undoable like any edit.
-    w.files.open_example(str(PIPELINES / "seed-maxpool.layerlab.json"))
+    w.files.open_example(str(PIPELINES / "maxpool-3x3-rgb.layerlab.json"))
     w.session.document.undo_stack.undo()
     assert w.session.document.path == str(path.resolve())
 
@@ -309,7 +309,7 @@ def test_open_a_broken_pipeline_changes_nothing(main_window, tmp_path):
 def test_example_pipelines_menu(main_window, qtbot):
     w = main_window
     names = [a.text() for a in w.examples_menu.actions()]
-    assert "seed-sharpen-gray" in names and "cifar10-tutorial" in names
+    assert "conv-sharpen-gray" in names and "cifar10-tutorial" in names
     [cifar] = [a for a in w.examples_menu.actions() if a.text() == "cifar10-tutorial"]
     cifar.trigger()
     wait_idle(w, qtbot, timeout=60000)
@@ -432,12 +432,12 @@ def test_undo_of_opening_an_example_brings_back_the_old_title_and_file(main_wind
 def test_undo_between_two_examples_restores_the_first_ones_name(main_window, qtbot):
     w = main_window
     w.files.open_example(str(PIPELINES / "edge-detection.layerlab.json"))
-    w.files.open_example(str(PIPELINES / "seed-avgpool.layerlab.json"))
+    w.files.open_example(str(PIPELINES / "avgpool-2x2.layerlab.json"))
     wait_idle(w, qtbot)
-    assert "seed-avgpool" in w.windowTitle()
+    assert "avgpool-2x2" in w.windowTitle()
     w.actions["undo"].trigger()
     wait_idle(w, qtbot)
-    assert "edge-detection" in w.windowTitle() and "seed-avgpool" not in w.windowTitle()
+    assert "edge-detection" in w.windowTitle() and "avgpool-2x2" not in w.windowTitle()
     assert w.session.document.title == "edge-detection"
 
 

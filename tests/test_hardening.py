@@ -35,7 +35,7 @@ from layerlab.core.pipeline import Pipeline, PipelineError
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINES = ROOT / "resources" / "pipelines"
-SHARPEN = PIPELINES / "seed-sharpen-gray.layerlab.json"
+SHARPEN = PIPELINES / "conv-sharpen-gray.layerlab.json"
 DEFAULT = PIPELINES / "sharpen-relu-maxpool.layerlab.json"
 TIMEOUT = 120  # a regression fails instead of hanging
 

@@ -27,7 +27,7 @@ from layerlab.core.specs import OPS, SpecError, get_op
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "layerlab"
 PIPELINES = ROOT / "resources" / "pipelines"
-SHARPEN = PIPELINES / "seed-sharpen-gray.layerlab.json"
+SHARPEN = PIPELINES / "conv-sharpen-gray.layerlab.json"
 DEFAULT = PIPELINES / "sharpen-relu-maxpool.layerlab.json"
 
 

@@ -14,11 +14,11 @@ def test_bundled_files_are_found_and_readable():
     assert resources.sample("camera.png").is_file()
     assert load_image(resources.sample("camera.png")).size == (512, 512)
     names = [p.name for p in resources.example_pipelines()]
-    assert "seed-sharpen-gray.layerlab.json" in names and "cifar10-tutorial.layerlab.json" in names
+    assert "conv-sharpen-gray.layerlab.json" in names and "cifar10-tutorial.layerlab.json" in names
     for path in resources.example_pipelines():
         Pipeline.load(path)  # every example opens
-    assert resources.example_pipeline("seed-sharpen-gray") == resources.example_pipeline(
-        "seed-sharpen-gray.layerlab.json")
+    assert resources.example_pipeline("conv-sharpen-gray") == resources.example_pipeline(
+        "conv-sharpen-gray.layerlab.json")
     assert resources.icon().read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert {p.name for p in resources.samples()} == {"astronaut.jpg", "camera.png",
                                                      "chelsea.jpg"}

@@ -23,7 +23,7 @@ from layerlab import __version__
 from layerlab.core.export import export_run
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLE, PIPELINE = "camera.png", "seed-sharpen-gray.layerlab.json"
+SAMPLE, PIPELINE = "camera.png", "conv-sharpen-gray.layerlab.json"
 
 pytestmark = pytest.mark.wheel
 

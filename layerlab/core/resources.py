@@ -44,7 +44,7 @@ def samples() -> list[Path]:
 
 
 def example_pipeline(name: str) -> Path:
-    """A bundled pipeline by file name or stem (``"seed-sharpen-gray"``)."""
+    """A bundled pipeline by file name or stem (``"conv-sharpen-gray"``)."""
     if not name.endswith(".json"):
         name += ".layerlab.json"
     return _named("pipelines", name)
