@@ -42,6 +42,7 @@ PIPELINE_FILTER = "LayerLab pipelines (*.layerlab.json);;JSON files (*.json);;Al
 WEIGHTS_FILTER = ("Weights (*.pt *.pth *.safetensors);;PyTorch state_dict (*.pt *.pth);;"
                   "safetensors (*.safetensors);;All files (*)")
 MAX_RECENT = 8
+UNDO_HINT = "; Ctrl+Z brings back the stack you were editing"
 
 
 def qimage_to_loaded(image: QImage, name: str = "clipboard") -> LoadedImage:
@@ -96,14 +97,19 @@ class Files(QObject):
         self.controller._update_title()
 
     # ------------------------------------------------------------------ images
-    def open_image_dialog(self) -> None:
-        start = str(self.settings.value("paths/images", "") or "")
-        loaded = self.session.loaded
-        if not start and loaded and loaded.path:
-            start = str(Path(loaded.path).parent)
-        path, _ = QFileDialog.getOpenFileName(self.shell, "Open image", start, IMAGE_FILTER)
+    def _ask_open(self, title: str, kind: str, file_filter: str, start: str = "") -> str:
+        """A file chosen in the open dialog ("" when cancelled), starting in the folder the
+        last file of this ``kind`` came from (remembered)."""
+        start = str(self.settings.value(f"paths/{kind}", "") or start)
+        path, _ = QFileDialog.getOpenFileName(self.shell, title, start, file_filter)
         if path:
-            self.settings.setValue("paths/images", str(Path(path).parent))
+            self.settings.setValue(f"paths/{kind}", str(Path(path).parent))
+        return path
+
+    def open_image_dialog(self) -> None:
+        loaded = self.session.loaded
+        here = str(Path(loaded.path).parent) if loaded and loaded.path else ""
+        if path := self._ask_open("Open image", "images", IMAGE_FILTER, here):
             self.open_image_path(path)
 
     def open_image_path(self, path: str, *, quiet: bool = False) -> bool:
@@ -221,15 +227,10 @@ class Files(QObject):
                  name="untitled")
         self.shell.hide_banner()
         self.shell.show_status("New empty stack: Add layer (Ctrl+L) puts a layer after the "
-                               "input" + (self._undo_hint if was_modified else ""))
+                               "input" + (UNDO_HINT if was_modified else ""))
 
-    _undo_hint = "; Ctrl+Z brings back the stack you were editing"
     def open_pipeline_dialog(self) -> None:
-        start = str(self.settings.value("paths/pipelines", "") or "")
-        path, _ = QFileDialog.getOpenFileName(self.shell, "Open pipeline", start,
-                                              PIPELINE_FILTER)
-        if path:
-            self.settings.setValue("paths/pipelines", str(Path(path).parent))
+        if path := self._ask_open("Open pipeline", "pipelines", PIPELINE_FILTER):
             self.open_pipeline_path(path)
 
     def open_pipeline_path(self, path: str, *, reset_history: bool = False) -> bool:
@@ -269,7 +270,7 @@ class Files(QObject):
         Opening never asks to save first: it is one undo step, so unsaved changes are a
         Ctrl+Z away, and the message says so when there were any."""
         if replaced_changes:
-            text += self._undo_hint
+            text += UNDO_HINT
         warnings = nonfinite_warnings(pipeline)
         if warnings:
             self.shell.show_banner(f"{text}: " + "; ".join(warnings), "warning")
@@ -283,11 +284,7 @@ class Files(QObject):
 
     # ------------------------------------------------------------------ weights
     def load_weights_dialog(self) -> None:
-        start = str(self.settings.value("paths/weights", "") or "")
-        path, _ = QFileDialog.getOpenFileName(self.shell, "Load weights", start,
-                                              WEIGHTS_FILTER)
-        if path:
-            self.settings.setValue("paths/weights", str(Path(path).parent))
+        if path := self._ask_open("Load weights", "weights", WEIGHTS_FILTER):
             self.load_weights_path(path)
 
     def load_weights_path(self, path: str) -> WeightsDialog | None:
