@@ -29,7 +29,6 @@ from __future__ import annotations
 import glob
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -46,8 +45,8 @@ from .export import (
     _write_file,
     check_options,
     export_engine,
-    export_failure,
     prepare,
+    removed_on_failure,
     safe_name,
     write_export,
 )
@@ -182,7 +181,7 @@ def export_batch(images: Sequence[str | os.PathLike], pipeline: Pipeline, out_di
 
     with safeio.cleanup_on_signals():
         tmp = make_temp_dir(target)
-        try:
+        with removed_on_failure(tmp, target):
             with png.ParallelWriter(png_level, jobs) as writer, \
                     ThreadPoolExecutor(1, thread_name_prefix="layerlab-decode") as decoder:
                 entries = _export_all(pairs, pipeline, source, dev, tmp, writer, decoder,
@@ -197,12 +196,6 @@ def export_batch(images: Sequence[str | os.PathLike], pipeline: Pipeline, out_di
             _write_file(tmp / "manifest.json",
                         (json.dumps(manifest, indent=1) + "\n").encode("utf-8"))
             commit(tmp, target, overwrite)
-        except BaseException as e:
-            shutil.rmtree(tmp, ignore_errors=True)
-            failure = export_failure(e, target)
-            if failure is e:
-                raise
-            raise failure from None
     return manifest
 
 

@@ -30,6 +30,7 @@ a failed or cancelled export leaves nothing behind and ``DIR`` is never half-wri
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -247,7 +248,7 @@ def export_run(image_path: str | os.PathLike | LoadedImage, pipeline: Pipeline |
         tmp = make_temp_dir(target)
         extras = Extras(int(bins) if histograms else 0, file_progress, root=tmp)
         extras.total = sum(_files_of(s.shape, raw, extras.bins > 0) for s in shapes) + 1
-        try:
+        with removed_on_failure(tmp, target):
             with png.ParallelWriter(png_level, jobs, write=extras.write) as writer:
                 engine = export_engine(dev)
                 t0 = time.perf_counter()
@@ -259,12 +260,6 @@ def export_run(image_path: str | os.PathLike | LoadedImage, pipeline: Pipeline |
                 _check_cancel(cancel)
                 extras.wrote("manifest.json")  # reported last: every PNG is on disk now
             commit(tmp, target, overwrite)
-        except BaseException as e:
-            shutil.rmtree(tmp, ignore_errors=True)
-            failure = export_failure(e, target)
-            if failure is e:
-                raise
-            raise failure from None
         if progress is not None:
             total = len(shapes) + 1
             progress(total, total, f"wrote {len(shapes)} stages in "
@@ -285,6 +280,20 @@ def _check_png_options(png_level: int, jobs: int | None) -> None:
 def _check_cancel(cancel: CancelFn | None) -> None:
     if cancel is not None and cancel():
         raise ExportCancelled("export cancelled")
+
+
+@contextlib.contextmanager
+def removed_on_failure(tmp: Path, target: Path):
+    """Any failure inside removes the unfinished folder ``tmp`` and is raised as
+    :func:`export_failure` says (one ExportError line for a failed write)."""
+    try:
+        yield
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        failure = export_failure(e, target)
+        if failure is e:
+            raise
+        raise failure from None
 
 
 def export_failure(e: BaseException, target: Path) -> BaseException:
