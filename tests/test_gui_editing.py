@@ -749,3 +749,36 @@ def test_imagenet_normalisation_is_its_own_stage_and_follows_the_input_mode(main
     wait_idle(w, qtbot)
     assert w.session.pipeline.input.normalize is None and box.currentData() == "none"
     assert 1 in w.session.results and w.session.results[1].result.name == "sharpen"
+
+
+def test_a_transposed_conv_kernel_is_edited_as_out_by_in_slices(main_window, qtbot):
+    """ConvTranspose2d stores its weight as (in, out/groups, kh, kw); the editor still picks
+    "output channel" then "input channel", and a typed cell lands at weight[in, out]."""
+    w = main_window
+    w.stack.select_layer(0)
+    w.controller.on_add_layer("ConvTranspose2d")
+    w.session.document.set_arg(1, "out_channels", 3)
+    w.session.document.set_arg(1, "stride", 2)
+    wait_idle(w, qtbot)
+    layer = w.session.document.pipeline.layers[1]
+    assert layer.args["in_channels"] == 1
+    ke = w.kernel_editor
+    assert ke.layer_index == 1 and ke.out_box.maximum() == 2 and ke.in_box.maximum() == 0
+    init_weight = Engine("cpu").build_module(layer).weight.detach().numpy().copy()
+    assert init_weight.shape == (1, 3, 3, 3)
+    ke.out_box.setValue(2)
+    assert ke.cells[0][1].value() == pytest.approx(float(init_weight[0, 2, 0, 1]), abs=1e-7)
+    ke.set_cell(0, 1, 0.5)
+    wait_idle(w, qtbot)
+    weight = w.session.document.pipeline.layers[1].params["weight"]
+    init_weight[0, 2, 0, 1] = 0.5
+    np.testing.assert_array_equal(weight, init_weight)
+    # A preset on the shown slice goes to weight[0, 2] too, and torch computes the rest.
+    ke.apply_preset("tutorial sharpen")
+    wait_idle(w, qtbot)
+    weight = w.session.document.pipeline.layers[1].params["weight"]
+    np.testing.assert_array_equal(weight[0, 2], preset("tutorial sharpen").numpy())
+    np.testing.assert_array_equal(weight[0, :2], init_weight[0, :2])
+    x = F.conv2d(preview_tensor(w), torch.from_numpy(seed_sharpen()), padding=1)
+    expected = F.conv_transpose2d(x, torch.tensor(weight), stride=2)[0].numpy()
+    np.testing.assert_allclose(w.session.results[2].values, expected, rtol=0, atol=2e-5)

@@ -230,8 +230,7 @@ OP_LIST: list[OpSpec] = [
             P("bias", "bool", True, "Add a learnable bias per output channel."),
             P("dilation", "pair", 1, "Spacing between kernel taps.", 1, 64)),
            sh.infer_conv_transpose, sh.check_conv_transpose,
-           # weight is (in, out/groups, kh, kw): the kernel editor slices (out, in), so no kernel
-           receptive=win.transposed, init=SEEDED, kernel=None,
+           receptive=win.transposed, init=SEEDED, kernel="weight", kernel_axes=(1, 0),
            channels=ChannelRule("in_channels", weight_axis=0,
                                 applies=lambda a: a["groups"] == 1)),
     OpSpec("Identity", "other", "Passes the input through unchanged (a placeholder).", (),

@@ -232,6 +232,9 @@ class OpSpec:
     init: InitRule = field(kw_only=True)
     channels: ChannelRule | None = field(kw_only=True)  # None: no argument follows channels
     kernel: str | None = field(kw_only=True)  # the parameter the kernel editor edits
+    # (output-channel axis, input-channel axis) of that parameter: Conv2d stores
+    # (out, in/groups, kh, kw), ConvTranspose2d (in, out/groups, kh, kw).
+    kernel_axes: tuple[int, int] = field(default=(0, 1), kw_only=True)
 
     @property
     def learnable(self) -> tuple[str, ...]:

@@ -95,6 +95,9 @@ class KernelCell(NumberSpinBox):
         self.setPalette(pal)
 
 
+PLACEHOLDER = "<i>Select a convolution layer (Conv2d, ConvTranspose2d) to edit its kernels.</i>"
+
+
 class KernelEditor(QWidget):
     """Edits one Conv2d layer's weight and bias."""
 
@@ -109,6 +112,7 @@ class KernelEditor(QWidget):
         self._index: int | None = None
         self._layer: LayerSpec | None = None
         self._weight: np.ndarray | None = None
+        self._axes: tuple[int, int] = (0, 1)
         self._bias: np.ndarray | None = None
         self.cells: list[list[KernelCell]] = []
         self._grid_shape: tuple[int, int] | None = None
@@ -116,7 +120,7 @@ class KernelEditor(QWidget):
         outer = QVBoxLayout(self)
         outer.setContentsMargins(6, 6, 6, 6)
         outer.setSpacing(6)
-        self.placeholder = QLabel("<i>Select a Conv2d layer to edit its kernels.</i>")
+        self.placeholder = QLabel(PLACEHOLDER)
         self.placeholder.setWordWrap(True)
         outer.addWidget(self.placeholder)
 
@@ -275,11 +279,13 @@ class KernelEditor(QWidget):
             self.placeholder.show()
             self.content.hide()
             return
-        self.placeholder.setText("<i>Select a Conv2d layer to edit its kernels.</i>")
+        self.placeholder.setText(PLACEHOLDER)
         self.placeholder.hide()
         self.content.show()
         self._index, self._layer = index, layer
-        self._weight = values["weight"]
+        # Shown and edited as (out, in, kh, kw) whatever the op stores (see OpSpec.kernel_axes).
+        self._axes = layer.op.kernel_axes
+        self._weight = self._to_shown(np.asarray(values["weight"]))
         self._bias = values.get("bias")
         o_n, i_n, kh, kw = self._weight.shape
         for box, n in ((self.out_box, o_n), (self.in_box, i_n)):
@@ -398,14 +404,25 @@ class KernelEditor(QWidget):
             box.setValue(min(max(int(v), box.minimum()), box.maximum()))
 
     # --- edits ---
+    def _to_shown(self, weight: np.ndarray) -> np.ndarray:
+        out_axis, in_axis = self._axes
+        return np.moveaxis(weight, (out_axis, in_axis), (0, 1))
+
+    def _to_stored(self, weight: np.ndarray) -> np.ndarray:
+        out_axis, in_axis = self._axes
+        return np.ascontiguousarray(np.moveaxis(weight, (0, 1), (out_axis, in_axis)))
+
     def _emit_weight(self, weight: np.ndarray, text: str) -> None:
-        self.paramEdited.emit(self._index, "weight", weight.astype(np.float32), text)
+        self.paramEdited.emit(self._index, "weight", self._to_stored(weight.astype(np.float32)),
+                              text)
 
     def _cell_changed(self, cell: KernelCell, value: float) -> None:
         if self._weight is None or self._index is None:
             return
-        o, i = self.current_slice()
-        self.cellEdited.emit(self._index, "weight", (o, i, cell.y, cell.x), float(value))
+        position = [0, 0, cell.y, cell.x]
+        out_axis, in_axis = self._axes
+        position[out_axis], position[in_axis] = self.current_slice()
+        self.cellEdited.emit(self._index, "weight", tuple(position), float(value))
 
     def set_cell(self, y: int, x: int, value: float) -> None:
         """Type ``value`` into cell (y, x) of the shown slice (as a person would)."""
