@@ -382,14 +382,65 @@ def test_bias_table_edits(main_window, qtbot):
     wait_idle(w, qtbot)
     ke = w.kernel_editor
     assert ke.bias_group.isVisibleTo(ke) and ke.bias_table.rowCount() == 1
-    ke.bias_table.item(0, 0).setData(Qt.ItemDataRole.EditRole, 0.125)
+    # Typed text is taken exactly (Qt's own number editor would round it to 2 decimals).
+    ke.bias_table.type_value("bias", 0, "0.0123")
     wait_idle(w, qtbot)
     layer = w.session.document.pipeline.layers[0]
-    assert layer.params["bias"][0] == np.float32(0.125)
+    assert layer.params["bias"][0] == np.float32(0.0123)
+    assert ke.bias_table.item(0, 0).text() == "0.012300"
     x = to_tensor(w.session.preview.image, "gray")
-    expected = F.conv2d(x, torch.from_numpy(seed_sharpen()), torch.tensor([0.125]),
+    expected = F.conv2d(x, torch.from_numpy(seed_sharpen()), torch.tensor([0.0123]),
                         padding=1)[0].numpy()
     np.testing.assert_allclose(w.session.results[1].values, expected, rtol=0, atol=1e-6)
+    # Not a number: refused with a message, the value and the undo stack stay.
+    steps = w.session.document.undo_stack.count()
+    ke.bias_table.type_value("bias", 0, "abc")
+    wait_idle(w, qtbot)
+    assert w.session.document.pipeline.layers[0].params["bias"][0] == np.float32(0.0123)
+    assert ke.bias_table.item(0, 0).text() == "0.012300"
+    assert w.session.document.undo_stack.count() == steps
+    assert "not a finite number" in w.statusBar().currentMessage()
+
+
+def test_prelu_slopes_and_batchnorm_statistics_are_edited_in_the_form(main_window, qtbot):
+    w = main_window
+    w.stack.select_layer(0)
+    w.controller.on_add_layer("Conv2d")
+    w.session.document.set_arg(1, "out_channels", 3)
+    w.controller.on_add_layer("PReLU")
+    w.session.document.set_arg(2, "num_parameters", 3)
+    wait_idle(w, qtbot)
+    form = w.param_form
+    assert w.session.layer == 2 and form.values_group.isVisibleTo(form)
+    assert form.values_table.names == ["weight"] and form.values_table.rowCount() == 3
+    assert [form.values_table.item(r, 0).text() for r in range(3)] == ["0.250000"] * 3
+    form.values_table.type_value("weight", 1, "-0.5")
+    wait_idle(w, qtbot)
+    slopes = w.session.document.pipeline.layers[2].params["weight"]
+    np.testing.assert_array_equal(slopes, np.array([0.25, -0.5, 0.25], np.float32))
+    conv_out = torch.from_numpy(w.session.results[2].values).unsqueeze(0)
+    expected = F.prelu(conv_out, torch.tensor(slopes))[0].numpy()
+    np.testing.assert_array_equal(w.session.results[3].values, expected)
+    assert (conv_out[0, 1] < 0).any()  # the edited slope is really in use
+    w.session.document.undo_stack.undo()
+    wait_idle(w, qtbot)
+    assert form.values_table.item(1, 0).text() == "0.250000"
+
+    w.controller.on_add_layer("BatchNorm2d")
+    wait_idle(w, qtbot)
+    assert form.values_table.names == ["weight", "bias", "running_mean", "running_var"]
+    form.values_table.type_value("running_mean", 0, "0.1")
+    form.values_table.type_value("running_var", 0, "4")
+    wait_idle(w, qtbot)
+    bn = w.session.document.pipeline.layers[3]
+    x = torch.from_numpy(w.session.results[3].values)
+    expected = (x[0] - 0.1) / torch.sqrt(torch.tensor(4.0) + 1e-5)
+    np.testing.assert_allclose(w.session.results[4].values[0], expected.numpy(), rtol=0,
+                               atol=1e-6)
+    assert bn.params["running_var"][0] == np.float32(4)
+    # A conv shows its bias in the kernel editor, not twice: no learned-values table.
+    w.stack.select_layer(1)
+    assert not form.values_group.isVisibleTo(form)
 
 
 def test_spinning_one_cell_is_one_undo_step(main_window, qtbot):

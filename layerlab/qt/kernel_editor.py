@@ -20,14 +20,11 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QPushButton,
     QScrollArea,
     QSizePolicy,
     QSpinBox,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -37,6 +34,7 @@ from ..core.kernels import DEFAULT_INIT, INIT_SCHEMES, PRESET_HELP, PRESETS, fit
 from ..core.pipeline import LayerSpec
 from .fields import NumberSpinBox
 from .text import format_decimal
+from .value_table import ValueTable
 
 CELL_RANGE = 1e6
 
@@ -245,12 +243,10 @@ class KernelEditor(QWidget):
         self.bias_group = QGroupBox("Bias (one per output channel)")
         bl = QVBoxLayout(self.bias_group)
         bl.setContentsMargins(6, 6, 6, 6)
-        self.bias_table = QTableWidget(0, 1)
-        self.bias_table.setHorizontalHeaderLabels(["bias"])
-        self.bias_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        self.bias_table.verticalHeader().setDefaultSectionSize(22)
+        self.bias_table = ValueTable()
         self.bias_table.setMaximumHeight(130)
-        self.bias_table.itemChanged.connect(self._bias_item_changed)
+        self.bias_table.valueEdited.connect(self._bias_edited)
+        self.bias_table.rejected.connect(self.statusMessage)
         bl.addWidget(self.bias_table)
         lay.addWidget(self.bias_group)
         lay.addStretch(1)
@@ -378,21 +374,9 @@ class KernelEditor(QWidget):
                              f" · max {format_decimal(float(k.max()))}")
 
     def _show_bias(self) -> None:
-        bias = self._bias
-        self.bias_group.setVisible(bias is not None)
-        if bias is None:
-            return
-        table = self.bias_table
-        table.blockSignals(True)
-        if table.rowCount() != len(bias):
-            table.setRowCount(len(bias))
-        for r, v in enumerate(bias):
-            item = table.item(r, 0)
-            if item is None:
-                item = QTableWidgetItem()
-                table.setItem(r, 0, item)
-            item.setData(Qt.ItemDataRole.EditRole, float(v))
-        table.blockSignals(False)
+        self.bias_group.setVisible(self._bias is not None)
+        if self._bias is not None:
+            self.bias_table.show_values({"bias": self._bias})
 
     def _slice_changed(self) -> None:
         self._show_slice()
@@ -493,12 +477,6 @@ class KernelEditor(QWidget):
         self.initRequested.emit(self._index, {"scheme": self.scheme_box.currentText(),
                                  "seed": self.seed_box.value()})
 
-    def _bias_item_changed(self, item: QTableWidgetItem) -> None:
-        if self._bias is None or self._index is None:
-            return
-        try:
-            v = float(item.data(Qt.ItemDataRole.EditRole))
-        except (TypeError, ValueError):
-            self._show_bias()
-            return
-        self.cellEdited.emit(self._index, "bias", (item.row(),), v)
+    def _bias_edited(self, name: str, row: int, value: float) -> None:
+        if self._bias is not None and self._index is not None:
+            self.cellEdited.emit(self._index, name, (row,), value)

@@ -319,6 +319,8 @@ class MainWindow(QMainWindow):
         model.renameRequested.connect(doc.rename_layer)
         model.moveRequested.connect(doc.move_layer)
         self.param_form.argEdited.connect(c.on_arg_edited)
+        self.param_form.valueEdited.connect(c.on_cell_edited)
+        self.param_form.statusMessage.connect(self.show_status)
         k = self.kernel_editor
         k.cellEdited.connect(c.on_cell_edited)
         k.paramEdited.connect(c.on_param_edited)

@@ -9,8 +9,17 @@ wrong, if anything.
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QFormLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QFormLayout,
+    QGroupBox,
+    QLabel,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
+from ..core.analysis import parameter_shapes
+from ..core.edits import materialize
 from ..core.pipeline import LayerSpec
 from ..core.specs import Param
 from . import theme
@@ -27,6 +36,7 @@ from .fields import (
     PaddingEditor,
     PairEditor,
 )
+from .value_table import ValueTable, vector_params
 
 # The editor class for each ``Param.widget`` (the spec decides the widget, not a name here).
 EDITORS: dict[str, type[FieldEditor]] = {
@@ -51,6 +61,10 @@ class ParamForm(QWidget):
     so a spin box keeps focus (and its drag) across the re-runs its edits cause."""
 
     argEdited = Signal(str, object)  # parameter name, value in JSON form
+    # One entry of a learned vector (PReLU's slopes, a norm's statistics) was typed:
+    # layer, tensor name, position, value (the kernel editor's cellEdited, for other ops).
+    valueEdited = Signal(int, str, object, float)
+    statusMessage = Signal(str)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -85,6 +99,18 @@ class ParamForm(QWidget):
         self.shape.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.shape.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
         outer.addWidget(self.shape)
+        self.values_group = QGroupBox("Learned values")
+        self.values_group.setToolTip("The layer's tensors entry by entry; type a number to "
+                                     "change one (one undo step)")
+        vl = QVBoxLayout(self.values_group)
+        vl.setContentsMargins(6, 6, 6, 6)
+        self.values_table = ValueTable()
+        self.values_table.setMinimumHeight(90)
+        self.values_table.valueEdited.connect(self._value_edited)
+        self.values_table.rejected.connect(self.statusMessage)
+        vl.addWidget(self.values_table)
+        self.values_group.hide()
+        outer.addWidget(self.values_group, 1)
         outer.addStretch(1)
         self.set_layer(None, None)
 
@@ -99,6 +125,7 @@ class ParamForm(QWidget):
             self.title.setText("<i>Select a layer to edit its parameters.</i>")
             self.error.hide()
             self.shape.clear()
+            self.values_group.hide()
             return
         if layer.type != self._type or index != self._index:
             self._build(layer)
@@ -113,6 +140,25 @@ class ParamForm(QWidget):
                 param = layer.op.param(name)
                 follows = layer.args.get(param.none_follows) if param.none_follows else None
                 editor.show_null_meaning(param.none_text(layer.args), follows)
+        self._show_values(layer)
+
+    def _show_values(self, layer: LayerSpec) -> None:
+        """Learned vectors of ops the kernel editor does not cover (it shows a conv's bias)."""
+        vectors: dict = {}
+        try:
+            # Only ops whose every tensor is a vector (never build a big Linear's weight here).
+            shapes = parameter_shapes(layer) if layer.op.kernel is None else {}
+            if shapes and all(len(s) == 1 for s in shapes.values()):
+                vectors = vector_params(materialize(layer))
+        except Exception:  # invalid arguments: the form says why; nothing to list
+            vectors = {}
+        self.values_group.setVisible(bool(vectors))
+        if vectors:
+            self.values_table.show_values(vectors)
+
+    def _value_edited(self, name: str, row: int, value: float) -> None:
+        if self._index is not None:
+            self.valueEdited.emit(self._index, name, (row,), value)
 
     def _clear(self) -> None:
         while self.form.rowCount():
