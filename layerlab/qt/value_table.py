@@ -25,7 +25,9 @@ class ValueTable(QTableWidget):
         super().__init__(0, 0, parent)
         self._names: list[str] = []
         self._shown: dict[str, np.ndarray] = {}
-        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        # Each column as wide as torch's name of its tensor (running_mean), scrolling if need be.
+        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.horizontalHeader().setStretchLastSection(True)
         self.verticalHeader().setDefaultSectionSize(22)
         self.itemChanged.connect(self._item_changed)
 
@@ -46,6 +48,7 @@ class ValueTable(QTableWidget):
                 self._names = names
             if self.rowCount() != rows:
                 self.setRowCount(rows)
+                self.setVerticalHeaderLabels([str(r) for r in range(rows)])  # channel indices
             for c, name in enumerate(names):
                 for r, v in enumerate(self._shown[name]):
                     text = format_value(float(v))
