@@ -107,19 +107,13 @@ def _cmd_sweep(argv: Sequence[str]) -> int:
         image = to_tensor(loaded.image, pipeline.input.mode)
         engine = Engine(resolve_device(args.device).type, channels_last=False,
                         memory_budget=1 << 62)  # the sweep checks each value's memory
-        frames = sweep.run_sweep(pipeline, image, target, values, stage, engine=engine)
-        pictures = sweep_output.frame_pictures(
-            frames, normalize=args.normalize, colormap=args.colormap, levels=args.levels,
-            channel=args.channel, zoom=args.zoom)
-        images = sweep_output.sweep_images(pictures, args.colormap)
-        record = {"image": Path(args.image).name, "pipeline": Path(args.pipeline).name,
-                  "layer": target.layer, "param": target.label, "stage": stage,
-                  "values": [sweep.value_text(v) for v in values],
-                  "range": args.levels, "normalize": args.normalize,
-                  "colormap": args.colormap}
-        out = sweep_output.write_sweep(images, args.out, fmt, duration_ms=args.duration,
-                                       loop=args.loop, record=record,
-                                       protect=[args.image, args.pipeline])
+        out, images = sweep_output.export_sweep(
+            pipeline, image, target, values, stage, args.out, fmt=fmt,
+            normalize=args.normalize, colormap=args.colormap, levels=args.levels,
+            channel=args.channel, zoom=args.zoom, duration_ms=args.duration, loop=args.loop,
+            engine=engine, record={"image": Path(args.image).name,
+                                   "pipeline": Path(args.pipeline).name},
+            protect=[args.image, args.pipeline])
     except (sweep.SweepError, ImageLoadError, RunError) as e:
         raise UsageError(str(e)) from None
     if not args.quiet:

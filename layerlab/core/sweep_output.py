@@ -208,20 +208,9 @@ def write_sweep(images: list[Image.Image], out: str | os.PathLike, fmt: str, *,
         raise SweepError("there are no frames to write")
     if not 10 <= int(duration_ms) <= 60000:
         raise SweepError(f"the frame duration must be 10 to 60000 ms, not {duration_ms}")
-    target = Path(os.path.abspath(os.fspath(out)))
-    if not os.fspath(out).strip():
-        raise SweepError("the output name (--out) is empty")
-    real = os.path.realpath(target)
-    for p in protect:
-        if real == os.path.realpath(os.fspath(p)):
-            raise SweepError(f"--out {Path(out).name} is an input of the sweep; writing there "
-                             f"would destroy it; choose another name")
-    if not target.parent.is_dir():
-        raise SweepError(f"cannot write {target}: the folder {target.parent} does not exist")
+    target = check_output(out, fmt, protect)
     if fmt == "frames":
         return _write_folder(images, target, record or {})
-    if target.is_dir():
-        raise SweepError(f"{target} is a folder; give a file name ending in .gif or .png")
     data = _encode(images, fmt, int(duration_ms), int(loop))
     try:
         safeio.write_file(target, data)
@@ -230,18 +219,44 @@ def write_sweep(images: list[Image.Image], out: str | os.PathLike, fmt: str, *,
     return target
 
 
+def check_output(out: str | os.PathLike, fmt: str, protect: list[str | os.PathLike] = ()
+                 ) -> Path:
+    """The absolute output path, or :class:`SweepError` when it cannot be written: an empty
+    name, an input of the sweep, a missing folder, a folder where a file is meant, or an
+    existing non-empty folder for ``frames``."""
+    if not os.fspath(out).strip():
+        raise SweepError("the output name (--out) is empty")
+    target = Path(os.path.abspath(os.fspath(out)))
+    real = os.path.realpath(target)
+    for p in protect:
+        if real == os.path.realpath(os.fspath(p)):
+            raise SweepError(f"--out {Path(out).name} is an input of the sweep; writing there "
+                             f"would destroy it; choose another name")
+    try:
+        safeio.check_name_length(target)
+        if not target.parent.is_dir():
+            raise SweepError(f"cannot write {target}: the folder {target.parent} does not "
+                             f"exist")
+        if fmt != "frames" and target.is_dir():
+            raise SweepError(f"{target} is a folder; give a file name ending in .gif or .png")
+        if fmt == "frames" and target.exists():
+            if not target.is_dir() or target.is_symlink():
+                raise SweepError(f"{target} exists and is not a folder; choose another --out")
+            if any(target.iterdir()):
+                raise SweepError(f"{target} already exists and is not empty; choose a new "
+                                 f"folder")
+    except safeio.FileProblem as e:
+        raise SweepError(f"cannot write {Path(out).name}: {e}") from None
+    except OSError as e:
+        raise SweepError(f"cannot use {target}: {safeio.reason_for(e)}") from None
+    return target
+
+
 def frame_file_name(k: int) -> str:
     return f"frame-{k:03d}.png"
 
 
 def _write_folder(images: list[Image.Image], target: Path, record: dict[str, Any]) -> Path:
-    try:
-        if target.exists() and (not target.is_dir() or target.is_symlink()):
-            raise SweepError(f"{target} exists and is not a folder; choose another --out")
-        if target.is_dir() and any(target.iterdir()):
-            raise SweepError(f"{target} already exists and is not empty; choose a new folder")
-    except OSError as e:
-        raise SweepError(f"cannot use {target}: {safeio.reason_for(e)}") from None
     try:
         tmp = safeio.make_temp_dir(target, "sweep")
     except safeio.FileProblem as e:
@@ -266,3 +281,34 @@ def _write_folder(images: list[Image.Image], target: Path, record: dict[str, Any
                              f"{safeio.reason_for(e, writing=True)}") from None
         raise
     return target
+
+
+def export_sweep(pipeline, image, target, values: list, stage: int, out: str | os.PathLike, *,
+                 fmt: str | None = None, normalize: str = "channel", colormap: str = "gray",
+                 levels: str = "shared", channel: int | None = None, zoom: int = 1,
+                 duration_ms: int = 500, loop: int = 0, engine=None,
+                 record: dict[str, Any] | None = None,
+                 protect: list[str | os.PathLike] = (), progress=None, cancel=None
+                 ) -> tuple[Path, list[Image.Image]]:
+    """Run the sweep (:func:`layerlab.core.sweep.run_sweep`), draw its frames and write them:
+    the whole of ``layerlab sweep`` and of the window's "Animate parameter", in one call.
+    Returns the path written and the frames. Raises :class:`SweepError` (nothing written)."""
+    from .sweep import run_sweep, value_text
+
+    fmt = format_for(out, fmt)
+    check_output(out, fmt, protect)  # before the work, not only after it
+    frames = run_sweep(pipeline, image, target, values, stage, engine=engine,
+                       progress=progress, cancel=cancel)
+    pictures = frame_pictures(frames, normalize=normalize, colormap=colormap, levels=levels,
+                              channel=channel, zoom=zoom)
+    images = sweep_images(pictures, colormap)
+    info = {"layer": target.layer, "param": target.label, "stage": stage,
+            "values": [value_text(v) for v in values], "range": levels,
+            "normalize": normalize, "colormap": colormap, **(record or {})}
+    if cancel is not None and cancel():
+        from .sweep import SweepCancelled
+
+        raise SweepCancelled("sweep cancelled")
+    path = write_sweep(images, out, fmt, duration_ms=duration_ms, loop=loop, record=info,
+                       protect=protect)
+    return path, images
