@@ -52,6 +52,7 @@ from .param_form import ParamForm
 from .persistence import SessionStore, cuda_available
 from .session import Session
 from .stage_panel import StagePanel
+from .sweep_dialog import Animator
 
 PREVIEW_SIZES = (512, 768, 1024, 1536, 2048)
 MEMORY_BUDGETS_GB = (1, 2, 4, 8, 16)
@@ -85,6 +86,7 @@ class MainWindow(QMainWindow):
             stages=self.stage_panel), self)
         self.files = Files(self.session, self.controller, self.settings, self)
         self.exporter = StageExporter(self.session, self.stage_panel.view_mode, self)
+        self.animator = Animator(self.session, self)
         self.actions = create_actions(self, self.session.document.undo_stack)
         for name in ("remove", "duplicate", "move_up", "move_down"):
             self.stack.add_tool_action(self.actions[name])
@@ -224,6 +226,7 @@ class MainWindow(QMainWindow):
         self.export_menu = m.addMenu("E&xport")
         for act in self.exporter.actions():
             self.export_menu.addAction(act)
+        self.export_menu.addAction(self.animator.action)
         m.addSeparator()
         m.addAction(a["quit"])
 
@@ -360,6 +363,7 @@ class MainWindow(QMainWindow):
         p.rangeReset.connect(c.on_display_range_reset)
         p.statusMessage.connect(self.show_status)
         self.exporter.statusMessage.connect(self.show_status)
+        self.animator.statusMessage.connect(self.show_status)
         self.mode_box.activated.connect(lambda i: c.on_input_mode(self.mode_box.itemData(i)))
         self.normalize_box.activated.connect(
             lambda i: c.on_normalize_preset(self.normalize_box.itemData(i)))
@@ -532,4 +536,5 @@ class MainWindow(QMainWindow):
             self.controller.shutdown()
             self.exporter.shutdown()  # cancel and join a running export
             self.compare_panel.shutdown()
+            self.animator.shutdown()
         event.accept()
