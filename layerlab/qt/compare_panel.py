@@ -42,7 +42,7 @@ from .session import Session
 from .stage_strip import qimage
 from .text import format_value
 
-PICTURE_SIDE = 240  # logical pixels of each picture (kept square, aspect kept inside)
+PICTURE_MIN = 96  # logical pixels a picture keeps at least; it grows with the dock
 HINT = ("Choose B: a snapshot of this stack, another pipeline on this image, or this stack "
         "on another image.")
 PIPELINE_FILTER = "LayerLab pipelines (*.layerlab.json);;JSON files (*.json);;All files (*)"
@@ -65,6 +65,7 @@ class ComparePanel(QWidget):
         self.difference: Difference | None = None
         self.pictures: dict[str, np.ndarray] = {}  # "A", "B", "A - B": RGB uint8 as shown
         self.message = HINT
+        self._pixmaps: dict[str, QPixmap] = {}
         self._build()
         self._refresh_timer = QTimer(self)
         self._refresh_timer.setSingleShot(True)
@@ -107,20 +108,22 @@ class ComparePanel(QWidget):
         self.b_label = QLabel()
         self.b_label.setWordWrap(True)
         lay.addWidget(self.b_label)
-        grid = QGridLayout()
+        grid = QGridLayout()  # A | B above, A - B below across both: the dock is narrow
         self.picture_labels: dict[str, QLabel] = {}
         self.caption_labels: dict[str, QLabel] = {}
-        for col, key in enumerate(("A", "B", "A - B")):
+        for key, row, col, span in (("A", 0, 0, 1), ("B", 0, 1, 1), ("A - B", 2, 0, 2)):
             caption = QLabel(key)
             caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
             picture = QLabel()
             picture.setAlignment(Qt.AlignmentFlag.AlignCenter)
-            picture.setMinimumSize(PICTURE_SIDE // 2, PICTURE_SIDE // 2)
+            picture.setMinimumSize(PICTURE_MIN, PICTURE_MIN)
             picture.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
-            grid.addWidget(caption, 0, col)
-            grid.addWidget(picture, 1, col)
+            grid.addWidget(caption, row, col, 1, span)
+            grid.addWidget(picture, row + 1, col, 1, span)
             self.caption_labels[key] = caption
             self.picture_labels[key] = picture
+        grid.setRowStretch(1, 1)
+        grid.setRowStretch(3, 2)
         lay.addLayout(grid, 1)
         self.stats_label = QLabel()
         self.stats_label.setWordWrap(True)
@@ -293,16 +296,27 @@ class ComparePanel(QWidget):
     def _show(self) -> None:
         self.b_label.setText(self.b_description or "B: none")
         self.stats_label.setText(self.message)
+        self._pixmaps = {key: QPixmap.fromImage(qimage(arr if arr.ndim == 3
+                                                       else arr.reshape(1, -1, 3)))
+                         for key, arr in self.pictures.items()}
+        self._fit_pixmaps()
+        self.clear_button.setEnabled(self.active)
+
+    def _fit_pixmaps(self) -> None:
+        """Each picture scaled to its label (aspect kept, pixels sharp)."""
         for key, label in self.picture_labels.items():
-            arr = self.pictures.get(key)
-            if arr is None:
+            pix = self._pixmaps.get(key)
+            if pix is None:
                 label.clear()
                 continue
-            pix = QPixmap.fromImage(qimage(arr if arr.ndim == 3 else arr.reshape(1, -1, 3)))
-            label.setPixmap(pix.scaled(PICTURE_SIDE, PICTURE_SIDE,
+            size = label.size()
+            label.setPixmap(pix.scaled(max(size.width(), 1), max(size.height(), 1),
                                        Qt.AspectRatioMode.KeepAspectRatio,
                                        Qt.TransformationMode.FastTransformation))
-        self.clear_button.setEnabled(self.active)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self._fit_pixmaps()
 
     def _say(self, text: str) -> None:
         self.message = text
