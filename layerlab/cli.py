@@ -1,8 +1,8 @@
 """The ``layerlab`` command.
 
 ``layerlab [IMAGE] [--pipeline P]`` opens the window. The sub-commands ``export``, ``code``,
-``info`` and ``bench`` run headless: this module and everything they import stay free of Qt
-(the window's modules are imported lazily, only when the window is asked for).
+``info``, ``sweep`` and ``bench`` run headless: this module and everything they import stay
+free of Qt (the window's modules are imported lazily, only when the window is asked for).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import __version__
 from .cli_export import _METHODS, _cmd_export, _export_parser, _isatty, _with_weights  # noqa: F401
+from .cli_sweep import _cmd_sweep
 from .console import (  # noqa: F401 - UsageError, _Parser, say, warn: used here and by tests
     PROG,
     UsageError,
@@ -32,13 +33,13 @@ from .console import (  # noqa: F401 - UsageError, _Parser, say, warn: used here
     warn,
 )
 
-HEADLESS = ("export", "code", "info", "bench")
+HEADLESS = ("export", "code", "info", "sweep", "bench")
 DEFAULT_INFO_SIZE = (224, 224)
 
 
 def _window_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, usage="%(prog)s [IMAGE] [--pipeline P]\n"
-                "       %(prog)s {export,code,info,bench} ...",
+                "       %(prog)s {export,code,info,sweep,bench} ...",
                 **_fmt("See what neural-network layers do to an image.\n\n"
                        "Without a command, opens the window (with IMAGE and the stack P if "
                        "given).\nHeadless commands (no window, no Qt):\n"
@@ -47,6 +48,8 @@ def _window_parser() -> argparse.ArgumentParser:
                        "  code     print a standalone PyTorch script that rebuilds a stack\n"
                        "  info     print a stack's stages: shapes, parameter counts, "
                        "formulas\n"
+                       "  sweep    animate one stage while a parameter runs over values "
+                       "(GIF, APNG, PNGs)\n"
                        "  bench    time LayerLab against plain torch baselines\n"
                        "Run 'layerlab COMMAND --help' for each command's options.",
                        "layerlab photo.jpg --pipeline resources/pipelines/edge-detection"
@@ -305,7 +308,8 @@ def no_display(environ, platform: str = sys.platform) -> str | None:
     return f"there is no display ({names} {'is' if ' and ' not in names else 'are'} not set)"
 
 
-COMMANDS = {"export": _cmd_export, "code": _cmd_code, "info": _cmd_info, "bench": _cmd_bench}
+COMMANDS = {"export": _cmd_export, "code": _cmd_code, "info": _cmd_info, "sweep": _cmd_sweep,
+            "bench": _cmd_bench}
 
 
 def gui_main() -> int:

@@ -66,6 +66,7 @@ __all__ = [
     "stats",
     "to_uint8",
     "to_uint8_levels",
+    "to_uint8_with_levels",
 ]
 
 NORMALIZE_MODES = ("channel", "stage", "fixed", "symmetric")
@@ -147,6 +148,21 @@ def to_uint8_levels(tensor: torch.Tensor, mode: NormalizeMode = "channel"
     lo, hi = _levels_t(x, mode, ch_lo, ch_hi)
     u8 = _map_u8(x, lo, hi, mode, finite).cpu().numpy()
     return u8, torch.stack([lo, hi], dim=1).cpu().double().numpy()
+
+
+def to_uint8_with_levels(tensor: torch.Tensor, lv: np.ndarray,
+                         mode: NormalizeMode = "channel") -> np.ndarray:
+    """:func:`to_uint8` with given (C, 2) levels instead of the tensor's own, e.g. one
+    range shared by the frames of an animation (a (1, 2) row applies to every channel)."""
+    x = as_chw(tensor)
+    _check_mode(mode)
+    lv_t = torch.as_tensor(np.asarray(lv, np.float64), dtype=x.dtype if x.is_floating_point()
+                           else torch.float32, device=x.device)
+    lv_t = lv_t.expand(x.shape[0], 2) if lv_t.shape[0] == 1 else lv_t
+    if lv_t.shape != (x.shape[0], 2):
+        raise ValueError(f"levels must be (C, 2) for {x.shape[0]} channels, not "
+                         f"{tuple(lv_t.shape)}")
+    return _map_u8(x, lv_t[:, 0], lv_t[:, 1], mode).cpu().numpy()
 
 
 # --------------------------------------------------------------------------- mosaics

@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
 from ..core.preprocess import PRESETS, preset_of
 from ..worker import RunController
 from .actions import ACTIONS, LAYER_ACTIONS, SHORTCUT_LIST, WindowWideKeys, create_actions
+from .compare_panel import ComparePanel
 from .controller import Controller, Views
 from .dialogs import MessageBanner, about_box, shortcuts_dialog
 from .document import pipeline_title
@@ -51,6 +52,7 @@ from .param_form import ParamForm
 from .persistence import SessionStore, cuda_available
 from .session import Session
 from .stage_panel import StagePanel
+from .sweep_dialog import Animator
 
 PREVIEW_SIZES = (512, 768, 1024, 1536, 2048)
 MEMORY_BUDGETS_GB = (1, 2, 4, 8, 16)
@@ -78,11 +80,13 @@ class MainWindow(QMainWindow):
         self._build_central()
         self._build_side_panel()
         self._build_explain_dock()
+        self._build_compare_dock()
         self.controller = Controller(self.session, self.runner, Views(
             window=self, stack=self.stack, form=self.param_form, kernel=self.kernel_editor,
             stages=self.stage_panel), self)
         self.files = Files(self.session, self.controller, self.settings, self)
         self.exporter = StageExporter(self.session, self.stage_panel.view_mode, self)
+        self.animator = Animator(self.session, self)
         self.actions = create_actions(self, self.session.document.undo_stack)
         for name in ("remove", "duplicate", "move_up", "move_down"):
             self.stack.add_tool_action(self.actions[name])
@@ -168,6 +172,26 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.explain_dock)
         self.explain_dock.hide()  # until the first value is explained, or View shows it
 
+    def _build_compare_dock(self) -> None:
+        """The Compare view (A/B), in a dock on the right, beside the explain panel."""
+        self.compare_panel = ComparePanel(self.session, self)
+        self.compare_dock = QDockWidget("Compare A/B", self)
+        self.compare_dock.setObjectName("compareDock")
+        self.compare_dock.setWidget(self.compare_panel)
+        self.compare_dock.setMinimumWidth(300)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.compare_dock)
+        self.compare_dock.hide()  # until a B is chosen, or View shows it
+
+    def _compare_menu(self, bar) -> None:
+        c = bar.addMenu("&Compare")
+        panel = self.compare_panel
+        for text, slot in (("&Duplicate as B", panel.duplicate_as_b),
+                           ("B from &pipeline…", panel.choose_b_pipeline),
+                           ("B from &image…", panel.choose_b_image),
+                           ("&Clear B", panel.clear_b)):
+            act = c.addAction(text)
+            act.triggered.connect(lambda _=False, f=slot: (self.compare_dock.show(), f()))
+
     def _build_menus(self) -> None:
         a = self.actions
         bar = self.menuBar()
@@ -202,6 +226,7 @@ class MainWindow(QMainWindow):
         self.export_menu = m.addMenu("E&xport")
         for act in self.exporter.actions():
             self.export_menu.addAction(act)
+        self.export_menu.addAction(self.animator.action)
         m.addSeparator()
         m.addAction(a["quit"])
 
@@ -230,6 +255,8 @@ class MainWindow(QMainWindow):
         v.addSeparator()
         v.addAction(self.dock.toggleViewAction())
         v.addAction(self.explain_dock.toggleViewAction())
+        v.addAction(self.compare_dock.toggleViewAction())
+        self._compare_menu(bar)
 
         r = bar.addMenu("&Run")
         for name in ("run", "stop", "full_size"):
@@ -338,6 +365,7 @@ class MainWindow(QMainWindow):
         p.rangeReset.connect(c.on_display_range_reset)
         p.statusMessage.connect(self.show_status)
         self.exporter.statusMessage.connect(self.show_status)
+        self.animator.statusMessage.connect(self.show_status)
         self.mode_box.activated.connect(lambda i: c.on_input_mode(self.mode_box.itemData(i)))
         self.normalize_box.activated.connect(
             lambda i: c.on_normalize_preset(self.normalize_box.itemData(i)))
@@ -509,4 +537,6 @@ class MainWindow(QMainWindow):
         finally:
             self.controller.shutdown()
             self.exporter.shutdown()  # cancel and join a running export
+            self.compare_panel.shutdown()
+            self.animator.shutdown()
         event.accept()

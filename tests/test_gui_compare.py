@@ -1,0 +1,136 @@
+"""The Compare view (A/B): the difference and its statistics against numpy's A - B of torch
+called directly on both stacks (a real photo), a clear message for mismatched shapes, and A's
+edits reaching the difference live."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision.transforms import functional as tvf
+
+from layerlab.core import resources
+from layerlab.core.colormaps import colormap_lut
+
+SHARPEN = torch.tensor(json.loads(resources.example_pipeline("sharpen-relu-maxpool")
+                                  .read_text())["layers"][0]["params"]["weight"])
+# The window runs its preview channels_last; torch called here runs NCHW, which sums in
+# another order: the values agree to float32 rounding of numbers of size ~1 (1e-6), not bitwise.
+ATOL = 1e-5
+
+
+def wait_both(window, qtbot, timeout: int = 30000) -> None:
+    panel = window.compare_panel
+    qtbot.waitUntil(lambda: not window.runner.busy and not panel.runner.busy, timeout=timeout)
+    qtbot.wait(20)  # the panel's zero-delay refresh
+    panel.refresh()
+
+
+def gray(image) -> torch.Tensor:
+    return tvf.to_tensor(image.convert("L")).unsqueeze(0)
+
+
+def stack(x: torch.Tensor, weight: torch.Tensor) -> list[torch.Tensor]:
+    """The sharpen-relu-maxpool stages, by torch directly."""
+    conv = F.conv2d(x, weight, padding=1)
+    relu = F.relu(conv)
+    return [x, conv, relu, F.max_pool2d(relu, 2)]
+
+
+def check_difference(panel, want: np.ndarray) -> None:
+    d = panel.difference
+    assert d is not None, panel.message
+    np.testing.assert_allclose(d.values, want, atol=ATOL, rtol=0)
+    v = d.values.astype(np.float64)  # the stats are exactly numpy's of the values shown
+    assert d.stats["min"] == v.min() and d.stats["max"] == v.max()
+    assert np.isclose(d.stats["mean"], v.mean(), rtol=1e-12, atol=1e-15)
+    assert np.isclose(d.stats["std"], v.std(ddof=1), rtol=1e-12)
+    assert d.stats["max_abs"] == np.abs(v).max()
+    assert abs(d.stats["max_abs"] - np.abs(want).max()) <= ATOL
+    # The picture: RdBu with -m..m stretched, 0 in the middle (render's symmetric levels).
+    m = np.float32(np.abs(d.values).max())
+    u8 = np.floor(np.clip((d.values + m) / (m + m) * np.float32(255) + np.float32(0.5), 0,
+                          255)).astype(np.uint8)
+    np.testing.assert_array_equal(panel.pictures["A - B"], colormap_lut("RdBu")[u8])
+    assert "max |A - B|" in panel.message
+
+
+def test_duplicate_as_b_then_edit_a_updates_the_difference(main_window, qtbot):
+    w = main_window
+    panel = w.compare_panel
+    w.session.select(stage=1, channel=0)
+    panel.duplicate_as_b()
+    wait_both(w, qtbot)
+    assert panel.difference is not None and panel.difference.identical, panel.message
+    assert "(identical)" in panel.message
+
+    w.controller.on_cell_edited(0, "weight", (0, 0, 1, 1), 2.0)  # edit A's centre cell
+    wait_both(w, qtbot)
+    x = gray(w.session.preview.image)
+    edited = SHARPEN.clone()
+    edited[0, 0, 1, 1] = 2.0
+    a, b = stack(x, edited), stack(x, SHARPEN)
+    check_difference(panel, (a[1] - b[1])[0, 0].numpy())
+    # A's centre grew by 1: A - B at the conv is exactly the input (up to rounding).
+    np.testing.assert_allclose(panel.difference.values, x[0, 0].numpy(), atol=ATOL)
+
+    w.session.select(stage=3)  # the same comparison after ReLU and the max pool
+    wait_both(w, qtbot)
+    check_difference(panel, (a[3] - b[3])[0, 0].numpy())
+
+
+def test_b_from_another_pipeline_and_a_shape_mismatch(main_window, qtbot, tmp_path):
+    w = main_window
+    panel = w.compare_panel
+    data = json.loads(resources.example_pipeline("sharpen-relu-maxpool").read_text())
+    data["layers"][0]["params"]["weight"] = [[[[0.0, 0.0, 0.0], [-1.0, 0.0, 1.0],
+                                               [0.0, 0.0, 0.0]]]]
+    other = tmp_path / "other.layerlab.json"
+    other.write_text(json.dumps(data))
+    assert panel.open_b_pipeline(str(other))
+    w.session.select(stage=2, channel=0)
+    wait_both(w, qtbot)
+    x = gray(w.session.preview.image)
+    kb = torch.tensor(data["layers"][0]["params"]["weight"])
+    a, b = stack(x, SHARPEN), stack(x, kb)
+    check_difference(panel, (a[2] - b[2])[0, 0].numpy())
+
+    # Two conv channels against one: the stage cannot be subtracted, and says why.
+    assert panel.open_b_pipeline(str(resources.example_pipeline("edge-detection")))
+    w.session.select(stage=1)
+    wait_both(w, qtbot)
+    assert panel.difference is None
+    h, wd = x.shape[-2:]
+    assert panel.message == (f"A and B differ in shape at stage 1 (sharpen): A is 1 x {h} x "
+                             f"{wd}, B is 2 x {h} x {wd}; the difference needs one shape "
+                             f"(compare a stage where both stacks agree)")
+    assert "A - B" not in panel.pictures and "A" in panel.pictures
+
+    bad = tmp_path / "bad.layerlab.json"
+    bad.write_text("{")
+    assert not panel.open_b_pipeline(str(bad))
+    assert panel.message.startswith("B not changed: bad.layerlab.json: not valid JSON")
+    assert "edge-detection" in panel.b_description  # B kept
+
+
+def test_b_on_a_second_photo_follows_the_edits_of_a(main_window, qtbot):
+    w = main_window
+    panel = w.compare_panel
+    chelsea = Path(resources.sample("chelsea.jpg"))
+    assert panel.open_b_image(str(chelsea))
+    w.session.select(stage=1, channel=0)
+    wait_both(w, qtbot)
+    assert panel.b_input.size == w.session.preview.image.size  # resized to A's size
+    xa, xb = gray(w.session.preview.image), gray(panel.b_input)
+    check_difference(panel, (stack(xa, SHARPEN)[1] - stack(xb, SHARPEN)[1])[0, 0].numpy())
+
+    w.controller.on_cell_edited(0, "weight", (0, 0, 0, 0), 0.5)  # B runs A's stack: both move
+    wait_both(w, qtbot)
+    k = SHARPEN.clone()
+    k[0, 0, 0, 0] = 0.5
+    check_difference(panel, (stack(xa, k)[1] - stack(xb, k)[1])[0, 0].numpy())
+    panel.clear_b()
+    assert panel.difference is None and not panel.active
