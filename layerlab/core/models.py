@@ -1,0 +1,719 @@
+"""torchvision architectures: build, find local weights, stages by module path.
+
+The API (no Qt; torchvision is imported inside the functions, so importing this module is
+cheap)::
+
+    names = classification_models()            # resnet18, vgg16, ... (torchvision's list)
+    opened = open_model("resnet18")             # seeded random weights (seed 0)
+    opened = open_model("resnet18", weights=TRAINED)          # the file in torch's hub cache
+    opened = open_model("resnet18", weights="my-resnet.pt")   # a state_dict of your own
+    results = run_model(opened, image)          # list[StageResult], as the engine yields them
+
+``image`` is a (1, 3, H, W) or (3, H, W) float tensor in [0, 1] (``imageio.to_tensor``).
+Stage 0 is the photo after the weights' resize and center crop, stage 1 the normalised
+tensor, then one stage per call of a leaf module in execution order, named by module path
+(``layer1.0.conv1``; a module called again, such as a ResNet block's shared ``relu``, gets
+``#2``, ``#3``), and a last ``output`` stage when the model's output is not the last module's
+(a flatten or mean after it). The results are the engine's :class:`StageResult` objects,
+so every view, the renderer and the export read them unchanged.
+
+:class:`OpenedModel` holds ``module`` (in evaluation mode), ``input_spec`` (the pipeline's
+:class:`InputSpec`: resize, center_crop, normalize), ``interpolation``, ``categories``
+(ImageNet's 1000 names from the weights' metadata, offline), ``stages`` (name, module path,
+type, shape of every stage, known before any image), ``parameter_count`` and ``report``
+(what a weights file gave). ``opened.stage_paths`` are the module stages' paths.
+
+Nothing is ever downloaded: :data:`TRAINED` weights are looked for where torchvision keeps
+them (``torch.hub.get_dir()/checkpoints/<file name of the Weights enum's url>``), and a clear
+:class:`ModelError` says where when the file is not there. Memory is counted before anything
+is allocated (the model is first built on torch's meta device and run there once for every
+stage's shape): a model whose weights and stage outputs exceed the memory budget is refused
+with :class:`ModelOverBudget`.
+
+AlexNet and VGG are plain chains of supported layers: :func:`to_pipeline` turns them into an
+editable LayerLab :class:`Pipeline` (layers named by module path, exact tensors).
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .engine import StageResult
+from .pipeline import DEFAULT_MEMORY_BUDGET, InputSpec, format_bytes
+from .preprocess import Normalize, resize_crop
+
+__all__ = ["RANDOM", "TRAINED", "ModelError", "ModelOverBudget", "ModelStage", "OpenedModel",
+           "WeightsReport", "classification_models", "hub_weights_path", "open_model",
+           "plan_model", "run_model", "select_stages", "to_pipeline"]
+
+RANDOM = "random"  # seeded random weights (torch's own init after torch.manual_seed(seed))
+TRAINED = "trained"  # the weights enum's DEFAULT file in torch's hub cache
+BYTES = 4  # float32
+QUIET_KEYS = ("num_batches_tracked",)  # counters evaluation never reads
+
+_BUILD_LOCK = threading.Lock()  # builds patch torchvision's weights loader (see _build_trained)
+
+
+class ModelError(ValueError):
+    """A model that cannot be opened or run as asked; one clear message, nothing changed."""
+
+
+class ModelOverBudget(ModelError):
+    """The model's weights and stage outputs would need more than the memory budget."""
+
+    def __init__(self, message: str, need: int, budget: int):
+        super().__init__(message)
+        self.need = need
+        self.budget = budget
+
+
+@dataclass(frozen=True)
+class ModelStage:
+    index: int  # stage number: 0 input, 1 normalize, then the modules
+    name: str  # the module path, with "#k" for its k-th call (k >= 2); "input", ...
+    path: str  # the module path ("" for input, normalize and output)
+    type: str  # the module's class name; "Input", "Normalize", "Output"
+    shape: tuple[int, ...]  # without the batch
+    call: int = 1  # which call of the module this is
+    parameter_count: int = 0  # the module's own parameters (its first call only)
+    text: str = ""  # the module as torch prints it
+
+    @property
+    def bytes(self) -> int:
+        return BYTES * math.prod(self.shape)
+
+
+@dataclass(frozen=True)
+class WeightsReport:
+    """What a weights file gave the model."""
+
+    source: str  # the file name
+    file: str  # the path as given
+    applied: tuple[str, ...]  # keys loaded
+    missing: tuple[str, ...] = ()  # model tensors the file has none for (kept as built)
+    unexpected: tuple[str, ...] = ()  # file keys the model has no tensor for (ignored)
+    trained: str | None = None  # the Weights enum when the file is torchvision's own
+
+    def problems(self) -> list[str]:
+        lines = []
+        if self.unexpected:
+            lines.append(f"{len(self.unexpected)} key(s) of {self.source} match no tensor of "
+                         f"the model and are ignored: {_few(self.unexpected)}")
+        if self.missing:
+            lines.append(f"{len(self.missing)} tensor(s) of the model get nothing from "
+                         f"{self.source} and keep their seeded random values: "
+                         f"{_few(self.missing)}")
+        return lines
+
+    def to_manifest(self) -> dict[str, Any]:
+        return {"file": self.file, "trained": self.trained, "applied": len(self.applied),
+                "missing": list(self.missing), "unexpected": list(self.unexpected)}
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """Everything known about a model before its weights exist (built on the meta device)."""
+
+    name: str
+    weights_enum: str  # e.g. "ResNet18_Weights.IMAGENET1K_V1": where categories come from
+    input_spec: InputSpec
+    interpolation: str  # "bilinear" or "bicubic" (torchvision's InterpolationMode value)
+    stages: tuple[ModelStage, ...]
+    parameter_count: int
+    tensor_bytes: int  # parameters and floating-point buffers
+    clone: frozenset[tuple[str, int]]  # (path, call) whose output a later op changes in place
+    output_stage: bool  # whether a last "output" stage follows the modules
+
+    @property
+    def outputs_bytes(self) -> int:
+        return sum(s.bytes for s in self.stages)
+
+    @property
+    def need_bytes(self) -> int:
+        """Weights plus every stage's output: what the window holds after a run."""
+        return self.tensor_bytes + self.outputs_bytes
+
+
+@dataclass
+class OpenedModel:
+    plan: ModelPlan
+    module: nn.Module
+    weights: str  # what the weights are, in words ("random, seed 0", "trained: ...", file)
+    seed: int
+    categories: tuple[str, ...]
+    report: WeightsReport | None = None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def name(self) -> str:
+        return self.plan.name
+
+    @property
+    def input_spec(self) -> InputSpec:
+        return self.plan.input_spec
+
+    @property
+    def interpolation(self) -> str:
+        return self.plan.interpolation
+
+    @property
+    def stages(self) -> tuple[ModelStage, ...]:
+        return self.plan.stages
+
+    @property
+    def stage_paths(self) -> list[str]:
+        return [s.path for s in self.plan.stages if s.path]
+
+    @property
+    def parameter_count(self) -> int:
+        return self.plan.parameter_count
+
+    @property
+    def is_chain(self) -> bool:
+        """Whether :func:`to_pipeline` can turn the model into an editable stack."""
+        return type(self.module).__name__ in CHAIN_MODELS
+
+
+# --- names -----------------------------------------------------------------------------------
+
+def classification_models() -> list[str]:
+    """torchvision's classification models (``list_models(module=torchvision.models)``)."""
+    from torchvision import models
+
+    return list(models.list_models(module=models))
+
+
+def check_name(name: str) -> str:
+    """``name`` if torchvision has that classification model, else ModelError naming the
+    closest ones."""
+    names = classification_models()
+    if name in names:
+        return name
+    from torchvision import models
+
+    if isinstance(name, str) and name in models.list_models():
+        raise ModelError(f"{name} is a torchvision model but not a classification model; "
+                         f"LayerLab opens the classification models (resnet18, vgg16, ...)")
+    close = difflib.get_close_matches(str(name).lower(), names, n=5, cutoff=0.5)
+    hint = (f"close names: {', '.join(close)}" if close else
+            f"known: {', '.join(sorted({n.rstrip('0123456789_').split('_')[0] for n in names}))}"
+            " (e.g. resnet18, vgg16, mobilenet_v3_small)")
+    raise ModelError(f"unknown model {str(name)[:60]!r}; {hint}")
+
+
+# --- weights files ---------------------------------------------------------------------------
+
+def _default_weights(name: str):
+    from torchvision import models
+
+    return models.get_model_weights(name).DEFAULT
+
+
+def hub_weights_path(name: str, weights_enum: Any = None) -> Path:
+    """Where torchvision keeps the trained weights of ``name`` once downloaded:
+    ``torch.hub.get_dir()/checkpoints/<file name of the url>``."""
+    w = weights_enum if weights_enum is not None else _default_weights(check_name(name))
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(w.url)
+
+
+def _enum_for(name: str, weights: str):
+    """The Weights enum member ``weights`` names: TRAINED (DEFAULT) or a member name."""
+    from torchvision import models
+
+    enum = models.get_model_weights(name)
+    if weights in (TRAINED, "DEFAULT"):
+        return enum.DEFAULT
+    members = {m.name: m for m in enum}
+    if weights in members:
+        return members[weights]
+    raise ModelError(f"{name} has no weights called {weights!r}; it has "
+                     f"{', '.join(members)} (or '{TRAINED}' for the default)")
+
+
+def _is_enum_name(name: str, weights: str) -> bool:
+    from torchvision import models
+
+    return weights in (TRAINED, "DEFAULT") or weights in {
+        m.name for m in models.get_model_weights(name)}
+
+
+# --- the plan: meta build and one meta forward ----------------------------------------------
+
+def _arch_kwargs(name: str) -> dict[str, Any]:
+    """What torchvision's builders change when they load trained weights, so that random and
+    trained models have the same architecture and preprocessing (an input transform for
+    GoogLeNet and Inception; the image size for ViT and MaxViT)."""
+    w = _default_weights(name)
+    kwargs: dict[str, Any] = {"num_classes": len(w.meta["categories"])}
+    if name in ("googlenet", "inception_v3"):
+        kwargs.update(transform_input=True, aux_logits=False, init_weights=True)
+    elif name.startswith("vit_"):
+        kwargs["image_size"] = w.meta["min_size"][0]
+    elif name == "maxvit_t":
+        kwargs["input_size"] = w.meta["min_size"]
+    return kwargs
+
+
+def _build_on_meta(name: str) -> nn.Module:
+    """The architecture with no memory behind its tensors."""
+    from torchvision import models
+
+    kwargs = _arch_kwargs(name)
+    try:
+        with torch.device("meta"):
+            return models.get_model(name, **kwargs)
+    except (NotImplementedError, RuntimeError):
+        pass
+    # Some builders compute their layout with tensors (RegNet's block widths), which the meta
+    # device cannot give back as numbers: build on the CPU but put each new parameter and
+    # buffer on the meta device as it is registered (nothing is initialised in memory).
+    with _BUILD_LOCK, _tensors_on_meta():
+        return models.get_model(name, **kwargs)
+
+
+class _tensors_on_meta:
+    def __enter__(self):
+        self._param, self._buffer = nn.Module.register_parameter, nn.Module.register_buffer
+        param, buffer = self._param, self._buffer
+
+        def register_parameter(module, pname, p):
+            param(module, pname, None if p is None else nn.Parameter(
+                p.to("meta"), requires_grad=p.requires_grad))
+
+        def register_buffer(module, bname, b, persistent=True):
+            buffer(module, bname, None if b is None else b.to("meta"), persistent)
+
+        nn.Module.register_parameter = register_parameter
+        nn.Module.register_buffer = register_buffer
+        return self
+
+    def __exit__(self, *exc):
+        nn.Module.register_parameter, nn.Module.register_buffer = self._param, self._buffer
+
+
+def _input_of(name: str, size: tuple[int, int] | None) -> tuple[InputSpec, str]:
+    """The weights' ``transforms()`` as LayerLab's input: resize of the shorter side, center
+    crop, ImageNet normalisation; ``size`` replaces the crop (the resize keeps its ratio)."""
+    t = _default_weights(name).transforms()
+    resize, crop = int(t.resize_size[0]), int(t.crop_size[0])
+    crop_hw = (crop, crop)
+    if size is not None:
+        crop_hw = (int(size[0]), int(size[1]))
+        resize = max(1, round(max(crop_hw) * resize / crop))
+    spec = InputSpec("rgb", resize, crop_hw, Normalize(tuple(t.mean), tuple(t.std)))
+    return spec, str(t.interpolation.value)
+
+
+def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(path, m) for path, m in model.named_modules()
+            if path and next(m.children(), None) is None]
+
+
+def plan_model(name: str, *, size: tuple[int, int] | None = None) -> ModelPlan:
+    """Stages, shapes, parameter count and memory of ``name`` without allocating it: built on
+    the meta device and run there once on an input of the crop size."""
+    name = check_name(name)
+    spec, interpolation = _input_of(name, size)
+    model = _build_on_meta(name).eval()
+    params = sum(p.numel() for p in model.parameters())
+    tensor_bytes = sum(t.numel() * t.element_size() for t in
+                       (*model.parameters(), *model.buffers()) if t.is_floating_point())
+    h, w = spec.center_crop
+    order: list[tuple[str, int, nn.Module, torch.Tensor]] = []
+    versions: list[int] = []  # each output's version counter when it was recorded
+    calls: dict[str, int] = {}
+
+    def hook(path):
+        def record(module, args, out):
+            if isinstance(out, torch.Tensor):
+                calls[path] = calls.get(path, 0) + 1
+                order.append((path, calls[path], module, out))
+                versions.append(out._version)
+        return record
+
+    handles = [m.register_forward_hook(hook(p)) for p, m in _leaves(model)]
+    try:
+        with torch.no_grad():  # not inference_mode: the version counters below need it
+            out = model(torch.empty(1, 3, h, w, device="meta"))
+    except Exception as e:  # a size the architecture cannot take
+        raise ModelError(f"{name} cannot run on a {h} x {w} input: "
+                         f"{_first_line(e)}") from None
+    finally:
+        for handle in handles:
+            handle.remove()
+    # An output whose version moved on was changed in place later (ReLU(inplace=True) on a
+    # BatchNorm's output, ResNet's `out += identity`): those are cloned when recorded.
+    clone = frozenset((path, call) for (path, call, _, t), v in zip(order, versions,
+                                                                     strict=True)
+                      if t._version != v)
+    stages = [ModelStage(0, "input", "", "Input", (3, h, w)),
+              ModelStage(1, "normalize", "", "Normalize", (3, h, w),
+                         text=spec.normalize.text())]
+    for path, call, module, t in order:
+        own = sum(p.numel() for p in module.parameters(recurse=False)) if call == 1 else 0
+        stages.append(ModelStage(len(stages), path if call == 1 else f"{path}#{call}", path,
+                                 type(module).__name__, tuple(t.shape[1:]), call, own,
+                                 _module_text(module)))
+    output_stage = not isinstance(out, torch.Tensor) or not order or out is not order[-1][3]
+    if output_stage and isinstance(out, torch.Tensor):
+        stages.append(ModelStage(len(stages), "output", "", "Output", tuple(out.shape[1:])))
+    output_stage = output_stage and isinstance(out, torch.Tensor)
+    return ModelPlan(name, f"{type(_default_weights(name)).__name__}."
+                     f"{_default_weights(name).name}", spec, interpolation, tuple(stages),
+                     params, tensor_bytes, clone, output_stage)
+
+
+def _module_text(module: nn.Module) -> str:
+    text = repr(module)
+    return text if "\n" not in text else type(module).__name__
+
+
+def check_memory(plan: ModelPlan, budget: int) -> None:
+    """Refuse (ModelOverBudget) a model whose weights and stage outputs exceed ``budget``."""
+    need = plan.need_bytes
+    if need <= budget:
+        return
+    h, w = plan.input_spec.center_crop
+    raise ModelOverBudget(
+        f"{plan.name} needs about {format_bytes(need)}: {format_bytes(plan.tensor_bytes)} of "
+        f"weights ({plan.parameter_count:,} parameters) and {format_bytes(plan.outputs_bytes)} "
+        f"for its {len(plan.stages)} stage outputs at {h} x {w}, more than the memory budget "
+        f"of {format_bytes(budget)}", need, budget)
+
+
+# --- opening ---------------------------------------------------------------------------------
+
+def open_model(name: str, weights: str | os.PathLike | None = None, *, seed: int = 0,
+               size: tuple[int, int] | None = None,
+               memory_budget: int = DEFAULT_MEMORY_BUDGET) -> OpenedModel:
+    """Build ``name`` with seeded random weights (``weights`` None or :data:`RANDOM`), the
+    trained weights of torch's hub cache (:data:`TRAINED`, or a Weights member name such as
+    ``"IMAGENET1K_V2"``), or a state_dict file (``.pt``/``.pth`` read with
+    ``weights_only=True``, or ``.safetensors``). ``size`` (H, W) replaces the center crop.
+
+    Raises :class:`ModelError` (unknown name, missing or unfitting file) and
+    :class:`ModelOverBudget` before anything large is allocated."""
+    plan = plan_model(name, size=size)
+    check_memory(plan, memory_budget)
+    name = plan.name
+    w = _default_weights(name)
+    categories = tuple(w.meta["categories"])
+    choice = RANDOM if weights is None else weights
+    if isinstance(choice, str) and choice == RANDOM:
+        return OpenedModel(plan, _build_random(name, seed), f"random, seed {seed}", seed,
+                           categories)
+    if isinstance(choice, str) and _is_enum_name(name, choice):
+        enum = _enum_for(name, choice)
+        path = hub_weights_path(name, enum)
+        if not path.is_file():
+            raise ModelError(
+                f"the trained weights of {name} ({type(enum).__name__}.{enum.name}) are not "
+                f"on this computer: {path.name} is not in {path.parent} (torch's hub cache; "
+                f"TORCH_HOME moves it). LayerLab does not download; copy the file there, or "
+                f"give it as the weights file")
+        module, report = _build_trained(name, enum, path, str(path))
+        return OpenedModel(plan, module, f"trained: {type(enum).__name__}.{enum.name}", seed,
+                           tuple(enum.meta["categories"]), report)
+    path = Path(choice)
+    enum = _enum_by_file(name, path.name)
+    if enum is not None:  # torchvision's own file, given by hand: loaded as torchvision does
+        module, report = _build_trained(name, enum, path, os.fspath(choice))
+        return OpenedModel(plan, module, f"trained: {type(enum).__name__}.{enum.name} "
+                           f"({path.name})", seed, tuple(enum.meta["categories"]), report)
+    module, report = _load_file(name, seed, path, os.fspath(choice))
+    return OpenedModel(plan, module, f"file {path.name}", seed, categories, report)
+
+
+def _eval(model: nn.Module) -> nn.Module:
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def _build_random(name: str, seed: int) -> nn.Module:
+    from torchvision import models
+
+    with torch.random.fork_rng(devices=[]):  # the caller's random state stays as it was
+        torch.manual_seed(seed)
+        return _eval(models.get_model(name, **_arch_kwargs(name)))
+
+
+def _enum_by_file(name: str, file_name: str):
+    from torchvision import models
+
+    for member in models.get_model_weights(name):
+        if os.path.basename(member.url) == file_name:
+            return member
+    return None
+
+
+def _read(path: Path) -> dict[str, torch.Tensor]:
+    from .weights import WeightsError, read_state_dict
+
+    try:
+        state = read_state_dict(path)
+    except WeightsError as e:
+        raise ModelError(str(e)) from None
+    return {k: torch.from_numpy(v) for k, v in state.items()}
+
+
+def _build_trained(name: str, enum, path: Path, given: str) -> tuple[nn.Module, WeightsReport]:
+    """torchvision's own builder with ``weights=enum``, fed the file read here (with
+    ``weights_only=True``) instead of its downloader: its key fixes (DenseNet's old names)
+    and architecture changes (GoogLeNet's input transform) apply exactly."""
+    from torchvision import models
+
+    state = _read(path)
+    cls = type(enum)
+    with _BUILD_LOCK:
+        cls.get_state_dict = lambda self, *a, **k: state
+        try:
+            model = models.get_model(name, weights=enum)
+        except RuntimeError as e:  # load_state_dict(strict=True) found other keys or shapes
+            raise ModelError(f"{path.name}: does not fit {name}: "
+                             f"{_first_line(e, 2)}") from None
+        finally:
+            del cls.get_state_dict
+    return _eval(model), WeightsReport(path.name, given, tuple(state),
+                                       trained=f"{cls.__name__}.{enum.name}")
+
+
+def _load_file(name: str, seed: int, path: Path, given: str
+               ) -> tuple[nn.Module, WeightsReport]:
+    """A state_dict of the user's onto ``name``: a shape that does not fit is an error
+    (nothing loaded); keys the model lacks and tensors the file lacks are reported (those
+    tensors keep seeded random values)."""
+    state = _read(path)
+    meta = _build_on_meta(name)
+    own = meta.state_dict()
+    prefix = "module."  # nn.DataParallel's
+    if state and all(k.startswith(prefix) for k in state) and not any(k in own for k in state):
+        state = {k[len(prefix):]: v for k, v in state.items()}
+    matched = [k for k in state if k in own]
+    if not [k for k in matched if k.rsplit(".", 1)[-1] not in QUIET_KEYS]:
+        raise ModelError(f"{path.name}: none of its {len(state)} key(s) is a tensor of {name} "
+                         f"(the file has {_few(list(state), 3)}; {name} has "
+                         f"{_few(list(own), 3)}); nothing loaded")
+    bad = [k for k in matched if tuple(state[k].shape) != tuple(own[k].shape)]
+    if bad:
+        k = bad[0]
+        more = f" (and {len(bad) - 1} more shape mismatch(es))" if len(bad) > 1 else ""
+        raise ModelError(f"{path.name}: {k} has shape {list(state[k].shape)} but {name} needs "
+                         f"{list(own[k].shape)}{more}; nothing loaded")
+    missing = tuple(k for k in own if k not in state and k.rsplit(".", 1)[-1] not in QUIET_KEYS)
+    unexpected = tuple(k for k in state if k not in own)
+    tensors = {k: state[k].to(own[k].dtype) for k in matched}
+    model = meta
+    # A file with every tensor is put straight into the meta-built model (no random init to
+    # throw away: seconds for VGG); otherwise the seeded model takes what the file has.
+    if missing or len(tensors) < len(own) or not _assign(meta, tensors):
+        model = _build_random(name, seed)
+        with torch.no_grad():
+            model.load_state_dict(tensors, strict=False)
+    return _eval(model), WeightsReport(path.name, given, tuple(matched), missing, unexpected)
+
+
+def _assign(model: nn.Module, tensors: dict[str, torch.Tensor]) -> bool:
+    """Load ``tensors`` into the meta-built ``model`` by assignment; False when some tensor
+    (a buffer outside the state_dict) would stay without memory."""
+    model.load_state_dict(tensors, strict=True, assign=True)
+    return not any(t.is_meta for t in (*model.parameters(), *model.buffers()))
+
+
+# --- running ---------------------------------------------------------------------------------
+
+class _Stop(Exception):
+    """Raised from a hook to end the forward early (cancelled)."""
+
+
+def select_stages(plan: ModelPlan, pattern: str | Sequence[str] | None) -> list[ModelStage]:
+    """The stages a pattern keeps: fnmatch on the module path or the stage name
+    (``layer*.conv1``, ``features.*``); the input and normalize stages always stay. Several
+    patterns may be given, comma-separated or as a list. ModelError when none matches."""
+    if pattern is None:
+        return list(plan.stages)
+    patterns = ([p.strip() for p in pattern.split(",")] if isinstance(pattern, str)
+                else [str(p).strip() for p in pattern])
+    patterns = [p for p in patterns if p]
+    kept = [s for s in plan.stages[2:] if any(
+        fnmatch.fnmatchcase(s.path or s.name, p) or fnmatch.fnmatchcase(s.name, p)
+        for p in patterns)]
+    if not kept:
+        sample = ", ".join(s.name for s in plan.stages[2:6])
+        raise ModelError(f"no stage of {plan.name} matches {', '.join(patterns) or '(empty)'!r}"
+                         f" (stages are module paths such as {sample}, ...)")
+    return [*plan.stages[:2], *kept]
+
+
+def preprocess(opened: OpenedModel | ModelPlan, image: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The input stage (resized, center-cropped photo) and the normalised tensor, exactly as
+    the weights' ``transforms()`` compute them on a float tensor."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as F
+
+    plan = opened.plan if isinstance(opened, OpenedModel) else opened
+    spec = plan.input_spec
+    x = image.unsqueeze(0) if image.dim() == 3 else image
+    if x.dim() != 4 or x.shape[0] != 1 or x.shape[1] != 3:
+        raise ModelError(f"the model needs a 1 x 3 x H x W RGB image, not {tuple(x.shape)}")
+    x = x.to(torch.float32)
+    if plan.interpolation == "bilinear":
+        x = resize_crop(x, spec.resize, spec.center_crop)
+    else:
+        x = F.resize(x, spec.resize, InterpolationMode(plan.interpolation), antialias=True)
+        x = F.center_crop(x, list(spec.center_crop))
+    norm = spec.normalize
+    return x, F.normalize(x, list(norm.mean), list(norm.std))
+
+
+def run_model(opened: OpenedModel, image: torch.Tensor, *,
+              stages: str | Sequence[str] | None = None,
+              cancel: Callable[[], bool] | None = None,
+              device: str | torch.device | None = None) -> list[StageResult]:
+    """Every stage (or those ``stages`` selects, see :func:`select_stages`) for ``image``
+    (a [0, 1] float tensor, any size: the weights' preprocessing makes it the crop size).
+
+    ``cancel`` is polled before each module; a cancelled run returns the stages so far. A
+    module that fails ends the list with a result carrying ``error``."""
+    plan = opened.plan
+    keep = {s.index for s in select_stages(plan, stages)}
+    if device is not None and torch.device(device) != opened.device:
+        opened.module.to(device)
+        opened.device = torch.device(device)
+    dev = opened.device
+    by_key = {(s.path, s.call): s for s in plan.stages if s.path}
+    results: list[StageResult] = []
+    with torch.inference_mode():
+        t0 = time.perf_counter()
+        x, xn = preprocess(opened, image.to(dev))
+        t_input = time.perf_counter() - t0
+        results.append(StageResult(0, -1, "input", "Input", x, tuple(x.shape[1:]), t_input,
+                                   False))
+        results.append(StageResult(1, -1, "normalize", "Normalize", xn, tuple(xn.shape[1:]),
+                                   time.perf_counter() - t0 - t_input, False,
+                                   formula=plan.stages[1].text))
+        calls: dict[str, int] = {}
+        clock = [time.perf_counter()]
+        done = [1]  # the last stage index reached
+
+        def before(module, args):
+            if cancel is not None and cancel():
+                raise _Stop
+            clock[0] = time.perf_counter()
+
+        def hook(path):
+            def record(module, args, out):
+                if not isinstance(out, torch.Tensor):
+                    return
+                calls[path] = calls.get(path, 0) + 1
+                stage = by_key.get((path, calls[path]))
+                if stage is None:
+                    return
+                done[0] = stage.index
+                if stage.index in keep:
+                    y = out.clone() if (path, stage.call) in plan.clone else out
+                    results.append(StageResult(stage.index, stage.index - 2, stage.name,
+                                               stage.type, y, tuple(y.shape[1:]),
+                                               time.perf_counter() - clock[0], False,
+                                               formula=stage.text))
+            return record
+
+        handles = []
+        for path, module in _leaves(opened.module):
+            handles.append(module.register_forward_pre_hook(before))
+            handles.append(module.register_forward_hook(hook(path)))
+        try:
+            t1 = time.perf_counter()
+            out = opened.module(xn)
+            if plan.output_stage:
+                last = plan.stages[-1]
+                if last.index in keep:
+                    results.append(StageResult(last.index, last.index - 2, "output", "Output",
+                                               out, tuple(out.shape[1:]),
+                                               time.perf_counter() - t1, False))
+        except _Stop:
+            pass
+        except Exception as e:  # torch raises many types; the message is what matters
+            failed = plan.stages[min(done[0] + 1, len(plan.stages) - 1)]
+            oom = isinstance(e, torch.cuda.OutOfMemoryError | MemoryError)
+            why = ("out of memory; switch the device to CPU or use a smaller image" if oom
+                   else f"{failed.type} failed: {_first_line(e)}")
+            results.append(StageResult(failed.index, failed.index - 2, failed.name,
+                                       failed.type, None, (), 0.0, False, why))
+        finally:
+            for handle in handles:
+                handle.remove()
+    return results
+
+
+# --- plain chains as an editable stack -------------------------------------------------------
+
+CHAIN_MODELS = ("AlexNet", "VGG")  # forward: features, avgpool, flatten(1), classifier
+
+
+def to_pipeline(opened: OpenedModel):
+    """AlexNet or VGG as a LayerLab :class:`Pipeline`: every leaf module a layer named by its
+    path (``features.0``), with its exact tensors, and Flatten where their forward flattens;
+    the input is the weights' preprocessing. ModelError for other models (branches, functional
+    ops in their forward)."""
+    from .pipeline import LayerSpec, Pipeline
+    from .specs import OPS
+
+    if not opened.is_chain:
+        raise ModelError(f"{opened.name} is not a plain chain of layers (it has branches or "
+                         f"operations outside its modules); it opens as a model view only")
+    if opened.interpolation != "bilinear":  # pragma: no cover - AlexNet and VGG are bilinear
+        raise ModelError(f"{opened.name}: its {opened.interpolation} resize has no pipeline "
+                         f"form")
+    layers = []
+    for path, module in _leaves(opened.module):
+        if path.startswith("classifier") and not any(layer.type == "Flatten"
+                                                     for layer in layers):
+            layers.append(LayerSpec("Flatten", {"start_dim": 1, "end_dim": -1},
+                                    name="flatten"))
+        kind = type(module).__name__
+        op = OPS.get(kind)
+        if op is None:  # pragma: no cover - AlexNet and VGG use supported layers only
+            raise ModelError(f"{opened.name}: {path} is a {kind}, not a supported layer")
+        args = {}
+        for p in op.params:
+            value = getattr(module, p.name)
+            if p.name == "bias" and p.kind == "bool":
+                value = module.bias is not None
+            args[p.name] = list(value) if isinstance(value, tuple) else value
+        layer = LayerSpec(kind, args, name=path)
+        for tname, tensor in module.state_dict().items():
+            if tensor.is_floating_point():
+                layer = layer.with_param(tname, tensor.detach().cpu().numpy())
+        layers.append(layer)
+    return Pipeline(opened.input_spec, tuple(layers))
+
+
+# --- small helpers ---------------------------------------------------------------------------
+
+def _first_line(e: BaseException, lines: int = 1) -> str:
+    text = str(e).strip()
+    if not text:
+        return type(e).__name__
+    kept = [ln.strip() for ln in text.splitlines() if ln.strip()][:lines]
+    return " ".join(kept)[:300]
+
+
+def _few(items: Sequence[str] | Mapping, n: int = 5) -> str:
+    items = list(items)
+    shown = ", ".join(items[:n])
+    return shown + (f", ... ({len(items) - n} more)" if len(items) > n else "")
