@@ -54,18 +54,22 @@ def seeded_model(name: str, seed: int = 123) -> torch.nn.Module:
 
 
 def reference_stages(model: torch.nn.Module, x: torch.Tensor):
-    """(module path, output) of every leaf-module call in order, cloned at once (so later
-    in-place ops cannot change them), and the model's output."""
+    """(module path, output) of every module call in order, cloned at once (so later in-place
+    ops cannot change them), leaving out a container's output when it is its last module's
+    very tensor (nothing new); and the model's output."""
     outs: list[tuple[str, torch.Tensor]] = []
+    last = [None]
+    leaves = {p for p, m in model.named_modules() if p and not list(m.children())}
 
     def hook(path):
         def record(module, args, out):
             if isinstance(out, torch.Tensor):
-                outs.append((path, out.detach().clone()))
+                if path in leaves or out is not last[0]:
+                    outs.append((path, out.detach().clone()))
+                last[0] = out
         return record
 
-    handles = [m.register_forward_hook(hook(p)) for p, m in model.named_modules()
-               if p and not list(m.children())]
+    handles = [m.register_forward_hook(hook(p)) for p, m in model.named_modules() if p]
     try:
         with torch.no_grad():
             final = model(x)
@@ -310,3 +314,89 @@ def test_a_cancelled_run_keeps_the_stages_so_far(photo):
 def test_too_small_an_input_is_one_clear_message():
     with pytest.raises(M.ModelError, match="alexnet cannot run on a 8 x 8 input"):
         M.plan_model("alexnet", size=(8, 8))
+
+
+# --- the headless commands -------------------------------------------------------------------
+
+def cli_run(capsys, *argv) -> tuple[int, str, str]:
+    from layerlab import cli
+
+    rc = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_info_lists_the_stages_with_shapes_and_parameters(capsys):
+    rc, out, err = cli_run(capsys, "info", "--model", "resnet18")
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert lines[0] == ("resnet18 (torchvision): 60 stage(s) after the input and normalize, "
+                        "weights random, seed 0")
+    assert "shorter side resized to 256 (bilinear), center crop 224 x 224" in lines[1]
+    rows = {ln.split()[1]: ln.split() for ln in lines if ln[:5].strip().isdigit()}
+    assert rows["conv1"][2:8] == ["Conv2d", "64", "x", "112", "x", "112"]
+    assert rows["conv1"][8] == f"{64 * 3 * 7 * 7:,}"
+    assert rows["layer4.1.relu#2"][3:8] == ["512", "x", "7", "x", "7"]
+    assert rows["fc"][2:5] == ["Linear", "1000", f"{512 * 1000 + 1000:,}"]
+    total = sum(p.numel() for p in tvm.resnet18().parameters())
+    assert f"{total:,} parameters" in out and total == 11_689_512
+    rc, out, _ = cli_run(capsys, "info", "--model", "resnet18", "--stages", "layer*.conv1",
+                         "--size", "64x64")
+    assert rc == 0
+    rows = {ln.split()[1]: ln.split() for ln in out.splitlines() if ln[:5].strip().isdigit()}
+    assert list(rows) == ["input", "normalize"] + [f"layer{i}.{j}.conv1" for i in (1, 2, 3, 4)
+                                                   for j in (0, 1)]
+    assert rows["layer3.0.conv1"][3:8] == ["256", "x", "4", "x", "4"]
+    assert "shown: 8 of 60 stages (--stages)" in out
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["info", "--model", "resnet19"], "unknown model 'resnet19'; close names: resnet18"),
+    (["info", "P.json", "--model", "resnet18"], "not both"),
+    (["info", "--model", "resnet18", "--stages", "zzz"], "no stage of resnet18 matches"),
+    (["export", "x.png", "--model", "resnet18", "--pipeline", "p.json", "--out", "o"],
+     "not allowed with argument"),
+    (["export", "x.png", "--model", "vgg", "--out", "o"], "close names: vgg11"),
+    (["export", "x.png", "--pipeline", "p.json", "--stages", "a*", "--out", "o"],
+     "--stages selects stages of a --model"),
+])
+def test_command_line_mistakes_are_one_line_and_status_2(capsys, argv, needle):
+    rc, out, err = cli_run(capsys, *argv)
+    assert rc == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and needle in err, err
+
+
+def test_export_writes_the_layout_and_manifest_of_a_stack(capsys, tmp_path):
+    import json
+
+    import numpy as np
+
+    model = seeded_model("squeezenet1_0", seed=4)
+    weights = tmp_path / "sq.pt"
+    torch.save(model.state_dict(), weights)
+    out_dir = tmp_path / "out"
+    rc, out, err = cli_run(capsys, "export", PHOTO, "--model", "squeezenet1_0", "--weights",
+                           weights, "--out", out_dir, "--stages", "features.12,output", "--raw")
+    assert rc == 0, err
+    manifest = json.loads((out_dir / "manifest.json").read_text())
+    assert manifest["pipeline"] is None and manifest["model"]["name"] == "squeezenet1_0"
+    assert manifest["model"]["stages"] == "features.12,output"
+    assert manifest["weights"]["file"] == str(weights)
+    assert manifest["weights"]["missing"] == [] and manifest["weights"]["unexpected"] == []
+    names = [(s["index"], s["name"], s["path"]) for s in manifest["stages"]]
+    assert names == [(0, "input", ""), (1, "normalize", ""), (62, "features.12", "features.12"),
+                     (67, "output", "")]
+    x = torchvision_input("squeezenet1_0", to_tensor(load_image(PHOTO).image, "rgb"),
+                          size=(224, 224))
+    with torch.no_grad():
+        feats = model.features(x)
+        final = model(x)
+    assert np.array_equal(np.load(out_dir / "01-normalize.npy"), x[0].numpy())
+    np.testing.assert_allclose(np.load(out_dir / "62-features.12.npy"), feats[0].numpy(),
+                               rtol=0, atol=1e-5)
+    np.testing.assert_allclose(np.load(out_dir / "67-output.npy"), final[0].numpy(), rtol=0,
+                               atol=1e-5)
+    stage = manifest["stages"][2]
+    assert stage["shape"] == [512, 13, 13] and len(stage["images"]) == 512
+    assert (out_dir / stage["grid"]).is_file()
+    assert "wrote 4 stages of squeezenet1_0" in out

@@ -74,7 +74,11 @@ def check_name(name: str) -> str:
     if isinstance(name, str) and name in models.list_models():
         raise ModelError(f"{name} is a torchvision model but not a classification model; "
                          f"LayerLab opens the classification models (resnet18, vgg16, ...)")
-    close = difflib.get_close_matches(str(name).lower(), names, n=5, cutoff=0.5)
+    query = str(name).lower()
+    close = [n for n in names if n.startswith(query)] if query else []
+    close += [n for n in difflib.get_close_matches(query, names, n=5, cutoff=0.5)
+              if n not in close]
+    close = close[:5]
     hint = (f"close names: {', '.join(close)}" if close else
             f"known: {', '.join(sorted({n.rstrip('0123456789_').split('_')[0] for n in names}))}"
             " (e.g. resnet18, vgg16, mobilenet_v3_small)")

@@ -13,8 +13,10 @@ cheap)::
 Stage 0 is the photo after the weights' resize and center crop, stage 1 the normalised
 tensor, then one stage per call of a leaf module in execution order, named by module path
 (``layer1.0.conv1``; a module called again, such as a ResNet block's shared ``relu``, gets
-``#2``, ``#3``), and a last ``output`` stage when the model's output is not the last module's
-(a flatten or mean after it). The results are the engine's :class:`StageResult` objects,
+``#2``, ``#3``); a container module (a SqueezeNet ``Fire``, a DenseNet block, a MobileNet
+inverted residual) is a stage too, right after its modules, when its forward computes more
+after its last module (a concatenation, a residual addition); and a last ``output`` stage
+when the model's output is not the last module's (a flatten or mean after it). The results are the engine's :class:`StageResult` objects,
 so every view, the renderer and the export read them unchanged.
 
 :class:`OpenedModel` holds ``module`` (in evaluation mode), ``input_spec`` (the pipeline's
@@ -181,6 +183,13 @@ def _input_of(name: str, size: tuple[int, int] | None) -> tuple[InputSpec, str]:
     return spec, str(t.interpolation.value)
 
 
+def _modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Every module but the model itself: leaves, and containers (a Fire, a dense block,
+    an inverted residual), whose output is a stage when their forward adds an operation
+    after their last module (a concatenation, a residual addition)."""
+    return [(path, m) for path, m in model.named_modules() if path]
+
+
 def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(path, m) for path, m in model.named_modules()
             if path and next(m.children(), None) is None]
@@ -199,16 +208,20 @@ def plan_model(name: str, *, size: tuple[int, int] | None = None) -> ModelPlan:
     order: list[tuple[str, int, nn.Module, torch.Tensor]] = []
     versions: list[int] = []  # each output's version counter when it was recorded
     calls: dict[str, int] = {}
+    leaves = {path for path, _ in _leaves(model)}
 
     def hook(path):
         def record(module, args, out):
-            if isinstance(out, torch.Tensor):
-                calls[path] = calls.get(path, 0) + 1
-                order.append((path, calls[path], module, out))
-                versions.append(out._version)
+            if not isinstance(out, torch.Tensor):
+                return
+            calls[path] = calls.get(path, 0) + 1
+            if path not in leaves and order and out is order[-1][3]:
+                return  # a container handing on its last module's output: no new stage
+            order.append((path, calls[path], module, out))
+            versions.append(out._version)
         return record
 
-    handles = [m.register_forward_hook(hook(p)) for p, m in _leaves(model)]
+    handles = [m.register_forward_hook(hook(p)) for p, m in _modules(model)]
     try:
         with torch.no_grad():  # not inference_mode: the version counters below need it
             out = model(torch.empty(1, 3, h, w, device="meta"))
@@ -375,7 +388,7 @@ def run_model(opened: OpenedModel, image: torch.Tensor, *,
                                    time.perf_counter() - t0 - t_input, False,
                                    formula=plan.stages[1].text))
         calls: dict[str, int] = {}
-        clock = [time.perf_counter()]
+        clock = [time.perf_counter(), time.perf_counter()]  # last pre-hook, last stage
         done = [1]  # the last stage index reached
 
         def before(module, args):
@@ -383,7 +396,7 @@ def run_model(opened: OpenedModel, image: torch.Tensor, *,
                 raise _Stop
             clock[0] = time.perf_counter()
 
-        def hook(path):
+        def hook(path, leaf):
             def record(module, args, out):
                 if not isinstance(out, torch.Tensor):
                     return
@@ -391,19 +404,24 @@ def run_model(opened: OpenedModel, image: torch.Tensor, *,
                 stage = by_key.get((path, calls[path]))
                 if stage is None:
                     return
+                now = time.perf_counter()
+                # a leaf's own compute; a container's work after its last module (its cat)
+                seconds = now - (clock[0] if leaf else clock[1])
+                clock[1] = now
                 done[0] = stage.index
                 if stage.index in keep:
                     y = out.clone() if (path, stage.call) in plan.clone else out
                     results.append(StageResult(stage.index, stage.index - 2, stage.name,
-                                               stage.type, y, tuple(y.shape[1:]),
-                                               time.perf_counter() - clock[0], False,
-                                               formula=stage.text))
+                                               stage.type, y, tuple(y.shape[1:]), seconds,
+                                               False, formula=stage.text))
             return record
 
+        leaves = {path for path, _ in _leaves(opened.module)}
         handles = []
-        for path, module in _leaves(opened.module):
-            handles.append(module.register_forward_pre_hook(before))
-            handles.append(module.register_forward_hook(hook(path)))
+        for path, module in _modules(opened.module):
+            if path in leaves:
+                handles.append(module.register_forward_pre_hook(before))
+            handles.append(module.register_forward_hook(hook(path, path in leaves)))
         try:
             t1 = time.perf_counter()
             out = opened.module(xn)
