@@ -84,12 +84,22 @@ def _info_parser() -> argparse.ArgumentParser:
         "formula with the numbers filled in. The input size is IMAGE's size, --size, the\n"
         "stack's input.resize, or else 224 x 224 (the header says which).",
         "layerlab info resources/pipelines/cifar10-tutorial.layerlab.json --size 32x32"))
-    p.add_argument("pipeline", metavar="P", help="the stack (*.layerlab.json)")
+    p.add_argument("pipeline", metavar="P", nargs="?", help="the stack (*.layerlab.json)")
+    p.add_argument("--model", metavar="NAME",
+                   help="a torchvision classification model instead of a stack (resnet18, "
+                   "vgg16, ...): every module's output shape, in execution order, by module "
+                   "path")
+    p.add_argument("--stages", metavar="PATTERN",
+                   help="with --model: only the stages whose module path matches, e.g. "
+                   "'layer*.conv1'")
+    p.add_argument("--seed", type=int, default=0,
+                   help="with --model and no --weights: the seed of its random weights")
     p.add_argument("--weights", metavar="FILE",
                    help="a state_dict (.pt/.pth read with weights_only=True, or .safetensors) "
                    "applied onto the stack: keys by layer name, nn.Sequential index or order; "
                    "unmatched keys and layers without a tensor are listed, a shape mismatch "
-                   "is an error")
+                   "is an error. With --model: a state_dict of the model, or 'trained' for "
+                   "torchvision's file in torch's hub cache")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--image", metavar="IMAGE", help="take the input size from this image")
     src.add_argument("--size", metavar="HxW", type=_parse_size,
@@ -165,6 +175,16 @@ def _short(text: str) -> str:
 
 def _cmd_info(argv: Sequence[str]) -> int:
     args = _info_parser().parse_args(argv)
+    if args.model is not None:
+        if args.pipeline is not None:
+            raise UsageError("give a stack P or --model NAME, not both")
+        from .cli_model import cmd_info
+
+        return cmd_info(args)
+    if args.pipeline is None:
+        raise UsageError("give a stack P (*.layerlab.json) or --model NAME")
+    if args.stages is not None:
+        raise UsageError("--stages selects stages of a --model")
     from .core.analysis import analyze
     from .core.pipeline import Pipeline, PipelineError, nonfinite_warnings
 

@@ -38,13 +38,26 @@ def _export_parser() -> argparse.ArgumentParser:
     p.add_argument("image", metavar="IMAGE", nargs="+",
                    help="the image file; or several, folders (their image files) or quoted "
                    "globs ('photos/*.jpg'): a batch, one sub-folder per image")
-    p.add_argument("--pipeline", metavar="P", required=True, help="the stack (*.layerlab.json)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--pipeline", metavar="P", help="the stack (*.layerlab.json)")
+    source.add_argument("--model", metavar="NAME",
+                        help="a torchvision classification model instead of a stack (resnet18, "
+                        "vgg16, ...): its modules' outputs in execution order, named by module "
+                        "path; --weights is then a state_dict file, or 'trained' for "
+                        "torchvision's file in torch's hub cache (never downloaded)")
     p.add_argument("--out", metavar="DIR", required=True, help="the folder to create")
     p.add_argument("--weights", metavar="FILE",
                    help="a state_dict (.pt/.pth read with weights_only=True, or .safetensors) "
                    "applied onto the stack: keys by layer name, nn.Sequential index or order; "
                    "unmatched keys and layers without a tensor are listed, a shape mismatch "
                    "is an error")
+    p.add_argument("--stages", metavar="PATTERN",
+                   help="with --model: only the stages whose module path matches, e.g. "
+                   "'layer*.conv1' (fnmatch; several comma-separated); the input and "
+                   "normalize stages are always written")
+    p.add_argument("--seed", type=int, default=0,
+                   help="with --model and no --weights: the seed of its random weights "
+                   "(default 0)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where torch runs (auto: CUDA when available; default auto)")
     p.add_argument("--raw", action="store_true", help="also write each stage as float32 .npy")
@@ -123,6 +136,10 @@ def _shard(text: str) -> tuple[int, int]:
 
 def _cmd_export(argv: Sequence[str]) -> int:
     args = _export_parser().parse_args(argv)
+    if args.model is None and args.stages is not None:
+        raise UsageError("--stages selects stages of a --model")
+    if args.model is not None:
+        return _export_model(args)
     from .core.batch import is_pattern
     from .core.export import ExportError
     from .core.pipeline import Pipeline, PipelineError, nonfinite_warnings
@@ -167,6 +184,17 @@ def _cmd_export(argv: Sequence[str]) -> int:
             say(f"wrote {n} image export(s){part} and manifest.json to "
                 f"{terminal_text(args.out)} on {manifest['device']} in {seconds:.2f} s{rate}")
     return 0
+
+
+def _export_model(args) -> int:
+    from .cli_model import cmd_export
+
+    options = {"device": args.device, "raw": args.raw, "normalize": args.normalize,
+               "colormap": args.colormap, "overwrite": args.overwrite, "jobs": args.jobs}
+    if args.png_level is not None:
+        options["png_level"] = args.png_level
+    bar = _ProgressBar(enabled=not args.quiet and (args.progress or _isatty(sys.stderr)))
+    return cmd_export(args, options, bar)
 
 
 def _export_one(args, pipeline, options: dict, mapping) -> dict:
