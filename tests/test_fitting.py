@@ -150,3 +150,28 @@ def test_bad_targets_and_arguments_say_what_is_wrong():
         fit(pipe, image, torch.zeros(1, 64, 64), 1, lr=0)
     with pytest.raises(FitError, match="needs a convolution"):
         preset_pipeline(pipe, 1, "sobel x")
+
+
+def test_targets_from_files(tmp_path):
+    from layerlab.core.fitting import Target, make_target
+
+    image = camera(64)
+    pipe = one_conv()
+    sobel = preset_pipeline(pipe, 0, "sobel x")
+    path = tmp_path / "sobel.layerlab.json"
+    sobel.save(path)
+    from_file = make_target(Target("pipeline", str(path)), pipe, image, 1, 0)
+    torch.testing.assert_close(from_file, stage_output(sobel, image, 1), rtol=0, atol=0)
+    assert Target("pipeline", str(path)).describe() == "sobel.layerlab.json"
+    rgb = tmp_path / "rgb.layerlab.json"
+    Pipeline(InputSpec("rgb"), ()).save(rgb)
+    with pytest.raises(FitError, match="takes rgb input but this one takes gray"):
+        make_target(Target("pipeline", str(rgb)), pipe, image, 1, 0)
+    with pytest.raises(FitError, match="target stack cannot be used"):
+        make_target(Target("pipeline", str(tmp_path / "none.json")), pipe, image, 1, 0)
+    blurred = tmp_path / "blurred.png"
+    image.resize((32, 32)).save(blurred)
+    from_image = make_target(Target("image", str(blurred)), pipe, image, 1, 0)
+    assert tuple(from_image.shape) == (1, 1, 64, 64)
+    with pytest.raises(FitError, match="missing.png"):
+        make_target(Target("image", str(tmp_path / "missing.png")), pipe, image, 1, 0)

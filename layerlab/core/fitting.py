@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,13 +24,13 @@ from torch import nn
 
 from .edits import initial_state
 from .engine import Engine
-from .imageio import LoadedImage, to_tensor
+from .imageio import ImageLoadError, LoadedImage, load_image, to_tensor
 from .kernels import DEFAULT_INIT, fit_kernel, preset
-from .pipeline import LayerSpec, Pipeline
+from .pipeline import LayerSpec, Pipeline, PipelineError
 
-__all__ = ["OPTIMIZERS", "FitError", "FitProgress", "FitResult", "fit", "fittable_layers",
-           "layer_of_stage", "preset_pipeline", "stage_output", "target_from_image",
-           "with_weights"]
+__all__ = ["OPTIMIZERS", "FitError", "FitProgress", "FitResult", "Target", "fit",
+           "fittable_layers", "layer_of_stage", "make_target", "preset_pipeline", "run_to_end",
+           "stage_output", "target_from_image", "with_weights"]
 
 OPTIMIZERS = ("adam", "sgd", "lbfgs")
 Weights = dict[int, dict[str, np.ndarray]]  # layer index -> parameter name -> tensor
@@ -129,6 +130,47 @@ def target_from_image(image, shape: Sequence[int]) -> torch.Tensor:
     if c not in (1, 3):
         raise FitError(f"an image target has 1 (gray) or 3 (RGB) channels; the stage has {c}")
     return to_tensor(image, "gray" if c == 1 else "rgb", resize=(h, w))
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a fit aims at: ``kind`` "preset" (this stack with the fitted conv's kernels set
+    to preset ``value``), "pipeline" (the stack in file ``value``, same stage number) or
+    "image" (the image file ``value``, resized to the stage)."""
+
+    kind: str
+    value: str
+
+    def describe(self) -> str:
+        if self.kind == "preset":
+            return f"the {self.value} kernel"
+        return Path(self.value).name
+
+
+def make_target(spec: Target, pipeline: Pipeline, image, stage: int, layer: int
+                ) -> torch.Tensor:
+    """The (1, C, H, W) tensor ``spec`` names for ``stage`` of ``pipeline`` on ``image``
+    (``layer``: the conv whose kernels a preset replaces). Files that cannot be read, or a
+    stack that does not run on the image, are a FitError with the reason."""
+    if spec.kind == "preset":
+        return stage_output(preset_pipeline(pipeline, layer, spec.value), image, stage)
+    if spec.kind == "pipeline":
+        try:
+            other = Pipeline.load(spec.value)
+        except PipelineError as e:
+            raise FitError(f"the target stack cannot be used: {e}") from None
+        if other.input.mode != pipeline.input.mode:
+            raise FitError(f"the target stack takes {other.input.mode} input but this one "
+                           f"takes {pipeline.input.mode}")
+        return stage_output(other, image, stage)
+    if spec.kind == "image":
+        try:
+            loaded = load_image(spec.value)
+        except ImageLoadError as e:
+            raise FitError(str(e)) from None
+        shape = stage_output(pipeline, image, stage).shape[1:]
+        return target_from_image(loaded, shape)
+    raise FitError(f"a target is a preset, a pipeline file or an image, not {spec.kind!r}")
 
 
 def with_weights(pipeline: Pipeline, weights: Weights) -> Pipeline:

@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.preprocess import PRESETS, preset_of
-from ..worker import RunController
+from ..worker import JobRunner, RunController
 from .actions import ACTIONS, LAYER_ACTIONS, SHORTCUT_LIST, WindowWideKeys, create_actions
 from .controller import Controller, Views
 from .dialogs import MessageBanner, about_box, shortcuts_dialog
@@ -45,6 +45,7 @@ from .document import pipeline_title
 from .explain_panel import ExplainPanel
 from .export_dialog import StageExporter
 from .files import ICON, IMAGE_SUFFIXES, PIPELINES, SAMPLES, Files
+from .fit_panel import FitPanel
 from .kernel_editor import KernelEditor
 from .layer_stack import LayerStackWidget
 from .param_form import ParamForm
@@ -78,6 +79,7 @@ class MainWindow(QMainWindow):
         self._build_central()
         self._build_side_panel()
         self._build_explain_dock()
+        self._build_fit_dock()
         self.controller = Controller(self.session, self.runner, Views(
             window=self, stack=self.stack, form=self.param_form, kernel=self.kernel_editor,
             stages=self.stage_panel), self)
@@ -168,6 +170,22 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.explain_dock)
         self.explain_dock.hide()  # until the first value is explained, or View shows it
 
+    def _build_fit_dock(self) -> None:
+        """The fit panel (watch a filter learn), in a dock on the right, its jobs in a thread
+        of their own (Run > Fit kernel)."""
+        self.fit_jobs = JobRunner(self)
+        self.fit_panel = FitPanel(self.session, self.fit_jobs)
+        self.fit_dock = QDockWidget("Fit kernel", self)
+        self.fit_dock.setObjectName("fitDock")
+        self.fit_dock.setWidget(self.fit_panel)
+        self.fit_dock.setMinimumWidth(300)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.fit_dock)
+        self.fit_dock.hide()
+
+    def show_fit_panel(self) -> None:
+        self.fit_dock.show()
+        self.fit_dock.raise_()
+
     def _build_menus(self) -> None:
         a = self.actions
         bar = self.menuBar()
@@ -230,10 +248,13 @@ class MainWindow(QMainWindow):
         v.addSeparator()
         v.addAction(self.dock.toggleViewAction())
         v.addAction(self.explain_dock.toggleViewAction())
+        v.addAction(self.fit_dock.toggleViewAction())
 
         r = bar.addMenu("&Run")
         for name in ("run", "stop", "full_size"):
             r.addAction(a[name])
+        r.addSeparator()
+        r.addAction(a["fit_kernel"])
 
         h = bar.addMenu("&Help")
         h.addAction(a["shortcuts"])
@@ -330,6 +351,8 @@ class MainWindow(QMainWindow):
         p.explainRequested.connect(c.on_explain)
         p.explainRequested.connect(lambda *_: self.explain_dock.show())
         self.explain_panel.explainRequested.connect(c.on_explain)
+        self.fit_panel.weightsFitted.connect(c.on_fit_weights)
+        self.fit_panel.statusMessage.connect(self.show_status)
         p.channelPicked.connect(c.on_channel_picked)
         p.optionsEdited.connect(c.on_render_options)
         p.rangeEdited.connect(c.on_display_range)
@@ -507,4 +530,5 @@ class MainWindow(QMainWindow):
         finally:
             self.controller.shutdown()
             self.exporter.shutdown()  # cancel and join a running export
+            self.fit_jobs.shutdown()
         event.accept()
