@@ -29,15 +29,16 @@ from .kernels import DEFAULT_INIT, fit_kernel, preset
 from .pipeline import LayerSpec, Pipeline, PipelineError
 
 __all__ = ["OPTIMIZERS", "FitError", "FitProgress", "FitResult", "Target", "fit",
-           "fittable_layers", "layer_of_stage", "make_target", "preset_pipeline", "run_to_end",
-           "stage_output", "target_from_image", "with_weights"]
+           "fittable_layers", "layer_module", "layer_of_stage", "make_target",
+           "preset_pipeline", "run_to_end", "stage_output", "target_from_image",
+           "with_weights"]
 
 OPTIMIZERS = ("adam", "sgd", "lbfgs")
 Weights = dict[int, dict[str, np.ndarray]]  # layer index -> parameter name -> tensor
 
 
 class FitError(ValueError):
-    """A fit that cannot start: the message says what to change."""
+    """A fit (or a visualisation) that cannot start: the message says what to change."""
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,7 @@ def with_weights(pipeline: Pipeline, weights: Weights) -> Pipeline:
     return pipeline
 
 
-def _module(layer: LayerSpec, trainable: bool) -> nn.Module:
+def layer_module(layer: LayerSpec, trainable: bool) -> nn.Module:
     """The layer's module with its exact tensors, built on the meta device so that torch's
     own random init never runs (it would draw from the process-wide generator)."""
     if not layer.op.learnable:
@@ -268,7 +269,7 @@ def fit(pipeline: Pipeline, image, target: torch.Tensor, stage: int, *,
     target = torch.as_tensor(target).to(dev, dtype)
     if target.dim() == 3:
         target = target.unsqueeze(0)
-    modules = [(i, _module(layer, i in layers).to(dev, dtype)) for i, layer in chain
+    modules = [(i, layer_module(layer, i in layers).to(dev, dtype)) for i, layer in chain
                if i >= layers[0]]
     model = nn.Sequential(*(m for _, m in modules))
     with torch.no_grad():
