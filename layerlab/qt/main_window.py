@@ -52,6 +52,7 @@ from .param_form import ParamForm
 from .persistence import SessionStore, cuda_available
 from .session import Session
 from .stage_panel import StagePanel
+from .visual_panel import ChannelVisualPanel
 
 PREVIEW_SIZES = (512, 768, 1024, 1536, 2048)
 MEMORY_BUDGETS_GB = (1, 2, 4, 8, 16)
@@ -80,6 +81,7 @@ class MainWindow(QMainWindow):
         self._build_side_panel()
         self._build_explain_dock()
         self._build_fit_dock()
+        self._build_visual_dock()
         self.controller = Controller(self.session, self.runner, Views(
             window=self, stack=self.stack, form=self.param_form, kernel=self.kernel_editor,
             stages=self.stage_panel), self)
@@ -182,6 +184,22 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.fit_dock)
         self.fit_dock.hide()
 
+    def _build_visual_dock(self) -> None:
+        """What a channel looks for (the stage panel's button), in a dock on the right."""
+        self.visual_jobs = JobRunner(self)
+        self.visual_panel = ChannelVisualPanel(self.session, self.visual_jobs)
+        self.visual_dock = QDockWidget("What this channel looks for", self)
+        self.visual_dock.setObjectName("visualDock")
+        self.visual_dock.setWidget(self.visual_panel)
+        self.visual_dock.setMinimumWidth(300)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.visual_dock)
+        self.visual_dock.hide()
+
+    def look_for(self, stage: int, channel: int) -> None:
+        self.visual_dock.show()
+        self.visual_dock.raise_()
+        self.visual_panel.look_at(stage, channel)
+
     def show_fit_panel(self) -> None:
         self.fit_dock.show()
         self.fit_dock.raise_()
@@ -249,6 +267,7 @@ class MainWindow(QMainWindow):
         v.addAction(self.dock.toggleViewAction())
         v.addAction(self.explain_dock.toggleViewAction())
         v.addAction(self.fit_dock.toggleViewAction())
+        v.addAction(self.visual_dock.toggleViewAction())
 
         r = bar.addMenu("&Run")
         for name in ("run", "stop", "full_size"):
@@ -353,6 +372,7 @@ class MainWindow(QMainWindow):
         self.explain_panel.explainRequested.connect(c.on_explain)
         self.fit_panel.weightsFitted.connect(c.on_fit_weights)
         self.fit_panel.statusMessage.connect(self.show_status)
+        p.lookForRequested.connect(self.look_for)
         p.channelPicked.connect(c.on_channel_picked)
         p.optionsEdited.connect(c.on_render_options)
         p.rangeEdited.connect(c.on_display_range)
@@ -531,4 +551,5 @@ class MainWindow(QMainWindow):
             self.controller.shutdown()
             self.exporter.shutdown()  # cancel and join a running export
             self.fit_jobs.shutdown()
+            self.visual_jobs.shutdown()
         event.accept()
