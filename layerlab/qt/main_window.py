@@ -164,7 +164,8 @@ class MainWindow(QMainWindow):
 
     def _build_explain_dock(self) -> None:
         """The explain panel, in a dock on the right (View > Explain a value)."""
-        self.explain_panel = ExplainPanel(self.session)
+        self.explain_jobs = JobRunner(self)  # torch reruns the layer there, not here
+        self.explain_panel = ExplainPanel(self.session, self.explain_jobs)
         self.explain_dock = QDockWidget("Explain a value", self)
         self.explain_dock.setObjectName("explainDock")
         self.explain_dock.setWidget(self.explain_panel)
@@ -552,4 +553,5 @@ class MainWindow(QMainWindow):
             self.exporter.shutdown()  # cancel and join a running export
             self.fit_jobs.shutdown()
             self.visual_jobs.shutdown()
+            self.explain_jobs.shutdown()
         event.accept()
