@@ -27,21 +27,24 @@ from ..worker import JobOutcome, JobRunner
 from . import theme
 from .session import Session
 
-PICTURE_SIDE = 150  # pixels on screen for each picture (nearest-neighbour, so cells stay)
+PICTURE_SIDE = 160  # pixels on screen for each picture's longest side
 HINT = ("Pick a stage and a channel, then “What does this channel look for?”: LayerLab "
         "searches for the input image that makes that channel respond most.")
 
 
 def to_pixmap(image: np.ndarray, side: int = PICTURE_SIDE) -> QPixmap:
-    """A uint8 (H, W) or (H, W, 3) array as a pixmap scaled (nearest) to fit ``side``."""
+    """A uint8 (H, W) or (H, W, 3) array as a pixmap that fits ``side``: a small picture
+    (a kernel) grows by a whole factor with square cells, a large one (a photo) shrinks."""
     a = np.ascontiguousarray(image)
     h, w = a.shape[:2]
     fmt = QImage.Format.Format_Grayscale8 if a.ndim == 2 else QImage.Format.Format_RGB888
-    qimage = QImage(a.data, w, h, a.strides[0], fmt).copy()  # copy: a's buffer goes away
-    scale = max(1, side // max(h, w))
-    return QPixmap.fromImage(qimage).scaled(w * scale, h * scale,
-                                            Qt.AspectRatioMode.KeepAspectRatio,
-                                            Qt.TransformationMode.FastTransformation)
+    pixmap = QPixmap.fromImage(QImage(a.data, w, h, a.strides[0], fmt).copy())
+    if max(h, w) > side:
+        return pixmap.scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio,
+                             Qt.TransformationMode.SmoothTransformation)
+    scale = side // max(h, w)
+    return pixmap.scaled(w * scale, h * scale, Qt.AspectRatioMode.IgnoreAspectRatio,
+                         Qt.TransformationMode.FastTransformation)
 
 
 def _picture_box(caption: str) -> tuple[QWidget, QLabel]:
@@ -52,7 +55,7 @@ def _picture_box(caption: str) -> tuple[QWidget, QLabel]:
     title.setAlignment(Qt.AlignmentFlag.AlignCenter)
     label = QLabel()
     label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-    label.setMinimumSize(PICTURE_SIDE // 2, PICTURE_SIDE // 2)
+    label.setMinimumSize(PICTURE_SIDE, PICTURE_SIDE)
     lay.addWidget(title)
     lay.addWidget(label, 1)
     return box, label
