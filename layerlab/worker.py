@@ -298,7 +298,8 @@ class _JobWorker(QObject):
                 except StopIteration as done:
                     outcome.result = done.value
                     break
-                self.progress.emit(job_id, event)
+                if event is not None:  # a step with nothing to report
+                    self.progress.emit(job_id, event)
         except torch.cuda.OutOfMemoryError:
             outcome.error = "out of GPU memory; switch the device to CPU or use a smaller image"
         except Exception as e:  # the thread must survive a failing job
@@ -312,8 +313,9 @@ class JobRunner(QObject):
 
     A job is a callable ``job(cancelled) -> generator``: the generator does one step per
     ``next()`` (an optimiser step, a frame), yields a progress event now and then and returns
-    its result. ``stop()`` takes effect at the next step boundary, so a job is cancellable
-    within one step. Progress and the outcome arrive on the GUI thread; events of a stopped
+    its result (it yields ``None`` for a step with nothing to report: the step still counts
+    as a boundary where a stop takes effect). ``stop()`` takes effect at the next step
+    boundary, so a job is cancellable within one step. Progress and the outcome arrive on the GUI thread; events of a stopped
     job are dropped.
     """
 

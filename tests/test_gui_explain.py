@@ -244,11 +244,13 @@ def test_main_window_has_the_dock(main_window, qtbot):
     s = w.session
     w.controller.on_explain(1, 0, 10, 20)  # hidden: nothing computed until it is shown
     assert s.explained == (1, 0, 20, 10) and w.explain_panel.explanation is None
-    w.explain_dock.show()
+    w.explain_dock.show()  # computed in the window's explain job thread: wait for it
+    qtbot.waitUntil(lambda: w.explain_panel.explanation is not None, timeout=10000)
     assert w.explain_panel.explanation.value == float(s.results[1].values[0, 20, 10])
     w.explain_dock.hide()
     w.stage_panel.explainRequested.emit(1, 0, 11, 20)  # a click shows the dock again
     assert s.explained == (1, 0, 20, 11) and not w.explain_dock.isHidden()
+    qtbot.waitUntil(lambda: w.explain_panel.explanation.x == 11, timeout=10000)
     layer = s.run_pipeline.layers[s.results[1].result.layer_index]
     x = torch.from_numpy(np.array(s.results[0].values))[None]
     with torch.no_grad():

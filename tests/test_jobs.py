@@ -109,3 +109,18 @@ def test_synchronous_runner_for_tests(qtbot, steps):
     runner.finished.connect(outcomes.append)
     runner.start(_counting_job(steps, [], []))
     assert outcomes[0].result == sum(range(steps))
+
+
+def test_steps_without_news_yield_none_and_are_not_reported(qtbot):
+    runner = JobRunner(synchronous=True)
+
+    def job(cancelled):
+        for i in range(9):
+            yield i if i % 3 == 2 else None
+        return "done"
+
+    events, outcomes = [], []
+    runner.progress.connect(events.append)
+    runner.finished.connect(outcomes.append)
+    runner.start(job)
+    assert events == [2, 5, 8] and outcomes[0].result == "done"

@@ -73,6 +73,9 @@ ACTIONS = (
     ActionSpec("full_size", "Run at &full size", "controller.on_run_full_size",
                ("Ctrl+Shift+R",), "Run the full-resolution image once (editing uses a preview)",
                "Full size"),
+    ActionSpec("fit_kernel", "&Fit kernel…", "show_fit_panel", (),
+               "Let the selected layer's weights learn to match a target (a kernel preset, "
+               "another stack, an image), live"),
     ActionSpec("shortcuts", "&Keyboard shortcuts", "show_shortcuts", (SK.HelpContents,),
                "List the keyboard shortcuts (F1)"),
     ActionSpec("about", "&About LayerLab", "show_about"),

@@ -16,6 +16,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Slot
 
 from ..core.analysis import in_shape_at, validate
+from ..core.fitting import FitError, with_weights
 from ..worker import RenderOptions, RunController, RunRequest, RunSummary, StageView
 from .session import Session
 from .text import shape_text, size_text
@@ -247,6 +248,18 @@ class Controller(QObject):
     def on_init_requested(self, layer: int, init: object) -> None:
         if self._is_layer(layer) and isinstance(init, dict):
             self.session.document.set_init(layer, init)
+
+    @Slot(object, str, object)
+    def on_fit_weights(self, weights: object, text: str, merge_key: object) -> None:
+        """A fit reported its current weights: into the document, one undo step per fit
+        (its reports share ``merge_key`` and merge)."""
+        s = self.session
+        try:
+            pipeline = with_weights(s.pipeline, weights)  # type: ignore[arg-type]
+        except (FitError, IndexError) as e:
+            self.views.window.show_status(f"The fitted weights do not fit the stack: {e}")
+            return
+        s.document.edit(pipeline, text, merge_key=merge_key, select=s.layer)
 
     @Slot(int, float, float)
     def on_display_range(self, stage: int, lo: float, hi: float) -> None:

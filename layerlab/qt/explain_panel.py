@@ -8,9 +8,16 @@ conv: pick a row to open that channel), the input patch, the kernel slice and th
 small heat grids, and for an activation a plot of f with the point marked. The step buttons
 and Play walk the output positions (x, then y) by emitting ``explainRequested``; the
 controller moves the session, this panel follows.
+
+The computing (torch rerunning the layer, about 0.3 s for a 64 -> 64 conv on a large
+photo, and the breakdown) runs as a job (``JobRunner``), in the job thread the window gives
+it, so the window never waits; the newest request wins. Without a runner it computes on the
+calling thread (tools and tests without a window).
 """
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 import pyqtgraph as pg
@@ -31,6 +38,7 @@ from PySide6.QtWidgets import (
 
 from ..core.edits import materialize
 from ..core.explain import Explanation, explain, layer_output
+from ..worker import JobOutcome, JobRunner
 from .session import Session
 from .text import format_value
 
@@ -39,6 +47,48 @@ HINT = ("Click a value in the one-channel view (Alt+click in the grid, or hold A
 MAX_LINEAR_ROWS = 256  # a Linear shows its largest contributions, not 10^6 rows
 PAD_BRUSH = QBrush(QColor(200, 200, 200))
 WIN_BRUSH = QBrush(QColor(255, 200, 60))
+
+
+class _OutputCache:
+    """The layer's torch output for the last (layer key, stage input), shared by the jobs: a
+    step to the next position reuses it instead of rerunning the layer."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entry: tuple | None = None
+
+    def get(self, key: str, values: np.ndarray):
+        with self._lock:
+            e = self._entry
+        return e[2] if e is not None and e[0] == key and e[1] is values else None
+
+    def put(self, key: str, values: np.ndarray, output) -> None:
+        with self._lock:
+            self._entry = (key, values, output)
+
+
+def _explain_job(layer, params, stage_input: np.ndarray, values: np.ndarray, stage: int,
+                 channel: int, y: int, x: int, title: str, cache: _OutputCache):
+    """The job: (explanation or None, the title or the reason, the value the view shows)."""
+
+    def job(cancelled):
+        output = cache.get(layer.key, stage_input)
+        if output is None:
+            try:
+                output = layer_output(layer, params, stage_input)
+            except (RuntimeError, ValueError) as e:
+                return None, f"{layer.type} could not be rerun here: {e}", None
+            cache.put(layer.key, stage_input, output)
+            yield None  # a step boundary: a newer request stops this one here
+        try:
+            e = explain(layer, params, stage_input, channel, y, x, output=output)
+        except IndexError as err:
+            return None, f"Stage {stage}: {err}.", None
+        index = (x,) if values.ndim == 1 else (y, x) if values.ndim == 2 else (channel, y, x)
+        shown = float(values[index]) if all(
+            0 <= i < n for i, n in zip(index, values.shape, strict=True)) else None
+        return e, title, shown
+    return job
 
 
 def heat_color(v: float, scale: float) -> QColor:
@@ -75,18 +125,21 @@ def _compact(table: QTableWidget) -> None:
 class ExplainPanel(QWidget):
     explainRequested = Signal(int, int, int, int)  # stage, channel, x, y: a step
 
-    def __init__(self, session: Session, parent: QWidget | None = None):
+    def __init__(self, session: Session, jobs: JobRunner | None = None,
+                 parent: QWidget | None = None):
         super().__init__(parent)
         self.session = session
+        self.jobs = jobs if jobs is not None else JobRunner(self, synchronous=True)
         self.explanation: Explanation | None = None
         self.shown_value: float | None = None  # the value the stage view shows there
-        self._output: tuple | None = None  # (layer key, input array, torch output)
+        self._cache = _OutputCache()
         self._open = 0  # the opened row of a conv's per-channel sums
         self._stale = False  # something changed while the panel was hidden
         self._build()
         session.explainedChanged.connect(self.refresh)
         session.stageChanged.connect(self._on_stage_changed)
         session.resultsChanged.connect(self.refresh)
+        self.jobs.finished.connect(self._on_job_finished)
         self.refresh()
 
     def _build(self) -> None:
@@ -172,7 +225,9 @@ class ExplainPanel(QWidget):
         if pos is not None and index in (pos[0], pos[0] - 1):
             self.refresh()
 
-    def _compute(self) -> tuple[Explanation | None, str]:
+    def _request(self):
+        """On the GUI thread: the job that explains ``session.explained``, or None and why
+        there is nothing to explain."""
         s = self.session
         if s.explained is None:
             return None, HINT
@@ -185,23 +240,9 @@ class ExplainPanel(QWidget):
                 or not 0 <= view.result.layer_index < len(s.run_pipeline.layers)):
             return None, f"Stage {stage} has no result to explain yet."
         layer = s.run_pipeline.layers[view.result.layer_index]
-        params = materialize(layer)
-        cached = self._output
-        if cached is None or cached[0] != layer.key or cached[1] is not prev.values:
-            try:
-                output = layer_output(layer, params, prev.values)
-            except (RuntimeError, ValueError) as e:
-                return None, f"{layer.type} could not be rerun here: {e}"
-            self._output = cached = (layer.key, prev.values, output)
-        try:
-            e = explain(layer, params, prev.values, channel, y, x, output=cached[2])
-        except IndexError as err:
-            return None, f"Stage {stage}: {err}."
-        vals = view.values
-        index = (x,) if vals.ndim == 1 else (y, x) if vals.ndim == 2 else (channel, y, x)
-        self.shown_value = float(vals[index]) if all(
-            0 <= i < n for i, n in zip(index, vals.shape, strict=True)) else None
-        return e, f"stage {stage} {view.result.name} ({layer.type})"
+        title = f"stage {stage} {view.result.name} ({layer.type})"
+        return _explain_job(layer, materialize(layer), prev.values, view.values, stage,
+                            channel, y, x, title, self._cache), title
 
     def showEvent(self, event) -> None:  # noqa: N802 (Qt override)
         super().showEvent(event)
@@ -220,8 +261,24 @@ class ExplainPanel(QWidget):
             self._stale = True
             return
         self._stale = False
-        self.shown_value = None
-        e, title = self._compute()
+        job, title = self._request()
+        if job is None:
+            self.jobs.stop()  # an older request's result must not come back
+            self._show(None, title, None)
+        else:
+            self.jobs.start(job)
+
+    @Slot(object)
+    def _on_job_finished(self, outcome: JobOutcome) -> None:
+        if outcome.cancelled:
+            return
+        if outcome.error:
+            self._show(None, f"The value could not be explained: {outcome.error}", None)
+            return
+        self._show(*outcome.result)
+
+    def _show(self, e: Explanation | None, title: str, shown: float | None) -> None:
+        self.shown_value = shown
         if e is not self.explanation and (e is None or self.explanation is None
                                            or e.input_channels !=
                                            self.explanation.input_channels):

@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.preprocess import PRESETS, preset_of
-from ..worker import RunController
+from ..worker import JobRunner, RunController
 from .actions import ACTIONS, LAYER_ACTIONS, SHORTCUT_LIST, WindowWideKeys, create_actions
 from .compare_panel import ComparePanel
 from .controller import Controller, Views
@@ -46,6 +46,7 @@ from .document import pipeline_title
 from .explain_panel import ExplainPanel
 from .export_dialog import StageExporter
 from .files import ICON, IMAGE_SUFFIXES, PIPELINES, SAMPLES, Files
+from .fit_panel import FitPanel
 from .kernel_editor import KernelEditor
 from .layer_stack import LayerStackWidget
 from .param_form import ParamForm
@@ -53,6 +54,7 @@ from .persistence import SessionStore, cuda_available
 from .session import Session
 from .stage_panel import StagePanel
 from .sweep_dialog import Animator
+from .visual_panel import ChannelVisualPanel
 
 PREVIEW_SIZES = (512, 768, 1024, 1536, 2048)
 MEMORY_BUDGETS_GB = (1, 2, 4, 8, 16)
@@ -81,6 +83,8 @@ class MainWindow(QMainWindow):
         self._build_side_panel()
         self._build_explain_dock()
         self._build_compare_dock()
+        self._build_fit_dock()
+        self._build_visual_dock()
         self.controller = Controller(self.session, self.runner, Views(
             window=self, stack=self.stack, form=self.param_form, kernel=self.kernel_editor,
             stages=self.stage_panel), self)
@@ -164,7 +168,8 @@ class MainWindow(QMainWindow):
 
     def _build_explain_dock(self) -> None:
         """The explain panel, in a dock on the right (View > Explain a value)."""
-        self.explain_panel = ExplainPanel(self.session)
+        self.explain_jobs = JobRunner(self)  # torch reruns the layer there, not here
+        self.explain_panel = ExplainPanel(self.session, self.explain_jobs)
         self.explain_dock = QDockWidget("Explain a value", self)
         self.explain_dock.setObjectName("explainDock")
         self.explain_dock.setWidget(self.explain_panel)
@@ -191,6 +196,37 @@ class MainWindow(QMainWindow):
                            ("&Clear B", panel.clear_b)):
             act = c.addAction(text)
             act.triggered.connect(lambda _=False, f=slot: (self.compare_dock.show(), f()))
+    def _build_fit_dock(self) -> None:
+        """The fit panel (watch a filter learn), in a dock on the right, its jobs in a thread
+        of their own (Run > Fit kernel)."""
+        self.fit_jobs = JobRunner(self)
+        self.fit_panel = FitPanel(self.session, self.fit_jobs)
+        self.fit_dock = QDockWidget("Fit kernel", self)
+        self.fit_dock.setObjectName("fitDock")
+        self.fit_dock.setWidget(self.fit_panel)
+        self.fit_dock.setMinimumWidth(300)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.fit_dock)
+        self.fit_dock.hide()
+
+    def _build_visual_dock(self) -> None:
+        """What a channel looks for (the stage panel's button), in a dock on the right."""
+        self.visual_jobs = JobRunner(self)
+        self.visual_panel = ChannelVisualPanel(self.session, self.visual_jobs)
+        self.visual_dock = QDockWidget("What this channel looks for", self)
+        self.visual_dock.setObjectName("visualDock")
+        self.visual_dock.setWidget(self.visual_panel)
+        self.visual_dock.setMinimumWidth(300)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.visual_dock)
+        self.visual_dock.hide()
+
+    def look_for(self, stage: int, channel: int) -> None:
+        self.visual_dock.show()
+        self.visual_dock.raise_()
+        self.visual_panel.look_at(stage, channel)
+
+    def show_fit_panel(self) -> None:
+        self.fit_dock.show()
+        self.fit_dock.raise_()
 
     def _build_menus(self) -> None:
         a = self.actions
@@ -257,10 +293,14 @@ class MainWindow(QMainWindow):
         v.addAction(self.explain_dock.toggleViewAction())
         v.addAction(self.compare_dock.toggleViewAction())
         self._compare_menu(bar)
+        v.addAction(self.fit_dock.toggleViewAction())
+        v.addAction(self.visual_dock.toggleViewAction())
 
         r = bar.addMenu("&Run")
         for name in ("run", "stop", "full_size"):
             r.addAction(a[name])
+        r.addSeparator()
+        r.addAction(a["fit_kernel"])
 
         h = bar.addMenu("&Help")
         h.addAction(a["shortcuts"])
@@ -359,6 +399,9 @@ class MainWindow(QMainWindow):
         p.explainRequested.connect(c.on_explain)
         p.explainRequested.connect(lambda *_: self.explain_dock.show())
         self.explain_panel.explainRequested.connect(c.on_explain)
+        self.fit_panel.weightsFitted.connect(c.on_fit_weights)
+        self.fit_panel.statusMessage.connect(self.show_status)
+        p.lookForRequested.connect(self.look_for)
         p.channelPicked.connect(c.on_channel_picked)
         p.optionsEdited.connect(c.on_render_options)
         p.rangeEdited.connect(c.on_display_range)
@@ -539,4 +582,7 @@ class MainWindow(QMainWindow):
             self.exporter.shutdown()  # cancel and join a running export
             self.compare_panel.shutdown()
             self.animator.shutdown()
+            self.fit_jobs.shutdown()
+            self.visual_jobs.shutdown()
+            self.explain_jobs.shutdown()
         event.accept()

@@ -38,6 +38,7 @@ class StageControls(QWidget):
     modeChanged = Signal(bool)  # True: all channels as a grid
     channelChanged = Signal(int)
     compareChanged = Signal()
+    lookForRequested = Signal()  # what does the shown channel look for?
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -75,6 +76,10 @@ class StageControls(QWidget):
         self.compare_box.addItem("beside the stage's input", COMPARE_PREVIOUS)
         self.compare_box.setToolTip("What the large channel is shown next to; the hovered "
                                     "pixel's receptive field is drawn on it")
+        self.look_button = QToolButton(self)
+        self.look_button.setText("What does this channel look for?")
+        self.look_button.setToolTip("Search for the input image that makes the selected "
+                                    "channel respond most (gradient ascent from noise)")
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
         row.setSpacing(6)
@@ -83,7 +88,8 @@ class StageControls(QWidget):
                   QLabel("Bins", self), self.bins_box):
             row.addWidget(w)
         row.addSpacing(12)
-        for w in (self.grid_button, self.channel_button, self.channel_box, self.compare_box):
+        for w in (self.grid_button, self.channel_button, self.channel_box, self.compare_box,
+                  self.look_button):
             row.addWidget(w)
         row.addStretch(1)
         self.normalize_box.currentIndexChanged.connect(lambda _: self.optionsChanged.emit())
@@ -92,6 +98,7 @@ class StageControls(QWidget):
         self.grid_button.toggled.connect(self.modeChanged)
         self.channel_box.valueChanged.connect(self.channelChanged)
         self.compare_box.currentIndexChanged.connect(lambda _: self.compareChanged.emit())
+        self.look_button.clicked.connect(self.lookForRequested)
 
     def render_options(self) -> RenderOptions:
         return RenderOptions(normalize=self.normalize_box.currentData(),
@@ -135,6 +142,7 @@ class StageControls(QWidget):
         for w in (self.channel_box, self.grid_button, self.channel_button):
             w.setEnabled(not vector and has_stage)
         self.compare_box.setEnabled(not grid and not vector)
+        self.look_button.setEnabled(not vector and has_stage)
 
 
 def _result_only(line: str) -> str:

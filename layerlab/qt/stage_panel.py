@@ -63,6 +63,7 @@ class StagePanel(QWidget):
     # stage, channel, x, y: explain this value (a click on the channel or bar view, Alt+click
     # in the grid, Alt+hover)
     explainRequested = Signal(int, int, int, int)
+    lookForRequested = Signal(int, int)  # stage, channel: what does it look for?
 
     GRID, CHANNEL = "grid", "channel"
     COMPARE_INPUT, COMPARE_PREVIOUS = COMPARE_INPUT, COMPARE_PREVIOUS
@@ -171,6 +172,8 @@ class StagePanel(QWidget):
         c.modeChanged.connect(self._on_mode_button)
         c.channelChanged.connect(self.channelPicked)
         c.compareChanged.connect(self._refresh)
+        c.lookForRequested.connect(
+            lambda: self.lookForRequested.emit(self.session.stage, self.session.channel))
         self.strip.stageClicked.connect(self.stagePicked)
         self.grid_page.glw.scene().sigMouseMoved.connect(self._on_grid_moved)
         self.grid_page.glw.scene().sigMouseClicked.connect(self._on_grid_clicked)
