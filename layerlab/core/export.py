@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from . import histcsv, png, render, safeio
+from . import histcsv, png, render, safeio, tensorfile
 from .analysis import OverBudget, analyze, check_memory
 from .engine import Engine, RunError, resolve_device
 from .imageio import ImageLoadError, LoadedImage, load_image, to_tensor
@@ -247,7 +247,8 @@ def export_run(image_path: str | os.PathLike | LoadedImage, pipeline: Pipeline |
     with safeio.cleanup_on_signals():
         tmp = make_temp_dir(target)
         extras = Extras(int(bins) if histograms else 0, file_progress, root=tmp)
-        extras.total = sum(_files_of(s.shape, raw, extras.bins > 0) for s in shapes) + 1
+        extras.total = (sum(_files_of(s.shape, raw, extras.bins > 0) for s in shapes) + 1
+                        + pipeline_files(pipeline))
         with removed_on_failure(tmp, target):
             with png.ParallelWriter(png_level, jobs, write=extras.write) as writer:
                 engine = export_engine(dev)
@@ -400,7 +401,7 @@ def write_export(folder: Path, pipeline: Pipeline, x: torch.Tensor, shapes, engi
         "layerlab_version": __version__,
         "torch_version": str(torch.__version__),
         "image": image_label,
-        "pipeline": pipeline.to_dict(),
+        "pipeline": _pipeline_record(folder, pipeline, extras),
         "weights": weights,
         "device": str(engine.device),
         "normalize": normalize,
@@ -413,6 +414,26 @@ def write_export(folder: Path, pipeline: Pipeline, x: torch.Tensor, shapes, engi
                 (json.dumps(json_safe(manifest), indent=1, allow_nan=False)
                  + "\n").encode("utf-8"))
     return manifest
+
+
+PIPELINE_TENSORS = "pipeline.safetensors"
+
+
+def pipeline_files(pipeline: Pipeline) -> int:
+    """Files an export writes for the pipeline itself: its tensors file when they are big."""
+    return int(pipeline.tensor_bytes() > tensorfile.EXTERNAL_THRESHOLD_BYTES)
+
+
+def _pipeline_record(folder: Path, pipeline: Pipeline, extras: Extras | None) -> dict:
+    """The manifest's ``"pipeline"``: inline, or with big tensors in ``pipeline.safetensors``
+    beside the manifest (as Save keeps them beside a pipeline file)."""
+    if not pipeline_files(pipeline):
+        return pipeline.to_dict()
+    record, data = pipeline.to_dict_with_tensors(PIPELINE_TENSORS, "manifest.json")
+    _write_file(folder / PIPELINE_TENSORS, data)
+    if extras is not None:
+        extras.wrote(PIPELINE_TENSORS)
+    return record
 
 
 def _write_stage(tmp: Path, result, raw: bool, normalize: str, colormap: str,

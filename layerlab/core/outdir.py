@@ -111,6 +111,9 @@ def not_an_export(folder: Path) -> str | None:
             and isinstance(data.get("stages"), list)):
         return "its manifest.json is not a LayerLab export manifest"
     expected = {"manifest.json"}
+    tensors = data["pipeline"].get("tensors")
+    if isinstance(tensors, dict) and isinstance(tensors.get("file"), str):
+        expected.add(tensors["file"])
     for stage in data["stages"]:
         if not isinstance(stage, dict):
             return "its manifest.json is not a LayerLab export manifest"
