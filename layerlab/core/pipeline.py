@@ -438,16 +438,25 @@ MAX_CLASSES = 100_000
 CLASS_NAME_MAX_CHARS = 200
 
 
-def _parse_classes(raw: Any, fail) -> tuple[str, ...]:
-    if not isinstance(raw, list) or len(raw) > MAX_CLASSES:
-        raise fail(f"classes must be a list of at most {MAX_CLASSES} names", field="classes")
+def check_classes(raw: Any) -> tuple[str, ...]:
+    """Class names as a pipeline's ``classes`` holds them; :class:`PipelineError` if not."""
+    if not isinstance(raw, list | tuple) or len(raw) > MAX_CLASSES:
+        raise PipelineError(f"classes must be a list of at most {MAX_CLASSES} names",
+                            field="classes")
     for k, name in enumerate(raw):
         if (not isinstance(name, str) or len(name) > CLASS_NAME_MAX_CHARS
                 or any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F or 0xD800 <= ord(ch) <= 0xDFFF
                        for ch in name)):
-            raise fail(f"classes[{k}] must be text of at most {CLASS_NAME_MAX_CHARS} "
-                       f"characters without control characters", field="classes")
+            raise PipelineError(f"name {k + 1} must be text of at most {CLASS_NAME_MAX_CHARS} "
+                                f"characters without control characters", field="classes")
     return tuple(raw)
+
+
+def _parse_classes(raw: Any, fail) -> tuple[str, ...]:
+    try:
+        return check_classes(raw)
+    except PipelineError as e:
+        raise fail(e.detail, field="classes") from None
 
 
 def _hw(value: Any, field: str, what: str, fail) -> tuple[int, int]:

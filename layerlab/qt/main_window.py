@@ -51,6 +51,8 @@ from .param_form import ParamForm
 from .persistence import SessionStore, cuda_available
 from .session import Session
 from .stage_panel import StagePanel
+from .why_class import WhyClass
+from .why_class_panel import WhyClassPanel
 
 PREVIEW_SIZES = (512, 768, 1024, 1536, 2048)
 MEMORY_BUDGETS_GB = (1, 2, 4, 8, 16)
@@ -78,6 +80,7 @@ class MainWindow(QMainWindow):
         self._build_central()
         self._build_side_panel()
         self._build_explain_dock()
+        self._build_why_dock()
         self.controller = Controller(self.session, self.runner, Views(
             window=self, stack=self.stack, form=self.param_form, kernel=self.kernel_editor,
             stages=self.stage_panel), self)
@@ -168,6 +171,17 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.explain_dock)
         self.explain_dock.hide()  # until the first value is explained, or View shows it
 
+    def _build_why_dock(self) -> None:
+        """"Why this class" (Grad-CAM), in a dock on the right (View > Why this class)."""
+        self.why_panel = WhyClassPanel(self.session)
+        self.why = WhyClass(self.session, self.why_panel, self)
+        self.why_dock = QDockWidget("Why this class", self)
+        self.why_dock.setObjectName("whyClassDock")
+        self.why_dock.setWidget(self.why_panel)
+        self.why_dock.setMinimumWidth(280)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.why_dock)
+        self.why_dock.hide()  # until View shows it
+
     def _build_menus(self) -> None:
         a = self.actions
         bar = self.menuBar()
@@ -198,6 +212,7 @@ class MainWindow(QMainWindow):
         m.addAction(a["save"])
         m.addAction(a["save_as"])
         m.addAction(a["load_weights"])
+        m.addAction(a["load_labels"])
         m.addSeparator()
         self.export_menu = m.addMenu("E&xport")
         for act in self.exporter.actions():
@@ -230,6 +245,7 @@ class MainWindow(QMainWindow):
         v.addSeparator()
         v.addAction(self.dock.toggleViewAction())
         v.addAction(self.explain_dock.toggleViewAction())
+        v.addAction(self.why_dock.toggleViewAction())
 
         r = bar.addMenu("&Run")
         for name in ("run", "stop", "full_size"):
@@ -506,5 +522,6 @@ class MainWindow(QMainWindow):
             self.store.save_layout(self, self.side_splitter)
         finally:
             self.controller.shutdown()
+            self.why.shutdown()  # stop and join a running Grad-CAM
             self.exporter.shutdown()  # cancel and join a running export
         event.accept()
