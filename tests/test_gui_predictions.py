@@ -160,3 +160,27 @@ def test_a_labels_file_names_the_bars_and_undo_takes_it_off(qtbot, tmp_path, set
     assert not files.load_labels_path(str(tmp_path / "bad.txt"))
     assert "bad.txt: holds no class names" in shell.errors[-1]
     assert h.session.pipeline.classes == pipeline.classes
+
+
+def test_export_all_with_gradcam_writes_the_class_the_panel_shows(qtbot, tmp_path):
+    import json
+
+    from layerlab.qt.export_dialog import StageExporter
+
+    h = Harness(qtbot)
+    pipeline = h.run(DIGITS, "camera.png")
+    h.why_panel.show()
+    qtbot.waitExposed(h.why_panel)
+    h.why_panel.class_box.setCurrentIndex(h.why_panel.class_box.findData(2))
+    h.why_panel.request()
+    assert h.session.gradcam.target == 2
+    exporter = StageExporter(h.session, h.panel.view_mode, h.panel)
+    job = exporter.export_all(tmp_path / "win", gradcam=True, show_progress=False)
+    assert job is not None
+    qtbot.waitUntil(lambda: exporter.job is None, timeout=60000)
+    assert exporter.last_error is None, exporter.last_error
+    manifest = json.loads((tmp_path / "win" / "manifest.json").read_text())
+    assert (manifest["gradcam"]["class"], manifest["gradcam"]["stage"]) == (2, 5)
+    x = to_tensor(load_image(resources.sample("camera.png")).image, "gray")
+    np.testing.assert_array_equal(np.load(tmp_path / "win" / "gradcam.npy"),
+                                  grad_cam(pipeline, x, target=2).heatmap)
