@@ -15,7 +15,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .cli_export import _METHODS, _cmd_export, _export_parser, _isatty, _with_weights  # noqa: F401
+from .cli_export import (  # noqa: F401
+    _METHODS,
+    _cmd_export,
+    _export_parser,
+    _isatty,
+    _with_weights,
+    with_labels,
+)
 from .cli_sweep import _cmd_sweep
 from .console import (  # noqa: F401 - UsageError, _Parser, say, warn: used here and by tests
     PROG,
@@ -100,6 +107,9 @@ def _info_parser() -> argparse.ArgumentParser:
                    "unmatched keys and layers without a tensor are listed, a shape mismatch "
                    "is an error. With --model: a state_dict of the model, or 'trained' for "
                    "torchvision's file in torch's hub cache")
+    p.add_argument("--labels", metavar="FILE",
+                   help="class names (one per line, or a .json list) instead of the "
+                   "pipeline's classes")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--image", metavar="IMAGE", help="take the input size from this image")
     src.add_argument("--size", metavar="HxW", type=_parse_size,
@@ -193,6 +203,7 @@ def _cmd_info(argv: Sequence[str]) -> int:
     except PipelineError as e:
         raise UsageError(str(e)) from None
     pipeline, mapping = _with_weights(pipeline, args.weights)
+    pipeline = with_labels(pipeline, args.labels)
     if args.image:
         from .core.imageio import ImageLoadError, load_image
 
@@ -223,6 +234,13 @@ def _cmd_info(argv: Sequence[str]) -> int:
         text += (f"\nweights: {len(mapping.applied_keys)} tensor(s) from "
                  f"{terminal_text(mapping.source)} onto {len(mapping.layers)} layer(s), "
                  f"matched by {_METHODS[mapping.method]}")
+    if pipeline.classes:
+        n = len(pipeline.classes)
+        last = analysis.stages[-1].shape
+        shown = ", ".join(terminal_text(c) for c in pipeline.classes[:10])
+        text += (f"\nclasses: {n} ({shown}{', ...' if n > 10 else ''})"
+                 + ("" if tuple(last) == (n,) else
+                    f"; the output has shape {tuple(last)}, so they are not used"))
     say(text)
     return 0
 

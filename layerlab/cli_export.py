@@ -58,6 +58,15 @@ def _export_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0,
                    help="with --model and no --weights: the seed of its random weights "
                    "(default 0)")
+    p.add_argument("--labels", metavar="FILE",
+                   help="class names for a classifier's predictions.json: one per line, or a "
+                   ".json list (instead of the pipeline's classes)")
+    p.add_argument("--gradcam", metavar="CLASS", nargs="?", const="", default=None,
+                   help="also write gradcam.png and gradcam.npy: the Grad-CAM heat map of "
+                   "CLASS (an index or a class name; default the top class) at the last conv "
+                   "stage (--gradcam-stage N for another)")
+    p.add_argument("--gradcam-stage", metavar="N", type=int, default=None,
+                   help="the stage Grad-CAM weighs (a stage with feature maps)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where torch runs (auto: CUDA when available; default auto)")
     p.add_argument("--raw", action="store_true", help="also write each stage as float32 .npy")
@@ -149,6 +158,7 @@ def _cmd_export(argv: Sequence[str]) -> int:
     except PipelineError as e:
         raise UsageError(str(e)) from None
     pipeline, mapping = _with_weights(pipeline, args.weights)
+    pipeline = with_labels(pipeline, args.labels)
     for w in nonfinite_warnings(pipeline):
         warn(w)
     single = (len(args.image) == 1 and args.shard is None and not os.path.isdir(args.image[0])
@@ -164,8 +174,9 @@ def _cmd_export(argv: Sequence[str]) -> int:
         if single:
             manifest = _export_one(args, pipeline, options, mapping)
         else:
-            if args.histograms or mapping is not None:
-                raise UsageError("--histograms and --weights work on one image at a time")
+            if args.histograms or mapping is not None or args.gradcam is not None:
+                raise UsageError("--histograms, --weights and --gradcam work on one image at "
+                                 "a time")
             manifest = _export_many(args, pipeline, options)
     except ExportError as e:
         raise UsageError(str(e)) from None
@@ -200,11 +211,18 @@ def _export_model(args) -> int:
 def _export_one(args, pipeline, options: dict, mapping) -> dict:
     """One image: a progress bar of files written (tqdm) on a terminal, or with --progress."""
     from .core.export import ExportError, export_run
+    from .core.export_extras import GradCamOption
 
+    gradcam = None
+    if args.gradcam is not None:
+        gradcam = GradCamOption(args.gradcam or None, args.gradcam_stage)
+    elif args.gradcam_stage is not None:
+        raise UsageError("--gradcam-stage goes with --gradcam")
     bar = _ProgressBar(enabled=not args.quiet and (args.progress or _isatty(sys.stderr)))
     try:
         return export_run(args.image[0], pipeline, args.out, progress=bar.stage,
                           file_progress=bar.file, histograms=args.histograms, bins=args.bins,
+                          gradcam=gradcam,
                           weights=None if mapping is None
                           else mapping.to_manifest(file=args.weights), **options)
     except ExportError:
@@ -266,6 +284,20 @@ class _ProgressBar:
 
 
 _METHODS = {"name": "layer name", "index": "nn.Sequential index", "order": "order and shape"}
+
+
+def with_labels(pipeline, path: str | None):
+    """``--labels FILE``: the pipeline with the file's class names."""
+    if path is None:
+        return pipeline
+    from dataclasses import replace
+
+    from .core.predictions import LabelsError, read_labels
+
+    try:
+        return replace(pipeline, classes=read_labels(path))
+    except LabelsError as e:
+        raise UsageError(f"--labels {e}") from None
 
 
 def _with_weights(pipeline, path: str | None):

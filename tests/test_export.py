@@ -80,6 +80,20 @@ def cifar_net() -> nn.Sequential:
     return net.eval()
 
 
+def digits_net() -> nn.Sequential:
+    """The bundled digits CNN as the tutorials write one, with its shipped tensors."""
+    from safetensors.torch import load
+
+    net = nn.Sequential(nn.Conv2d(1, 8, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Conv2d(8, 16, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Flatten(), nn.Linear(1024, 64), nn.ReLU(), nn.Linear(64, 10))
+    state = load((PIPELINES / "digits-cnn.safetensors").read_bytes())
+    index = {"conv1": 0, "conv2": 3, "fc1": 7, "fc2": 9}
+    net.load_state_dict({f"{index[k.split('.')[0]]}.{k.split('.')[1]}": v
+                         for k, v in state.items()})
+    return net.eval()
+
+
 def reference_stages(example: str, image: Path) -> list[np.ndarray]:
     """Every stage (input first) of a bundled example, computed with torch directly."""
     gray = example in ("conv-sharpen-gray", "avgpool-2x2", "edge-detection",
@@ -87,6 +101,9 @@ def reference_stages(example: str, image: Path) -> list[np.ndarray]:
     if example == "cifar10-tutorial":
         x = tutorial_input(image, "rgb", (32, 32))
         modules = list(cifar_net())
+    elif example == "digits-cnn":
+        x = tutorial_input(image, "gray", (32, 32))
+        modules = list(digits_net())
     else:
         x = tutorial_input(image, "gray" if gray else "rgb")
         modules = {
@@ -162,6 +179,8 @@ def listing(root: Path) -> set[str]:
 
 def expected_listing(stage_dirs: list[str], channels: list[int], raw: bool) -> set[str]:
     files = {"manifest.json"}
+    if channels and channels[-1] == 0:  # a classifier's export: its top classes too
+        files.add("predictions.json")
     for d, c in zip(stage_dirs, channels, strict=True):
         files |= {d, f"{d}/grid.png"} | {f"{d}/ch-{k:03d}.png" for k in range(c)}
         if raw:

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from . import histcsv, png, render, safeio
+from . import export_extras, histcsv, png, render, safeio, tensorfile
 from .analysis import OverBudget, analyze, check_memory
 from .engine import Engine, RunError, resolve_device
 from .imageio import ImageLoadError, LoadedImage, load_image, to_tensor
@@ -206,7 +206,8 @@ def export_run(image_path: str | os.PathLike | LoadedImage, pipeline: Pipeline |
                png_level: int = PNG_COMPRESS_LEVEL, jobs: int | None = None,
                histograms: bool = False, bins: int = histcsv.DEFAULT_BINS,
                file_progress: FileProgressFn | None = None,
-               weights: dict[str, Any] | None = None) -> dict[str, Any]:
+               weights: dict[str, Any] | None = None,
+               gradcam: export_extras.GradCamOption | None = None) -> dict[str, Any]:
     """Run ``pipeline`` on the full-size image and write the export folder ``out_dir``.
 
     Returns the manifest (also written to ``out_dir/manifest.json``). Raises
@@ -218,7 +219,8 @@ def export_run(image_path: str | os.PathLike | LoadedImage, pipeline: Pipeline |
     ``file_progress(done, total, path)`` after every file. With ``histograms`` each stage
     folder also gets ``histogram.csv`` (``bins`` bins, see :mod:`layerlab.core.histcsv`).
     ``weights`` (``WeightsMapping.to_manifest()``) records which file and keys were applied
-    onto the pipeline; the manifest's ``"weights"`` is null without it.
+    onto the pipeline; the manifest's ``"weights"`` is null without it. A classifier's
+    export also has ``predictions.json``; ``gradcam`` adds ``gradcam.png`` / ``.npy``.
     ``pipeline_path`` is the file a ready :class:`Pipeline` came from: messages name it and
     ``out_dir`` may not contain it. A terminating signal (SIGTERM, SIGHUP, ...) in the main
     thread removes the unfinished folder and raises :class:`safeio.Terminated`.
@@ -247,7 +249,9 @@ def export_run(image_path: str | os.PathLike | LoadedImage, pipeline: Pipeline |
     with safeio.cleanup_on_signals():
         tmp = make_temp_dir(target)
         extras = Extras(int(bins) if histograms else 0, file_progress, root=tmp)
-        extras.total = sum(_files_of(s.shape, raw, extras.bins > 0) for s in shapes) + 1
+        extras.total = (sum(_files_of(s.shape, raw, extras.bins > 0) for s in shapes) + 1
+                        + pipeline_files(pipeline) + export_extras.predicts(shapes)
+                        + (2 if gradcam is not None else 0))
         with removed_on_failure(tmp, target):
             with png.ParallelWriter(png_level, jobs, write=extras.write) as writer:
                 engine = export_engine(dev)
@@ -255,7 +259,7 @@ def export_run(image_path: str | os.PathLike | LoadedImage, pipeline: Pipeline |
                 manifest = write_export(tmp, pipeline, x, shapes, engine, image_label, writer,
                                         raw=raw, normalize=normalize, colormap=colormap,
                                         progress=progress, cancel=cancel, extras=extras,
-                                        weights=weights)
+                                        weights=weights, gradcam=gradcam)
                 writer.wait(cancel)
                 _check_cancel(cancel)
                 extras.wrote("manifest.json")  # reported last: every PNG is on disk now
@@ -374,13 +378,24 @@ def write_export(folder: Path, pipeline: Pipeline, x: torch.Tensor, shapes, engi
                  image_label: str, writer: png.ParallelWriter, *, raw: bool, normalize: str,
                  colormap: str, progress: ProgressFn | None = None,
                  cancel: CancelFn | None = None, extras: Extras | None = None,
-                 weights: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run the stack and write one image's export (stages and manifest.json) into the
+                 weights: dict[str, Any] | None = None,
+                 gradcam: export_extras.GradCamOption | None = None) -> dict[str, Any]:
+    """Run the stack and write one image's export (stages, the classifier's
+    ``predictions.json``, with ``gradcam`` its Grad-CAM, and manifest.json) into the
     existing empty ``folder``; PNGs are queued on ``writer`` (on disk after its ``wait``).
     Returns the manifest."""
     total = len(shapes) + 1  # every stage, then the manifest and the final rename
     stages: list[dict[str, Any]] = []
+    write = extras.write if extras is not None else _write_file
+    last_vector = input_stage = None
     for result in engine.run(pipeline, x, cache=False, cancel=cancel):
+        if result.index == 0 and gradcam is not None:
+            input_stage = result.output  # the picture the heat map is drawn on
+        if result.output is not None and result.output.dim() == 2:
+            last_vector = (result.index, result.name,
+                           result.output[0].detach().to("cpu", torch.float32).numpy())
+        else:
+            last_vector = None
         _check_cancel(cancel)
         if result.error:
             raise ExportError(result.error)
@@ -394,18 +409,33 @@ def write_export(folder: Path, pipeline: Pipeline, x: torch.Tensor, shapes, engi
     _check_cancel(cancel)
     if len(stages) != len(shapes):  # pragma: no cover - the engine stops only on cancel
         raise ExportError(f"the run stopped after {len(stages)} of {len(shapes)} stages")
+    predictions = gradcam_record = None
+    if last_vector is not None:
+        predictions = export_extras.write_predictions(folder, pipeline, *last_vector, write)
+    if gradcam is not None:
+        if last_vector is None:
+            raise ExportError("--gradcam needs a stack whose last stage is a vector of class "
+                              "scores")
+        try:
+            gradcam_record = export_extras.write_gradcam(
+                folder, pipeline, x, input_stage, gradcam, len(last_vector[2]),
+                engine.device.type, write)
+        except export_extras.GradCamExportError as e:
+            raise ExportError(str(e)) from None
     manifest = {
         "format": MANIFEST_FORMAT,
         "version": MANIFEST_VERSION,
         "layerlab_version": __version__,
         "torch_version": str(torch.__version__),
         "image": image_label,
-        "pipeline": pipeline.to_dict(),
+        "pipeline": _pipeline_record(folder, pipeline, extras),
         "weights": weights,
         "device": str(engine.device),
         "normalize": normalize,
         "colormap": colormap,
         "stages": stages,
+        "predictions": predictions,
+        "gradcam": gradcam_record,
     }
     # Standard JSON only: anything not finite (stats, NaN/inf weights in the embedded
     # pipeline) is written as null.
@@ -413,6 +443,26 @@ def write_export(folder: Path, pipeline: Pipeline, x: torch.Tensor, shapes, engi
                 (json.dumps(json_safe(manifest), indent=1, allow_nan=False)
                  + "\n").encode("utf-8"))
     return manifest
+
+
+PIPELINE_TENSORS = "pipeline.safetensors"
+
+
+def pipeline_files(pipeline: Pipeline) -> int:
+    """Files an export writes for the pipeline itself: its tensors file when they are big."""
+    return int(pipeline.tensor_bytes() > tensorfile.EXTERNAL_THRESHOLD_BYTES)
+
+
+def _pipeline_record(folder: Path, pipeline: Pipeline, extras: Extras | None) -> dict:
+    """The manifest's ``"pipeline"``: inline, or with big tensors in ``pipeline.safetensors``
+    beside the manifest (as Save keeps them beside a pipeline file)."""
+    if not pipeline_files(pipeline):
+        return pipeline.to_dict()
+    record, data = pipeline.to_dict_with_tensors(PIPELINE_TENSORS, "manifest.json")
+    _write_file(folder / PIPELINE_TENSORS, data)
+    if extras is not None:
+        extras.wrote(PIPELINE_TENSORS)
+    return record
 
 
 def _write_stage(tmp: Path, result, raw: bool, normalize: str, colormap: str,

@@ -111,6 +111,15 @@ def not_an_export(folder: Path) -> str | None:
             and isinstance(data.get("stages"), list)):
         return "its manifest.json is not a LayerLab export manifest"
     expected = {"manifest.json"}
+    tensors = data["pipeline"].get("tensors")
+    if isinstance(tensors, dict) and isinstance(tensors.get("file"), str):
+        expected.add(tensors["file"])
+    if isinstance(data.get("predictions"), str):
+        expected.add(data["predictions"])
+    gradcam = data.get("gradcam")
+    if isinstance(gradcam, dict):
+        expected.update(v for k, v in gradcam.items() if k in ("image", "heatmap")
+                        and isinstance(v, str))
     for stage in data["stages"]:
         if not isinstance(stage, dict):
             return "its manifest.json is not a LayerLab export manifest"

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import safeio
+from . import safeio, tensorfile
 from .kernels import DEFAULT_INIT, check_init
 from .preprocess import Normalize, check_normalize, crop_hw, resized_hw
 from .specs import OPS, OpSpec, Shape, SpecError, get_op
@@ -161,6 +161,8 @@ class StageShape:
 class Pipeline:
     input: InputSpec = InputSpec()
     layers: tuple[LayerSpec, ...] = ()
+    # The names of a classifier's outputs, in order ("0".."9", CIFAR-10's "plane", "car"...)
+    classes: tuple[str, ...] = ()
 
     # --- editing helpers (each returns a new pipeline) ---
     def replace_layer(self, index: int, layer: LayerSpec) -> Pipeline:
@@ -211,21 +213,73 @@ class Pipeline:
 
     # --- JSON ---
     def to_dict(self) -> dict:
-        return {"format": FORMAT, "version": VERSION, "input": self.input.to_dict(),
-                "layers": [layer.to_dict() for layer in self.layers]}
+        """The pipeline file's JSON object, every tensor inline."""
+        d: dict[str, Any] = {"format": FORMAT, "version": VERSION,
+                             "input": self.input.to_dict()}
+        if self.classes:
+            d["classes"] = list(self.classes)
+        d["layers"] = [layer.to_dict() for layer in self.layers]
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1)
 
-    def save(self, path: str | os.PathLike) -> None:
-        atomic_write_text(Path(path), self.to_json() + "\n")
+    def tensor_bytes(self) -> int:
+        """Bytes of all explicit tensors (float32)."""
+        return sum(int(arr.size) * 4 for layer in self.layers for arr in layer.params.values())
+
+    def to_files(self, path: str | os.PathLike, *, tensors: str = "auto"
+                 ) -> tuple[str, tuple[str, bytes] | None]:
+        """The text of the pipeline file ``path`` and, when its tensors go beside it, the
+        tensors file's ``(name, bytes)``. ``tensors``: ``"auto"`` (beside the file above
+        :data:`tensorfile.EXTERNAL_THRESHOLD_BYTES`), ``"inline"`` or ``"external"``."""
+        if tensors not in ("auto", "inline", "external"):
+            raise ValueError(f"tensors must be 'auto', 'inline' or 'external', not {tensors!r}")
+        external = tensors == "external" or (
+            tensors == "auto" and self.tensor_bytes() > tensorfile.EXTERNAL_THRESHOLD_BYTES)
+        if not external or not any(layer.params for layer in self.layers):
+            return self.to_json() + "\n", None
+        d, data = self.to_dict_with_tensors(tensorfile.tensor_file_name(path), Path(path).name)
+        return json.dumps(d, indent=1) + "\n", (d["tensors"]["file"], data)
+
+    def to_dict_with_tensors(self, tensors_name: str, pipeline_name: str
+                             ) -> tuple[dict, bytes]:
+        """The pipeline object with every tensor a ``{"tensor": KEY}`` of the tensors file
+        ``tensors_name``, and that file's bytes."""
+        d = self.to_dict()
+        arrays: dict[str, np.ndarray] = {}
+        prefixes = tensorfile.tensor_keys(layer.name for layer in self.layers)
+        for layer, prefix, raw in zip(self.layers, prefixes, d["layers"], strict=True):
+            for pname, arr in layer.params.items():
+                key = f"{prefix}.{pname}"
+                arrays[key] = arr
+                raw["params"][pname] = {"tensor": key}
+        data = tensorfile.encode(arrays, pipeline_name)
+        d = {"format": FORMAT, "version": VERSION,
+             "tensors": {"file": tensors_name, "sha256": tensorfile.digest(data)},
+             **{k: v for k, v in d.items() if k not in ("format", "version")}}
+        return d, data
+
+    def save(self, path: str | os.PathLike, *, tensors: str = "auto") -> None:
+        """Write the pipeline file (and its tensors file beside it, see :meth:`to_files`),
+        each atomically: the tensors first, so the pipeline file never names tensors that
+        are not on disk yet (its sha256 tells a stale pair apart)."""
+        p = Path(path)
+        text, beside = self.to_files(p, tensors=tensors)
+        if beside is not None:
+            atomic_write_bytes(p.parent / beside[0], beside[1])
+        atomic_write_text(p, text)
 
     @classmethod
-    def from_dict(cls, data: Any, *, source: str | None = None) -> Pipeline:
-        return _parse(data, source)
+    def from_dict(cls, data: Any, *, source: str | None = None,
+                  folder: str | os.PathLike | None = None) -> Pipeline:
+        """Parse a pipeline object; ``folder`` is where its tensors file is (None: a
+        pipeline that references one cannot be read)."""
+        return _parse(data, source, folder)
 
     @classmethod
-    def from_json(cls, text: str, *, source: str | None = None) -> Pipeline:
+    def from_json(cls, text: str, *, source: str | None = None,
+                  folder: str | os.PathLike | None = None) -> Pipeline:
         try:
             data = json.loads(text, object_pairs_hook=_unique_keys)
         except _DuplicateKey as e:
@@ -240,7 +294,7 @@ class Pipeline:
             m = re.search(r"value has (\d+) digits", str(e))
             what = f"a {m.group(1)}-digit integer" if m else "a number that cannot be read"
             raise PipelineError(f"not valid JSON ({what})", source=source) from None
-        return _parse(data, source)
+        return _parse(data, source, folder)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Pipeline:
@@ -267,7 +321,7 @@ class Pipeline:
         except UnicodeDecodeError as e:
             raise PipelineError(f"not UTF-8 text (bad byte at offset {e.start})",
                                 source=src) from None
-        return cls.from_json(text, source=src)
+        return cls.from_json(text, source=src, folder=p.parent)
 
 
 class _DuplicateKey(Exception):
@@ -320,7 +374,8 @@ def name_problem(name: object) -> str | None:
     return None
 
 
-def _parse(data: Any, source: str | None) -> Pipeline:
+def _parse(data: Any, source: str | None, folder: str | os.PathLike | None = None
+           ) -> Pipeline:
     def fail(msg: str, **kw: Any) -> PipelineError:
         return PipelineError(msg, source=source, **kw)
 
@@ -332,7 +387,7 @@ def _parse(data: Any, source: str | None) -> Pipeline:
     if version != VERSION or isinstance(version, bool):
         raise fail(f"version {version!r} is not supported (this LayerLab reads version "
                    f"{VERSION})", field="version")
-    extra = set(data) - {"format", "version", "input", "layers"}
+    extra = set(data) - {"format", "version", "tensors", "classes", "input", "layers"}
     if extra:
         raise fail(f"unknown top-level field(s): {', '.join(sorted(map(str, extra)))}")
 
@@ -368,8 +423,40 @@ def _parse(data: Any, source: str | None) -> Pipeline:
     if len(layers_raw) > MAX_LAYERS:
         raise fail(f"{len(layers_raw)} layers is more than the {MAX_LAYERS} LayerLab accepts",
                    field="layers")
-    layers = tuple(_parse_layer(i, raw, source) for i, raw in enumerate(layers_raw))
-    return Pipeline(InputSpec(mode, resize, crop, norm), layers)
+    classes = _parse_classes(data.get("classes", []), fail)
+    tensors = None
+    if "tensors" in data:
+        try:
+            tensors = tensorfile.read_reference(data["tensors"], folder)
+        except tensorfile.TensorFileError as e:
+            raise fail(str(e), field=e.field) from None
+    layers = tuple(_parse_layer(i, raw, source, tensors) for i, raw in enumerate(layers_raw))
+    return Pipeline(InputSpec(mode, resize, crop, norm), layers, classes)
+
+
+MAX_CLASSES = 100_000
+CLASS_NAME_MAX_CHARS = 200
+
+
+def check_classes(raw: Any) -> tuple[str, ...]:
+    """Class names as a pipeline's ``classes`` holds them; :class:`PipelineError` if not."""
+    if not isinstance(raw, list | tuple) or len(raw) > MAX_CLASSES:
+        raise PipelineError(f"classes must be a list of at most {MAX_CLASSES} names",
+                            field="classes")
+    for k, name in enumerate(raw):
+        if (not isinstance(name, str) or len(name) > CLASS_NAME_MAX_CHARS
+                or any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F or 0xD800 <= ord(ch) <= 0xDFFF
+                       for ch in name)):
+            raise PipelineError(f"name {k + 1} must be text of at most {CLASS_NAME_MAX_CHARS} "
+                                f"characters without control characters", field="classes")
+    return tuple(raw)
+
+
+def _parse_classes(raw: Any, fail) -> tuple[str, ...]:
+    try:
+        return check_classes(raw)
+    except PipelineError as e:
+        raise fail(e.detail, field="classes") from None
 
 
 def _hw(value: Any, field: str, what: str, fail) -> tuple[int, int]:
@@ -381,7 +468,8 @@ def _hw(value: Any, field: str, what: str, fail) -> tuple[int, int]:
     return (value[0], value[1])
 
 
-def _parse_layer(i: int, raw: Any, source: str | None) -> LayerSpec:
+def _parse_layer(i: int, raw: Any, source: str | None,
+                 tensors: Mapping[str, np.ndarray] | None = None) -> LayerSpec:
     if not isinstance(raw, dict):
         raise PipelineError(f"must be an object, not {type(raw).__name__}", index=i,
                             source=source)
@@ -414,11 +502,12 @@ def _parse_layer(i: int, raw: Any, source: str | None) -> LayerSpec:
             init = check_init(raw["init"])
         except ValueError as e:
             raise fail(str(e), "init") from None
-    params = _parse_params(raw.get("params", {}), op, args, fail)
+    params = _parse_params(raw.get("params", {}), op, args, fail, tensors)
     return LayerSpec(op.type, args, name, enabled, params, init)
 
 
-def _parse_params(raw: Any, op: OpSpec, args: dict, fail) -> dict[str, np.ndarray]:
+def _parse_params(raw: Any, op: OpSpec, args: dict, fail,
+                  tensors: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     if not isinstance(raw, dict):
         raise fail("params must be an object of parameter names and nested lists", "params")
     if not raw:
@@ -434,6 +523,9 @@ def _parse_params(raw: Any, op: OpSpec, args: dict, fail) -> dict[str, np.ndarra
             accepted = ", ".join(shapes) or "none"
             raise fail(f"{op.type} with these args has no parameter {pname!r} "
                        f"(accepted: {accepted})", fld)
+        if isinstance(value, dict):  # {"tensor": KEY}: from the tensors file
+            out[pname] = _referenced(value, pname, shapes[pname], tensors, fail)
+            continue
         if not _numbers_only(value):
             # np.array would quietly turn null into NaN, "1.5" into 1.5 and true into 1.0
             raise fail("must be a nested list of numbers (no strings, true/false or null)", fld)
@@ -453,6 +545,24 @@ def _parse_params(raw: Any, op: OpSpec, args: dict, fail) -> dict[str, np.ndarra
         arr.setflags(write=False)
         out[pname] = arr
     return out
+
+
+def _referenced(value: dict, pname: str, shape: tuple[int, ...],
+                tensors: Mapping[str, np.ndarray] | None, fail) -> np.ndarray:
+    fld = f"params.{pname}"
+    key = value.get("tensor")
+    if set(value) != {"tensor"} or not isinstance(key, str):
+        raise fail('must be a nested list of numbers or {"tensor": KEY}', fld)
+    if tensors is None:
+        raise fail(f"refers to the tensor {key!r}, but the pipeline names no tensors file "
+                   f'("tensors": {{"file": ...}})', fld)
+    if key not in tensors:
+        raise fail(f"the tensors file holds no tensor {key!r}", fld)
+    arr = tensors[key]
+    if arr.shape != shape:
+        raise fail(f"the tensor {key!r} has shape {_shape_list(arr.shape)}, expected "
+                   f"{_shape_list(shape)}", fld)
+    return arr
 
 
 def _is_number_type(t: type) -> bool:

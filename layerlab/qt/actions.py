@@ -46,6 +46,9 @@ ACTIONS = (
     ActionSpec("load_weights", "Load &weights…", "files.load_weights_dialog",
                ("Ctrl+Shift+L",), "Put a trained state_dict (.pt, .pth, .safetensors) onto "
                "the stack's layers"),
+    ActionSpec("load_labels", "Load &class names…", "files.load_labels_dialog", (),
+               "Name the classes of the stack's output: a text file with one name per line, "
+               "or a .json list"),
     ActionSpec("quit", "&Quit", "close", (SK.Quit,), "Close LayerLab (your work is kept)"),
     ActionSpec("undo", "&Undo", "undo", (SK.Undo,), icon_text="Undo"),
     ActionSpec("redo", "&Redo", "redo", ("Ctrl+Shift+Z", "Ctrl+Y"), icon_text="Redo"),

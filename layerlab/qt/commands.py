@@ -24,7 +24,7 @@ def same_pipeline(a: Pipeline, b: Pipeline) -> bool:
     """True when two snapshots compute and show the same thing (names and switches included)."""
     if a is b:
         return True
-    if a.input != b.input or len(a.layers) != len(b.layers):
+    if a.input != b.input or a.classes != b.classes or len(a.layers) != len(b.layers):
         return False
     return all(x is y or (x.key == y.key and x.name == y.name and x.enabled == y.enabled)
                for x, y in zip(a.layers, b.layers, strict=True))

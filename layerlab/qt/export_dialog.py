@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..core import export, histcsv
+from ..core.export_extras import GradCamOption
 from ..core.pipeline import Pipeline
 from .session import Session
 from .stage_strip import qimage
@@ -129,6 +130,10 @@ class ExportAllDialog(QDialog):
         row.addWidget(browse)
         self.raw = QCheckBox("also write the exact values (.npy, float32)", self)
         self.overwrite = QCheckBox("replace the folder if it exists", self)
+        self.gradcam = QCheckBox("Grad-CAM of the class shown in Why this class "
+                                 "(gradcam.png, gradcam.npy)", self)
+        self.gradcam.setToolTip("For a classifier: the heat map of the class over the input, "
+                                "as View > Why this class shows it (default: the top class)")
         note = QLabel("Runs the pipeline on the full-size image and writes, per stage, every "
                       "channel as a PNG, the grid and manifest.json (the layout of "
                       "<code>layerlab export</code>).", self)
@@ -143,6 +148,7 @@ class ExportAllDialog(QDialog):
         form.addRow("Folder", row)
         form.addRow(self.raw)
         form.addRow(self.overwrite)
+        form.addRow(self.gradcam)
         form.addRow(buttons)
         self.resize(520, self.sizeHint().height())
 
@@ -299,11 +305,15 @@ class StageExporter(QObject):
             return
         self.last_dir = os.path.dirname(os.path.abspath(folder))
         self.export_all(folder, raw=dialog.raw.isChecked(),
-                        overwrite=dialog.overwrite.isChecked())
+                        overwrite=dialog.overwrite.isChecked(),
+                        gradcam=dialog.gradcam.isChecked())
 
     def export_all(self, out_dir: str | os.PathLike, *, raw: bool = False,
-                   overwrite: bool = False, show_progress: bool = True) -> ExportJob | None:
-        """Start exporting every stage into ``out_dir``; returns the running job."""
+                   overwrite: bool = False, show_progress: bool = True,
+                   gradcam: bool = False) -> ExportJob | None:
+        """Start exporting every stage into ``out_dir``; returns the running job. With
+        ``gradcam``, also the Grad-CAM of the class and stage "Why this class" shows (the
+        top class at the last conv stage when it shows none)."""
         if self.job is not None:
             self._report_error("an export is already running")
             return None
@@ -315,6 +325,10 @@ class StageExporter(QObject):
         opts = s.render_options
         options = {"device": s.device, "raw": raw, "normalize": opts.normalize,
                    "colormap": opts.colormap, "overwrite": overwrite}
+        if gradcam:
+            shown = s.gradcam
+            options["gradcam"] = GradCamOption(shown.target if shown else None,
+                                               shown.stage if shown else None)
         job = ExportJob(image, pipeline, os.fspath(out_dir), options=options, parent=self)
         self.job = job
         self.last_error = None

@@ -41,6 +41,7 @@ IMAGE_FILTER = ("Images (" + " ".join(f"*{s}" for s in IMAGE_SUFFIXES) + ");;All
 PIPELINE_FILTER = "LayerLab pipelines (*.layerlab.json);;JSON files (*.json);;All files (*)"
 WEIGHTS_FILTER = ("Weights (*.pt *.pth *.safetensors);;PyTorch state_dict (*.pt *.pth);;"
                   "safetensors (*.safetensors);;All files (*)")
+LABELS_FILTER = "Class names (*.txt *.json);;All files (*)"
 MAX_RECENT = 8
 UNDO_HINT = "; Ctrl+Z brings back the stack you were editing"
 
@@ -310,6 +311,27 @@ class Files(QObject):
         self.session.document.edit(after, f"Load weights {mapping.source}")
         self.shell.show_status(f"Loaded {len(mapping.applied_keys)} tensor(s) from "
                                f"{mapping.source}; Ctrl+Z takes them off again")
+
+    def load_labels_dialog(self) -> None:
+        if path := self._ask_open("Load class names", "labels", LABELS_FILTER):
+            self.load_labels_path(path)
+
+    def load_labels_path(self, path: str) -> bool:
+        """Class names from a labels file onto the stack (one undo step)."""
+        from dataclasses import replace
+
+        from ..core.predictions import LabelsError, read_labels
+
+        try:
+            names = read_labels(path)
+        except LabelsError as e:
+            self.shell.show_error(f"Could not load the class names: {e}")
+            return False
+        after = replace(self.session.pipeline, classes=names)
+        self.session.document.edit(after, f"Load class names {Path(path).name}")
+        self.shell.show_status(f"{len(names)} class names from {Path(path).name}; Ctrl+Z "
+                               f"takes them off again")
+        return True
 
     def save_pipeline(self) -> bool:
         path = self.session.document.path

@@ -55,6 +55,8 @@ from .session import Session
 from .stage_panel import StagePanel
 from .sweep_dialog import Animator
 from .visual_panel import ChannelVisualPanel
+from .why_class import WhyClass
+from .why_class_panel import WhyClassPanel
 
 PREVIEW_SIZES = (512, 768, 1024, 1536, 2048)
 MEMORY_BUDGETS_GB = (1, 2, 4, 8, 16)
@@ -85,6 +87,7 @@ class MainWindow(QMainWindow):
         self._build_compare_dock()
         self._build_fit_dock()
         self._build_visual_dock()
+        self._build_why_dock()
         self.controller = Controller(self.session, self.runner, Views(
             window=self, stack=self.stack, form=self.param_form, kernel=self.kernel_editor,
             stages=self.stage_panel), self)
@@ -196,6 +199,7 @@ class MainWindow(QMainWindow):
                            ("&Clear B", panel.clear_b)):
             act = c.addAction(text)
             act.triggered.connect(lambda _=False, f=slot: (self.compare_dock.show(), f()))
+
     def _build_fit_dock(self) -> None:
         """The fit panel (watch a filter learn), in a dock on the right, its jobs in a thread
         of their own (Run > Fit kernel)."""
@@ -228,6 +232,17 @@ class MainWindow(QMainWindow):
         self.fit_dock.show()
         self.fit_dock.raise_()
 
+    def _build_why_dock(self) -> None:
+        """"Why this class" (Grad-CAM), in a dock on the right (View > Why this class)."""
+        self.why_panel = WhyClassPanel(self.session)
+        self.why = WhyClass(self.session, self.why_panel, self)
+        self.why_dock = QDockWidget("Why this class", self)
+        self.why_dock.setObjectName("whyClassDock")
+        self.why_dock.setWidget(self.why_panel)
+        self.why_dock.setMinimumWidth(280)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.why_dock)
+        self.why_dock.hide()  # until View shows it
+
     def _build_menus(self) -> None:
         a = self.actions
         bar = self.menuBar()
@@ -258,6 +273,7 @@ class MainWindow(QMainWindow):
         m.addAction(a["save"])
         m.addAction(a["save_as"])
         m.addAction(a["load_weights"])
+        m.addAction(a["load_labels"])
         m.addSeparator()
         self.export_menu = m.addMenu("E&xport")
         for act in self.exporter.actions():
@@ -292,9 +308,10 @@ class MainWindow(QMainWindow):
         v.addAction(self.dock.toggleViewAction())
         v.addAction(self.explain_dock.toggleViewAction())
         v.addAction(self.compare_dock.toggleViewAction())
-        self._compare_menu(bar)
         v.addAction(self.fit_dock.toggleViewAction())
         v.addAction(self.visual_dock.toggleViewAction())
+        v.addAction(self.why_dock.toggleViewAction())
+        self._compare_menu(bar)
 
         r = bar.addMenu("&Run")
         for name in ("run", "stop", "full_size"):
@@ -579,6 +596,7 @@ class MainWindow(QMainWindow):
             self.store.save_layout(self, self.side_splitter)
         finally:
             self.controller.shutdown()
+            self.why.shutdown()  # stop and join a running Grad-CAM
             self.exporter.shutdown()  # cancel and join a running export
             self.compare_panel.shutdown()
             self.animator.shutdown()

@@ -35,6 +35,7 @@ class Session(QObject):
     staleChanged = Signal()  # the pictures stopped (or started again) matching the stack
     displayRangeChanged = Signal(int)  # a stage's display range was set or reset
     explainedChanged = Signal()  # the value the explain panel explains moved
+    gradcamChanged = Signal()  # a Grad-CAM ("why this class") arrived, failed or was dropped
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -63,6 +64,11 @@ class Session(QObject):
         self.run_error: str | None = None  # the last run's own error (refused, failed)
         self.stale_reason: str | None = None  # why the stack shown is not the one edited
         self.last_summary: RunSummary | None = None
+        # "Why this class": the newest Grad-CAM (core.gradcam.GradCam) of the run shown, and
+        # the run's input stage it belongs to; or why there is none
+        self.gradcam = None
+        self.gradcam_input = None
+        self.gradcam_error: str | None = None
 
     # --- the image ---------------------------------------------------------------------------
     def set_image(self, loaded: LoadedImage) -> None:
@@ -201,6 +207,11 @@ class Session(QObject):
             if self.results and self.stage not in self.results:
                 self.stage = max(self.results)
         self.resultsChanged.emit()
+
+    def set_gradcam(self, result, input_view=None, error: str | None = None) -> None:
+        """A Grad-CAM of the run whose input stage is ``input_view`` (or its ``error``)."""
+        self.gradcam, self.gradcam_input, self.gradcam_error = result, input_view, error
+        self.gradcamChanged.emit()
 
     def set_stale(self, reason: str | None) -> None:
         """The edited stack cannot run (``reason``): the pictures are of an older one."""

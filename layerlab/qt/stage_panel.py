@@ -27,11 +27,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..core.predictions import output_kind
 from ..worker import RenderOptions
 from . import theme
 from .colorbar import ColorBar
 from .histogram_view import HistogramView
 from .hover import COMPARE_INPUT, COMPARE_PREVIOUS, HoverInfo, HoverReader
+from .predictions_view import PredictionsView
 from .session import Session
 from .stage_controls import StageControls, StageHeader
 from .stage_pages import ChannelPage, GridPage, VectorPage
@@ -142,6 +144,10 @@ class StagePanel(QWidget):
         va.setSpacing(2)
         va.addWidget(self.header)
         va.addLayout(view_row, 1)
+        # a classifier's last stage: its top classes under the bars of its values
+        self.predictions = PredictionsView(self)
+        self.predictions.hide()
+        va.addWidget(self.predictions)
 
         # info column: statistics and histogram
         self.histogram = HistogramView(self)
@@ -514,6 +520,7 @@ class StagePanel(QWidget):
             return
         r = view.rendered
         channel = min(s.channel, r.num_channels - 1)
+        self._show_predictions(view)
         if view.values is not None and view.values.ndim == 1:
             self.vector_page.set_values(view.values)
             self.stack.setCurrentWidget(self.vector_page)
@@ -542,6 +549,15 @@ class StagePanel(QWidget):
         self.histogram.set_stage(r, channel)
         self._apply_display_range()
         self._update_colorbar(channel)
+
+    def _show_predictions(self, view) -> None:
+        """The predictions under the last stage, when it is a vector of class scores."""
+        pipeline = self.session.run_pipeline or self.session.pipeline
+        last = len(pipeline.stage_names()) - 1
+        if view.result.index == last and view.values is not None and view.values.ndim == 1:
+            self.predictions.set_values(view.values, pipeline.classes, output_kind(pipeline))
+        else:
+            self.predictions.hide()
 
     def _update_colorbar(self, channel: int) -> None:
         view = self.session.results.get(self.session.stage)

@@ -1,0 +1,1 @@
+"""Maintenance tools run as modules (python -m layerlab.tools.NAME)."""
