@@ -202,6 +202,7 @@ def test_values_ranges_and_kinds():
     (["--layer", "0", "--param", "stride", "--values", "1,0"], ["stride = 0",
                                                                 "at least 1"]),
     (["--layer", "0", "--param", "stride", "--values", "1,two"], ["'two' is not a number"]),
+    (["--layer", "0", "--param", "stride", "--values", "1..3,2"], ["2 appears twice"]),
     (["--layer", "7", "--param", "stride", "--values", "1"], ["--layer 7 is out of range"]),
     (["--layer", "nope", "--param", "stride", "--values", "1"], ["no layer is named 'nope'"]),
     (["--layer", "0", "--param", "weight[0,0,3,0]", "--values", "1"],

@@ -221,7 +221,12 @@ def parse_values(pipeline: Pipeline, target: Target, text: str) -> list[Any]:
         values = [_parse_size(v, what) for v in expanded]
     else:
         values = [_parse_one(v, kind, what) for v in expanded]
+    seen: set[str] = set()
     for v in values:
+        text = value_text(v)
+        if text in seen:  # two frames alike: GIF and APNG writers would merge them into one
+            raise SweepError(f"{what}: {text} appears twice; give each value once")
+        seen.add(text)
         variant(pipeline, target, v)  # raises for a value the layer refuses
     return values
 

@@ -85,6 +85,7 @@ class ComparePanel(QWidget):
         s.stageChanged.connect(self._schedule)
         s.resultsChanged.connect(self._schedule)
         s.selectionChanged.connect(self._schedule)
+        s.staleChanged.connect(self._schedule)
         s.document.changed.connect(self._on_document_changed)
         s.imageChanged.connect(self._on_image_changed)
         s.deviceChanged.connect(lambda *_: self.run_b())
@@ -309,6 +310,9 @@ class ComparePanel(QWidget):
         else:
             self.difference, self.pictures = result.difference, result.pictures
             self.message = result.problem or self._stats_text(result.what, result.difference)
+            if self.session.stale_reason:
+                self.message = (f"A is the last stack that ran (the edited one cannot: "
+                                f"{self.session.stale_reason}). {self.message}")
         self._show()
 
     @staticmethod
