@@ -22,8 +22,9 @@ def _sweep_parser() -> argparse.ArgumentParser:
         "  F.png / F.apng   an animated PNG\n"
         "  DIR (no suffix)  a folder: frame-000.png, ... and sweep.json\n"
         "--param is a constructor argument of the layer (kernel_size, stride, padding,\n"
-        "dilation, negative_slope, ...), one value of its tensor (weight[0,0,1,1], bias[0])\n"
-        "or the input size (input.resize: N for the shorter side, or HxW). --values lists\n"
+        "dilation, negative_slope, ...), one value of its tensor (weight[0,0,1,1], bias[0]),\n"
+        "its whole tensor scaled (weight*: a preset's strength) or the input size\n"
+        "(input.resize: N for the shorter side, or HxW). --values lists\n"
         "values separated by commas; A..B is every whole number from A to B, A..B:N is N\n"
         "evenly spaced numbers; pairs are HxW (3x5). Changing kernel_size keeps the kernel\n"
         "centred in the new size, as the window does. By default all frames share one range\n"
@@ -37,7 +38,8 @@ def _sweep_parser() -> argparse.ArgumentParser:
                    help="the layer whose parameter changes: its index (as 'layerlab info' "
                    "lists it) or its name; not needed for input.resize")
     p.add_argument("--param", metavar="NAME", required=True,
-                   help="the argument, tensor cell (weight[0,0,1,1]) or input.resize")
+                   help="the argument, a tensor cell (weight[0,0,1,1]), a tensor's scale (weight*) "
+                   "or input.resize")
     p.add_argument("--values", metavar="V1,V2,...", required=True,
                    help="the values, one frame each (A..B and A..B:N ranges allowed)")
     p.add_argument("--out", metavar="F", required=True,

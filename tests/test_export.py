@@ -94,10 +94,22 @@ def digits_net() -> nn.Sequential:
     return net.eval()
 
 
+def box_conv(**kw) -> nn.Conv2d:
+    conv = nn.Conv2d(1, 1, 3, bias=False, **kw)
+    conv.weight.data = torch.ones(1, 1, 3, 3) / 9.0
+    return conv
+
+
+def seeded_conv(seed: int) -> nn.Conv2d:
+    conv = nn.Conv2d(1, 1, 3, padding=1, bias=False)
+    nn.init.kaiming_normal_(conv.weight.data, generator=torch.Generator().manual_seed(seed))
+    return conv
+
+
 def reference_stages(example: str, image: Path) -> list[np.ndarray]:
     """Every stage (input first) of a bundled example, computed with torch directly."""
     gray = example in ("conv-sharpen-gray", "avgpool-2x2", "edge-detection",
-                       "sharpen-relu-maxpool")
+                       "sharpen-relu-maxpool") or example.startswith("lesson-")
     if example == "cifar10-tutorial":
         x = tutorial_input(image, "rgb", (32, 32))
         modules = list(cifar_net())
@@ -112,6 +124,10 @@ def reference_stages(example: str, image: Path) -> list[np.ndarray]:
             "maxpool-3x3-rgb": [nn.MaxPool2d(kernel_size=3, ceil_mode=False)],
             "edge-detection": [sobel_conv(), nn.ReLU(), nn.MaxPool2d(2)],
             "sharpen-relu-maxpool": [sharpen_conv(), nn.ReLU(), nn.MaxPool2d(2)],
+            "lesson-conv-arithmetic": [box_conv(), box_conv(stride=2, padding=1),
+                                       box_conv(dilation=2)],
+            "lesson-edges-from-data": [seeded_conv(7)],
+            "lesson-pooling-vs-stride": [nn.MaxPool2d(2)],  # the other layers start disabled
         }[example]
     out = [x[0].numpy()]
     with torch.no_grad():

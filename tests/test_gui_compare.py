@@ -23,10 +23,9 @@ ATOL = 1e-5
 
 
 def wait_both(window, qtbot, timeout: int = 30000) -> None:
+    """Until A's run, B's run and the comparison (on its own thread) are all done."""
     panel = window.compare_panel
-    qtbot.waitUntil(lambda: not window.runner.busy and not panel.runner.busy, timeout=timeout)
-    qtbot.wait(20)  # the panel's zero-delay refresh
-    panel.refresh()
+    qtbot.waitUntil(lambda: not window.runner.busy and panel.idle, timeout=timeout)
 
 
 def gray(image) -> torch.Tensor:
@@ -58,7 +57,19 @@ def check_difference(panel, want: np.ndarray) -> None:
     assert "max |A - B|" in panel.message
 
 
-def test_duplicate_as_b_then_edit_a_updates_the_difference(main_window, qtbot):
+def test_duplicate_as_b_then_edit_a_updates_the_difference(main_window, qtbot, monkeypatch):
+    import threading
+
+    from layerlab.qt import compare_panel
+
+    threads = set()
+
+    def recorded(**kw):
+        threads.add(threading.get_ident())
+        return compare_panel_stage(**kw)
+
+    compare_panel_stage = compare_panel.compare_stage
+    monkeypatch.setattr(compare_panel, "compare_stage", recorded)
     w = main_window
     panel = w.compare_panel
     w.session.select(stage=1, channel=0)
@@ -80,6 +91,7 @@ def test_duplicate_as_b_then_edit_a_updates_the_difference(main_window, qtbot):
     w.session.select(stage=3)  # the same comparison after ReLU and the max pool
     wait_both(w, qtbot)
     check_difference(panel, (a[3] - b[3])[0, 0].numpy())
+    assert threads and threading.get_ident() not in threads  # never on the GUI thread
 
 
 def test_b_from_another_pipeline_and_a_shape_mismatch(main_window, qtbot, tmp_path):

@@ -35,6 +35,10 @@ def test_the_dialog_writes_the_sweep_in_a_thread(main_window, qtbot, tmp_path):
     assert dialog.layer_box.currentData() == 0
     assert dialog.param_box.currentText() == "kernel_size"
     assert dialog.values.text() == "1,3,5,7"  # suggested for kernel_size
+    items = [dialog.param_box.itemText(i) for i in range(dialog.param_box.count())]
+    assert {"stride", "dilation", "weight[0,0,1,1]", "weight*"} <= set(items)
+    dialog.param_box.setCurrentText("weight*")
+    assert dialog.values.text() == "0..2:5"
     dialog.param_box.setCurrentText("dilation")
     assert dialog.values.text() == "1..4"
     dialog.values.setText("1..3")

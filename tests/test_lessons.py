@@ -85,13 +85,13 @@ def test_pooling_vs_stride_each_halves_the_photo_differently():
         layers = tuple(replace(lay, enabled=(j == i)) for j, lay in enumerate(pipe.layers))
         only[layer.name] = outputs(replace(pipe, layers=layers), x)[-1]
     assert {v.shape for v in only.values()} == {(1, 256, 256)}
-    np.testing.assert_array_equal(only["max pool 2"], F.max_pool2d(x, 2)[0].numpy())
-    np.testing.assert_array_equal(only["avg pool 2"], F.avg_pool2d(x, 2)[0].numpy())
+    np.testing.assert_array_equal(only["max-pool-2"], F.max_pool2d(x, 2)[0].numpy())
+    np.testing.assert_array_equal(only["avg-pool-2"], F.avg_pool2d(x, 2)[0].numpy())
     # A 2x2 conv with weights 1/4 at stride 2 is the average pool (up to summation order);
     # a 1x1 conv at stride 2 keeps every second pixel and throws the rest away.
-    np.testing.assert_allclose(only["conv k2 stride 2"], only["avg pool 2"], atol=1e-6)
-    np.testing.assert_array_equal(only["conv k1 stride 2"], x[0, :, ::2, ::2].numpy())
-    assert float(np.abs(only["max pool 2"] - only["avg pool 2"]).max()) > 0.1
+    np.testing.assert_allclose(only["conv-k2-stride-2"], only["avg-pool-2"], atol=1e-6)
+    np.testing.assert_array_equal(only["conv-k1-stride-2"], x[0, :, ::2, ::2].numpy())
+    assert float(np.abs(only["max-pool-2"] - only["avg-pool-2"]).max()) > 0.1
 
 
 @pytest.mark.parametrize("lesson", LESSONS)

@@ -141,6 +141,28 @@ def test_kernel_cell_folder_with_a_colormap(tmp_path, capsys):
         np.testing.assert_array_equal(picture(frame, s.shape), lut[to_u8(s, -m, m)])
 
 
+def test_scaling_a_two_channel_kernel_tiles_channels_with_a_range_each(tmp_path, capsys):
+    out = tmp_path / "scale.png"
+    rc, _, err = run(capsys, "sweep", CAMERA, "--pipeline", PIPELINES /
+                     "edge-detection.layerlab.json", "--layer", "sobel", "--param", "weight*",
+                     "--values", "0.5,2", "--out", out)
+    assert rc == 0, err
+    sobel = torch.tensor([[[[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]]],
+                          [[[-1.0, -2, -1], [0, 0, 0], [1, 2, 1]]]])
+    stages = [F.conv2d(camera(), sobel * s, padding=1)[0].numpy() for s in (0.5, 2.0)]
+    lo = np.minimum(*[s.reshape(2, -1).min(1) for s in stages])  # per channel, both frames
+    hi = np.maximum(*[s.reshape(2, -1).max(1) for s in stages])
+    frames = frames_of(out)
+    assert [f.shape for f in frames] == [(LABEL_HEIGHT + 512, 512 + 2 + 512, 3)] * 2
+    for f, s in zip(frames, stages, strict=True):
+        for k in range(2):  # the grid: two tiles in a row, a 2-pixel black gutter between
+            tile = f[LABEL_HEIGHT:, k * 514:k * 514 + 512]
+            np.testing.assert_array_equal(tile, gray_rgb(to_u8(s[k], lo[k], hi[k])))
+        assert not f[LABEL_HEIGHT:, 512:514].any()
+    # One range for both frames: the weaker kernel's picture is the flatter one.
+    assert np.ptp(frames[0][LABEL_HEIGHT:]) < np.ptp(frames[1][LABEL_HEIGHT:])
+
+
 def test_input_size_shows_the_last_stage_zoomed(tmp_path, capsys):
     out = tmp_path / "size.gif"
     rc, _, err = run(capsys, "sweep", CAMERA, "--pipeline", AVGPOOL, "--param",
@@ -165,6 +187,8 @@ def test_values_ranges_and_kinds():
     target = sweep.parse_target(pipe, "0", "stride")
     assert sweep.parse_values(pipe, target, "1..4") == [1, 2, 3, 4]
     assert sweep.parse_values(pipe, target, "1, 2x3") == [1, [2, 3]]
+    scale = sweep.parse_target(pipe, "sharpen", "weight*")
+    assert (scale.kind, scale.label) == ("scale", "weight scale")
     cell = sweep.parse_target(pipe, "sharpen", "weight[0,0,2,2]")
     assert sweep.parse_values(pipe, cell, "0..1:5") == [0.0, 0.25, 0.5, 0.75, 1.0]
     size = sweep.parse_target(pipe, None, "input.resize")
@@ -178,6 +202,7 @@ def test_values_ranges_and_kinds():
     (["--layer", "0", "--param", "stride", "--values", "1,0"], ["stride = 0",
                                                                 "at least 1"]),
     (["--layer", "0", "--param", "stride", "--values", "1,two"], ["'two' is not a number"]),
+    (["--layer", "0", "--param", "stride", "--values", "1..3,2"], ["2 appears twice"]),
     (["--layer", "7", "--param", "stride", "--values", "1"], ["--layer 7 is out of range"]),
     (["--layer", "nope", "--param", "stride", "--values", "1"], ["no layer is named 'nope'"]),
     (["--layer", "0", "--param", "weight[0,0,3,0]", "--values", "1"],

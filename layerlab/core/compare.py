@@ -16,7 +16,8 @@ import torch
 from . import render
 from .specs import shape_text
 
-__all__ = ["DIFF_COLORMAP", "Difference", "ShapeMismatch", "difference", "pair_images"]
+__all__ = ["DIFF_COLORMAP", "Comparison", "Difference", "ShapeMismatch", "compare_stage",
+           "difference", "pair_images"]
 
 DIFF_COLORMAP = "RdBu"  # red where A < B, white at 0, blue where A > B
 
@@ -86,3 +87,41 @@ def pair_images(a: np.ndarray, b: np.ndarray, colormap: str = "gray"
         u8 = render.to_uint8_with_levels(t, lv, "stage")[0]
         out.append(render.apply_colormap(u8, colormap))
     return out[0], out[1], (lo, hi)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What the Compare view shows for one stage: the difference of the channel shown (None
+    when the shapes differ, ``problem`` then says why) and the RGB pictures by name
+    ("A", "B", "A - B")."""
+
+    what: str
+    difference: Difference | None
+    pictures: dict[str, np.ndarray]
+    problem: str | None = None
+
+
+def compare_stage(a: np.ndarray, b: np.ndarray, *, what: str, channel: int = 0,
+                  colormap: str = "gray") -> Comparison:
+    """A and B of one stage ((C, H, W) or a vector): channel ``channel`` of each, A - B and
+    the pictures; when the stage shapes differ, each picture alone in its own range."""
+    a = np.asarray(a, dtype=np.float32)
+    b = np.asarray(b, dtype=np.float32)
+    if a.shape != b.shape:
+        try:
+            difference(a, b, what=what)
+        except ShapeMismatch as e:
+            problem = str(e)
+        alone = {}
+        for key, x in (("A", a), ("B", b)):
+            x2 = x[min(channel, x.shape[0] - 1)] if x.ndim == 3 else x
+            alone[key] = pair_images(x2, x2, colormap)[0]
+        return Comparison(what, None, alone, problem)
+    if a.ndim == 3:
+        if not 0 <= channel < a.shape[0]:
+            return Comparison(what, None, {}, f"channel {channel} is not in {what}")
+        a, b = a[channel], b[channel]
+        what += f", channel {channel}"
+    d = difference(a, b, what=what)
+    pa, pb, _ = pair_images(a, b, colormap)
+    return Comparison(what, d, {"A": pa, "B": pb, "A - B": d.image(DIFF_COLORMAP)[0]})

@@ -9,6 +9,8 @@ What can be swept (a :class:`Target`):
   re-fitted to the new arguments exactly as the window does it (:func:`edits.fit_params`: a
   3x3 kernel stays centred in a 5x5 one);
 - one value of a layer's tensor, ``weight[0,0,1,1]`` or ``bias[0]`` (a kernel cell);
+- the strength of a layer's whole tensor, ``weight*``: its current values (a preset, say)
+  times each value;
 - the input size, ``input.resize``: ``N`` (the shorter side, as ``transforms.Resize(N)``) or
   ``HxW``.
 
@@ -41,6 +43,7 @@ INPUT_SIZE = "input.resize"
 INPUT_SIZE_ALIASES = ("input.resize", "input_size", "input.size", "size")
 MAX_FRAMES = 256
 _CELL = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\[([0-9,\s]+)\]$")
+_SCALE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*\*$")
 
 ProgressFn = Callable[[int, int, str], None]
 
@@ -51,7 +54,7 @@ class SweepError(ValueError):
 
 @dataclass(frozen=True)
 class Target:
-    """What a sweep varies: ``kind`` is ``"arg"``, ``"cell"`` or ``"input"``."""
+    """What a sweep varies: ``kind`` is ``"arg"``, ``"cell"``, ``"scale"`` or ``"input"``."""
 
     kind: str
     name: str  # the argument or tensor name, or INPUT_SIZE
@@ -63,6 +66,8 @@ class Target:
         """How frames name the parameter: ``stride``, ``weight[0,0,1,1]``, ``input size``."""
         if self.kind == "cell":
             return f"{self.name}[{','.join(map(str, self.cell))}]"
+        if self.kind == "scale":
+            return f"{self.name} scale"
         return "input size" if self.kind == "input" else self.name
 
 
@@ -98,6 +103,13 @@ def parse_target(pipeline: Pipeline, layer: str | int | None, param: str) -> Tar
     where = f"layer {i} ({spec.display_name(i)}, {spec.type})"
     if not spec.enabled:
         raise SweepError(f"{where} is disabled; enable it to sweep one of its parameters")
+    m = _SCALE.match(param)
+    if m:
+        tensors = materialize(spec)
+        if m.group(1) not in tensors:
+            raise SweepError(f"{where} has no tensor {m.group(1)!r} (it has: "
+                             f"{', '.join(tensors) or 'none'})")
+        return Target("scale", m.group(1), i)
     m = _CELL.match(param)
     if m:
         tensors = materialize(spec)
@@ -116,7 +128,8 @@ def parse_target(pipeline: Pipeline, layer: str | int | None, param: str) -> Tar
     try:
         spec.op.param(param)
     except KeyError:
-        accepted = [p.name for p in spec.op.params] + [f"{t}[...]" for t in spec.op.learnable]
+        accepted = [p.name for p in spec.op.params] + [f"{t}[...]" for t in spec.op.learnable] \
+            + [f"{t}*" for t in spec.op.learnable]
         raise SweepError(f"{where} has no parameter {param!r} (accepted: "
                          f"{', '.join(accepted) or 'none'}, or {INPUT_SIZE})") from None
     return Target("arg", param, i)
@@ -191,7 +204,7 @@ def parse_values(pipeline: Pipeline, target: Target, text: str) -> list[Any]:
     what = f"--values for {target.label}"
     if target.kind == "arg":
         kind = pipeline.layers[target.layer].op.param(target.name).kind
-    elif target.kind == "cell":
+    elif target.kind in ("cell", "scale"):
         kind = "float"
     else:
         kind = "size"
@@ -208,7 +221,12 @@ def parse_values(pipeline: Pipeline, target: Target, text: str) -> list[Any]:
         values = [_parse_size(v, what) for v in expanded]
     else:
         values = [_parse_one(v, kind, what) for v in expanded]
+    seen: set[str] = set()
     for v in values:
+        text = value_text(v)
+        if text in seen:  # two frames alike: GIF and APNG writers would merge them into one
+            raise SweepError(f"{what}: {text} appears twice; give each value once")
+        seen.add(text)
         variant(pipeline, target, v)  # raises for a value the layer refuses
     return values
 
@@ -251,6 +269,9 @@ def variant(pipeline: Pipeline, target: Target, value: Any) -> Pipeline:
     if target.kind == "cell":
         arr = np.array(materialize(layer)[target.name], dtype=np.float32, copy=True)
         arr[target.cell] = np.float32(value)
+        return pipeline.replace_layer(target.layer, layer.with_param(target.name, arr))
+    if target.kind == "scale":
+        arr = materialize(layer)[target.name] * np.float32(value)
         return pipeline.replace_layer(target.layer, layer.with_param(target.name, arr))
     try:
         args = layer.op.normalize_args({**layer.args, target.name: value})

@@ -32,6 +32,7 @@ import io
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,12 +72,13 @@ def format_for(out: str | os.PathLike, fmt: str | None = None) -> str:
                      f"per frame), or pass --format")
 
 
+@dataclass(frozen=True)
 class SweepPicture:
-    """One frame's stage picture before the label: ``indices`` (H, W) uint8."""
+    """One frame's stage picture before the label: ``indices`` (H, W) uint8, palette indices
+    (the normalised values) of the colormap."""
 
-    def __init__(self, indices: np.ndarray, label: str):
-        self.indices = indices
-        self.label = label
+    indices: np.ndarray
+    label: str
 
 
 def dark_light(colormap: str) -> tuple[int, int]:

@@ -10,18 +10,20 @@ B is one of:
 B runs in its own worker thread (a second :class:`RunController`, latest request wins), so
 A's runs never wait for it. A is the session's newest results, so the view follows every
 edit of A live. A and B are drawn with one shared range; A - B with the diverging ``RdBu``
-colormap centred at 0 (blue where A is larger, red where B is). The difference and its
-statistics (:mod:`layerlab.core.compare`) are of the one channel shown, a few milliseconds
-on the GUI thread.
+colormap centred at 0 (blue where A is larger, red where B is). The difference, its
+statistics and the pictures (:func:`layerlab.core.compare.compare_stage`, of the one channel
+shown) are computed on a thread of their own, the newest request winning, so the GUI thread
+only puts pictures on screen.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from PySide6.QtCore import Qt, QTimer, Slot
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -34,7 +36,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.compare import DIFF_COLORMAP, Difference, ShapeMismatch, difference, pair_images
+from ..core.compare import Comparison, Difference, compare_stage
 from ..core.imageio import ImageLoadError, LoadedImage, load_image
 from ..core.pipeline import Pipeline, PipelineError
 from ..worker import RunController, RunRequest, RunSummary, StageView
@@ -51,6 +53,8 @@ PIPELINE_FILTER = "LayerLab pipelines (*.layerlab.json);;JSON files (*.json);;Al
 class ComparePanel(QWidget):
     """A, B and A - B of the session's selected stage and channel (see the module doc)."""
 
+    _computed = Signal(object)  # (token, Comparison or an error text), from the pool thread
+
     def __init__(self, session: Session, parent: QWidget | None = None, *,
                  synchronous: bool = False):
         super().__init__(parent)
@@ -66,6 +70,10 @@ class ComparePanel(QWidget):
         self.pictures: dict[str, np.ndarray] = {}  # "A", "B", "A - B": RGB uint8 as shown
         self.message = HINT
         self._pixmaps: dict[str, QPixmap] = {}
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="layerlab-compare")
+        self._token = 0  # the newest comparison asked for
+        self._delivered = 0  # the newest one shown
+        self._computed.connect(self._on_computed)
         self._build()
         self._refresh_timer = QTimer(self)
         self._refresh_timer.setSingleShot(True)
@@ -77,6 +85,7 @@ class ComparePanel(QWidget):
         s.stageChanged.connect(self._schedule)
         s.resultsChanged.connect(self._schedule)
         s.selectionChanged.connect(self._schedule)
+        s.staleChanged.connect(self._schedule)
         s.document.changed.connect(self._on_document_changed)
         s.imageChanged.connect(self._on_image_changed)
         s.deviceChanged.connect(lambda *_: self.run_b())
@@ -240,17 +249,32 @@ class ComparePanel(QWidget):
 
     @Slot()
     def refresh(self) -> None:
-        """Recompute A - B for the session's stage and channel and show it."""
-        self.difference = None
-        self.pictures = {}
-        self.message = self._compare()
-        self._show()
+        """Compare the session's stage and channel again (on the comparison thread)."""
+        request = self._request()
+        if isinstance(request, str):  # nothing to compute: say why
+            self._token += 1
+            self._delivered = self._token
+            self.difference, self.pictures, self.message = None, {}, request
+            self._show()
+            return
+        self._token += 1
+        self._pool.submit(self._compute, self._token, request)
 
-    def _compare(self) -> str:
+    @property
+    def computing(self) -> bool:
+        return self._delivered != self._token
+
+    @property
+    def idle(self) -> bool:
+        """No run of B, no refresh scheduled and no comparison in flight (tests wait on it)."""
+        return not (self.runner.busy or self._refresh_timer.isActive() or self.computing)
+
+    def _request(self) -> dict | str:
+        """The arguments of ``compare_stage`` for the selected stage, or why there are none."""
         if not self.active:
             return HINT
         s = self.session
-        stage, channel = s.stage, s.channel
+        stage = s.stage
         a_view, b_view = s.results.get(stage), self.b_results.get(stage)
         if b_view is None and self.b_error:
             return f"B did not run: {self.b_error}"
@@ -262,36 +286,44 @@ class ComparePanel(QWidget):
             if b_view is None and not self.runner.busy and self.b_results:
                 return f"B has no stage {stage} (its stages are 0 to {max(self.b_results)})"
             return "waiting for both runs…"
-        a, b = a_view.values, b_view.values
+        return {"a": a_view.values, "b": b_view.values, "channel": s.channel,
+                "what": f"stage {stage} ({a_view.result.name})",
+                "colormap": s.render_options.colormap}
+
+    def _compute(self, token: int, request: dict) -> None:  # the comparison thread
+        if token != self._token:
+            return  # a newer request is queued behind this one
         try:
-            whole = f"stage {stage} ({a_view.result.name})"
-            if a.shape != b.shape:
-                difference(a, b, what=whole)  # raises ShapeMismatch with both shapes
-            if a.ndim == 3:
-                if channel >= a.shape[0]:
-                    return f"channel {channel} is not in {whole}"
-                a, b = a[channel], b[channel]
-                whole += f", channel {channel}"
-            self.difference = difference(a, b, what=whole)
-        except ShapeMismatch as e:
-            self._show_alone(a, b)
-            return str(e)
-        cmap = s.render_options.colormap
-        pa, pb, _ = pair_images(a, b, cmap)
-        pd, _ = self.difference.image(DIFF_COLORMAP)
-        self.pictures = {"A": pa, "B": pb, "A - B": pd}
-        st = self.difference.stats
-        return (f"A - B at {whole}: min {format_value(st['min'])}, max "
+            result: Comparison | str = compare_stage(**request)
+        except Exception as e:  # a message in the view, never a dead thread
+            result = f"the comparison failed: {type(e).__name__}: {e}"
+        self._computed.emit((token, result))
+
+    @Slot(object)
+    def _on_computed(self, item: tuple) -> None:
+        token, result = item
+        if token != self._token:
+            return
+        self._delivered = token
+        if isinstance(result, str):
+            self.difference, self.pictures, self.message = None, {}, result
+        else:
+            self.difference, self.pictures = result.difference, result.pictures
+            self.message = result.problem or self._stats_text(result.what, result.difference)
+            if self.session.stale_reason:
+                self.message = (f"A is the last stack that ran (the edited one cannot: "
+                                f"{self.session.stale_reason}). {self.message}")
+        self._show()
+
+    @staticmethod
+    def _stats_text(what: str, d: Difference | None) -> str:
+        if d is None:
+            return ""
+        st = d.stats
+        return (f"A - B at {what}: min {format_value(st['min'])}, max "
                 f"{format_value(st['max'])}, mean {format_value(st['mean'])}, std "
                 f"{format_value(st['std'])}, max |A - B| {format_value(st['max_abs'])}"
-                + (" (identical)" if self.difference.identical else ""))
-
-    def _show_alone(self, a: np.ndarray, b: np.ndarray) -> None:
-        """Shapes differ: A and B each in its own range, no difference picture."""
-        cmap = self.session.render_options.colormap
-        for key, x in (("A", a), ("B", b)):
-            x2 = x[min(self.session.channel, x.shape[0] - 1)] if x.ndim == 3 else x
-            self.pictures[key] = pair_images(x2, x2, cmap)[0]
+                + (" (identical)" if d.identical else ""))
 
     def _show(self) -> None:
         self.b_label.setText(self.b_description or "B: none")
@@ -323,5 +355,8 @@ class ComparePanel(QWidget):
         self.stats_label.setText(text)
 
     def shutdown(self) -> None:
-        """Join B's worker thread (the window calls this when it closes)."""
+        """Join B's worker and the comparison thread (the window calls this when it
+        closes)."""
         self.runner.shutdown()
+        self._token += 1  # a queued comparison returns without working
+        self._pool.shutdown(wait=True, cancel_futures=True)

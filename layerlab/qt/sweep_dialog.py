@@ -42,7 +42,7 @@ from .session import Session
 SUGGESTED = {"kernel_size": "1,3,5,7", "stride": "1..4", "dilation": "1..4", "padding": "0..3",
              "negative_slope": "0..1:5", sweep.INPUT_SIZE: "64,128,256"}
 SUGGESTED_KIND = {"int": "1..4", "float": "0..1:5", "pair": "1..4", "opt_pair": "1..4",
-                  "padding": "0..3", "cell": "-1..1:5"}
+                  "padding": "0..3", "cell": "-1..1:5", "scale": "0..2:5"}
 FORMAT_NAMES = {"gif": "Animated GIF (.gif)", "apng": "Animated PNG (.png)",
                 "frames": "PNG folder (frame-000.png, …)"}
 PROGRESS_MIN_MS = 300
@@ -175,6 +175,7 @@ class SweepDialog(QDialog):
                 shape = materialize(spec)[spec.op.kernel].shape
                 cell = ",".join(["0"] * (len(shape) - 2) + [str(s // 2) for s in shape[-2:]])
                 self.param_box.addItem(f"{spec.op.kernel}[{cell}]")
+                self.param_box.addItem(f"{spec.op.kernel}*")  # the whole kernel's strength
             names = [p.name for p in spec.op.params]
             for preferred in ("kernel_size", "negative_slope", "stride"):
                 if preferred in names:
@@ -194,6 +195,8 @@ class SweepDialog(QDialog):
         text = SUGGESTED.get(name)
         if text is None and "[" in name:
             text = SUGGESTED_KIND["cell"]
+        if text is None and name.endswith("*"):
+            text = SUGGESTED_KIND["scale"]
         if text is None and layer is not None:
             try:
                 kind = self.session.pipeline.layers[layer].op.param(name).kind
