@@ -74,8 +74,8 @@ from .pipeline import DEFAULT_MEMORY_BUDGET, InputSpec, format_bytes
 from .preprocess import Normalize, resize_crop
 
 __all__ = ["DEFAULT_MEMORY_BUDGET", "RANDOM", "TRAINED", "ModelError", "ModelOverBudget",
-           "ModelPlan", "ModelStage", "OpenedModel", "WeightsReport", "check_memory",
-           "check_name", "classification_models", "hub_weights_path", "open_model",
+           "ModelPlan", "ModelSpec", "ModelStage", "OpenedModel", "WeightsReport", "check_memory",
+           "check_name", "classification_models", "hub_weights_path", "open_model", "open_spec",
            "plan_model", "preprocess", "run_model", "select_stages", "to_pipeline"]
 
 BYTES = 4  # float32
@@ -276,6 +276,31 @@ def check_memory(plan: ModelPlan, budget: int) -> None:
 
 
 # --- opening ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What to open, as an immutable snapshot (the window hands it to its worker thread,
+    which opens the model there: building VGG takes seconds)."""
+
+    name: str
+    weights: str | None = None  # None: random; TRAINED or a Weights name; or a file path
+    seed: int = 0
+
+    def text(self) -> str:
+        what = (f"random weights, seed {self.seed}" if self.weights in (None, RANDOM)
+                else "trained weights" if _looks_trained(self.weights)
+                else f"weights {Path(self.weights).name}")
+        return f"{self.name} ({what})"
+
+
+def _looks_trained(weights: str) -> bool:
+    return weights == TRAINED or (weights.isupper() and "." not in weights)
+
+
+def open_spec(spec: ModelSpec, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> OpenedModel:
+    """:func:`open_model` of a :class:`ModelSpec`."""
+    return open_model(spec.name, spec.weights, seed=spec.seed, memory_budget=memory_budget)
+
 
 def open_model(name: str, weights: str | os.PathLike | None = None, *, seed: int = 0,
                size: tuple[int, int] | None = None,

@@ -46,6 +46,9 @@ ACTIONS = (
     ActionSpec("load_weights", "Load &weights…", "files.load_weights_dialog",
                ("Ctrl+Shift+L",), "Put a trained state_dict (.pt, .pth, .safetensors) onto "
                "the stack's layers"),
+    ActionSpec("open_model", "Open &model…", "files.open_model_dialog", (),
+               "Look at a torchvision classification model (resnet18, vgg16, ...) stage by "
+               "stage, with random or trained weights"),
     ActionSpec("quit", "&Quit", "close", (SK.Quit,), "Close LayerLab (your work is kept)"),
     ActionSpec("undo", "&Undo", "undo", (SK.Undo,), icon_text="Undo"),
     ActionSpec("redo", "&Redo", "redo", ("Ctrl+Shift+Z", "Ctrl+Y"), icon_text="Redo"),

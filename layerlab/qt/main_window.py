@@ -198,6 +198,7 @@ class MainWindow(QMainWindow):
         m.addAction(a["save"])
         m.addAction(a["save_as"])
         m.addAction(a["load_weights"])
+        m.addAction(a["open_model"])
         m.addSeparator()
         self.export_menu = m.addMenu("E&xport")
         for act in self.exporter.actions():

@@ -35,6 +35,7 @@ class Session(QObject):
     staleChanged = Signal()  # the pictures stopped (or started again) matching the stack
     displayRangeChanged = Signal(int)  # a stage's display range was set or reset
     explainedChanged = Signal()  # the value the explain panel explains moved
+    modelChanged = Signal()  # a torchvision model is shown instead of the stack, or no more
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -63,6 +64,8 @@ class Session(QObject):
         self.run_error: str | None = None  # the last run's own error (refused, failed)
         self.stale_reason: str | None = None  # why the stack shown is not the one edited
         self.last_summary: RunSummary | None = None
+        # A torchvision model shown instead of the stack (core.models.ModelSpec), or None.
+        self.model = None
 
     # --- the image ---------------------------------------------------------------------------
     def set_image(self, loaded: LoadedImage) -> None:
@@ -129,6 +132,13 @@ class Session(QObject):
         enabled = self.pipeline.enabled_layers()
         k = stage - 1 - self.pipeline.stage_offset
         return enabled[k][0] if 0 <= k < len(enabled) else None
+
+    def set_model(self, spec) -> None:
+        """Show the torchvision model ``spec`` (a ModelSpec) instead of the stack; None goes
+        back to the stack."""
+        if spec != self.model:
+            self.model = spec
+            self.modelChanged.emit()
 
     # --- options -----------------------------------------------------------------------------
     def set_render_options(self, options: RenderOptions) -> None:
