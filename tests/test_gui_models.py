@@ -41,13 +41,24 @@ def test_open_model_shows_every_stage_by_module_path(main_window, qtbot, tmp_pat
     last = s.results[max(s.results)]
     torch.testing.assert_close(torch.from_numpy(last.values), ref[0], rtol=0, atol=1e-5)
     assert last.rendered is not None  # drawn in the worker like any stage
-    # the stage panel shows a module stage when it is picked
-    s.select(stage=5)
-    qtbot.waitUntil(lambda: s.stage == 5)
+    # the module tree lists the stages by path; a click shows that stage
+    assert w.model_dock.isVisible() and w.model_dock.windowTitle() == "Model: squeezenet1_1"
+    tree = w.model_tree.tree
+    fire = next(tree.topLevelItem(i) for i in range(tree.topLevelItemCount())
+                if tree.topLevelItem(i).text(0) == "features")
+    item = next(fire.child(i) for i in range(fire.childCount()) if fire.child(i).text(0) == "3")
+    assert item.text(1) == "Fire"  # a container that concatenates is a stage of its own
+    squeeze = item.child(0)
+    assert (squeeze.text(0), squeeze.text(1)) == ("squeeze", "Conv2d")
+    before = w.session.layer
+    tree.itemClicked.emit(squeeze, 0)
+    index = [st.name for st in plan.stages].index("features.3.squeeze")
+    assert s.stage == index and w.session.layer == before  # no stack layer is picked
 
     # an edit of the stack brings the stack back
     w.session.document.set_arg(0, "out_channels", 2)
     qtbot.waitUntil(lambda: s.model is None, timeout=10000)
+    assert not w.model_dock.isVisible()
     wait_idle(w, qtbot)
     assert s.results[1].result.name == w.session.pipeline.stage_names()[1]
 

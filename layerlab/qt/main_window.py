@@ -47,6 +47,7 @@ from .export_dialog import StageExporter
 from .files import ICON, IMAGE_SUFFIXES, PIPELINES, SAMPLES, Files
 from .kernel_editor import KernelEditor
 from .layer_stack import LayerStackWidget
+from .model_tree import ModelTree
 from .param_form import ParamForm
 from .persistence import SessionStore, cuda_available
 from .session import Session
@@ -78,6 +79,7 @@ class MainWindow(QMainWindow):
         self._build_central()
         self._build_side_panel()
         self._build_explain_dock()
+        self._build_model_dock()
         self.controller = Controller(self.session, self.runner, Views(
             window=self, stack=self.stack, form=self.param_form, kernel=self.kernel_editor,
             stages=self.stage_panel), self)
@@ -109,6 +111,7 @@ class MainWindow(QMainWindow):
                 w, h = min(w, avail.width()), min(h, avail.height())
             self.resize(w, h)
         self.stage_panel.set_render_options(self.session.render_options)
+        self._model_shown()  # a restored layout never shows an empty model tree
 
     # ------------------------------------------------------------------ construction
     def _build_central(self) -> None:
@@ -167,6 +170,26 @@ class MainWindow(QMainWindow):
         self.explain_dock.setMinimumWidth(300)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.explain_dock)
         self.explain_dock.hide()  # until the first value is explained, or View shows it
+
+    def _build_model_dock(self) -> None:
+        """The module tree of a torchvision model (File > Open model), tabbed with the layers;
+        shown while a model is on screen."""
+        self.model_tree = ModelTree(self.session)
+        self.model_dock = QDockWidget("Model", self)
+        self.model_dock.setObjectName("modelDock")
+        self.model_dock.setWidget(self.model_tree)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.model_dock)
+        self.tabifyDockWidget(self.dock, self.model_dock)
+        self.model_dock.hide()
+        self.session.modelChanged.connect(self._model_shown)
+
+    def _model_shown(self) -> None:
+        if self.session.model is not None:
+            self.model_dock.setWindowTitle(f"Model: {self.session.model.name}")
+            self.model_dock.show()
+            self.model_dock.raise_()
+        else:
+            self.model_dock.hide()
 
     def _build_menus(self) -> None:
         a = self.actions
@@ -328,6 +351,7 @@ class MainWindow(QMainWindow):
         k.statusMessage.connect(self.show_status)
         p = self.stage_panel
         p.stagePicked.connect(c.on_stage_picked)
+        self.model_tree.stagePicked.connect(c.on_stage_picked)
         p.explainRequested.connect(c.on_explain)
         p.explainRequested.connect(lambda *_: self.explain_dock.show())
         self.explain_panel.explainRequested.connect(c.on_explain)

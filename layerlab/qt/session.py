@@ -122,6 +122,8 @@ class Session(QObject):
         self.validationChanged.emit()
 
     def stage_of_layer(self, layer_index: int) -> int | None:
+        if self.model is not None:  # a model's stages are not the stack's layers
+            return None
         first = 1 + self.pipeline.stage_offset  # after the input (and its normalize stage)
         for stage, (i, _layer) in enumerate(self.pipeline.enabled_layers(), start=first):
             if i == layer_index:
@@ -129,6 +131,8 @@ class Session(QObject):
         return None
 
     def layer_of_stage(self, stage: int) -> int | None:
+        if self.model is not None:
+            return None
         enabled = self.pipeline.enabled_layers()
         k = stage - 1 - self.pipeline.stage_offset
         return enabled[k][0] if 0 <= k < len(enabled) else None
