@@ -23,6 +23,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 from .core import render
 from .core.engine import Engine, RunError, StageResult
 from .core.imageio import to_tensor
+from .core.models import ModelError, ModelSpec, open_spec, run_model
 from .core.pipeline import DEFAULT_MEMORY_BUDGET, Pipeline
 
 
@@ -50,6 +51,7 @@ class RunRequest:
     render_only: bool = False  # re-render the last results with new options, no torch run
     generation: int = 0
     memory_budget: int = DEFAULT_MEMORY_BUDGET  # bytes of outputs and weights a run may keep
+    model: ModelSpec | None = None  # a torchvision model to run instead of the pipeline
 
 
 @dataclass
@@ -89,6 +91,7 @@ class PipelineWorker(QObject):
         # stage index -> (output tensor, options, view): a stage the engine served from its
         # cache is the same tensor object, so its pictures need not be drawn again.
         self._drawn: dict[int, tuple[torch.Tensor, RenderOptions, StageView]] = {}
+        self._model: tuple[tuple, Any] | None = None  # (spec, budget, device) -> OpenedModel
 
     def _cancelled(self, generation: int) -> bool:
         return generation != self.latest_generation
@@ -120,6 +123,8 @@ class PipelineWorker(QObject):
             summary.device = str(self.engine.device)
             if request.render_only:
                 results = self._last_results
+            elif request.model is not None:
+                results = self._model_results(request, gen)
             else:
                 tensor = self._input_tensor(request)
                 results = self.engine.run(request.pipeline, tensor,
@@ -139,7 +144,7 @@ class PipelineWorker(QObject):
                 summary.cancelled = self._cancelled(gen)
             if not request.render_only:
                 self._last_results = kept
-        except RunError as e:
+        except (RunError, ModelError) as e:
             summary.error = str(e)
         except torch.cuda.OutOfMemoryError:
             summary.error = "out of GPU memory; switch the device to CPU or use a smaller image"
@@ -150,6 +155,18 @@ class PipelineWorker(QObject):
             summary.error = f"unexpected error: {type(e).__name__}: {e}"
         summary.total_seconds = time.perf_counter() - start
         self.runFinished.emit(summary)
+
+    def _model_results(self, request: RunRequest, gen: int) -> list[StageResult]:
+        """The model's stages (opened here, in the worker thread, and kept while the same
+        model is asked for)."""
+        device = self.engine.device
+        key = (request.model, request.memory_budget)
+        if self._model is None or self._model[0] != key:
+            self._model = None  # free the old model before building the next
+            self._model = (key, open_spec(request.model, request.memory_budget))
+        tensor = self._input_tensor(request)
+        return run_model(self._model[1], tensor, cancel=lambda: self._cancelled(gen),
+                         device=device)
 
     def _view_cached(self, gen: int, result: StageResult, options: RenderOptions) -> StageView:
         drawn = self._drawn.get(result.index)

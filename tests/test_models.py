@@ -212,11 +212,17 @@ def test_unknown_names_say_the_closest():
 def test_weights_files_that_do_not_fit(tmp_path):
     state = seeded_model("resnet18").state_dict()
     wrong = dict(state)
-    wrong["fc.weight"] = torch.zeros(10, 512)
-    torch.save(wrong, tmp_path / "ten-classes.pt")
-    with pytest.raises(M.ModelError, match=r"ten-classes.pt: fc.weight has shape \[10, 512\] "
-                                           r"but resnet18 needs \[1000, 512\]; nothing loaded"):
-        M.open_model("resnet18", weights=tmp_path / "ten-classes.pt", size=SIZE)
+    wrong["layer1.0.conv1.weight"] = torch.zeros(64, 64, 1, 1)
+    torch.save(wrong, tmp_path / "wrong.pt")
+    with pytest.raises(M.ModelError, match=r"wrong.pt: layer1.0.conv1.weight has shape "
+                                           r"\[64, 64, 1, 1\] but resnet18 needs "
+                                           r"\[64, 64, 3, 3\]; nothing loaded"):
+        M.open_model("resnet18", weights=tmp_path / "wrong.pt", size=SIZE)
+    wrong["fc.weight"] = torch.zeros(10, 512)  # a head of another size does not excuse it
+    wrong["fc.bias"] = torch.zeros(10)
+    torch.save(wrong, tmp_path / "wrong-10.pt")
+    with pytest.raises(M.ModelError, match="layer1.0.conv1.weight has shape"):
+        M.open_model("resnet18", weights=tmp_path / "wrong-10.pt", size=SIZE)
 
     partial = {k: v for k, v in state.items() if not k.startswith("fc.")}
     partial["head.extra"] = torch.zeros(3)
@@ -240,6 +246,34 @@ def test_weights_files_that_do_not_fit(tmp_path):
     torch.save({"module." + k: v for k, v in state.items()}, tmp_path / "parallel.pt")
     opened = M.open_model("resnet18", weights=tmp_path / "parallel.pt", size=SIZE)
     assert not opened.report.problems()  # nn.DataParallel's prefix is taken off
+
+
+def test_a_head_fine_tuned_to_other_classes_gets_that_many_outputs(photo, tmp_path):
+    torch.manual_seed(0)
+    model = seeded_model("resnet18")
+    model.fc = torch.nn.Linear(512, 10)
+    model.eval()
+    torch.save(model.state_dict(), tmp_path / "cifar-head.pt")
+    opened = M.open_model("resnet18", weights=tmp_path / "cifar-head.pt", size=SIZE)
+    assert opened.categories == tuple(f"class {i}" for i in range(10))
+    assert opened.stages[-1].shape == (10,) and opened.parameter_count == sum(
+        p.numel() for p in model.parameters())
+    last = M.run_model(opened, photo)[-1]
+    with torch.no_grad():
+        ref = model(torchvision_input("resnet18", photo))
+    torch.testing.assert_close(last.output, ref, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["alexnet", "resnet50", "mobilenet_v2", "efficientnet_b1",
+                                  "regnet_y_400mf", "convnext_small", "densenet169",
+                                  "swin_t", "vit_b_32", "maxvit_t", "mnasnet0_5",
+                                  "wide_resnet50_2", "vgg19_bn", "vit_h_14"])
+def test_parameters_are_counted_as_torchvision_documents_them(name):
+    """On the meta device, without allocating: equal to the weights' own num_params."""
+    plan = M.plan_model(name)
+    assert plan.parameter_count == tvm.get_model_weights(name).DEFAULT.meta["num_params"]
+    assert plan.input_spec.center_crop == (tvm.get_model_weights(name).DEFAULT.transforms()
+                                           .crop_size[0],) * 2
 
 
 def test_vgg16_is_counted_before_it_is_built_and_refused_over_the_budget():

@@ -317,8 +317,41 @@ def bench_startup(repeats: int) -> Scenario:
     return Scenario("startup", statistics.median(first), base, _p95(first), goal, extra)
 
 
+def bench_resnet18(repeats: int) -> Scenario:
+    """Every stage of resnet18's model view computed and drawn (``render_stage`` as the
+    window's worker does) against the plain ``model(x)`` forward of the same module on the
+    same preprocessed input."""
+    from ..core.models import open_model, preprocess, run_model
+
+    opened = open_model("resnet18")  # seeded random weights: nothing to download
+    photo = _photo("rgb", 224)
+    device = _device()
+
+    def layerlab() -> object:
+        drawn = []
+        for result in run_model(opened, photo, device=device):
+            out = result.output[0]
+            drawn.append(render.render_stage(out.unsqueeze(0) if out.dim() == 2 else out,
+                                             "channel", "gray"))
+        return drawn
+
+    with torch.inference_mode():
+        _, x = preprocess(opened, photo.to(device))
+
+    def plain() -> object:
+        with torch.inference_mode():
+            return opened.module(x)
+
+    results = run_model(opened, photo, device=device)
+    diff = float((results[-1].output - plain()).abs().max())
+    a, b = time_pair(_synced(layerlab), _synced(plain), repeats)
+    return Scenario("resnet18-224", statistics.median(a), statistics.median(b), _p95(a),
+                    "ratio <= 3", {"stages": len(results), "max_abs_diff": diff})
+
+
 SCENARIOS = ("seed-sharpen-512", "four-stage-512", "cifar-tutorial-32", "edit-last-512",
-             "render-16x256", "gui-edit-512", "startup", "photo-12mp", "batch-50")
+             "render-16x256", "gui-edit-512", "startup", "photo-12mp", "batch-50",
+             "resnet18-224")
 
 
 def run_all(quick: bool, only: list[str] | None = None) -> list[Scenario]:
@@ -339,6 +372,7 @@ def run_all(quick: bool, only: list[str] | None = None) -> list[Scenario]:
         ("startup", lambda: bench_startup(2 if quick else 5)),
         ("photo-12mp", lambda: exports.bench_photo_12mp(quick)),
         ("batch-50", lambda: exports.bench_batch(50)),
+        ("resnet18-224", lambda: bench_resnet18(10 if quick else 30)),
     ]
     assert tuple(name for name, _ in scenarios) == SCENARIOS
     out = []

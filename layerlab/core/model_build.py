@@ -119,12 +119,12 @@ def _is_enum_name(name: str, weights: str) -> bool:
         m.name for m in models.get_model_weights(name)}
 
 
-def _arch_kwargs(name: str) -> dict[str, Any]:
+def _arch_kwargs(name: str, num_classes: int | None = None) -> dict[str, Any]:
     """What torchvision's builders change when they load trained weights, so that random and
     trained models have the same architecture and preprocessing (an input transform for
     GoogLeNet and Inception; the image size for ViT and MaxViT)."""
     w = _default_weights(name)
-    kwargs: dict[str, Any] = {"num_classes": len(w.meta["categories"])}
+    kwargs: dict[str, Any] = {"num_classes": num_classes or len(w.meta["categories"])}
     if name in ("googlenet", "inception_v3"):
         kwargs.update(transform_input=True, aux_logits=False, init_weights=True)
     elif name.startswith("vit_"):
@@ -134,11 +134,11 @@ def _arch_kwargs(name: str) -> dict[str, Any]:
     return kwargs
 
 
-def _build_on_meta(name: str) -> nn.Module:
+def _build_on_meta(name: str, num_classes: int | None = None) -> nn.Module:
     """The architecture with no memory behind its tensors."""
     from torchvision import models
 
-    kwargs = _arch_kwargs(name)
+    kwargs = _arch_kwargs(name, num_classes)
     try:
         with torch.device("meta"):
             return models.get_model(name, **kwargs)
@@ -178,12 +178,12 @@ def _eval(model: nn.Module) -> nn.Module:
     return model
 
 
-def _build_random(name: str, seed: int) -> nn.Module:
+def _build_random(name: str, seed: int, num_classes: int | None = None) -> nn.Module:
     from torchvision import models
 
     with torch.random.fork_rng(devices=[]):  # the caller's random state stays as it was
         torch.manual_seed(seed)
-        return _eval(models.get_model(name, **_arch_kwargs(name)))
+        return _eval(models.get_model(name, **_arch_kwargs(name, num_classes)))
 
 
 def _enum_by_file(name: str, file_name: str):
@@ -226,13 +226,28 @@ def _build_trained(name: str, enum, path: Path, given: str) -> tuple[nn.Module, 
                                        trained=f"{cls.__name__}.{enum.name}")
 
 
-def _load_file(name: str, seed: int, path: Path, given: str
+def head_classes(name: str, state: Mapping[str, torch.Tensor]) -> int | None:
+    """N when ``state`` is the model fine-tuned to N classes: the only tensors whose shapes
+    differ are the classifier's, and only in their first (class) dimension."""
+    own = _build_on_meta(name).state_dict()
+    default = len(_default_weights(name).meta["categories"])
+    differ = [k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
+    if not differ or any(own[k].dim() == 0 or own[k].shape[0] != default
+                         or tuple(state[k].shape[1:]) != tuple(own[k].shape[1:])
+                         for k in differ):
+        return None
+    sizes = {int(state[k].shape[0]) for k in differ}
+    return sizes.pop() if len(sizes) == 1 and min(sizes | {1}) >= 1 else None
+
+
+def _load_file(name: str, seed: int, path: Path, given: str,
+               state: dict[str, torch.Tensor] | None = None, num_classes: int | None = None
                ) -> tuple[nn.Module, WeightsReport]:
     """A state_dict of the user's onto ``name``: a shape that does not fit is an error
     (nothing loaded); keys the model lacks and tensors the file lacks are reported (those
     tensors keep seeded random values)."""
-    state = _read(path)
-    meta = _build_on_meta(name)
+    state = _read(path) if state is None else state
+    meta = _build_on_meta(name, num_classes)
     own = meta.state_dict()
     prefix = "module."  # nn.DataParallel's
     if state and all(k.startswith(prefix) for k in state) and not any(k in own for k in state):
@@ -255,7 +270,7 @@ def _load_file(name: str, seed: int, path: Path, given: str
     # A file with every tensor is put straight into the meta-built model (no random init to
     # throw away: seconds for VGG); otherwise the seeded model takes what the file has.
     if missing or len(tensors) < len(own) or not _assign(meta, tensors):
-        model = _build_random(name, seed)
+        model = _build_random(name, seed, num_classes)
         with torch.no_grad():
             model.load_state_dict(tensors, strict=False)
     return _eval(model), WeightsReport(path.name, given, tuple(matched), missing, unexpected)

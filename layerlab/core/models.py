@@ -64,16 +64,18 @@ from .model_build import (
     _first_line,
     _is_enum_name,
     _load_file,
+    _read,
     check_name,
     classification_models,
+    head_classes,
     hub_weights_path,
 )
 from .pipeline import DEFAULT_MEMORY_BUDGET, InputSpec, format_bytes
 from .preprocess import Normalize, resize_crop
 
 __all__ = ["DEFAULT_MEMORY_BUDGET", "RANDOM", "TRAINED", "ModelError", "ModelOverBudget",
-           "ModelPlan", "ModelStage", "OpenedModel", "WeightsReport", "check_memory",
-           "check_name", "classification_models", "hub_weights_path", "open_model",
+           "ModelPlan", "ModelSpec", "ModelStage", "OpenedModel", "WeightsReport", "check_memory",
+           "check_name", "classification_models", "hub_weights_path", "open_model", "open_spec",
            "plan_model", "preprocess", "run_model", "select_stages", "to_pipeline"]
 
 BYTES = 4  # float32
@@ -195,12 +197,14 @@ def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
             if path and next(m.children(), None) is None]
 
 
-def plan_model(name: str, *, size: tuple[int, int] | None = None) -> ModelPlan:
+def plan_model(name: str, *, size: tuple[int, int] | None = None,
+               num_classes: int | None = None) -> ModelPlan:
     """Stages, shapes, parameter count and memory of ``name`` without allocating it: built on
-    the meta device and run there once on an input of the crop size."""
+    the meta device and run there once on an input of the crop size. ``num_classes``
+    replaces the 1000 ImageNet classes (a fine-tuned head)."""
     name = check_name(name)
     spec, interpolation = _input_of(name, size)
-    model = _build_on_meta(name).eval()
+    model = _build_on_meta(name, num_classes).eval()
     params = sum(p.numel() for p in model.parameters())
     tensor_bytes = sum(t.numel() * t.element_size() for t in
                        (*model.parameters(), *model.buffers()) if t.is_floating_point())
@@ -273,13 +277,40 @@ def check_memory(plan: ModelPlan, budget: int) -> None:
 
 # --- opening ---------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class ModelSpec:
+    """What to open, as an immutable snapshot (the window hands it to its worker thread,
+    which opens the model there: building VGG takes seconds)."""
+
+    name: str
+    weights: str | None = None  # None: random; TRAINED or a Weights name; or a file path
+    seed: int = 0
+
+    def text(self) -> str:
+        what = (f"random weights, seed {self.seed}" if self.weights in (None, RANDOM)
+                else "trained weights" if _looks_trained(self.weights)
+                else f"weights {Path(self.weights).name}")
+        return f"{self.name} ({what})"
+
+
+def _looks_trained(weights: str) -> bool:
+    return weights == TRAINED or (weights.isupper() and "." not in weights)
+
+
+def open_spec(spec: ModelSpec, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> OpenedModel:
+    """:func:`open_model` of a :class:`ModelSpec`."""
+    return open_model(spec.name, spec.weights, seed=spec.seed, memory_budget=memory_budget)
+
+
 def open_model(name: str, weights: str | os.PathLike | None = None, *, seed: int = 0,
                size: tuple[int, int] | None = None,
                memory_budget: int = DEFAULT_MEMORY_BUDGET) -> OpenedModel:
     """Build ``name`` with seeded random weights (``weights`` None or :data:`RANDOM`), the
     trained weights of torch's hub cache (:data:`TRAINED`, or a Weights member name such as
     ``"IMAGENET1K_V2"``), or a state_dict file (``.pt``/``.pth`` read with
-    ``weights_only=True``, or ``.safetensors``). ``size`` (H, W) replaces the center crop.
+    ``weights_only=True``, or ``.safetensors``). ``size`` (H, W) replaces the center crop. A
+    file whose classifier has N outputs instead of 1000 (fine-tuned) gets a model with that
+    head, its categories named ``class 0`` ... ``class N-1``.
 
     Raises :class:`ModelError` (unknown name, missing or unfitting file) and
     :class:`ModelOverBudget` before anything large is allocated."""
@@ -310,7 +341,13 @@ def open_model(name: str, weights: str | os.PathLike | None = None, *, seed: int
         module, report = _build_trained(name, enum, path, os.fspath(choice))
         return OpenedModel(plan, module, f"trained: {type(enum).__name__}.{enum.name} "
                            f"({path.name})", seed, tuple(enum.meta["categories"]), report)
-    module, report = _load_file(name, seed, path, os.fspath(choice))
+    state = _read(path)
+    classes = head_classes(name, state)
+    if classes is not None:  # fine-tuned to other classes: the architecture with that head
+        plan = plan_model(name, size=size, num_classes=classes)
+        check_memory(plan, memory_budget)
+        categories = tuple(f"class {i}" for i in range(classes))
+    module, report = _load_file(name, seed, path, os.fspath(choice), state, classes)
     return OpenedModel(plan, module, f"file {path.name}", seed, categories, report)
 
 

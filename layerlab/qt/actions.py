@@ -49,6 +49,9 @@ ACTIONS = (
     ActionSpec("load_labels", "Load &class names…", "files.load_labels_dialog", (),
                "Name the classes of the stack's output: a text file with one name per line, "
                "or a .json list"),
+    ActionSpec("open_model", "Open &model…", "files.open_model_dialog", (),
+               "Look at a torchvision classification model (resnet18, vgg16, ...) stage by "
+               "stage, with random or trained weights"),
     ActionSpec("quit", "&Quit", "close", (SK.Quit,), "Close LayerLab (your work is kept)"),
     ActionSpec("undo", "&Undo", "undo", (SK.Undo,), icon_text="Undo"),
     ActionSpec("redo", "&Redo", "redo", ("Ctrl+Shift+Z", "Ctrl+Y"), icon_text="Redo"),

@@ -17,6 +17,7 @@ from PySide6.QtCore import QObject, Slot
 
 from ..core.analysis import in_shape_at, validate
 from ..core.fitting import FitError, with_weights
+from ..core.pipeline import InputSpec, Pipeline
 from ..worker import RenderOptions, RunController, RunRequest, RunSummary, StageView
 from .session import Session
 from .text import shape_text, size_text
@@ -70,6 +71,7 @@ class Controller(QObject):
     @Slot(object)
     def _on_document_changed(self, select: object) -> None:
         s = self.session
+        s.set_model(None)  # an edit of the stack (or another stack) brings the stack back
         s.clear_run_errors()
         self.revalidate(select if isinstance(select, int) else None)
         self.views.window.set_input(s.pipeline.input)
@@ -317,7 +319,33 @@ class Controller(QObject):
 
     # ------------------------------------------------------------------ running
     def _run_key(self, image: Any) -> tuple:
-        return (id(self.session.pipeline), id(image), self.session.device)
+        return (id(self.session.pipeline), id(image), self.session.device, self.session.model)
+
+    # ------------------------------------------------------------------ torchvision models
+    def on_open_model(self, spec: Any) -> None:
+        """Show the torchvision model ``spec`` (core.models.ModelSpec) on the image: the
+        worker opens it (building takes seconds for the large ones) and runs it; any edit of
+        the stack brings the stack back."""
+        s = self.session
+        s.set_model(spec)
+        s.results.clear()
+        s.display_ranges.clear()
+        s.select(stage=0, channel=0)
+        s.resultsChanged.emit()
+        self._last_run_key = None
+        self.views.window.show_status(f"Opening {spec.text()}…")
+        self.submit()
+
+    def _submit_model(self, image: Any, render_only: bool, full: bool) -> int | None:
+        s = self.session
+        s.set_stale(None)
+        self._run_kind = "full" if full else "render" if render_only else "preview"
+        self._submitted_key = self._run_key(image)
+        pipeline = Pipeline(InputSpec("rgb"))  # the photo in; the model does the rest
+        request = RunRequest(pipeline, image.image, s.render_options, s.device, render_only,
+                             memory_budget=s.memory_budget_gb * 1024**3, model=s.model)
+        self._contexts = {self.runner.generation + 1: (pipeline, image)}
+        return self.runner.submit(request)
 
     def submit(self, *, render_only: bool = False, full: bool = False) -> int | None:
         """Hand the current snapshot to the worker (the newest request wins)."""
@@ -327,6 +355,8 @@ class Controller(QObject):
         image = s.loaded if full else s.preview
         if image is None:
             return None
+        if s.model is not None:
+            return self._submit_model(image, render_only, full)
         validation = s.validation
         if full:  # the full image's shapes decide, not the preview's (a 20000 x 20 strip)
             validation = validate(s.pipeline, s.image_hw(full=True))
@@ -394,10 +424,11 @@ class Controller(QObject):
         if r.error and r.layer_index >= 0:
             self._run_errors_now[r.layer_index] = r.error
         self.session.put_stage(view)
-        total = len(self.session.pipeline.enabled_layers())
+        total = ("" if self.session.model is not None
+                 else f"/{len(self.session.pipeline.enabled_layers())}")
         prefix = "full size · " if self._run_kind == "full" else ""
         self.views.window.set_progress(f"{prefix}input" if r.index == 0 else
-                                       f"{prefix}stage {r.index}/{total}: {r.name}")
+                                       f"{prefix}stage {r.index}{total}: {r.name}")
 
     @Slot(object)
     def _on_runner_finished(self, summary: RunSummary) -> None:
@@ -405,6 +436,13 @@ class Controller(QObject):
         s.end_run(summary, self._run_errors_now)
         refused = bool(summary.error) and summary.stages == 0
         w = self.views.window
+        if refused and s.model is not None:  # the model could not be opened: the stack stays
+            s.set_model(None)
+            w.show_error(f"Could not open the model: {summary.error}")
+            w.set_progress("⚠ error", summary.error or "")
+            self._last_run_key = None
+            self.submit()
+            return
         if not summary.cancelled and not refused:
             self.views.stack.set_run_errors(s.run_errors)
             self._update_form_status()

@@ -283,6 +283,18 @@ class Files(QObject):
         else:
             self.shell.show_status(text)
 
+    # ------------------------------------------------------------------ models
+    def open_model_dialog(self):
+        """File > Open model: choose a torchvision model and its weights; the worker opens
+        it. Returns the (open, non-blocking) dialog."""
+        from .model_dialog import ModelDialog
+
+        dialog = ModelDialog(self.shell, choose_file=lambda: self._ask_open(
+            "Weights of the model", "weights", WEIGHTS_FILTER))
+        dialog.accepted.connect(lambda: self.controller.on_open_model(dialog.spec()))
+        dialog.open()
+        return dialog
+
     # ------------------------------------------------------------------ weights
     def load_weights_dialog(self) -> None:
         if path := self._ask_open("Load weights", "weights", WEIGHTS_FILTER):

@@ -49,6 +49,7 @@ from .files import ICON, IMAGE_SUFFIXES, PIPELINES, SAMPLES, Files
 from .fit_panel import FitPanel
 from .kernel_editor import KernelEditor
 from .layer_stack import LayerStackWidget
+from .model_tree import ModelTree
 from .param_form import ParamForm
 from .persistence import SessionStore, cuda_available
 from .session import Session
@@ -83,11 +84,8 @@ class MainWindow(QMainWindow):
         self.setDockNestingEnabled(True)
         self._build_central()
         self._build_side_panel()
-        self._build_explain_dock()
-        self._build_compare_dock()
-        self._build_fit_dock()
-        self._build_visual_dock()
-        self._build_why_dock()
+        self._build_right_docks()
+        self._build_model_dock()
         self.controller = Controller(self.session, self.runner, Views(
             window=self, stack=self.stack, form=self.param_form, kernel=self.kernel_editor,
             stages=self.stage_panel), self)
@@ -120,6 +118,7 @@ class MainWindow(QMainWindow):
                 w, h = min(w, avail.width()), min(h, avail.height())
             self.resize(w, h)
         self.stage_panel.set_render_options(self.session.render_options)
+        self._model_shown()  # a restored layout never shows an empty model tree
 
     # ------------------------------------------------------------------ construction
     def _build_central(self) -> None:
@@ -169,26 +168,49 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.dock)
         self.resizeDocks([self.dock], [380], Qt.Orientation.Horizontal)
 
-    def _build_explain_dock(self) -> None:
-        """The explain panel, in a dock on the right (View > Explain a value)."""
-        self.explain_jobs = JobRunner(self)  # torch reruns the layer there, not here
-        self.explain_panel = ExplainPanel(self.session, self.explain_jobs)
-        self.explain_dock = QDockWidget("Explain a value", self)
-        self.explain_dock.setObjectName("explainDock")
-        self.explain_dock.setWidget(self.explain_panel)
-        self.explain_dock.setMinimumWidth(300)
-        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.explain_dock)
-        self.explain_dock.hide()  # until the first value is explained, or View shows it
+    def _right_dock(self, title: str, name: str, widget: QWidget) -> QDockWidget:
+        """A panel on the right, hidden until asked for; the panels there share one column
+        as tabs, so opening a third one never squeezes the stage view."""
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)
+        dock.setWidget(widget)
+        dock.setMinimumWidth(300)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        if self._right_docks:
+            self.tabifyDockWidget(self._right_docks[0], dock)
+        self._right_docks.append(dock)
+        dock.hide()
+        return dock
 
-    def _build_compare_dock(self) -> None:
-        """The Compare view (A/B), in a dock on the right, beside the explain panel."""
+    @staticmethod
+    def show_dock(dock: QDockWidget) -> None:
+        dock.show()
+        dock.raise_()
+
+    def _build_right_docks(self) -> None:
+        self._right_docks: list[QDockWidget] = []
+        # Explain a value (View > Explain a value, or a click on a value); torch reruns the
+        # layer in a job thread, not here.
+        self.explain_jobs = JobRunner(self)
+        self.explain_panel = ExplainPanel(self.session, self.explain_jobs)
+        self.explain_dock = self._right_dock("Explain a value", "explainDock",
+                                             self.explain_panel)
+        # The Compare view (A/B): shown when a B is chosen (Compare menu).
         self.compare_panel = ComparePanel(self.session, self)
-        self.compare_dock = QDockWidget("Compare A/B", self)
-        self.compare_dock.setObjectName("compareDock")
-        self.compare_dock.setWidget(self.compare_panel)
-        self.compare_dock.setMinimumWidth(300)
-        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.compare_dock)
-        self.compare_dock.hide()  # until a B is chosen, or View shows it
+        self.compare_dock = self._right_dock("Compare A/B", "compareDock", self.compare_panel)
+        # Watch a filter learn (Run > Fit kernel), its optimiser in a job thread.
+        self.fit_jobs = JobRunner(self)
+        self.fit_panel = FitPanel(self.session, self.fit_jobs)
+        self.fit_dock = self._right_dock("Fit kernel", "fitDock", self.fit_panel)
+        # What a channel looks for (the stage panel's button).
+        self.visual_jobs = JobRunner(self)
+        self.visual_panel = ChannelVisualPanel(self.session, self.visual_jobs)
+        self.visual_dock = self._right_dock("What this channel looks for", "visualDock",
+                                            self.visual_panel)
+        # Why this class (Grad-CAM), computed in its own job thread (WhyClass).
+        self.why_panel = WhyClassPanel(self.session)
+        self.why = WhyClass(self.session, self.why_panel, self)
+        self.why_dock = self._right_dock("Why this class", "whyClassDock", self.why_panel)
 
     def _compare_menu(self, bar) -> None:
         c = bar.addMenu("&Compare")
@@ -198,50 +220,35 @@ class MainWindow(QMainWindow):
                            ("B from &image…", panel.choose_b_image),
                            ("&Clear B", panel.clear_b)):
             act = c.addAction(text)
-            act.triggered.connect(lambda _=False, f=slot: (self.compare_dock.show(), f()))
-
-    def _build_fit_dock(self) -> None:
-        """The fit panel (watch a filter learn), in a dock on the right, its jobs in a thread
-        of their own (Run > Fit kernel)."""
-        self.fit_jobs = JobRunner(self)
-        self.fit_panel = FitPanel(self.session, self.fit_jobs)
-        self.fit_dock = QDockWidget("Fit kernel", self)
-        self.fit_dock.setObjectName("fitDock")
-        self.fit_dock.setWidget(self.fit_panel)
-        self.fit_dock.setMinimumWidth(300)
-        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.fit_dock)
-        self.fit_dock.hide()
-
-    def _build_visual_dock(self) -> None:
-        """What a channel looks for (the stage panel's button), in a dock on the right."""
-        self.visual_jobs = JobRunner(self)
-        self.visual_panel = ChannelVisualPanel(self.session, self.visual_jobs)
-        self.visual_dock = QDockWidget("What this channel looks for", self)
-        self.visual_dock.setObjectName("visualDock")
-        self.visual_dock.setWidget(self.visual_panel)
-        self.visual_dock.setMinimumWidth(300)
-        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.visual_dock)
-        self.visual_dock.hide()
+            act.triggered.connect(lambda _=False, f=slot: (self.show_dock(self.compare_dock),
+                                                           f()))
 
     def look_for(self, stage: int, channel: int) -> None:
-        self.visual_dock.show()
-        self.visual_dock.raise_()
+        self.show_dock(self.visual_dock)
         self.visual_panel.look_at(stage, channel)
 
     def show_fit_panel(self) -> None:
-        self.fit_dock.show()
-        self.fit_dock.raise_()
+        self.show_dock(self.fit_dock)
 
-    def _build_why_dock(self) -> None:
-        """"Why this class" (Grad-CAM), in a dock on the right (View > Why this class)."""
-        self.why_panel = WhyClassPanel(self.session)
-        self.why = WhyClass(self.session, self.why_panel, self)
-        self.why_dock = QDockWidget("Why this class", self)
-        self.why_dock.setObjectName("whyClassDock")
-        self.why_dock.setWidget(self.why_panel)
-        self.why_dock.setMinimumWidth(280)
-        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.why_dock)
-        self.why_dock.hide()  # until View shows it
+    def _build_model_dock(self) -> None:
+        """The module tree of a torchvision model (File > Open model), tabbed with the layers;
+        shown while a model is on screen."""
+        self.model_tree = ModelTree(self.session)
+        self.model_dock = QDockWidget("Model", self)
+        self.model_dock.setObjectName("modelDock")
+        self.model_dock.setWidget(self.model_tree)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.model_dock)
+        self.tabifyDockWidget(self.dock, self.model_dock)
+        self.model_dock.hide()
+        self.session.modelChanged.connect(self._model_shown)
+
+    def _model_shown(self) -> None:
+        if self.session.model is not None:
+            self.model_dock.setWindowTitle(f"Model: {self.session.model.name}")
+            self.model_dock.show()
+            self.model_dock.raise_()
+        else:
+            self.model_dock.hide()
 
     def _build_menus(self) -> None:
         a = self.actions
@@ -274,6 +281,7 @@ class MainWindow(QMainWindow):
         m.addAction(a["save_as"])
         m.addAction(a["load_weights"])
         m.addAction(a["load_labels"])
+        m.addAction(a["open_model"])
         m.addSeparator()
         self.export_menu = m.addMenu("E&xport")
         for act in self.exporter.actions():
@@ -413,8 +421,9 @@ class MainWindow(QMainWindow):
         k.statusMessage.connect(self.show_status)
         p = self.stage_panel
         p.stagePicked.connect(c.on_stage_picked)
+        self.model_tree.stagePicked.connect(c.on_stage_picked)
         p.explainRequested.connect(c.on_explain)
-        p.explainRequested.connect(lambda *_: self.explain_dock.show())
+        p.explainRequested.connect(lambda *_: self.show_dock(self.explain_dock))
         self.explain_panel.explainRequested.connect(c.on_explain)
         self.fit_panel.weightsFitted.connect(c.on_fit_weights)
         self.fit_panel.statusMessage.connect(self.show_status)

@@ -36,6 +36,7 @@ class Session(QObject):
     displayRangeChanged = Signal(int)  # a stage's display range was set or reset
     explainedChanged = Signal()  # the value the explain panel explains moved
     gradcamChanged = Signal()  # a Grad-CAM ("why this class") arrived, failed or was dropped
+    modelChanged = Signal()  # a torchvision model is shown instead of the stack, or no more
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -69,6 +70,8 @@ class Session(QObject):
         self.gradcam = None
         self.gradcam_input = None
         self.gradcam_error: str | None = None
+        # A torchvision model shown instead of the stack (core.models.ModelSpec), or None.
+        self.model = None
 
     # --- the image ---------------------------------------------------------------------------
     def set_image(self, loaded: LoadedImage) -> None:
@@ -125,6 +128,8 @@ class Session(QObject):
         self.validationChanged.emit()
 
     def stage_of_layer(self, layer_index: int) -> int | None:
+        if self.model is not None:  # a model's stages are not the stack's layers
+            return None
         first = 1 + self.pipeline.stage_offset  # after the input (and its normalize stage)
         for stage, (i, _layer) in enumerate(self.pipeline.enabled_layers(), start=first):
             if i == layer_index:
@@ -132,9 +137,18 @@ class Session(QObject):
         return None
 
     def layer_of_stage(self, stage: int) -> int | None:
+        if self.model is not None:
+            return None
         enabled = self.pipeline.enabled_layers()
         k = stage - 1 - self.pipeline.stage_offset
         return enabled[k][0] if 0 <= k < len(enabled) else None
+
+    def set_model(self, spec) -> None:
+        """Show the torchvision model ``spec`` (a ModelSpec) instead of the stack; None goes
+        back to the stack."""
+        if spec != self.model:
+            self.model = spec
+            self.modelChanged.emit()
 
     # --- options -----------------------------------------------------------------------------
     def set_render_options(self, options: RenderOptions) -> None:
