@@ -6,6 +6,9 @@ between stages and emits ``StageView`` objects tagged with their generation; the
 forwards only those of the newest generation. Edits are coalesced without a fixed delay: when
 idle an edit runs at once; while busy only the latest pending request is kept and the running
 one is cancelled at its next stage boundary.
+
+torch is imported by the worker thread, not with this module: the window paints its first
+picture while torch loads (``RunController.torchLoaded`` says when it is there).
 """
 
 from __future__ import annotations
@@ -14,24 +17,48 @@ import os
 import time
 import traceback
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from .core import render
-from .core.engine import Engine, RunError, StageResult
-from .core.imageio import to_tensor
 from .core.pipeline import DEFAULT_MEMORY_BUDGET, Pipeline
+
+if TYPE_CHECKING:
+    import torch
+
+    from .core.engine import Engine, StageResult
 
 
 def configure_threads() -> int:
     """Leave one core for the GUI thread on small machines; returns torch's thread count."""
+    import torch
+
     cores = os.cpu_count() or 1
     threads = max(1, cores - 1) if cores <= 4 else cores - 2
     torch.set_num_threads(threads)
     return threads
+
+
+@dataclass(frozen=True)
+class TorchInfo:
+    """What the worker found once torch was imported."""
+
+    cuda: bool  # a CUDA device torch can use
+    cuda_name: str | None  # its name, for the device box's tooltip
+    threads: int  # torch's CPU threads
+
+
+def load_torch(set_threads: bool = False) -> TorchInfo:
+    """Import torch and everything that runs it (the engine, the renderer); with
+    ``set_threads``, leave a core for the GUI (:func:`configure_threads`)."""
+    import torch
+
+    from .core import engine, render  # noqa: F401 - imported here, off the GUI thread
+
+    threads = configure_threads() if set_threads else torch.get_num_threads()
+    cuda = bool(torch.cuda.is_available())
+    return TorchInfo(cuda, torch.cuda.get_device_name(0) if cuda else None, threads)
 
 
 @dataclass(frozen=True)
@@ -78,9 +105,11 @@ class PipelineWorker(QObject):
 
     stageReady = Signal(object)  # StageView
     runFinished = Signal(object)  # RunSummary
+    torchLoaded = Signal(object)  # TorchInfo
 
     def __init__(self) -> None:
         super().__init__()
+        self.torch_info: TorchInfo | None = None
         self.engine: Engine | None = None
         self.latest_generation = 0  # written by the GUI thread; an int store is atomic
         self._tensor_cache: tuple[tuple, torch.Tensor] | None = None
@@ -93,7 +122,18 @@ class PipelineWorker(QObject):
     def _cancelled(self, generation: int) -> bool:
         return generation != self.latest_generation
 
+    @Slot(bool)
+    def load(self, set_threads: bool = False) -> None:
+        """Import torch (once); the first thing the worker thread does."""
+        if self.torch_info is None:
+            self.torch_info = load_torch(set_threads)
+            self.torchLoaded.emit(self.torch_info)
+
     def _input_tensor(self, request: RunRequest) -> torch.Tensor:
+        import torch
+
+        from .core.imageio import to_tensor
+
         image = request.image
         if isinstance(image, torch.Tensor):
             return image
@@ -107,6 +147,11 @@ class PipelineWorker(QObject):
 
     @Slot(object)
     def run(self, request: RunRequest) -> None:
+        self.load()  # normally done already: RunController.load_torch
+        import torch
+
+        from .core.engine import Engine, RunError
+
         gen = request.generation
         start = time.perf_counter()
         summary = RunSummary(gen, 0, 0.0)
@@ -166,6 +211,10 @@ class PipelineWorker(QObject):
 
     @staticmethod
     def _view(gen: int, result: StageResult, options: RenderOptions) -> StageView:
+        import torch
+
+        from .core import render
+
         if result.output is None:
             return StageView(gen, result)
         out = result.output[0]
@@ -184,15 +233,20 @@ class RunController(QObject):
     runStarted = Signal(object)  # generation
     runFinished = Signal(object)  # RunSummary of the newest generation
     busyChanged = Signal(bool)
+    torchLoaded = Signal(object)  # TorchInfo, once torch is imported (before the first run)
 
     _dispatch = Signal(object)
+    _load = Signal(bool)
 
-    def __init__(self, parent: QObject | None = None, *, synchronous: bool = False):
+    def __init__(self, parent: QObject | None = None, *, synchronous: bool = False,
+                 set_threads: bool = False):
         super().__init__(parent)
         self.synchronous = synchronous
+        self.set_threads = set_threads  # leave a core for the GUI when torch loads (the app)
         self.generation = 0
         self.runs_started = 0
         self._busy = False
+        self._held = False
         self._pending: RunRequest | None = None
         self._worker = PipelineWorker()
         self._thread: QThread | None = None
@@ -201,9 +255,39 @@ class RunController(QObject):
             self._thread.setObjectName("layerlab-worker")
             self._worker.moveToThread(self._thread)
             self._dispatch.connect(self._worker.run)
+            self._load.connect(self._worker.load)
             self._thread.start()
         self._worker.stageReady.connect(self._on_stage)
         self._worker.runFinished.connect(self._on_finished)
+        self._worker.torchLoaded.connect(self.torchLoaded)
+
+    @property
+    def torch_info(self) -> TorchInfo | None:
+        """What the worker found once torch was imported; None before."""
+        return self._worker.torch_info
+
+    def load_torch(self) -> None:
+        """Start importing torch now (in the worker thread), before the first run needs it;
+        ``torchLoaded`` follows. (A run loads it too, if nobody asked before.)"""
+        if self.synchronous:
+            self._worker.load(self.set_threads)
+        else:
+            self._load.emit(self.set_threads)
+
+    def hold(self) -> None:
+        """Keep submitted runs (the latest) until :meth:`release`: the window paints its
+        first picture before the worker's torch import competes with it for the GIL."""
+        self._held = True
+
+    def release(self) -> None:
+        """Load torch, then start the run that waited, if any."""
+        if not self._held:
+            return
+        self._held = False
+        self.load_torch()
+        if not self._busy and self._pending is not None:
+            request, self._pending = self._pending, None
+            self._start(request)
 
     @property
     def busy(self) -> bool:
@@ -214,7 +298,7 @@ class RunController(QObject):
         self.generation += 1
         request = replace(request, generation=self.generation)
         self._worker.latest_generation = self.generation
-        if self._busy:
+        if self._busy or self._held:
             self._pending = request  # replaces any older pending request
         else:
             self._start(request)

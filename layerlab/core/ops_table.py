@@ -45,7 +45,7 @@ OP_LIST: list[OpSpec] = [
             P("padding_mode", "choice", "zeros", "How the padding is filled.",
               choices=("zeros", "reflect", "replicate", "circular"))),
            sh.infer_conv, sh.check_conv,
-           receptive=win.sliding, init=SEEDED, kernel="weight",
+           tensors=sh.tensors_conv, receptive=win.sliding, init=SEEDED, kernel="weight",
            channels=ChannelRule("in_channels", weight_axis=1,
                                 applies=lambda a: a["groups"] == 1)),
     OpSpec("MaxPool2d", "pooling", "Maximum over each window.",
@@ -120,7 +120,7 @@ OP_LIST: list[OpSpec] = [
            (P("num_parameters", "int", 1, "1 (one slope for all) or the channel count (one "
               "slope per channel).", 1, 100000),
             P("init", "float", 0.25, "The slope a starts at.", -10.0, 10.0)),
-           sh.infer_prelu, spatial=False, receptive=win.pointwise,
+           sh.infer_prelu, spatial=False, tensors=sh.tensors_prelu, receptive=win.pointwise,
            init=InitRule(fills=(("weight", "init"),)), channels=None, kernel=None),
     OpSpec("ReLU6", "activation", "min(max(0, x), 6) (MobileNet).", (), sh.same, spatial=False,
            receptive=win.pointwise, init=NO_TENSORS, channels=None, kernel=None),
@@ -163,6 +163,7 @@ OP_LIST: list[OpSpec] = [
             P("track_running_stats", "bool", True, "Use running statistics (mean 0, var 1 "
               "unless given); off: normalise by this image's statistics.")),
            sh.infer_batchnorm,
+           tensors=sh.tensors_norm,
            receptive=win.pointwise, init=NORM, channels=ChannelRule("num_features"),
            kernel=None),
     OpSpec("InstanceNorm2d", "normalization",
@@ -172,6 +173,7 @@ OP_LIST: list[OpSpec] = [
             P("affine", "bool", False, "Learnable per-channel scale and shift."),
             P("track_running_stats", "bool", False, "Use running statistics instead.")),
            sh.infer_instancenorm,
+           tensors=sh.tensors_norm,
            receptive=GLOBAL, init=NORM, channels=ChannelRule("num_features"),
            kernel=None),
     OpSpec("GroupNorm", "normalization", "Normalise over groups of channels.",
@@ -179,6 +181,7 @@ OP_LIST: list[OpSpec] = [
             P("num_channels", "int", 1, "Channels of the input.", 1, 100000,
               from_input="channels"), _EPS, _AFFINE),
            sh.infer_groupnorm, sh.check_groupnorm,
+           tensors=sh.tensors_groupnorm,
            receptive=GLOBAL, init=AFFINE_ONLY, channels=ChannelRule("num_channels"),
            kernel=None),
     OpSpec("LayerNorm", "normalization", "Normalise over the last dimensions.",
@@ -187,6 +190,7 @@ OP_LIST: list[OpSpec] = [
             P("elementwise_affine", "bool", True, "Learnable elementwise scale and shift."),
             P("bias", "bool", True, "Learnable shift (with elementwise_affine).")),
            sh.infer_layernorm, sh.check_layernorm, spatial=False,
+           tensors=sh.tensors_layernorm,
            receptive=GLOBAL, init=AFFINE_ONLY, channels=None, kernel=None),
     OpSpec("LocalResponseNorm", "normalization",
            "Divide each value by a power of the summed squares of neighbouring channels.",
@@ -231,7 +235,7 @@ OP_LIST: list[OpSpec] = [
             P("dilation", "pair", 1, "Spacing between kernel taps.", 1, 64)),
            sh.infer_conv_transpose, sh.check_conv_transpose,
            # weight is (in, out/groups, kh, kw): the kernel editor slices (out, in), so no kernel
-           receptive=win.transposed, init=SEEDED, kernel=None,
+           tensors=sh.tensors_conv_transpose, receptive=win.transposed, init=SEEDED, kernel=None,
            channels=ChannelRule("in_channels", weight_axis=0,
                                 applies=lambda a: a["groups"] == 1)),
     OpSpec("Identity", "other", "Passes the input through unchanged (a placeholder).", (),
@@ -268,6 +272,6 @@ OP_LIST: list[OpSpec] = [
             P("out_features", "int", 10, "Output size.", 1, 1 << 20),
             P("bias", "bool", True, "Add a learnable bias.")),
            sh.infer_linear, spatial=False,
-           receptive=GLOBAL, init=SEEDED, channels=None, kernel=None),
+           tensors=sh.tensors_linear, receptive=GLOBAL, init=SEEDED, channels=None, kernel=None),
 ]
 

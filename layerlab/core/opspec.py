@@ -8,13 +8,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from .shapes import Shape, ShapeInfo, SpecError, shape_text
 from .windows import Window
+
+if TYPE_CHECKING:
+    from torch import nn
 
 _REQUIRED = object()  # a Param default meaning "must be given"
 
@@ -232,6 +232,10 @@ class OpSpec:
     init: InitRule = field(kw_only=True)
     channels: ChannelRule | None = field(kw_only=True)  # None: no argument follows channels
     kernel: str | None = field(kw_only=True)  # the parameter the kernel editor edits
+    # args -> the shapes of the learnable tensors (``shapes.tensors_*``), known without torch;
+    # None: asked of a module built on torch's meta device.
+    tensors: Callable[[dict], dict[str, tuple[int, ...]]] | None = field(default=None,
+                                                                         kw_only=True)
 
     @property
     def learnable(self) -> tuple[str, ...]:
@@ -245,6 +249,8 @@ class OpSpec:
 
     @property
     def module_class(self) -> type[nn.Module]:
+        from torch import nn  # only when a module is built: the window starts without torch
+
         return getattr(nn, self.type)
 
     def param(self, name: str) -> Param:
@@ -307,7 +313,14 @@ class OpSpec:
         return self.module_class(**kwargs).eval()
 
     def parameter_shapes(self, args: dict) -> dict[str, tuple[int, ...]]:
-        """Shapes of the module's parameters and buffers, without allocating them."""
+        """Shapes of the module's floating-point parameters and buffers, without allocating
+        them (and without torch where the op states them)."""
+        if not self.learnable:
+            return {}
+        if self.tensors is not None:
+            return self.tensors(args)
+        import torch
+
         try:
             with torch.device("meta"):
                 module = self.build(args)

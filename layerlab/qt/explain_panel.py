@@ -12,6 +12,8 @@ controller moves the session, this panel follows.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
@@ -30,9 +32,11 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.edits import materialize
-from ..core.explain import Explanation, explain, layer_output
 from .session import Session
 from .text import format_value
+
+if TYPE_CHECKING:
+    from ..core.explain import Explanation
 
 HINT = ("Click a value in the one-channel view (Alt+click in the grid, or hold Alt while "
         "hovering) to see how it was computed.")
@@ -184,6 +188,8 @@ class ExplainPanel(QWidget):
                 or s.run_pipeline is None
                 or not 0 <= view.result.layer_index < len(s.run_pipeline.layers)):
             return None, f"Stage {stage} has no result to explain yet."
+        from ..core.explain import explain, layer_output  # torch: only once there are results
+
         layer = s.run_pipeline.layers[view.result.layer_index]
         params = materialize(layer)
         cached = self._output

@@ -30,12 +30,6 @@ def default_pipeline() -> tuple[Pipeline, str]:
     return Pipeline(InputSpec("gray"), layers), "sharpen-relu-maxpool"
 
 
-def cuda_available() -> bool:
-    import torch
-
-    return bool(torch.cuda.is_available())
-
-
 class SessionStore:
     """Reads and writes the session's part of the settings."""
 
@@ -54,13 +48,9 @@ class SessionStore:
         s = self.session
         s.preview_max = self.int_value("prefs/preview_max", DEFAULT_PREVIEW)
         s.memory_budget_gb = self.int_value("prefs/memory_budget_gb", DEFAULT_BUDGET_GB)
-        saved = str(self.settings.value("prefs/device", ""))
-        if saved == "cuda" and cuda_available():
-            s.device = "cuda"
-        elif saved == "cpu":
-            s.device = "cpu"
-        else:
-            s.device = "cuda" if cuda_available() else "cpu"
+        # "auto" (CUDA when torch finds it) unless the user chose the CPU: the window starts
+        # before torch can say whether there is a CUDA device.
+        s.device = "cpu" if str(self.settings.value("prefs/device", "")) == "cpu" else "auto"
         options = self.settings.value("prefs/render")
         if isinstance(options, str):
             try:

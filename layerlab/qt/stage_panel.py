@@ -81,6 +81,7 @@ class StagePanel(QWidget):
         session.optionsChanged.connect(self.set_render_options)
         session.staleChanged.connect(self._on_stale_changed)
         session.displayRangeChanged.connect(self._on_display_range_changed)
+        session.imageChanged.connect(self._refresh)  # the photo, until a run shows stages
         self.colorbar.rangeEdited.connect(
             lambda lo, hi: self.rangeEdited.emit(self.session.stage, lo, hi))
         self.colorbar.rangeReset.connect(lambda: self.rangeReset.emit(self.session.stage))
@@ -464,12 +465,19 @@ class StagePanel(QWidget):
         s = self.session
         view = s.results.get(s.stage)
         key: tuple = (s.stage, id(view), s.channel, self._mode, self._compare(), s.run_error,
-                      bool(s.results))
+                      bool(s.results), self._photo_first())
         if self._mode == self.CHANNEL:
             src, ch = self._left_source()
             key += (src, ch, id(s.results.get(src)) if src is not None else None,
                     id(s.run_image))
         return key
+
+    def _photo_first(self) -> int | None:
+        """The photo's id while it waits for the first run (torch may still be loading): it
+        is shown until that run's first stage arrives."""
+        s = self.session
+        first = not s.results and s.last_summary is None and s.preview is not None
+        return id(s.preview) if first else None
 
     def _refresh(self) -> None:
         """Redraw what shows the selected stage, unless it already shows exactly that."""
@@ -497,7 +505,10 @@ class StagePanel(QWidget):
             self.banner.hide()
         self._place_overlay()
         if view is None:
-            if not s.results:
+            if self._photo_first():
+                self.grid_page.show_picture(np.asarray(s.preview.image))
+                self.stack.setCurrentWidget(self.grid_page)
+            elif not s.results:
                 self.stack.setCurrentWidget(self.empty_page)
             return
         res = view.result
