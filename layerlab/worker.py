@@ -291,7 +291,8 @@ class RunController(QObject):
 
     @property
     def busy(self) -> bool:
-        return self._busy
+        """A run is in flight, or one waits for :meth:`release`."""
+        return self._busy or (self._held and self._pending is not None)
 
     def submit(self, request: RunRequest) -> int:
         """Queue ``request`` (latest wins); returns its generation."""
@@ -299,6 +300,8 @@ class RunController(QObject):
         request = replace(request, generation=self.generation)
         self._worker.latest_generation = self.generation
         if self._busy or self._held:
+            if self._held and not self.busy:
+                self.busyChanged.emit(True)  # it waits, but it is on its way
             self._pending = request  # replaces any older pending request
         else:
             self._start(request)
@@ -332,9 +335,12 @@ class RunController(QObject):
 
     def cancel(self) -> None:
         """Stop the current run at its next stage boundary; results so far stay."""
+        waited = self._held and self._pending is not None and not self._busy
         self._pending = None
         self.generation += 1
         self._worker.latest_generation = self.generation
+        if waited:
+            self.busyChanged.emit(False)  # the held run will not come
 
     def shutdown(self, timeout_ms: int = 10000) -> None:
         """Cancel and join the worker thread (call from closeEvent)."""
