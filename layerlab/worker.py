@@ -103,7 +103,8 @@ class RunSummary:
 class PipelineWorker(QObject):
     """Lives in the worker thread. Not used directly by widgets: see ``RunController``."""
 
-    stageReady = Signal(object)  # StageView
+    stageReady = Signal(object)  # StageView (its histograms and statistics may follow)
+    statsReady = Signal(object)  # StageView: the same stage with them
     runFinished = Signal(object)  # RunSummary
     torchLoaded = Signal(object)  # TorchInfo
 
@@ -170,18 +171,27 @@ class PipelineWorker(QObject):
                 results = self.engine.run(request.pipeline, tensor,
                                           cancel=lambda: self._cancelled(gen))
             kept: list[StageResult] = []
+            later: list[StageView] = []  # pictures shown, histograms and statistics to come
             for result in results:
                 if self._cancelled(gen):
                     summary.cancelled = True
                     break
                 kept.append(result)
-                self.stageReady.emit(self._view_cached(gen, result, request.options))
+                view = self._view_cached(gen, result, request.options)
+                self.stageReady.emit(view)
+                if view.rendered is not None and not view.rendered.has_stats:
+                    later.append(view)
                 summary.stages += 1
                 summary.timings.append(result.seconds)
                 if result.error:
                     summary.error = result.error
             else:
                 summary.cancelled = self._cancelled(gen)
+            for view in later:  # the newest edit's pixels never wait for these
+                if self._cancelled(gen):
+                    summary.cancelled = True
+                    break
+                self.statsReady.emit(self._with_stats(view, request.options))
             if not request.render_only:
                 self._last_results = kept
         except RunError as e:
@@ -209,6 +219,21 @@ class PipelineWorker(QObject):
             self._drawn[result.index] = (result.output, options, view)
         return view
 
+    def _with_stats(self, view: StageView, options: RenderOptions) -> StageView:
+        """``view`` with its histograms and statistics (as one whole render gives them)."""
+        from .core import render
+
+        result = view.result
+        done = StageView(view.generation, result,
+                         render.add_stats(view.rendered, self._shown(result)), view.values)
+        self._drawn[result.index] = (result.output, options, done)
+        return done
+
+    @staticmethod
+    def _shown(result: StageResult) -> torch.Tensor:
+        out = result.output[0]
+        return out.unsqueeze(0) if out.dim() == 2 else out  # Flatten(start_dim=2): A x B
+
     @staticmethod
     def _view(gen: int, result: StageResult, options: RenderOptions) -> StageView:
         import torch
@@ -217,11 +242,9 @@ class PipelineWorker(QObject):
 
         if result.output is None:
             return StageView(gen, result)
-        out = result.output[0]
-        if out.dim() == 2:  # e.g. Flatten(start_dim=2): one A x B image
-            out = out.unsqueeze(0)
+        out = PipelineWorker._shown(result)
         rendered = render.render_stage(out, options.normalize, options.colormap,
-                                       bins=options.bins)
+                                       bins=options.bins, stats=False)
         values = out.detach().to("cpu", torch.float32).numpy()
         return StageView(gen, result, rendered, values)
 
@@ -230,6 +253,9 @@ class RunController(QObject):
     """GUI-side handle: submit snapshots, receive the newest generation's stages."""
 
     stageReady = Signal(object)  # StageView of the newest generation
+    # The same stage again with its histograms and statistics (after all of the run's
+    # pictures), where stageReady came without them.
+    statsReady = Signal(object)
     runStarted = Signal(object)  # generation
     runFinished = Signal(object)  # RunSummary of the newest generation
     busyChanged = Signal(bool)
@@ -258,6 +284,7 @@ class RunController(QObject):
             self._load.connect(self._worker.load)
             self._thread.start()
         self._worker.stageReady.connect(self._on_stage)
+        self._worker.statsReady.connect(self._on_stats)
         self._worker.runFinished.connect(self._on_finished)
         self._worker.torchLoaded.connect(self.torchLoaded)
 
@@ -321,6 +348,11 @@ class RunController(QObject):
     def _on_stage(self, view: StageView) -> None:
         if view.generation == self.generation:
             self.stageReady.emit(view)
+
+    @Slot(object)
+    def _on_stats(self, view: StageView) -> None:
+        if view.generation == self.generation:
+            self.statsReady.emit(view)
 
     @Slot(object)
     def _on_finished(self, summary: RunSummary) -> None:

@@ -77,9 +77,10 @@ def test_autosave_of_big_weights_runs_off_the_gui_thread_and_restores_exactly(
         return real_encode(pipeline)
 
     monkeypatch.setattr(persistence, "pipeline_json", spy)
-    timer.start()
     doc = w.session.document
-    doc.edit(big_stack(features, outputs, 0), "Big weights")
+    stack = big_stack(features, outputs, 0)  # (drawing the random weights takes a while)
+    timer.start()
+    doc.edit(stack, "Big weights")
     wait_idle(w, qtbot, timeout=120000)
     qtbot.waitUntil(lambda: bool(calls), timeout=120000)
     # An edit of one weight while the first state may still be written: the newest wins.

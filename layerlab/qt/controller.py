@@ -62,6 +62,7 @@ class Controller(QObject):
         doc.undo_stack.cleanChanged.connect(self._update_title)
         runner.runStarted.connect(self._on_runner_started)
         runner.stageReady.connect(self._on_runner_stage)
+        runner.statsReady.connect(session.put_stats)
         runner.runFinished.connect(self._on_runner_finished)
         runner.busyChanged.connect(self._on_runner_busy)
 

@@ -254,7 +254,9 @@ class StageExporter(QObject):
         from ..core import histcsv
 
         view = self._current()
-        bins = len(view.rendered.hist_edges) - 1 if view.rendered is not None else 64
+        r = view.rendered
+        bins = len(r.hist_edges) - 1 if r is not None and r.has_stats else \
+            self.session.render_options.bins
         p = Path(path)
         try:
             return histcsv.write_histogram_csv(stage_tensor(view), p, bins)

@@ -82,6 +82,7 @@ class StagePanel(QWidget):
         session.staleChanged.connect(self._on_stale_changed)
         session.displayRangeChanged.connect(self._on_display_range_changed)
         session.imageChanged.connect(self._refresh)  # the photo, until a run shows stages
+        session.statsChanged.connect(self._on_stats_changed)
         self.colorbar.rangeEdited.connect(
             lambda lo, hi: self.rangeEdited.emit(self.session.stage, lo, hi))
         self.colorbar.rangeReset.connect(lambda: self.rangeReset.emit(self.session.stage))
@@ -209,6 +210,17 @@ class StagePanel(QWidget):
             self._refresh()
         elif self._mode == self.CHANNEL and index in (0, stage - 1):
             self._refresh()  # the left (input) image changed
+
+    @Slot(int)
+    def _on_stats_changed(self, index: int) -> None:
+        """A stage's histograms and statistics came after its pictures."""
+        s = self.session
+        view = s.results.get(index)
+        if index != s.stage or view is None or view.rendered is None:
+            return
+        r = view.rendered
+        vector = view.values is not None and view.values.ndim == 1
+        self.histogram.set_stage(r, None if vector else min(s.channel, r.num_channels - 1))
 
     @Slot()
     def _on_results_changed(self) -> None:
