@@ -6,6 +6,9 @@ between stages and emits ``StageView`` objects tagged with their generation; the
 forwards only those of the newest generation. Edits are coalesced without a fixed delay: when
 idle an edit runs at once; while busy only the latest pending request is kept and the running
 one is cancelled at its next stage boundary.
+
+torch is imported by the worker thread, not with this module: the window paints its first
+picture while torch loads (``RunController.torchLoaded`` says when it is there).
 """
 
 from __future__ import annotations
@@ -14,25 +17,49 @@ import os
 import time
 import traceback
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from .core import render
-from .core.engine import Engine, RunError, StageResult
-from .core.imageio import to_tensor
-from .core.models import ModelError, ModelSpec, open_spec, run_model
 from .core.pipeline import DEFAULT_MEMORY_BUDGET, Pipeline
+
+if TYPE_CHECKING:
+    import torch
+
+    from .core.engine import Engine, StageResult
+    from .core.models import ModelSpec
 
 
 def configure_threads() -> int:
     """Leave one core for the GUI thread on small machines; returns torch's thread count."""
+    import torch
+
     cores = os.cpu_count() or 1
     threads = max(1, cores - 1) if cores <= 4 else cores - 2
     torch.set_num_threads(threads)
     return threads
+
+
+@dataclass(frozen=True)
+class TorchInfo:
+    """What the worker found once torch was imported."""
+
+    cuda: bool  # a CUDA device torch can use
+    cuda_name: str | None  # its name, for the device box's tooltip
+    threads: int  # torch's CPU threads
+
+
+def load_torch(set_threads: bool = False) -> TorchInfo:
+    """Import torch and everything that runs it (the engine, the renderer); with
+    ``set_threads``, leave a core for the GUI (:func:`configure_threads`)."""
+    import torch
+
+    from .core import engine, render  # noqa: F401 - imported here, off the GUI thread
+
+    threads = configure_threads() if set_threads else torch.get_num_threads()
+    cuda = bool(torch.cuda.is_available())
+    return TorchInfo(cuda, torch.cuda.get_device_name(0) if cuda else None, threads)
 
 
 @dataclass(frozen=True)
@@ -78,11 +105,14 @@ class RunSummary:
 class PipelineWorker(QObject):
     """Lives in the worker thread. Not used directly by widgets: see ``RunController``."""
 
-    stageReady = Signal(object)  # StageView
+    stageReady = Signal(object)  # StageView (its histograms and statistics may follow)
+    statsReady = Signal(object)  # StageView: the same stage with them
     runFinished = Signal(object)  # RunSummary
+    torchLoaded = Signal(object)  # TorchInfo
 
     def __init__(self) -> None:
         super().__init__()
+        self.torch_info: TorchInfo | None = None
         self.engine: Engine | None = None
         self.latest_generation = 0  # written by the GUI thread; an int store is atomic
         self._tensor_cache: tuple[tuple, torch.Tensor] | None = None
@@ -96,7 +126,18 @@ class PipelineWorker(QObject):
     def _cancelled(self, generation: int) -> bool:
         return generation != self.latest_generation
 
+    @Slot(bool)
+    def load(self, set_threads: bool = False) -> None:
+        """Import torch (once); the first thing the worker thread does."""
+        if self.torch_info is None:
+            self.torch_info = load_torch(set_threads)
+            self.torchLoaded.emit(self.torch_info)
+
     def _input_tensor(self, request: RunRequest) -> torch.Tensor:
+        import torch
+
+        from .core.imageio import to_tensor
+
         image = request.image
         if isinstance(image, torch.Tensor):
             return image
@@ -110,6 +151,12 @@ class PipelineWorker(QObject):
 
     @Slot(object)
     def run(self, request: RunRequest) -> None:
+        self.load()  # normally done already: RunController.load_torch
+        import torch
+
+        from .core.engine import Engine, RunError
+        from .core.models import ModelError
+
         gen = request.generation
         start = time.perf_counter()
         summary = RunSummary(gen, 0, 0.0)
@@ -130,18 +177,27 @@ class PipelineWorker(QObject):
                 results = self.engine.run(request.pipeline, tensor,
                                           cancel=lambda: self._cancelled(gen))
             kept: list[StageResult] = []
+            later: list[StageView] = []  # pictures shown, histograms and statistics to come
             for result in results:
                 if self._cancelled(gen):
                     summary.cancelled = True
                     break
                 kept.append(result)
-                self.stageReady.emit(self._view_cached(gen, result, request.options))
+                view = self._view_cached(gen, result, request.options)
+                self.stageReady.emit(view)
+                if view.rendered is not None and not view.rendered.has_stats:
+                    later.append(view)
                 summary.stages += 1
                 summary.timings.append(result.seconds)
                 if result.error:
                     summary.error = result.error
             else:
                 summary.cancelled = self._cancelled(gen)
+            for view in later:  # the newest edit's pixels never wait for these
+                if self._cancelled(gen):
+                    summary.cancelled = True
+                    break
+                self.statsReady.emit(self._with_stats(view, request.options))
             if not request.render_only:
                 self._last_results = kept
         except (RunError, ModelError) as e:
@@ -159,6 +215,8 @@ class PipelineWorker(QObject):
     def _model_results(self, request: RunRequest, gen: int) -> list[StageResult]:
         """The model's stages (opened here, in the worker thread, and kept while the same
         model is asked for)."""
+        from .core.models import open_spec, run_model
+
         device = self.engine.device
         key = (request.model, request.memory_budget)
         if self._model is None or self._model[0] != key:
@@ -181,15 +239,32 @@ class PipelineWorker(QObject):
             self._drawn[result.index] = (result.output, options, view)
         return view
 
+    def _with_stats(self, view: StageView, options: RenderOptions) -> StageView:
+        """``view`` with its histograms and statistics (as one whole render gives them)."""
+        from .core import render
+
+        result = view.result
+        done = StageView(view.generation, result,
+                         render.add_stats(view.rendered, self._shown(result)), view.values)
+        self._drawn[result.index] = (result.output, options, done)
+        return done
+
+    @staticmethod
+    def _shown(result: StageResult) -> torch.Tensor:
+        out = result.output[0]
+        return out.unsqueeze(0) if out.dim() == 2 else out  # Flatten(start_dim=2): A x B
+
     @staticmethod
     def _view(gen: int, result: StageResult, options: RenderOptions) -> StageView:
+        import torch
+
+        from .core import render
+
         if result.output is None:
             return StageView(gen, result)
-        out = result.output[0]
-        if out.dim() == 2:  # e.g. Flatten(start_dim=2): one A x B image
-            out = out.unsqueeze(0)
+        out = PipelineWorker._shown(result)
         rendered = render.render_stage(out, options.normalize, options.colormap,
-                                       bins=options.bins)
+                                       bins=options.bins, stats=False)
         values = out.detach().to("cpu", torch.float32).numpy()
         return StageView(gen, result, rendered, values)
 
@@ -198,18 +273,26 @@ class RunController(QObject):
     """GUI-side handle: submit snapshots, receive the newest generation's stages."""
 
     stageReady = Signal(object)  # StageView of the newest generation
+    # The same stage again with its histograms and statistics (after all of the run's
+    # pictures), where stageReady came without them.
+    statsReady = Signal(object)
     runStarted = Signal(object)  # generation
     runFinished = Signal(object)  # RunSummary of the newest generation
     busyChanged = Signal(bool)
+    torchLoaded = Signal(object)  # TorchInfo, once torch is imported (before the first run)
 
     _dispatch = Signal(object)
+    _load = Signal(bool)
 
-    def __init__(self, parent: QObject | None = None, *, synchronous: bool = False):
+    def __init__(self, parent: QObject | None = None, *, synchronous: bool = False,
+                 set_threads: bool = False):
         super().__init__(parent)
         self.synchronous = synchronous
+        self.set_threads = set_threads  # leave a core for the GUI when torch loads (the app)
         self.generation = 0
         self.runs_started = 0
         self._busy = False
+        self._held = False
         self._pending: RunRequest | None = None
         self._worker = PipelineWorker()
         self._thread: QThread | None = None
@@ -218,20 +301,54 @@ class RunController(QObject):
             self._thread.setObjectName("layerlab-worker")
             self._worker.moveToThread(self._thread)
             self._dispatch.connect(self._worker.run)
+            self._load.connect(self._worker.load)
             self._thread.start()
         self._worker.stageReady.connect(self._on_stage)
+        self._worker.statsReady.connect(self._on_stats)
         self._worker.runFinished.connect(self._on_finished)
+        self._worker.torchLoaded.connect(self.torchLoaded)
+
+    @property
+    def torch_info(self) -> TorchInfo | None:
+        """What the worker found once torch was imported; None before."""
+        return self._worker.torch_info
+
+    def load_torch(self) -> None:
+        """Start importing torch now (in the worker thread), before the first run needs it;
+        ``torchLoaded`` follows. (A run loads it too, if nobody asked before.)"""
+        if self.synchronous:
+            self._worker.load(self.set_threads)
+        else:
+            self._load.emit(self.set_threads)
+
+    def hold(self) -> None:
+        """Keep submitted runs (the latest) until :meth:`release`: the window paints its
+        first picture before the worker's torch import competes with it for the GIL."""
+        self._held = True
+
+    def release(self) -> None:
+        """Load torch, then start the run that waited, if any."""
+        if not self._held:
+            return
+        self._held = False
+        self.load_torch()
+        if not self._busy and self._pending is not None:
+            request, self._pending = self._pending, None
+            self._start(request)
 
     @property
     def busy(self) -> bool:
-        return self._busy
+        """A run is in flight, or one waits for :meth:`release`."""
+        return self._busy or (self._held and self._pending is not None)
 
     def submit(self, request: RunRequest) -> int:
         """Queue ``request`` (latest wins); returns its generation."""
         self.generation += 1
         request = replace(request, generation=self.generation)
         self._worker.latest_generation = self.generation
-        if self._busy:
+        if self._busy or self._held:
+            if self._held and not self.busy:
+                self.busyChanged.emit(True)  # it waits, but it is on its way
             self._pending = request  # replaces any older pending request
         else:
             self._start(request)
@@ -253,6 +370,11 @@ class RunController(QObject):
             self.stageReady.emit(view)
 
     @Slot(object)
+    def _on_stats(self, view: StageView) -> None:
+        if view.generation == self.generation:
+            self.statsReady.emit(view)
+
+    @Slot(object)
     def _on_finished(self, summary: RunSummary) -> None:
         self._busy = False
         if summary.generation == self.generation:
@@ -265,9 +387,12 @@ class RunController(QObject):
 
     def cancel(self) -> None:
         """Stop the current run at its next stage boundary; results so far stay."""
+        waited = self._held and self._pending is not None and not self._busy
         self._pending = None
         self.generation += 1
         self._worker.latest_generation = self.generation
+        if waited:
+            self.busyChanged.emit(False)  # the held run will not come
 
     def shutdown(self, timeout_ms: int = 10000) -> None:
         """Cancel and join the worker thread (call from closeEvent)."""
@@ -300,6 +425,8 @@ class _JobWorker(QObject):
 
     @Slot(int, object)
     def run(self, job_id: int, job: Any) -> None:
+        import torch  # jobs use torch; importing it here keeps it off the first paint
+
         def cancelled() -> bool:
             return job_id != self.current
 

@@ -31,6 +31,7 @@ from layerlab.core.pipeline import (
     format_bytes,
     new_layer,
 )
+from layerlab.qt.persistence import session_file
 
 # --- helpers ---------------------------------------------------------------------------------
 
@@ -776,7 +777,7 @@ def test_closing_mid_run_twice_keeps_the_work(make_window, settings, qtbot):
     w.close()
     w.close()  # a second close (e.g. the quit shortcut again) is harmless
     assert w.runner._thread.isFinished()
-    assert settings.value("session/pipeline") == expected
+    assert session_file(settings).read_text() == expected + "\n"
     # Whatever the worker was doing, nothing more arrives after the close.
     runs = w.runner.runs_started
     qtbot.wait(50)

@@ -27,6 +27,27 @@ def _wait_for_run(window, timeout_ms: int = 30000) -> None:
     loop.exec()
 
 
+def _wait_for_pixels(window, stage: int, timeout_ms: int = 30000) -> None:
+    """Spin the event loop until the view shows ``stage`` of the newest run (its histogram
+    and statistics may still be on their way: they follow the pictures)."""
+    def shown() -> bool:
+        view = window.session.results.get(stage)
+        return view is not None and view.generation == window.runner.generation
+
+    if shown():
+        return
+    loop = QEventLoop()
+
+    def check(_index: int) -> None:
+        if shown():
+            loop.quit()
+
+    window.session.stageChanged.connect(check)
+    QTimer.singleShot(timeout_ms, loop.quit)
+    loop.exec()
+    window.session.stageChanged.disconnect(check)
+
+
 def _expected_corner(window, layer_index: int) -> float:
     """Output (channel 0, y 1, x 1) of the edited conv, from torch directly."""
     import torch
@@ -60,7 +81,7 @@ def gui_edit_latency(repeats: int) -> list[float]:
             t = time.perf_counter()
             # What typing into kernel cell (0, 0, 1, 1) sends: the editor's intent.
             window.kernel_editor.cellEdited.emit(last, "weight", (0, 0, 1, 1), 0.01 * (k + 1))
-            _wait_for_run(window)
+            _wait_for_pixels(window, len(pipeline.layers))
             elapsed = (time.perf_counter() - t) * 1000
             view = window.session.results.get(len(pipeline.layers))
             if view is None or view.generation <= generation_before:

@@ -8,20 +8,22 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from .analysis import parameter_shapes
 from .kernels import SCHEMES, init_tensor
 from .pipeline import LayerSpec, Pipeline
 from .specs import SpecError
 
+if TYPE_CHECKING:
+    import torch
+
 __all__ = ["adapt_in_channels", "fit_params", "follow_input_channels", "initial_state",
            "materialize"]
 
 
-@torch.no_grad()
 def initial_state(layer: LayerSpec) -> dict[str, torch.Tensor]:
     """The layer's floating-point tensors as the engine loads them: explicit ``params`` where
     given, else the spec's init rule (fresh CPU float32 tensors, safe to hand to a module).
@@ -34,6 +36,16 @@ def initial_state(layer: LayerSpec) -> dict[str, torch.Tensor]:
     op = layer.op
     if not op.learnable:
         return {}
+    import torch
+
+    with torch.no_grad():
+        return _initial_state(layer)
+
+
+def _initial_state(layer: LayerSpec) -> dict[str, torch.Tensor]:
+    import torch
+
+    op = layer.op
     shapes = parameter_shapes(layer, op.normalize_args(layer.args))
     rule, init = op.init, dict(layer.init)
     out: dict[str, torch.Tensor] = {}
@@ -75,8 +87,14 @@ def materialize(layer: LayerSpec) -> dict[str, np.ndarray]:
         _MATERIALIZED.move_to_end(key)
         return hit
     out = {}
-    for name, tensor in initial_state(layer).items():
-        arr = tensor.contiguous().numpy()
+    if layer.op.learnable and set(parameter_shapes(layer)) <= set(layer.params):
+        # Every tensor is in the spec: the same float32 numbers, without torch (the kernel
+        # editor shows them before torch has loaded).
+        arrays = {name: np.array(layer.params[name], np.float32, copy=True)
+                  for name in parameter_shapes(layer)}
+    else:
+        arrays = {name: t.contiguous().numpy() for name, t in initial_state(layer).items()}
+    for name, arr in arrays.items():
         arr.setflags(write=False)
         out[name] = arr
     _MATERIALIZED[key] = out

@@ -16,14 +16,16 @@ import os
 import struct
 import warnings
 from dataclasses import dataclass
-from typing import BinaryIO, Literal
+from typing import TYPE_CHECKING, BinaryIO, Literal
 
 import numpy as np
-import torch
 from PIL import Image, ImageMode, ImageOps, UnidentifiedImageError
 
 from . import safeio
 from .image_errors import bomb_text, damage_text, unidentified_text
+
+if TYPE_CHECKING:  # only to_tensor needs torch: decoding and previews need Pillow and numpy
+    import torch
 
 __all__ = [
     "ImageLoadError",
@@ -148,6 +150,8 @@ def to_tensor(
     ``resize`` is ``[H, W]``, applied afterwards exactly like
     ``torchvision.transforms.functional.resize(t, [H, W], antialias=True)`` (bilinear).
     """
+    import torch
+
     if mode not in ("rgb", "gray"):
         raise ValueError(f"input mode must be 'rgb' or 'gray', not {mode!r}")
     pil_mode = "RGB" if mode == "rgb" else "L"

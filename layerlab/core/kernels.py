@@ -1,27 +1,43 @@
-"""Kernel presets as exact tensors, and seeded weight initialisation."""
+"""Kernel presets as exact tensors, and seeded weight initialisation.
+
+torch is imported by the functions that make tensors, not with the module: the window reads
+the preset names and schemes before torch has loaded."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    import torch
 
 
 def _t(rows: list[list[float]]) -> torch.Tensor:
+    import torch
+
     return torch.tensor(rows, dtype=torch.float32)
 
 
 def _seed_sharpen() -> torch.Tensor:
+    import torch
+
     # Exactly the tutorial's construction, so the float32 values match bit for bit.
     kernel = torch.ones(3, 3) / (-9.0)
     kernel[1][1] = 1
     return kernel
 
 
+def _box(size: int) -> torch.Tensor:
+    import torch
+
+    return torch.ones(size, size) / float(size * size)
+
+
 def _binomial(size: int) -> torch.Tensor:
+    import torch
+
     row = torch.tensor([math.comb(size - 1, i) for i in range(size)], dtype=torch.float64)
     k = torch.outer(row, row)
     return (k / k.sum()).float()
@@ -31,8 +47,8 @@ PRESETS: dict[str, Callable[[], torch.Tensor]] = {
     "identity": lambda: _t([[0, 0, 0], [0, 1, 0], [0, 0, 0]]),
     "tutorial sharpen": _seed_sharpen,
     "sharpen": lambda: _t([[0, -1, 0], [-1, 5, -1], [0, -1, 0]]),
-    "box blur 3": lambda: torch.ones(3, 3) / 9.0,
-    "box blur 5": lambda: torch.ones(5, 5) / 25.0,
+    "box blur 3": lambda: _box(3),
+    "box blur 5": lambda: _box(5),
     "gaussian 3": lambda: _binomial(3),
     "gaussian 5": lambda: _binomial(5),
     "sobel x": lambda: _t([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]),
@@ -78,6 +94,8 @@ def preset(name: str) -> torch.Tensor:
 
 def fit_kernel(kernel: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Centre ``kernel`` in a zero kernel of ``size`` (or crop its centre if larger)."""
+    import torch
+
     out = torch.zeros(size, dtype=torch.float32)
     kh, kw = kernel.shape
     h, w = size
@@ -168,13 +186,16 @@ def _call(init: dict) -> tuple[Scheme, dict]:
     return scheme, {kw: init[name] for kw, name in scheme.arguments}
 
 
-@torch.no_grad()
 def init_tensor(tensor: torch.Tensor, init: dict) -> torch.Tensor:
     """Fill ``tensor`` in place with the scheme (a fresh generator seeded with the seed)."""
+    import torch
+    from torch import nn
+
     scheme, kwargs = _call(init)
     if scheme.seeded:
         kwargs["generator"] = torch.Generator().manual_seed(init["seed"])
-    getattr(nn.init, scheme.function)(tensor, **kwargs)
+    with torch.no_grad():
+        getattr(nn.init, scheme.function)(tensor, **kwargs)
     return tensor
 
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from .shapes import Shape, ShapeInfo, SpecError, shape_text
 from .windows import Window
+
+if TYPE_CHECKING:
+    from torch import nn
 
 _REQUIRED = object()  # a Param default meaning "must be given"
 
@@ -235,6 +235,10 @@ class OpSpec:
     # (output-channel axis, input-channel axis) of that parameter: Conv2d stores
     # (out, in/groups, kh, kw), ConvTranspose2d (in, out/groups, kh, kw).
     kernel_axes: tuple[int, int] = field(default=(0, 1), kw_only=True)
+    # args -> the shapes of the learnable tensors (``shapes.tensors_*``), known without torch;
+    # None: asked of a module built on torch's meta device.
+    tensors: Callable[[dict], dict[str, tuple[int, ...]]] | None = field(default=None,
+                                                                         kw_only=True)
 
     @property
     def learnable(self) -> tuple[str, ...]:
@@ -248,6 +252,8 @@ class OpSpec:
 
     @property
     def module_class(self) -> type[nn.Module]:
+        from torch import nn  # only when a module is built: the window starts without torch
+
         return getattr(nn, self.type)
 
     def param(self, name: str) -> Param:
@@ -310,7 +316,14 @@ class OpSpec:
         return self.module_class(**kwargs).eval()
 
     def parameter_shapes(self, args: dict) -> dict[str, tuple[int, ...]]:
-        """Shapes of the module's parameters and buffers, without allocating them."""
+        """Shapes of the module's floating-point parameters and buffers, without allocating
+        them (and without torch where the op states them)."""
+        if not self.learnable:
+            return {}
+        if self.tensors is not None:
+            return self.tensors(args)
+        import torch
+
         try:
             with torch.device("meta"):
                 module = self.build(args)

@@ -13,9 +13,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["PRESETS", "Normalize", "Preset", "check_normalize", "crop_hw", "normalize",
            "preset_named", "preset_of", "resize_crop", "resized_hw"]
@@ -123,6 +124,8 @@ def resize_crop(x: torch.Tensor, resize: int | tuple[int, int] | None,
                 center_crop: tuple[int, int] | None) -> torch.Tensor:
     """``transforms.Resize(resize, antialias=True)`` then ``transforms.CenterCrop``, on a
     (1, C, H, W) float tensor (an [H, W] resize to the size it has already is skipped)."""
+    if resize is None and center_crop is None:
+        return x  # torchvision (about as slow to import as torch) only when it is needed
     from torchvision.transforms import functional as F
 
     if isinstance(resize, int):

@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 import math
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -258,12 +258,20 @@ class RenderedStage:
     grid_ncols: int
     padding: int
     levels: np.ndarray  # (C, 2) float64: the (lo, hi) each channel was mapped with
-    hist_counts: np.ndarray  # (bins,) int64
-    hist_edges: np.ndarray  # (bins + 1,) float64
-    channel_hist: np.ndarray  # (C, bins) int64, same edges
-    stats: dict[str, float | int]
-    channel_stats: dict[str, np.ndarray]  # key -> (C,) array, keys as in stats()
+    # Histograms and statistics; None in a render made with ``stats=False`` until
+    # :func:`add_stats` fills them in (the window shows the pixels first).
+    hist_counts: np.ndarray | None = None  # (bins,) int64
+    hist_edges: np.ndarray | None = None  # (bins + 1,) float64
+    channel_hist: np.ndarray | None = None  # (C, bins) int64, same edges
+    stats: dict[str, float | int] | None = None
+    channel_stats: dict[str, np.ndarray] | None = None  # key -> (C,) array, as in stats()
     vector: np.ndarray | None = None  # float32 values of a (1, N) stage
+    # What add_stats needs from the pixel pass: (per-channel min, max, bins).
+    pending: tuple | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def has_stats(self) -> bool:
+        return self.stats is not None
 
     @property
     def num_channels(self) -> int:
@@ -308,10 +316,13 @@ def render_stage(
     ncols: int | None = None,
     padding: int = 2,
     pad_value: int = 0,
+    stats: bool = True,
 ) -> RenderedStage:
     """Precompute a stage's images, mosaic, histograms and statistics.
 
     Accepts (1, C, H, W), (C, H, W), or a (1, N) / (N,) vector (shown as one 1 x N channel).
+    With ``stats=False`` only the pictures are made where that is quicker (finite data on the
+    CPU); ``add_stats(rendered, tensor)`` then gives exactly ``render_stage(tensor)``.
     """
     _check_mode(mode)
     colormap_lut(colormap)  # fail on a bad name before any work
@@ -322,16 +333,18 @@ def render_stage(
     is_vector = src.ndim in (1, 2)
     x = as_chw(src)
     c, h, w = x.shape
-    parts = _render_cpu(x, mode, bins) if x.device.type == "cpu" else None
-    if parts is None:
-        parts = _render_any(x, mode, bins)
-    lv, channels_u8, edges, ch_hist_np, st_row, ch_rows = parts
-
-    stage_stats = stats_dict(st_row, x.numel())
-    channel_stats = {k: ch_rows[i].copy() for i, k in enumerate(STAT_KEYS)}
-    channel_stats["zero_fraction"] = ch_rows[4] / max(h * w, 1)
-    for k in ("nan_count", "inf_count"):
-        channel_stats[k] = channel_stats[k].astype(np.int64)
+    pixels = _pixels_cpu(x, mode) if x.device.type == "cpu" else None
+    numbers: dict = {}
+    pending = None
+    if pixels is None:
+        lv, channels_u8, edges, ch_hist_np, st_row, ch_rows = _render_any(x, mode, bins)
+        numbers = _numbers(x, edges, ch_hist_np, st_row, ch_rows)
+    else:
+        mat, ch_lo, ch_hi, lv, channels_u8 = pixels
+        if stats:
+            numbers = _numbers(x, *_stats_cpu(x, mat, ch_lo, ch_hi, bins))
+        else:
+            pending = (ch_lo, ch_hi, bins)
 
     _, cols = _grid_dims(c, ncols)
     grid_u8 = make_grid(channels_u8, cols, padding, pad_value)
@@ -346,13 +359,34 @@ def render_stage(
         grid_ncols=cols,
         padding=padding,
         levels=lv,
-        hist_counts=ch_hist_np.sum(axis=0),
-        hist_edges=edges.astype(np.float64),
-        channel_hist=ch_hist_np,
-        stats=stage_stats,
-        channel_stats=channel_stats,
         vector=vector,
+        pending=pending,
+        **numbers,
     )
+
+
+def add_stats(rendered: RenderedStage, tensor: torch.Tensor) -> RenderedStage:
+    """``rendered`` (from ``render_stage(tensor, ..., stats=False)``) with its histograms and
+    statistics: equal to ``render_stage(tensor, ...)`` in every field."""
+    if rendered.has_stats:
+        return rendered
+    ch_lo, ch_hi, bins = rendered.pending
+    x = as_chw(torch.as_tensor(tensor))
+    numbers = _numbers(x, *_stats_cpu(x, _Matrix(x), ch_lo, ch_hi, bins))
+    return replace(rendered, pending=None, **numbers)
+
+
+def _numbers(x: torch.Tensor, edges: np.ndarray, ch_hist_np: np.ndarray, st_row: np.ndarray,
+             ch_rows: np.ndarray) -> dict:
+    """RenderedStage's histogram and statistics fields from the rows the passes compute."""
+    c, h, w = x.shape
+    channel_stats = {k: ch_rows[i].copy() for i, k in enumerate(STAT_KEYS)}
+    channel_stats["zero_fraction"] = ch_rows[4] / max(h * w, 1)
+    for k in ("nan_count", "inf_count"):
+        channel_stats[k] = channel_stats[k].astype(np.int64)
+    return dict(hist_counts=ch_hist_np.sum(axis=0), hist_edges=edges.astype(np.float64),
+                channel_hist=ch_hist_np, stats=stats_dict(st_row, x.numel()),
+                channel_stats=channel_stats)
 
 
 _Parts = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
@@ -466,13 +500,15 @@ class _Matrix:
         return np.ascontiguousarray(u8.reshape(self.n, self.c).T)
 
 
-def _render_cpu(x: torch.Tensor, mode: str, bins: int) -> _Parts | None:
-    """render_stage's numbers for finite float data on the CPU; None where _render_any must."""
+def _pixels_cpu(x: torch.Tensor, mode: str) -> tuple | None:
+    """render_stage's levels and uint8 channels for finite float data on the CPU, with what
+    _stats_cpu goes on from: (matrix, channel min, channel max, levels, u8); None where
+    _render_any must."""
     c, h, w = x.shape
     if x.numel() == 0:
         return None
     mat = _Matrix(x)
-    t, a = mat.t, mat.a
+    t = mat.t
     ch_lo, ch_hi = mat.reduce(t, "amin"), mat.reduce(t, "amax")
     if not bool(torch.isfinite(ch_lo).all() & torch.isfinite(ch_hi).all()):
         return None  # NaN and inf propagate through amin/amax
@@ -492,6 +528,17 @@ def _render_cpu(x: torch.Tensor, mode: str, bins: int) -> _Parts | None:
         torch.sub(t, mat.per_channel(lo), out=work).div_(mat.per_channel(span))
         work.mul_(255).add_(0.5)
     u8 = mat.u8_chw(wa).reshape(c, h, w)
+    lv = torch.stack([lo, hi], 1).to(torch.float64).numpy()
+    return mat, ch_lo, ch_hi, lv, u8
+
+
+def _stats_cpu(x: torch.Tensor, mat: _Matrix, ch_lo: torch.Tensor, ch_hi: torch.Tensor,
+               bins: int) -> tuple:
+    """render_stage's histograms and statistics after _pixels_cpu: (edges, counts, stage
+    stats row, channel stats rows)."""
+    c = mat.c
+    t, a = mat.t, mat.a
+    work = _scratch("work", tuple(t.shape), t.dtype)
 
     # histograms with the stage's edges
     dtype = np.float64 if x.dtype == torch.float64 else np.float32
@@ -525,8 +572,7 @@ def _render_cpu(x: torch.Tensor, mode: str, bins: int) -> _Parts | None:
     parts = (ch_lo, ch_hi, mean, std, zeros, none, none)
     ch_rows = torch.stack([p.to(torch.float64) for p in parts])
     st = stage_stats(x, ch_lo, ch_hi, True, zeros=zeros.sum())
-    lv = torch.stack([lo, hi], 1).to(torch.float64).numpy()
-    return lv, u8, edges, counts.astype(np.int64, copy=False), st.numpy(), ch_rows.numpy()
+    return edges, counts.astype(np.int64, copy=False), st.numpy(), ch_rows.numpy()
 
 
 def _hist_cpu(mat: _Matrix, work: torch.Tensor, edges: np.ndarray) -> np.ndarray | None:

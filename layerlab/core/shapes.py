@@ -394,3 +394,50 @@ def infer_prelu(shape: Shape, a: dict) -> ShapeInfo:
         raise SpecError(f"num_parameters is {n}: it must be 1 (one slope) or the input's "
                         f"{_channels(shape[0])} (one slope per channel)", "num_parameters")
     return ShapeInfo(tuple(shape), "shape unchanged")
+
+
+# --- the shapes of a layer's tensors (its floating-point state_dict, in torch's order) -------
+# Known without building the module, so that the window needs no torch before its first paint;
+# tests/test_tensor_shapes.py checks each against torch's own modules.
+TensorShapes = dict[str, Shape]
+
+
+def tensors_conv(a: dict) -> TensorShapes:
+    kh, kw = pair(a["kernel_size"])
+    out = {"weight": (a["out_channels"], a["in_channels"] // a["groups"], kh, kw)}
+    return out | ({"bias": (a["out_channels"],)} if a["bias"] else {})
+
+
+def tensors_conv_transpose(a: dict) -> TensorShapes:
+    kh, kw = pair(a["kernel_size"])
+    out = {"weight": (a["in_channels"], a["out_channels"] // a["groups"], kh, kw)}
+    return out | ({"bias": (a["out_channels"],)} if a["bias"] else {})
+
+
+def tensors_linear(a: dict) -> TensorShapes:
+    out = {"weight": (a["out_features"], a["in_features"])}
+    return out | ({"bias": (a["out_features"],)} if a["bias"] else {})
+
+
+def tensors_prelu(a: dict) -> TensorShapes:
+    return {"weight": (a["num_parameters"],)}
+
+
+def tensors_norm(a: dict) -> TensorShapes:
+    """BatchNorm2d and InstanceNorm2d: affine scale and shift, then the running statistics."""
+    c = (a["num_features"],)
+    out = {"weight": c, "bias": c} if a["affine"] else {}
+    return out | ({"running_mean": c, "running_var": c} if a["track_running_stats"] else {})
+
+
+def tensors_groupnorm(a: dict) -> TensorShapes:
+    c = (a["num_channels"],)
+    return {"weight": c, "bias": c} if a["affine"] else {}
+
+
+def tensors_layernorm(a: dict) -> TensorShapes:
+    ns = a["normalized_shape"]
+    shape = tuple(ns) if isinstance(ns, list | tuple) else (ns,)
+    if not a["elementwise_affine"]:
+        return {}
+    return {"weight": shape} | ({"bias": shape} if a["bias"] else {})

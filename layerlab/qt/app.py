@@ -54,11 +54,10 @@ def ensure_app(argv: list[str] | None = None) -> QApplication:
 def run_app(image: str | None = None, pipeline: str | None = None) -> int:
     """Open the window (with ``image`` and ``pipeline`` if given) and run the event loop."""
     app = ensure_app()
-    from ..worker import configure_threads
+    from ..worker import RunController
     from .main_window import MainWindow
 
-    configure_threads()
-    window = MainWindow(make_settings())
+    window = MainWindow(make_settings(), RunController(set_threads=True))
     if os.environ.get("LAYERLAB_EXIT_AFTER_FIRST_RESULT"):
         def first_result(_summary: object) -> None:
             print(f"first-result {time.time():.6f}", flush=True)

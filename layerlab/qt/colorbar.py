@@ -12,7 +12,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QLabel, QToolButton, QVBoxLayout, QWidget
 
-from ..core import render
+from ..core import colormaps
 
 
 class ColorBar(QWidget):
@@ -62,7 +62,7 @@ class ColorBar(QWidget):
         self.reset_button.setEnabled(custom)
         if colormap != self.colormap:
             self.colormap = colormap
-            lut = render.colormap_lut(colormap)
+            lut = colormaps.colormap_lut(colormap)
             self.bar.setColorMap(pg.ColorMap(np.linspace(0.0, 1.0, 256), lut))
         visible = levels is not None and all(np.isfinite(levels))
         self._glw.setVisible(visible)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -36,13 +37,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.compare import Comparison, Difference, compare_stage
 from ..core.imageio import ImageLoadError, LoadedImage, load_image
 from ..core.pipeline import Pipeline, PipelineError
 from ..worker import RunController, RunRequest, RunSummary, StageView
 from .session import Session
 from .stage_strip import qimage
 from .text import format_value
+
+if TYPE_CHECKING:
+    from ..core.compare import Comparison, Difference
 
 PICTURE_MIN = 96  # logical pixels a picture keeps at least; it grows with the dock
 HINT = ("Choose B: a snapshot of this stack, another pipeline on this image, or this stack "
@@ -294,6 +297,8 @@ class ComparePanel(QWidget):
         if token != self._token:
             return  # a newer request is queued behind this one
         try:
+            from ..core.compare import compare_stage  # torch, in the pool's thread
+
             result: Comparison | str = compare_stage(**request)
         except Exception as e:  # a message in the view, never a dead thread
             result = f"the comparison failed: {type(e).__name__}: {e}"

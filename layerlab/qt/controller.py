@@ -16,7 +16,6 @@ import numpy as np
 from PySide6.QtCore import QObject, Slot
 
 from ..core.analysis import in_shape_at, validate
-from ..core.fitting import FitError, with_weights
 from ..core.pipeline import InputSpec, Pipeline
 from ..worker import RenderOptions, RunController, RunRequest, RunSummary, StageView
 from .session import Session
@@ -64,6 +63,7 @@ class Controller(QObject):
         doc.undo_stack.cleanChanged.connect(self._update_title)
         runner.runStarted.connect(self._on_runner_started)
         runner.stageReady.connect(self._on_runner_stage)
+        runner.statsReady.connect(session.put_stats)
         runner.runFinished.connect(self._on_runner_finished)
         runner.busyChanged.connect(self._on_runner_busy)
 
@@ -255,6 +255,8 @@ class Controller(QObject):
     def on_fit_weights(self, weights: object, text: str, merge_key: object) -> None:
         """A fit reported its current weights: into the document, one undo step per fit
         (its reports share ``merge_key`` and merge)."""
+        from ..core.fitting import FitError, with_weights  # torch: a fit has run by now
+
         s = self.session
         try:
             pipeline = with_weights(s.pipeline, weights)  # type: ignore[arg-type]

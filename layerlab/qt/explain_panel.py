@@ -18,6 +18,7 @@ calling thread (tools and tests without a window).
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyqtgraph as pg
@@ -37,10 +38,12 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.edits import materialize
-from ..core.explain import Explanation, explain, layer_output
 from ..worker import JobOutcome, JobRunner
 from .session import Session
 from .text import format_value
+
+if TYPE_CHECKING:
+    from ..core.explain import Explanation
 
 HINT = ("Click a value in the one-channel view (Alt+click in the grid, or hold Alt while "
         "hovering) to see how it was computed.")
@@ -72,6 +75,8 @@ def _explain_job(layer, params, stage_input: np.ndarray, values: np.ndarray, sta
     """The job: (explanation or None, the title or the reason, the value the view shows)."""
 
     def job(cancelled):
+        from ..core.explain import explain, layer_output  # torch, in the job's thread
+
         output = cache.get(layer.key, stage_input)
         if output is None:
             try:

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
@@ -35,24 +34,29 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core import export, histcsv
-from ..core.export_extras import GradCamOption
+from ..core.outdir import ExportError
 from ..core.pipeline import Pipeline
 from .session import Session
 from .stage_strip import qimage
 
 if TYPE_CHECKING:
+    import torch
+
     from ..core.imageio import LoadedImage
 
+# core.export and core.histcsv run torch: they are imported where used, so that the window
+# starts without torch.
 # Exports of fewer stages than this finish before a progress dialog would be worth showing.
 PROGRESS_MIN_MS = 400
 
 
 def stage_tensor(view) -> torch.Tensor:
     """The exact stage output of a ``StageView`` with its batch dimension, on the CPU."""
+    import torch
+
     if view.values is None or view.rendered is None:
-        raise export.ExportError(f"stage {view.result.index} ({view.result.name}) failed; "
-                                 f"there is nothing to export")
+        raise ExportError(f"stage {view.result.index} ({view.result.name}) failed; "
+                          f"there is nothing to export")
     return torch.from_numpy(view.values).unsqueeze(0)
 
 
@@ -63,13 +67,15 @@ def shown_image(view, channel: int | None) -> np.ndarray:
     was rendered with, so it is byte for byte ``layerlab export``'s ``ch-KKK.png`` /
     ``grid.png``. Vector stages give the heat strip (their ``grid.png``).
     """
+    from ..core import export
+
     r = view.rendered
     imgs = export.stage_images(stage_tensor(view), r.mode, r.colormap)
     if channel is None or imgs.vector:
         return imgs.grid
     if not 0 <= channel < imgs.channels.shape[0]:
-        raise export.ExportError(f"channel {channel} does not exist (the stage has "
-                                 f"{imgs.channels.shape[0]})")
+        raise ExportError(f"channel {channel} does not exist (the stage has "
+                          f"{imgs.channels.shape[0]})")
     return imgs.channel_image(channel)
 
 
@@ -98,6 +104,8 @@ class ExportJob(QThread):
         self._cancel.set()
 
     def run(self) -> None:  # worker thread
+        from ..core import export
+
         try:
             self.manifest = export.export_run(
                 self.image, self.pipeline, self.out_dir,
@@ -106,7 +114,7 @@ class ExportJob(QThread):
         except export.ExportCancelled:
             self.was_cancelled = True
             self.cancelled.emit()
-        except export.ExportError as e:
+        except ExportError as e:
             self.error = str(e)
             self.failed.emit(self.error)
         except Exception as e:  # never let the thread die silently
@@ -214,10 +222,12 @@ class StageExporter(QObject):
     def _current(self):
         view = self.session.results.get(self.session.stage)
         if view is None:
-            raise export.ExportError("no stage to export yet")
+            raise ExportError("no stage to export yet")
         return view
 
     def _default_name(self, channel: int | None) -> str:
+        from ..core import export
+
         view = self._current()
         base = export.stage_dir_name(view.result.index, view.result.name)
         if channel is None or view.rendered is None or view.rendered.vector is not None:
@@ -226,6 +236,8 @@ class StageExporter(QObject):
 
     def save_channel_png(self, path: str | os.PathLike, channel: int | None = None) -> Path:
         """Write a channel (default: the selected one) of the current stage, as shown."""
+        from ..core import export
+
         view = self._current()
         ch = self.session.channel if channel is None else channel
         r = view.rendered
@@ -234,6 +246,8 @@ class StageExporter(QObject):
 
     def save_grid_png(self, path: str | os.PathLike) -> Path:
         """Write the current stage's grid (a vector stage's heat strip), as shown."""
+        from ..core import export
+
         view = self._current()
         r = view.rendered
         return export.export_grid_png(stage_tensor(view), path, normalize=r.mode,
@@ -242,13 +256,17 @@ class StageExporter(QObject):
     def save_histogram_csv(self, path: str | os.PathLike) -> Path:
         """Write the current stage's histogram (the window's bins) as CSV: bin edges, the
         stage's and every channel's counts (see :mod:`layerlab.core.histcsv`)."""
+        from ..core import histcsv
+
         view = self._current()
-        bins = len(view.rendered.hist_edges) - 1 if view.rendered is not None else 64
+        r = view.rendered
+        bins = len(r.hist_edges) - 1 if r is not None and r.has_stats else \
+            self.session.render_options.bins
         p = Path(path)
         try:
             return histcsv.write_histogram_csv(stage_tensor(view), p, bins)
         except OSError as e:
-            raise export.ExportError(f"cannot write {p}: {e.strerror or e}") from None
+            raise ExportError(f"cannot write {p}: {e.strerror or e}") from None
 
     def copy_to_clipboard(self) -> bool:
         """Put what the view shows (the large channel or the grid) on the clipboard."""
@@ -256,7 +274,7 @@ class StageExporter(QObject):
             view = self._current()
             channel = self.session.channel if self.view_mode() == "channel" else None
             arr = shown_image(view, channel)
-        except export.ExportError as e:
+        except ExportError as e:
             self._report_error(str(e))
             return False
         QGuiApplication.clipboard().setImage(qimage(arr))
@@ -273,6 +291,8 @@ class StageExporter(QObject):
 
     @Slot()
     def _ask_histogram(self) -> None:
+        from ..core import export
+
         view = self._current()
         name = f"{export.stage_dir_name(view.result.index, view.result.name)}-histogram.csv"
         self._ask_png(self.save_histogram_csv, name, "Save histogram",
@@ -289,7 +309,7 @@ class StageExporter(QObject):
         self.last_dir = os.path.dirname(path)
         try:
             written = save(path)
-        except (export.ExportError, ValueError) as e:
+        except (ExportError, ValueError) as e:
             self._report_error(str(e))
             return
         self._done(f"saved {written}")
@@ -326,6 +346,8 @@ class StageExporter(QObject):
         options = {"device": s.device, "raw": raw, "normalize": opts.normalize,
                    "colormap": opts.colormap, "overwrite": overwrite}
         if gradcam:
+            from ..core.export_extras import GradCamOption  # torch is there once maps are
+
             shown = s.gradcam
             options["gradcam"] = GradCamOption(shown.target if shown else None,
                                                shown.stage if shown else None)

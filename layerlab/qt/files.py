@@ -15,7 +15,6 @@ from PySide6.QtWidgets import QFileDialog, QWidget
 from ..core import resources
 from ..core.imageio import ImageLoadError, LoadedImage, from_array, load_image
 from ..core.pipeline import InputSpec, Pipeline, PipelineError, nonfinite_warnings
-from ..core.weights import WeightsError, apply_weights, match_state_dict, read_state_dict
 from .controller import Controller
 from .document import pipeline_title
 from .session import Session
@@ -303,6 +302,8 @@ class Files(QObject):
     def load_weights_path(self, path: str) -> WeightsDialog | None:
         """Read a state_dict and show how it maps onto the stack; Apply is one undo step.
         Returns the (open, non-blocking) dialog, or None when the file cannot be read."""
+        from ..core.weights import WeightsError, match_state_dict, read_state_dict  # torch
+
         try:
             state = read_state_dict(path)
             mapping = match_state_dict(self.session.pipeline, state, source=Path(path).name)
@@ -315,6 +316,8 @@ class Files(QObject):
         return dialog
 
     def _apply_weights(self, mapping) -> None:
+        from ..core.weights import WeightsError, apply_weights
+
         try:
             after = apply_weights(self.session.pipeline, mapping)
         except WeightsError as e:  # the stack changed under the dialog

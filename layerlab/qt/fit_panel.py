@@ -13,6 +13,7 @@ report. Any other change of the stack while a fit runs stops it.
 from __future__ import annotations
 
 import itertools
+from typing import TYPE_CHECKING
 
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal, Slot
@@ -30,11 +31,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.fitting import FitProgress, Target, fit, fittable_layers, make_target
 from ..core.kernels import PRESET_HELP, PRESETS
 from ..worker import JobOutcome, JobRunner
 from . import theme
 from .session import Session
+
+if TYPE_CHECKING:
+    from ..core.fitting import FitProgress, Target
+
+# core.fitting is torch: it is imported where a fit starts, so the window paints before torch.
 
 OPTIMIZER_CHOICES = (  # (label, name, the learning rate it usually wants)
     ("Adam", "adam", 0.05),
@@ -209,6 +214,8 @@ class FitPanel(QWidget):
             self.lr_box.setValue(lr)
 
     def target(self) -> Target | None:
+        from ..core.fitting import Target
+
         kind = self.kind_box.currentData()
         value = self.preset_box.currentData() if kind == "preset" else \
             self.path_edit.text().strip()
@@ -241,6 +248,8 @@ class FitPanel(QWidget):
 
     @Slot()
     def start(self) -> None:
+        from ..core.fitting import fit, fittable_layers, make_target
+
         s = self.session
         subject = self._subject()
         if subject is None:
@@ -287,6 +296,8 @@ class FitPanel(QWidget):
 
     @Slot(object)
     def _on_progress(self, event: object) -> None:
+        from ..core.fitting import FitProgress
+
         if not isinstance(event, FitProgress):
             return
         self.last_report = event

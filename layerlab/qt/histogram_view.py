@@ -88,7 +88,10 @@ class HistogramView(QWidget):
         self.legend.setText("")
 
     def set_stage(self, rendered, channel: int | None = None) -> None:
-        """Show a ``RenderedStage`` (or None) with ``channel`` highlighted."""
+        """Show a ``RenderedStage`` (or None) with ``channel`` highlighted. One whose numbers
+        are still being computed leaves the last ones up until they come (no flicker)."""
+        if rendered is not None and not rendered.has_stats:
+            return
         self._rendered = rendered
         self._channel = channel
         self._refresh()

@@ -10,7 +10,6 @@ each into one undoable edit; repeated edits of the same cell merge into one undo
 from __future__ import annotations
 
 import numpy as np
-import torch
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QPalette
 from PySide6.QtWidgets import (
@@ -447,6 +446,8 @@ class KernelEditor(QWidget):
         if d == 0:
             self.statusMessage.emit("Cannot divide by 0")
             return
+        import torch  # torch's float32 arithmetic, as the tutorials do it
+
         w = torch.from_numpy(np.array(self._weight, dtype=np.float32, copy=True))
         for o, i in self._targets():
             w[o, i] = w[o, i] * m / d
@@ -456,6 +457,8 @@ class KernelEditor(QWidget):
     def normalise(self) -> None:
         if self._weight is None:
             return
+        import torch
+
         w = torch.from_numpy(np.array(self._weight, dtype=np.float32, copy=True))
         skipped = 0
         for o, i in self._targets():

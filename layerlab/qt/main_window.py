@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
 from ..core.preprocess import PRESETS, preset_of
 from ..worker import JobRunner, RunController
 from .actions import ACTIONS, LAYER_ACTIONS, SHORTCUT_LIST, WindowWideKeys, create_actions
+from .animator import Animator
 from .compare_panel import ComparePanel
 from .controller import Controller, Views
 from .dialogs import MessageBanner, about_box, shortcuts_dialog
@@ -51,15 +52,17 @@ from .kernel_editor import KernelEditor
 from .layer_stack import LayerStackWidget
 from .model_tree import ModelTree
 from .param_form import ParamForm
-from .persistence import SessionStore, cuda_available
+from .persistence import SessionStore
 from .session import Session
 from .stage_panel import StagePanel
-from .sweep_dialog import Animator
 from .visual_panel import ChannelVisualPanel
 from .why_class import WhyClass
 from .why_class_panel import WhyClassPanel
 
 PREVIEW_SIZES = (512, 768, 1024, 1536, 2048)
+LOADING_TORCH = "loading torch…"
+LOADING_TORCH_TIP = "torch is being imported; the first run starts as soon as it is there"
+FIRST_PAINT_WAIT_MS = 1000
 MEMORY_BUDGETS_GB = (1, 2, 4, 8, 16)
 
 
@@ -73,6 +76,7 @@ class MainWindow(QMainWindow):
         self.runner = runner if runner is not None else RunController(self)
         if self.runner.parent() is None:
             self.runner.setParent(self)
+        self._first_paint = False  # start() waits for it to release the first run
         self.session = Session(self)
         self.store = SessionStore(self.settings, self.session)
         self.store.load_preferences()
@@ -377,15 +381,8 @@ class MainWindow(QMainWindow):
         tb.addWidget(self.normalize_box)
         tb.addWidget(QLabel("  Device "))
         self.device_box = QComboBox()
-        self.device_box.addItem("CPU", "cpu")
-        if cuda_available():
-            import torch
-
-            self.device_box.addItem("CUDA", "cuda")
-            self.device_box.setItemData(1, torch.cuda.get_device_name(0),
-                                        Qt.ItemDataRole.ToolTipRole)
+        self.device_box.addItem("CPU", "cpu")  # CUDA joins once torch has looked for it
         self.device_box.setToolTip("Where torch computes the stages")
-        self.device_box.setCurrentIndex(max(0, self.device_box.findData(self.session.device)))
         tb.addWidget(self.device_box)
         self.toolbar = tb
 
@@ -439,12 +436,48 @@ class MainWindow(QMainWindow):
         self.normalize_box.activated.connect(
             lambda i: c.on_normalize_preset(self.normalize_box.itemData(i)))
         self.device_box.activated.connect(self._device_picked)
+        self.runner.torchLoaded.connect(self._torch_loaded)
 
     # ------------------------------------------------------------------ start and preferences
     def start(self, image: str | None = None, pipeline: str | None = None) -> None:
         """Open the given files, else what the last session had, else the sample and the
-        default stack; then run."""
+        default stack; then run. The photo shows at once; torch loads in the worker thread
+        meanwhile and the first run follows it."""
+        loading = self.runner.torch_info is None
+        if not loading:
+            self._torch_loaded(self.runner.torch_info)
+        elif self.isVisible() and not self.runner.synchronous:
+            # The first run waits for the first paint (torch's import, in the worker thread,
+            # would slow the painting down); a window that is not painted soon starts anyway.
+            self.runner.hold()
+            self._first_paint = True
+            QTimer.singleShot(FIRST_PAINT_WAIT_MS, self.runner.release)
+        else:
+            self.runner.load_torch()
         self.files.start(image, pipeline, self.store.restore_pipeline)
+        if loading:
+            self.set_progress(LOADING_TORCH, LOADING_TORCH_TIP)
+
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().paintEvent(event)
+        if self._first_paint:
+            self._first_paint = False
+            QTimer.singleShot(0, self.runner.release)  # once this paint is on the screen
+
+    @Slot(object)
+    def _torch_loaded(self, info) -> None:
+        """torch is there: offer CUDA where it found it. The session's device stays "auto"
+        until the user picks one (the engine takes CUDA when there is one); the box shows
+        which that is."""
+        if info.cuda and self.device_box.findData("cuda") < 0:
+            self.device_box.addItem("CUDA", "cuda")
+            self.device_box.setItemData(1, info.cuda_name, Qt.ItemDataRole.ToolTipRole)
+        device = self.session.device
+        if device == "auto":
+            device = "cuda" if info.cuda else "cpu"
+        self.device_box.setCurrentIndex(max(0, self.device_box.findData(device)))
+        if self.progress_label.text() == LOADING_TORCH:
+            self.set_progress("running…")
 
     def set_preview_max(self, size: int) -> None:
         for s, act in self.preview_actions.items():
@@ -485,6 +518,8 @@ class MainWindow(QMainWindow):
         self.banner.hide()
 
     def set_progress(self, text: str, tip: str = "") -> None:
+        if text == "running…" and self.runner.torch_info is None:  # the first run waits
+            text, tip = LOADING_TORCH, LOADING_TORCH_TIP
         self.progress_label.setText(text)
         self.progress_label.setToolTip(tip)
 
@@ -572,10 +607,8 @@ class MainWindow(QMainWindow):
         self.shortcuts_dialog.show()
 
     def show_about(self) -> None:
-        import torch
-
-        name = torch.cuda.get_device_name(0) if cuda_available() else None
-        self.about_box = about_box(self, name)
+        info = self.runner.torch_info
+        self.about_box = about_box(self, info.cuda_name if info else None)
         self.about_box.open()
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
@@ -603,6 +636,7 @@ class MainWindow(QMainWindow):
         try:
             self.store.save()
             self.store.save_layout(self, self.side_splitter)
+            self.store.flush()  # the newest stack is on disk before the window goes
         finally:
             self.controller.shutdown()
             self.why.shutdown()  # stop and join a running Grad-CAM

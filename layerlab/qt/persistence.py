@@ -1,13 +1,23 @@
 """What is kept between runs of the app: the stack (saved or not), the image, the
-preferences and the window layout, in QSettings. Nothing is lost on quit."""
+preferences and the window layout, in QSettings. Nothing is lost on quit.
+
+The stack itself may hold megabytes of weights: it is written as a pipeline file beside the
+settings file (``<settings>-session.layerlab.json``) by a thread of its own, so that an edit
+never waits for it; the newest state wins, and quitting waits for it to be written.
+"""
 
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
+import numpy as np
 from PySide6.QtCore import QByteArray, QSettings
 
+from ..core import safeio
 from ..core.kernels import preset
 from ..core.pipeline import InputSpec, Pipeline, PipelineError, new_layer
 from ..worker import RenderOptions
@@ -30,10 +40,120 @@ def default_pipeline() -> tuple[Pipeline, str]:
     return Pipeline(InputSpec("gray"), layers), "sharpen-relu-maxpool"
 
 
-def cuda_available() -> bool:
-    import torch
+# Numbers encoded per call: json holds the GIL for a whole call, so a big tensor is encoded
+# in slices of this many values and the GUI thread runs between them (~10 ms each).
+JSON_SLICE = 4096
 
-    return bool(torch.cuda.is_available())
+
+def pipeline_json(pipeline: Pipeline) -> str:
+    """The pipeline file's JSON of ``pipeline`` (weights inline, as ``Pipeline.to_dict``),
+    encoded a slice of numbers at a time."""
+    return "".join(_encode(_with_arrays(pipeline)))
+
+
+def _with_arrays(pipeline: Pipeline) -> dict:
+    """``pipeline.to_dict()`` with each layer's params left as arrays (encoded later)."""
+    d = replace(pipeline, layers=()).to_dict()
+    layers = []
+    for layer in pipeline.layers:
+        ld = replace(layer, params={}).to_dict()
+        if layer.params:
+            ld["params"] = dict(layer.params)
+        layers.append(ld)
+    d["layers"] = layers
+    return d
+
+
+def _encode(obj) -> Iterator[str]:
+    if isinstance(obj, np.ndarray):
+        yield from _encode_array(obj)
+    elif isinstance(obj, dict):
+        yield "{"
+        for i, (key, value) in enumerate(obj.items()):
+            yield ("," if i else "") + json.dumps(key) + ":"
+            yield from _encode(value)
+        yield "}"
+    elif isinstance(obj, list | tuple):
+        yield "["
+        for i, value in enumerate(obj):
+            if i:
+                yield ","
+            yield from _encode(value)
+        yield "]"
+    else:
+        yield json.dumps(obj, separators=(",", ":"))
+
+
+def _encode_array(a: np.ndarray) -> Iterator[str]:
+    """Exactly ``json.dumps(a.tolist())`` (compact), a slice at a time."""
+    if a.ndim <= 1 and a.size <= JSON_SLICE:
+        yield json.dumps(a.tolist(), separators=(",", ":"))
+    elif a.ndim == 1:
+        yield "["
+        for i in range(0, a.size, JSON_SLICE):
+            yield ("," if i else "") + json.dumps(a[i:i + JSON_SLICE].tolist(),
+                                                  separators=(",", ":"))[1:-1]
+        yield "]"
+    else:
+        yield "["
+        for i, sub in enumerate(a):
+            if i:
+                yield ","
+            yield from _encode_array(sub)
+        yield "]"
+
+
+class AutosaveWriter:
+    """Writes the newest submitted pipeline to ``path`` on a thread of its own.
+
+    Submitting replaces what is still waiting (latest wins); :meth:`flush` waits until the
+    newest is on disk. A failed write is kept in ``error`` (the next one tries again)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.error: str | None = None
+        self._cond = threading.Condition()
+        self._waiting: Pipeline | None = None
+        self._writing = False
+        self._thread: threading.Thread | None = None
+
+    def submit(self, pipeline: Pipeline) -> None:
+        with self._cond:
+            self._waiting = pipeline
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="layerlab-autosave",
+                                                daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def flush(self) -> None:
+        """Wait until everything submitted is written."""
+        with self._cond:
+            while self._waiting is not None or self._writing:
+                self._cond.wait()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._waiting is None:
+                    self._cond.wait()
+                pipeline, self._waiting = self._waiting, None
+                self._writing = True
+            try:
+                safeio.write_file(self.path, (pipeline_json(pipeline) + "\n").encode())
+                self.error = None
+            except OSError as e:
+                self.error = f"could not keep the session in {self.path}: {e}"
+            finally:
+                with self._cond:
+                    self._writing = False
+                    self._cond.notify_all()
+
+
+def session_file(settings: QSettings) -> Path:
+    """Where the session's stack is kept: beside the settings file."""
+    p = Path(settings.fileName())
+    return p.with_name(f"{p.stem}-session.layerlab.json")
 
 
 class SessionStore:
@@ -42,6 +162,7 @@ class SessionStore:
     def __init__(self, settings: QSettings, session: Session):
         self.settings = settings
         self.session = session
+        self.writer = AutosaveWriter(session_file(settings))
 
     def int_value(self, key: str, default: int) -> int:
         try:
@@ -54,13 +175,9 @@ class SessionStore:
         s = self.session
         s.preview_max = self.int_value("prefs/preview_max", DEFAULT_PREVIEW)
         s.memory_budget_gb = self.int_value("prefs/memory_budget_gb", DEFAULT_BUDGET_GB)
-        saved = str(self.settings.value("prefs/device", ""))
-        if saved == "cuda" and cuda_available():
-            s.device = "cuda"
-        elif saved == "cpu":
-            s.device = "cpu"
-        else:
-            s.device = "cuda" if cuda_available() else "cpu"
+        # "auto" (CUDA when torch finds it) unless the user chose the CPU: the window starts
+        # before torch can say whether there is a CUDA device.
+        s.device = "cpu" if str(self.settings.value("prefs/device", "")) == "cpu" else "auto"
         options = self.settings.value("prefs/render")
         if isinstance(options, str):
             try:
@@ -70,15 +187,22 @@ class SessionStore:
                 pass
 
     def save(self) -> None:
-        """Keep the document (even unsaved), the image and the preferences for next time."""
+        """Keep the document (even unsaved), the image and the preferences for next time.
+        The stack is written by the autosave thread (:meth:`flush` waits for it)."""
         st, s = self.settings, self.session
-        st.setValue("session/pipeline", json.dumps(s.pipeline.to_dict(), separators=(",", ":")))
+        self.writer.submit(s.pipeline)  # immutable: the thread encodes this very state
+        st.remove("session/pipeline")  # where earlier versions kept it
+        st.setValue("session/pipeline_file", self.writer.path.name)
         st.setValue("session/pipeline_path", s.document.path or "")
         st.setValue("session/pipeline_name", s.document.name)
         st.setValue("session/modified", s.document.modified)
         st.setValue("session/image", (s.loaded.path or "") if s.loaded else "")
         self.save_preferences()
         st.sync()
+
+    def flush(self) -> None:
+        """Wait until the newest stack is written (the window calls this as it closes)."""
+        self.writer.flush()
 
     def save_preferences(self) -> None:
         """Preferences are kept the moment they change (not only at the next autosave)."""
@@ -93,7 +217,14 @@ class SessionStore:
         """The last session's stack, else the default one; returns why the former failed."""
         s = self.session
         error = None
-        text = self.settings.value("session/pipeline")
+        text = self.settings.value("session/pipeline")  # earlier versions kept it here
+        kept = self.settings.value("session/pipeline_file")
+        if isinstance(kept, str) and kept:
+            try:
+                text = self.writer.path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                text = None
+                error = f"The last session's stack could not be read: {e}"
         if isinstance(text, str) and text:
             try:
                 pipeline = Pipeline.from_json(text, source="last session")

@@ -31,6 +31,7 @@ class Session(QObject):
     deviceChanged = Signal(str)
     selectionChanged = Signal()  # stage, channel or layer
     stageChanged = Signal(int)  # results[index] was replaced
+    statsChanged = Signal(int)  # results[index] gained its histograms and statistics
     resultsChanged = Signal()  # stages were dropped, or the run's errors changed
     staleChanged = Signal()  # the pictures stopped (or started again) matching the stack
     displayRangeChanged = Signal(int)  # a stage's display range was set or reset
@@ -207,6 +208,15 @@ class Session(QObject):
             if index < self.stage:
                 self.stage = index  # the selected stage is gone: show the failure instead
         self.stageChanged.emit(index)
+
+    def put_stats(self, view: StageView) -> None:
+        """The histograms and statistics of a stage whose pictures came first."""
+        index = view.result.index
+        shown = self.results.get(index)
+        if shown is not None and shown.generation == view.generation:
+            # The same stage object, so views that drew its pictures need not redraw them.
+            shown.rendered = view.rendered
+            self.statsChanged.emit(index)
 
     def end_run(self, summary: RunSummary, errors: dict[int, str]) -> None:
         """The newest run ended: keep its results, drop what an older, longer run left."""

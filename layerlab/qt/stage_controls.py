@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core import render
+from ..core import colormaps
 from ..worker import RenderOptions
 from .hover import COMPARE_INPUT, COMPARE_PREVIOUS
 from .text import shape_text
@@ -49,7 +49,7 @@ class StageControls(QWidget):
             "How floats become grey levels: each channel over its own min..max, the whole "
             "stage over one min..max, clipped to [0, 1] like ToPILImage, or zero at mid-grey")
         self.colormap_box = QComboBox(self)
-        for name in render.COLORMAPS:
+        for name in colormaps.COLORMAPS:
             self.colormap_box.addItem(name, name)
         self.bins_box = QSpinBox(self)
         self.bins_box.setRange(4, 1024)

@@ -96,6 +96,14 @@ class GridPage(QWidget):
             self.vb.autoRange(padding=0.02)
         self._update_label_visibility()
 
+    def show_picture(self, arr: np.ndarray) -> None:
+        """A plain uint8 picture (H, W) or (H, W, 3) with no stage behind it: the photo,
+        shown while torch loads for the first run."""
+        self.clear()
+        _set_image(self.image, arr)
+        self._shape = arr.shape[:2]
+        self.vb.autoRange(padding=0.02)
+
     def clear(self) -> None:
         self.rendered = None
         self._shape = None

@@ -84,6 +84,8 @@ class StagePanel(QWidget):
         session.optionsChanged.connect(self.set_render_options)
         session.staleChanged.connect(self._on_stale_changed)
         session.displayRangeChanged.connect(self._on_display_range_changed)
+        session.imageChanged.connect(self._refresh)  # the photo, until a run shows stages
+        session.statsChanged.connect(self._on_stats_changed)
         self.colorbar.rangeEdited.connect(
             lambda lo, hi: self.rangeEdited.emit(self.session.stage, lo, hi))
         self.colorbar.rangeReset.connect(lambda: self.rangeReset.emit(self.session.stage))
@@ -217,6 +219,17 @@ class StagePanel(QWidget):
             self._refresh()
         elif self._mode == self.CHANNEL and index in (0, stage - 1):
             self._refresh()  # the left (input) image changed
+
+    @Slot(int)
+    def _on_stats_changed(self, index: int) -> None:
+        """A stage's histograms and statistics came after its pictures."""
+        s = self.session
+        view = s.results.get(index)
+        if index != s.stage or view is None or view.rendered is None:
+            return
+        r = view.rendered
+        vector = view.values is not None and view.values.ndim == 1
+        self.histogram.set_stage(r, None if vector else min(s.channel, r.num_channels - 1))
 
     @Slot()
     def _on_results_changed(self) -> None:
@@ -473,12 +486,19 @@ class StagePanel(QWidget):
         s = self.session
         view = s.results.get(s.stage)
         key: tuple = (s.stage, id(view), s.channel, self._mode, self._compare(), s.run_error,
-                      bool(s.results))
+                      bool(s.results), self._photo_first())
         if self._mode == self.CHANNEL:
             src, ch = self._left_source()
             key += (src, ch, id(s.results.get(src)) if src is not None else None,
                     id(s.run_image))
         return key
+
+    def _photo_first(self) -> int | None:
+        """The photo's id while it waits for the first run (torch may still be loading): it
+        is shown until that run's first stage arrives."""
+        s = self.session
+        first = not s.results and s.last_summary is None and s.preview is not None
+        return id(s.preview) if first else None
 
     def _refresh(self) -> None:
         """Redraw what shows the selected stage, unless it already shows exactly that."""
@@ -506,7 +526,10 @@ class StagePanel(QWidget):
             self.banner.hide()
         self._place_overlay()
         if view is None:
-            if not s.results:
+            if self._photo_first():
+                self.grid_page.show_picture(np.asarray(s.preview.image))
+                self.stack.setCurrentWidget(self.grid_page)
+            elif not s.results:
                 self.stack.setCurrentWidget(self.empty_page)
             return
         res = view.result

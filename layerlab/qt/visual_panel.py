@@ -8,6 +8,8 @@ next step and keeps the picture so far. The panel changes nothing in the stack.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from PySide6.QtCore import Qt, Slot
 from PySide6.QtGui import QImage, QPixmap
@@ -22,10 +24,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.visualise import VisualProgress, kernel_picture, picture, visualise
 from ..worker import JobOutcome, JobRunner
 from . import theme
 from .session import Session
+
+if TYPE_CHECKING:
+    from ..core.visualise import VisualProgress
+
+# core.visualise is torch: imported where a search starts or reports, so the window paints
+# before torch is loaded.
 
 PICTURE_SIDE = 160  # pixels on screen for each picture's longest side
 HINT = ("Pick a stage and a channel, then “What does this channel look for?”: LayerLab "
@@ -126,6 +133,8 @@ class ChannelVisualPanel(QWidget):
     def look_at(self, stage: int, channel: int) -> None:
         """Search for what ``channel`` of ``stage`` (of the stack that made the pictures)
         looks for."""
+        from ..core.visualise import kernel_picture, visualise
+
         s = self.session
         pipeline = s.run_pipeline or s.pipeline
         view = s.results.get(stage)
@@ -174,6 +183,8 @@ class ChannelVisualPanel(QWidget):
     # ------------------------------------------------------------------ job events
     @Slot(object)
     def _on_progress(self, event: object) -> None:
+        from ..core.visualise import VisualProgress, picture
+
         if not isinstance(event, VisualProgress):
             return
         self.last_report = event
@@ -184,6 +195,7 @@ class ChannelVisualPanel(QWidget):
 
     @Slot(object)
     def _on_finished(self, outcome: JobOutcome) -> None:
+        from ..core.visualise import picture
         if outcome.error:
             self._say(outcome.error.removeprefix("FitError: "), True)
         elif outcome.cancelled:

@@ -7,6 +7,8 @@ weights, and any shape mismatch (then nothing can be applied). Applying is one u
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QDialog,
@@ -18,8 +20,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.weights import WeightsMapping
 from . import theme
+
+if TYPE_CHECKING:
+    from ..core.weights import WeightsMapping
 
 METHODS = {"name": "by layer name", "index": "by nn.Sequential index",
            "order": "by the order of layers with matching shapes"}

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject, Slot
 
-from ..core.gradcam import GradCamError, grad_cam_steps
-from ..core.imageio import to_tensor
 from ..worker import JobOutcome, JobRunner
 from .session import Session
 
@@ -17,6 +15,10 @@ def gradcam_job(pipeline, image, target, stage, device):
     GradCamError (a stack or choice Grad-CAM cannot use)."""
 
     def job(cancelled):
+        # torch (core.gradcam), in the job's thread: the window paints before torch is loaded
+        from ..core.gradcam import GradCamError, grad_cam_steps
+        from ..core.imageio import to_tensor
+
         try:
             x = to_tensor(image, pipeline.input.mode)
             return (yield from grad_cam_steps(pipeline, x, target=target, stage=stage,

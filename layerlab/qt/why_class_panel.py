@@ -19,7 +19,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.gradcam import default_stage, overlay, spatial_stages
 from ..core.pipeline import PipelineError
 from ..core.specs import SpecError
 from .session import Session
@@ -93,6 +92,8 @@ class WhyClassPanel(QWidget):
             return False
         n = int(last.values.size)
         try:
+            from ..core.gradcam import default_stage, spatial_stages  # torch: results exist
+
             stages = spatial_stages(pipeline, hw)
             auto = default_stage(pipeline, hw)
         except (PipelineError, SpecError, ValueError):
@@ -142,6 +143,8 @@ class WhyClassPanel(QWidget):
         if s.gradcam is None or s.gradcam_input is None or s.gradcam_input.values is None:
             return None
         base = input_picture(s.gradcam_input.values)
+        from ..core.gradcam import overlay
+
         return overlay(base, s.gradcam.heatmap, self.opacity.value() / 100.0)
 
     @Slot()

@@ -1,0 +1,83 @@
+"""The window shows a stage's pictures first and its histograms and statistics after:
+``render_stage(t, stats=False)`` then ``add_stats`` must equal ``render_stage(t)`` exactly."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from skimage import data
+
+from layerlab.core import render
+
+
+def stage_from_photo(channels_last: bool) -> torch.Tensor:
+    photo = torch.from_numpy(data.astronaut()[::2, ::2].copy()).permute(2, 0, 1).float() / 255
+    conv = torch.nn.Conv2d(3, 16, 3, padding=1)
+    torch.nn.init.kaiming_normal_(conv.weight, generator=torch.Generator().manual_seed(0))
+    x = photo[None]
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+        conv = conv.to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        return conv(x)[0]
+
+
+def assert_same(a: render.RenderedStage, b: render.RenderedStage) -> None:
+    for f in dataclasses.fields(render.RenderedStage):
+        if f.name == "pending":
+            continue
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(x, dict):
+            assert x.keys() == y.keys(), f.name
+            for k in x:
+                np.testing.assert_array_equal(x[k], y[k], err_msg=f"{f.name}[{k}]")
+        elif isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+            np.testing.assert_array_equal(x, y, err_msg=f.name)
+        else:
+            assert x == y, f.name
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("mode", ["channel", "stage", "fixed", "symmetric"])
+@pytest.mark.parametrize("bins", [1, 64, 256])
+def test_pictures_first_then_numbers_equal_one_render(channels_last, mode, bins):
+    stage = stage_from_photo(channels_last)
+    whole = render.render_stage(stage, mode, "viridis", bins)
+    first = render.render_stage(stage, mode, "viridis", bins, stats=False)
+    assert not first.has_stats and first.hist_counts is None
+    np.testing.assert_array_equal(first.grid_u8, whole.grid_u8)
+    assert_same(render.add_stats(first, stage), whole)
+    assert whole.has_stats
+
+
+def test_data_the_fast_path_does_not_take_comes_complete():
+    stage = stage_from_photo(False).clone()
+    stage[0, 0, 0] = float("nan")
+    first = render.render_stage(stage, "channel", stats=False)
+    assert first.has_stats  # NaN takes the general path, which has everything at once
+    assert render.add_stats(first, stage) is first
+    assert_same(first, render.render_stage(stage, "channel"))
+
+
+def test_the_window_gets_every_stages_numbers_after_its_pictures(main_window, qtbot):
+    from tests.gui_helpers import wait_idle
+
+    w = main_window
+    pictures, numbers = [], []
+    w.runner.stageReady.connect(lambda view: pictures.append(view.result.index))
+    w.runner.statsReady.connect(lambda view: numbers.append(view.result.index))
+    w.session.document.set_param_value(0, "weight", (0, 0, 1, 1), 0.25)
+    wait_idle(w, qtbot)
+    assert pictures == [0, 1, 2, 3]
+    assert numbers == [1, 2, 3]  # the input stage did not change: it had its numbers
+    options = w.session.render_options
+    for view in w.session.results.values():
+        assert view.rendered.has_stats
+        whole = render.render_stage(torch.from_numpy(view.values), options.normalize,
+                                    options.colormap, options.bins)
+        assert_same(view.rendered, whole)
+    shown, _, edges = w.stage_panel.histogram.shown_counts()
+    np.testing.assert_array_equal(shown, w.session.results[w.session.stage].rendered.hist_counts)
