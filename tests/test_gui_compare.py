@@ -60,16 +60,16 @@ def check_difference(panel, want: np.ndarray) -> None:
 def test_duplicate_as_b_then_edit_a_updates_the_difference(main_window, qtbot, monkeypatch):
     import threading
 
-    from layerlab.qt import compare_panel
+    from layerlab.core import compare
 
     threads = set()
 
     def recorded(**kw):
         threads.add(threading.get_ident())
-        return compare_panel_stage(**kw)
+        return compare_stage(**kw)
 
-    compare_panel_stage = compare_panel.compare_stage
-    monkeypatch.setattr(compare_panel, "compare_stage", recorded)
+    compare_stage = compare.compare_stage
+    monkeypatch.setattr(compare, "compare_stage", recorded)  # the panel imports it per call
     w = main_window
     panel = w.compare_panel
     w.session.select(stage=1, channel=0)
