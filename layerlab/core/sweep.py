@@ -35,9 +35,9 @@ from .engine import Engine, RunError
 from .pipeline import DEFAULT_MEMORY_BUDGET, Pipeline
 from .specs import SpecError
 
-__all__ = ["INPUT_SIZE", "MAX_FRAMES", "SweepError", "SweepFrame", "Target", "find_layer",
-           "parse_target", "parse_values", "resolve_stage", "run_sweep", "shared_levels",
-           "value_text", "variant"]
+__all__ = ["INPUT_SIZE", "MAX_FRAMES", "SweepCancelled", "SweepError", "SweepFrame", "Target",
+           "check_variants", "find_layer", "layer_stage", "parse_target", "parse_values",
+           "resolve_stage", "run_sweep", "shared_levels", "value_text", "variant"]
 
 INPUT_SIZE = "input.resize"
 INPUT_SIZE_ALIASES = ("input.resize", "input_size", "input.size", "size")

@@ -43,8 +43,8 @@ from . import render, safeio
 from .stage_images import GUTTER, vector_strip
 from .sweep import SweepError, SweepFrame, shared_levels
 
-__all__ = ["FORMATS", "LABEL_HEIGHT", "RANGES", "SweepPicture", "format_for", "frame_pictures",
-           "sweep_images", "write_sweep"]
+__all__ = ["FORMATS", "LABEL_HEIGHT", "RANGES", "SweepPicture", "check_output", "export_sweep",
+           "format_for", "frame_pictures", "image_origin", "sweep_images", "write_sweep"]
 
 FORMATS = ("gif", "apng", "frames")
 RANGES = ("shared", "frame")

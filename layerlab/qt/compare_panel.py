@@ -66,6 +66,7 @@ class ComparePanel(QWidget):
         self.b_pipeline: Pipeline | None = None  # None: B runs A's stack (image mode)
         self.b_image: LoadedImage | None = None  # None: B runs on A's preview
         self.b_input: Image.Image | None = None  # the picture B's last run was given
+        self._b_resized: tuple[tuple, Image.Image] | None = None
         self.b_description = ""
         self.b_results: dict[int, StageView] = {}
         self.b_error: str | None = None
@@ -185,7 +186,7 @@ class ComparePanel(QWidget):
     @Slot()
     def clear_b(self) -> None:
         self.runner.cancel()
-        self.b_pipeline = self.b_image = self.b_input = None
+        self.b_pipeline = self.b_image = self.b_input = self._b_resized = None
         self.b_description = ""
         self.b_results = {}
         self.b_error = None
@@ -197,6 +198,7 @@ class ComparePanel(QWidget):
 
     def _set_b(self, pipeline: Pipeline | None, image: LoadedImage | None, text: str) -> None:
         self.b_pipeline, self.b_image, self.b_description = pipeline, image, text
+        self._b_resized = None  # (an id can be reused by the next image)
         self.b_results = {}
         self.b_error = None
         self.run_b()
@@ -213,7 +215,13 @@ class ComparePanel(QWidget):
         if self.b_image is not None:
             image = self.b_image.image
             if image.size != s.preview.image.size:
-                image = image.resize(s.preview.image.size, Image.Resampling.BILINEAR)
+                # Resized once per size: the same picture object lets B's worker keep its
+                # input tensor between edits.
+                key = (id(self.b_image), s.preview.image.size)
+                if self._b_resized is None or self._b_resized[0] != key:
+                    small = image.resize(s.preview.image.size, Image.Resampling.BILINEAR)
+                    self._b_resized = (key, small)
+                image = self._b_resized[1]
         self.b_input = image
         return self.runner.submit(RunRequest(pipeline, image, s.render_options, s.device,
                                              memory_budget=s.memory_budget_gb * 1024**3))
