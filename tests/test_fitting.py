@@ -175,3 +175,21 @@ def test_targets_from_files(tmp_path):
     assert tuple(from_image.shape) == (1, 1, 64, 64)
     with pytest.raises(FitError, match="missing.png"):
         make_target(Target("image", str(tmp_path / "missing.png")), pipe, image, 1, 0)
+
+
+def test_stage_outputs_before_and_after_the_normalize_stage():
+    from layerlab.core.preprocess import Normalize
+
+    image = camera(32)
+    pipe = Pipeline(InputSpec("gray", normalize=Normalize((0.5,), (0.25,))),
+                    one_conv().layers)
+    x = photo_tensor(image)
+    torch.testing.assert_close(stage_output(pipe, image, 0), x, rtol=0, atol=0)
+    torch.testing.assert_close(stage_output(pipe, image, 1), (x - 0.5) / 0.25)
+    w = torch.from_numpy(np.array(materialize(pipe.layers[0])["weight"]))
+    conv = F.conv2d((x - 0.5) / 0.25, w, padding=1)
+    torch.testing.assert_close(stage_output(pipe, image, 2), conv, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(stage_output(pipe, image, 3), F.relu(conv), rtol=1e-5,
+                               atol=1e-5)
+    with pytest.raises(FitError, match="stages 0 to 3, not 4"):
+        stage_output(pipe, image, 4)
