@@ -193,3 +193,20 @@ def test_stage_outputs_before_and_after_the_normalize_stage():
                                atol=1e-5)
     with pytest.raises(FitError, match="stages 0 to 3, not 4"):
         stage_output(pipe, image, 4)
+
+
+def test_a_hand_blurred_photo_teaches_the_box_blur(tmp_path):
+    image = camera(128)
+    # the blur made by hand with numpy (zero padding, as the conv pads), saved as 8-bit PNG
+    gray = np.asarray(image, np.float64) / 255.0
+    padded = np.pad(gray, 1)
+    blurred = sum(padded[dy:dy + 128, dx:dx + 128] for dy in range(3) for dx in range(3)) / 9
+    path = tmp_path / "blurred.png"
+    Image.fromarray(np.round(blurred * 255).astype(np.uint8), "L").save(path)
+    target = target_from_image(Image.open(path), (1, 128, 128))
+    result = run_to_end(fit(one_conv(), image, target, 1, optimizer="lbfgs", lr=1.0,
+                            steps=30))
+    kernel = result.weights[0]["weight"][0, 0]
+    # the PNG's rounding to 1/255 is all that keeps the kernel from being exactly ones/9
+    assert np.abs(kernel - 1 / 9).max() < 1e-3
+    assert result.losses[-1] < 1e-5 * result.losses[0]
