@@ -175,3 +175,38 @@ def test_targets_from_files(tmp_path):
     assert tuple(from_image.shape) == (1, 1, 64, 64)
     with pytest.raises(FitError, match="missing.png"):
         make_target(Target("image", str(tmp_path / "missing.png")), pipe, image, 1, 0)
+
+
+def test_stage_outputs_before_and_after_the_normalize_stage():
+    from layerlab.core.preprocess import Normalize
+
+    image = camera(32)
+    pipe = Pipeline(InputSpec("gray", normalize=Normalize((0.5,), (0.25,))),
+                    one_conv().layers)
+    x = photo_tensor(image)
+    torch.testing.assert_close(stage_output(pipe, image, 0), x, rtol=0, atol=0)
+    torch.testing.assert_close(stage_output(pipe, image, 1), (x - 0.5) / 0.25)
+    w = torch.from_numpy(np.array(materialize(pipe.layers[0])["weight"]))
+    conv = F.conv2d((x - 0.5) / 0.25, w, padding=1)
+    torch.testing.assert_close(stage_output(pipe, image, 2), conv, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(stage_output(pipe, image, 3), F.relu(conv), rtol=1e-5,
+                               atol=1e-5)
+    with pytest.raises(FitError, match="stages 0 to 3, not 4"):
+        stage_output(pipe, image, 4)
+
+
+def test_a_hand_blurred_photo_teaches_the_box_blur(tmp_path):
+    image = camera(128)
+    # the blur made by hand with numpy (zero padding, as the conv pads), saved as 8-bit PNG
+    gray = np.asarray(image, np.float64) / 255.0
+    padded = np.pad(gray, 1)
+    blurred = sum(padded[dy:dy + 128, dx:dx + 128] for dy in range(3) for dx in range(3)) / 9
+    path = tmp_path / "blurred.png"
+    Image.fromarray(np.round(blurred * 255).astype(np.uint8), "L").save(path)
+    target = target_from_image(Image.open(path), (1, 128, 128))
+    result = run_to_end(fit(one_conv(), image, target, 1, optimizer="lbfgs", lr=1.0,
+                            steps=30))
+    kernel = result.weights[0]["weight"][0, 0]
+    # the PNG's rounding to 1/255 is all that keeps the kernel from being exactly ones/9
+    assert np.abs(kernel - 1 / 9).max() < 1e-3
+    assert result.losses[-1] < 1e-5 * result.losses[0]

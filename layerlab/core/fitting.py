@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .edits import initial_state
-from .engine import Engine
+from .engine import Engine, resolve_device
 from .imageio import ImageLoadError, LoadedImage, load_image, to_tensor
 from .kernels import DEFAULT_INIT, fit_kernel, preset
 from .pipeline import LayerSpec, Pipeline, PipelineError
@@ -108,6 +108,13 @@ def _input(pipeline: Pipeline, image) -> torch.Tensor:
 def stage_output(pipeline: Pipeline, image, stage: int, device: str = "cpu") -> torch.Tensor:
     """``stage``'s output (1, C, H, W) of ``pipeline`` on ``image`` (a PIL image in the
     stack's input mode, a LoadedImage or a (1, C, H, W) tensor), on the CPU."""
+    # The layers after the stage need not run.
+    last_stage = len(pipeline.enabled_layers()) + pipeline.stage_offset
+    if stage <= pipeline.stage_offset:
+        pipeline = replace(pipeline, layers=())
+    elif stage <= last_stage:
+        pipeline = replace(pipeline,
+                           layers=pipeline.layers[:layer_of_stage(pipeline, stage) + 1])
     results = Engine(device).run_all(pipeline, _input(pipeline, image), cache=False)
     if not 0 <= stage < len(results):
         raise FitError(f"the target stack has stages 0 to {len(results) - 1}, not {stage}")
@@ -148,13 +155,14 @@ class Target:
         return Path(self.value).name
 
 
-def make_target(spec: Target, pipeline: Pipeline, image, stage: int, layer: int
-                ) -> torch.Tensor:
+def make_target(spec: Target, pipeline: Pipeline, image, stage: int, layer: int,
+                device: str = "cpu") -> torch.Tensor:
     """The (1, C, H, W) tensor ``spec`` names for ``stage`` of ``pipeline`` on ``image``
     (``layer``: the conv whose kernels a preset replaces). Files that cannot be read, or a
     stack that does not run on the image, are a FitError with the reason."""
     if spec.kind == "preset":
-        return stage_output(preset_pipeline(pipeline, layer, spec.value), image, stage)
+        return stage_output(preset_pipeline(pipeline, layer, spec.value), image, stage,
+                            device)
     if spec.kind == "pipeline":
         try:
             other = Pipeline.load(spec.value)
@@ -163,13 +171,13 @@ def make_target(spec: Target, pipeline: Pipeline, image, stage: int, layer: int
         if other.input.mode != pipeline.input.mode:
             raise FitError(f"the target stack takes {other.input.mode} input but this one "
                            f"takes {pipeline.input.mode}")
-        return stage_output(other, image, stage)
+        return stage_output(other, image, stage, device)
     if spec.kind == "image":
         try:
             loaded = load_image(spec.value)
         except ImageLoadError as e:
             raise FitError(str(e)) from None
-        shape = stage_output(pipeline, image, stage).shape[1:]
+        shape = stage_output(pipeline, image, stage, device).shape[1:]
         return target_from_image(loaded, shape)
     raise FitError(f"a target is a preset, a pipeline file or an image, not {spec.kind!r}")
 
@@ -261,7 +269,7 @@ def fit(pipeline: Pipeline, image, target: torch.Tensor, stage: int, *,
     if seed is not None:
         for i in layers:
             pipeline = pipeline.replace_layer(i, _seeded_start(pipeline.layers[i], seed))
-    dev = torch.device(device)
+    dev = resolve_device(device)
     chain = [(i, layer) for i, layer in pipeline.enabled_layers() if i <= last]
     # The fixed front of the stack runs once, through the engine (exactly the shown stage).
     front = sum(1 for i, _ in chain if i < layers[0]) + pipeline.stage_offset

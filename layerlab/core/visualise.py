@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .edits import materialize
+from .engine import resolve_device
 from .fitting import FitError, layer_module, layer_of_stage
 from .pipeline import Pipeline
 from .preprocess import normalize
@@ -107,7 +108,7 @@ def visualise(pipeline: Pipeline, stage: int, channel: int, *,
     if not (lr > 0 and np.isfinite(lr)):
         raise FitError(f"the learning rate must be a positive number, not {lr!r}")
     size = size or pipeline.input.fixed_hw or DEFAULT_SIZE
-    dev = torch.device(device)
+    dev = resolve_device(device)
     model = _chain(pipeline, stage).to(dev)
     gen = torch.Generator().manual_seed(int(seed))
     start = 0.4 + 0.2 * torch.rand((1, pipeline.input.channels, *size), generator=gen)

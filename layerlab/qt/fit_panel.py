@@ -272,11 +272,11 @@ class FitPanel(QWidget):
         seed = self.seed_box.value() if self.start_box.currentData() == "seed" else None
         options = dict(layers=learn, optimizer=self.optimizer_box.currentData(),
                        lr=self.lr_box.value(), steps=self.steps_box.value(),
-                       report_every=self.every_box.value(), seed=seed)
+                       report_every=self.every_box.value(), seed=seed, device=s.device)
 
         def job(cancelled):
             # In the job's thread: the target stack runs there too, never on the GUI thread.
-            wanted = make_target(target, pipeline, image, stage, layer)
+            wanted = make_target(target, pipeline, image, stage, layer, s.device)
             return fit(pipeline, image, wanted, stage, **options)
 
         name = pipeline.layers[layer].display_name(layer)

@@ -172,8 +172,9 @@ class ChannelVisualPanel(QWidget):
         self.progress.setRange(0, steps)
         self.progress.setValue(0)
         self._say("Searching…")
+        device = s.device
         self.jobs.start(lambda cancelled: visualise(pipeline, stage, channel, steps=steps,
-                                                    seed=seed, report_every=5))
+                                                    seed=seed, report_every=5, device=device))
 
     @Slot()
     def again(self) -> None:
