@@ -67,7 +67,8 @@ def test_save_above_the_threshold_writes_tensors_beside_and_loads_back_exactly(t
     assert same_tensors(wide, loaded)
     # the file is a plain state_dict by layer name, readable by safetensors itself
     state = load_file(str(tmp_path / "net.safetensors"))
-    assert torch.equal(state["fc1.weight"], torch.from_numpy(np.array(wide.layers[7].params["weight"])))
+    fc1 = torch.from_numpy(np.array(wide.layers[7].params["weight"]))
+    assert torch.equal(state["fc1.weight"], fc1)
     assert len(state) == 10
 
 
