@@ -109,3 +109,13 @@ def test_the_pipeline_is_the_tutorial_layers_only():
     assert pipeline.input.mode == "gray" and pipeline.input.resize == (32, 32)
     doc = json.loads(PIPELINE.read_text())
     assert doc["tensors"]["file"] == "digits-cnn.safetensors"
+
+
+def test_the_sample_digit_is_read_as_a_seven():
+    from layerlab.core.predictions import predict
+
+    pipeline = Pipeline.load(PIPELINE)
+    x = to_tensor(load_image(resources.sample("digit-7.png")).image, "gray")
+    out = Engine("cpu", channels_last=False).run_all(pipeline, x, cache=False)[-1].output[0]
+    top = predict(out.numpy(), pipeline.classes).top[0]
+    assert top.name == "7" and top.index == int(torch.argmax(out)) and top.probability > 0.9

@@ -20,7 +20,7 @@ def test_bundled_files_are_found_and_readable():
     assert resources.example_pipeline("conv-sharpen-gray") == resources.example_pipeline(
         "conv-sharpen-gray.layerlab.json")
     assert resources.icon().read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert {p.name for p in resources.samples()} == {"astronaut.jpg", "camera.png",
+    assert {p.name for p in resources.samples()} == {"astronaut.jpg", "camera.png", "digit-7.png",
                                                      "chelsea.jpg"}
     assert RESOURCES == resources.root()
 

@@ -67,7 +67,8 @@ def test_save_above_the_threshold_writes_tensors_beside_and_loads_back_exactly(t
     assert same_tensors(wide, loaded)
     # the file is a plain state_dict by layer name, readable by safetensors itself
     state = load_file(str(tmp_path / "net.safetensors"))
-    assert torch.equal(state["fc1.weight"], torch.from_numpy(np.array(wide.layers[7].params["weight"])))
+    fc1 = torch.from_numpy(np.array(wide.layers[7].params["weight"]))
+    assert torch.equal(state["fc1.weight"], fc1)
     assert len(state) == 10
 
 
@@ -238,3 +239,16 @@ def test_export_keeps_big_tensors_beside_its_manifest(tmp_path):
     small = export_run(image, p, tmp_path / "small")
     assert "tensors" not in small["pipeline"]
     assert same_tensors(p, Pipeline.from_dict(small["pipeline"]))
+
+
+def test_a_tensors_file_that_is_a_fifo_or_device_is_refused(tmp_path):
+    import os
+
+    _pair(tmp_path)
+    (tmp_path / "e.safetensors").unlink()
+    os.mkfifo(tmp_path / "e.safetensors")  # nobody writes: reading would wait
+    assert "e.safetensors: the tensors file of this pipeline is not a regular file" in \
+        _error(tmp_path)
+    (tmp_path / "e.safetensors").unlink()
+    (tmp_path / "e.safetensors").symlink_to("/dev/zero")  # would send zeros forever
+    assert "is not a regular file" in _error(tmp_path)

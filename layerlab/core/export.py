@@ -414,8 +414,8 @@ def write_export(folder: Path, pipeline: Pipeline, x: torch.Tensor, shapes, engi
         predictions = export_extras.write_predictions(folder, pipeline, *last_vector, write)
     if gradcam is not None:
         if last_vector is None:
-            raise ExportError("--gradcam needs a stack whose last stage is a vector of class "
-                              "scores")
+            raise ExportError("Grad-CAM (--gradcam) needs a stack whose last stage is a "
+                              "vector of class scores")
         try:
             gradcam_record = export_extras.write_gradcam(
                 folder, pipeline, x, input_stage, gradcam, len(last_vector[2]),

@@ -87,7 +87,7 @@ def write_gradcam(folder: Path, pipeline: Pipeline, x: torch.Tensor, input_stage
     try:
         g = grad_cam(pipeline, x, target=target, stage=option.stage, device=device)
     except GradCamError as e:
-        raise GradCamExportError(f"--gradcam: {e}") from None
+        raise GradCamExportError(f"Grad-CAM: {e}") from None
     base = np.floor(input_stage[0].detach().cpu().double().clamp(0, 1).numpy() * 255 + 0.5)
     base = base.astype(np.uint8)
     image = base[0] if base.shape[0] == 1 else np.moveaxis(base, 0, -1)

@@ -14,7 +14,7 @@ of the stack is recorded. Weights are never changed, and no parameter needs a gr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,7 +82,7 @@ def default_stage(pipeline: Pipeline, hw: tuple[int, int]) -> int | None:
 
 def grad_cam_steps(pipeline: Pipeline, image: torch.Tensor, *, target: int | None = None,
                    stage: int | None = None, device: str = "cpu"
-                   ) -> Iterator[str]:
+                   ) -> Generator[str, None, GradCam]:
     """Grad-CAM one layer at a time: yields a progress text per stage, returns a
     :class:`GradCam` (``StopIteration.value``). ``image`` is the (1, C, H, W) input tensor
     in [0, 1]; ``target`` None is the top class, ``stage`` None :func:`default_stage`."""
@@ -105,7 +105,7 @@ def grad_cam_steps(pipeline: Pipeline, image: torch.Tensor, *, target: int | Non
     activation = None
     with torch.inference_mode(False):
         x = x.clone()
-        for k, (_i, layer) in enumerate(enabled):
+        for k, (i, layer) in enumerate(enabled):
             module = engine.build_module(layer)
             here = first + k
             if here <= stage:
@@ -117,7 +117,7 @@ def grad_cam_steps(pipeline: Pipeline, image: torch.Tensor, *, target: int | Non
             else:
                 with torch.enable_grad():
                     x = module(x)
-            yield f"stage {here}: {layer.display_name(_i)}"
+            yield f"stage {here}: {layer.display_name(i)}"
         if x.dim() != 2 or x.shape[1] < 2:
             raise GradCamError(f"the last stage is {tuple(x.shape[1:])}, not a vector of class "
                                f"scores")
@@ -165,6 +165,7 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, opacity: float) -> np.ndarra
     base = image.astype(np.float64)
     if base.ndim == 2:
         base = np.repeat(base[:, :, None], 3, axis=2)
-    heat_rgb = colormap_lut("turbo")[np.clip(np.floor(heatmap * 255 + 0.5), 0, 255).astype(np.uint8)]
+    index = np.clip(np.floor(heatmap * 255 + 0.5), 0, 255).astype(np.uint8)
+    heat_rgb = colormap_lut("turbo")[index]
     blend = (1.0 - a) * base + a * heat_rgb.astype(np.float64)
     return np.clip(np.floor(blend + 0.5), 0, 255).astype(np.uint8)

@@ -125,6 +125,9 @@ def read_tensor_file(path: Path, *, expected_sha256: str | None = None
     was saved with (``expected_sha256``), a tensor that is not float32."""
     name = path.name
     try:
+        if path.exists() and not path.is_file():  # a FIFO or a device could send forever
+            raise TensorFileError(f"{name}: the tensors file of this pipeline is not a "
+                                  f"regular file")
         data = safeio.read_capped(path, MAX_TENSOR_FILE_BYTES)
     except safeio.FileProblem as e:
         if e.kind == "missing":

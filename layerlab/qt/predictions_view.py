@@ -15,11 +15,13 @@ TOP_COLOR = (240, 170, 60)
 
 
 def percent_text(probability: float) -> str:
-    """``97.3%``; below 0.1% with two significant digits (``0.0042%``)."""
+    """``97.3%``; below 0.1% two significant digits (``0.0042%``), below 0.001% ``<0.001%``."""
     p = 100.0 * probability
     if not np.isfinite(p):
         return "n/a"
-    return f"{p:.1f}%" if p >= 0.1 or p == 0 else f"{p:.2g}%"
+    if p >= 0.1 or p == 0:
+        return f"{p:.1f}%"
+    return f"{p:.2g}%" if p >= 0.001 else "<0.001%"
 
 
 class PredictionsView(QWidget):
