@@ -100,6 +100,7 @@ class RunSummary:
     error: str | None = None
     device: str = "cpu"
     timings: list[float] = field(default_factory=list)
+    classes: tuple[str, ...] = ()  # a model's class names (its weights' categories)
 
 
 class PipelineWorker(QObject):
@@ -172,6 +173,7 @@ class PipelineWorker(QObject):
                 results = self._last_results
             elif request.model is not None:
                 results = self._model_results(request, gen)
+                summary.classes = tuple(self._model[1].categories)
             else:
                 tensor = self._input_tensor(request)
                 results = self.engine.run(request.pipeline, tensor,

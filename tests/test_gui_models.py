@@ -41,6 +41,16 @@ def test_open_model_shows_every_stage_by_module_path(main_window, qtbot, tmp_pat
     last = s.results[max(s.results)]
     torch.testing.assert_close(torch.from_numpy(last.values), ref[0], rtol=0, atol=1e-5)
     assert last.rendered is not None  # drawn in the worker like any stage
+    # the last stage's predictions: softmax top-5 with ImageNet's names, as torch ranks them
+    s.select(stage=max(s.results))
+    qtbot.waitUntil(lambda: w.stage_panel.predictions.isVisible(), timeout=10000)
+    probs = torch.softmax(ref[0].double(), 0)
+    top = torch.topk(probs, 5)
+    names = tvm.SqueezeNet1_1_Weights.IMAGENET1K_V1.meta["categories"]
+    view = w.stage_panel.predictions
+    assert [view.label(k).split("  ")[0] for k in range(5)] == [names[i] for i in top.indices]
+    torch.testing.assert_close(torch.from_numpy(view.bar_widths()), top.values, rtol=0,
+                               atol=1e-6)
     # the module tree lists the stages by path; a click shows that stage
     assert w.model_dock.isVisible() and w.model_dock.windowTitle() == "Model: squeezenet1_1"
     tree = w.model_tree.tree

@@ -247,12 +247,18 @@ class MainWindow(QMainWindow):
         self.session.modelChanged.connect(self._model_shown)
 
     def _model_shown(self) -> None:
-        if self.session.model is not None:
-            self.model_dock.setWindowTitle(f"Model: {self.session.model.name}")
+        model = self.session.model
+        if model is not None:
+            self.model_dock.setWindowTitle(f"Model: {model.name}")
             self.model_dock.show()
             self.model_dock.raise_()
         else:
             self.model_dock.hide()
+        # A model brings its weights' own preprocessing: the stack's input choices would not
+        # apply to what is shown (the toolbar is built after this dock, hence the guard).
+        for box in (getattr(self, "mode_box", None), getattr(self, "normalize_box", None)):
+            if box is not None:
+                box.setEnabled(model is None)
 
     def _build_menus(self) -> None:
         a = self.actions

@@ -5,7 +5,7 @@ stage shows it (``stagePicked``); the selection follows the stage shown."""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtWidgets import QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHeaderView, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
 
 from .session import Session
 from .text import shape_text
@@ -23,6 +23,8 @@ class ModelTree(QWidget):
         self.tree.setColumnCount(3)
         self.tree.setHeaderLabels(["module", "type", "output"])
         self.tree.setUniformRowHeights(True)
+        # Module names stay whole however deep a branch is opened (layer2 > 0 > conv1).
+        self.tree.header().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         self.tree.itemClicked.connect(self._clicked)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -66,7 +68,6 @@ class ModelTree(QWidget):
             item.setToolTip(0, f"stage {index}: {name}")
             self._items[index] = item
         self.tree.expandToDepth(0)
-        self.tree.resizeColumnToContents(0)
         self._follow()
 
     def _clicked(self, item: QTreeWidgetItem, _column: int) -> None:

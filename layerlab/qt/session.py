@@ -73,6 +73,7 @@ class Session(QObject):
         self.gradcam_error: str | None = None
         # A torchvision model shown instead of the stack (core.models.ModelSpec), or None.
         self.model = None
+        self.model_classes: tuple[str, ...] = ()  # its class names, from the last model run
 
     # --- the image ---------------------------------------------------------------------------
     def set_image(self, loaded: LoadedImage) -> None:
@@ -223,6 +224,7 @@ class Session(QObject):
         self.last_summary = summary
         if summary.cancelled:
             return
+        self.model_classes = summary.classes  # what a model's last stage scores
         refused = bool(summary.error) and summary.stages == 0  # e.g. the memory budget
         self.run_error = summary.error
         if not refused:

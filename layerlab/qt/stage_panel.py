@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.predictions import output_kind
+from ..core.predictions import LOGITS, output_kind
 from ..worker import RenderOptions
 from . import theme
 from .colorbar import ColorBar
@@ -237,6 +237,9 @@ class StagePanel(QWidget):
         self.strip.remove_from(max(results) + 1 if results else 0)
         self.strip.select(self.session.stage)
         self._refresh()
+        view = self.session.results.get(self.session.stage)
+        if view is not None and view.rendered is not None:
+            self._show_predictions(view)  # a model's class names come with the run's end
 
     @Slot()
     def _on_stale_changed(self) -> None:
@@ -575,10 +578,15 @@ class StagePanel(QWidget):
 
     def _show_predictions(self, view) -> None:
         """The predictions under the last stage, when it is a vector of class scores."""
-        pipeline = self.session.run_pipeline or self.session.pipeline
-        last = len(pipeline.stage_names()) - 1
+        s = self.session
+        pipeline = s.run_pipeline or s.pipeline
+        if s.model is not None:  # a torchvision classifier: logits, ImageNet's names
+            last, classes, kind = max(s.results, default=-1), s.model_classes, LOGITS
+        else:
+            last = len(pipeline.stage_names()) - 1
+            classes, kind = pipeline.classes, output_kind(pipeline)
         if view.result.index == last and view.values is not None and view.values.ndim == 1:
-            self.predictions.set_values(view.values, pipeline.classes, output_kind(pipeline))
+            self.predictions.set_values(view.values, classes, kind)
         else:
             self.predictions.hide()
 
