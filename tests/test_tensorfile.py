@@ -252,3 +252,18 @@ def test_a_tensors_file_that_is_a_fifo_or_device_is_refused(tmp_path):
     (tmp_path / "e.safetensors").unlink()
     (tmp_path / "e.safetensors").symlink_to("/dev/zero")  # would send zeros forever
     assert "is not a regular file" in _error(tmp_path)
+
+
+def test_the_same_tensors_give_the_same_file_in_every_process(tmp_path):
+    import subprocess
+    import sys
+
+    p = trained_cifar(4)
+    p.save(tmp_path / "a.layerlab.json", tensors="external")
+    code = ("import sys; from layerlab.core.pipeline import Pipeline; "
+            "Pipeline.load(sys.argv[1]).save(sys.argv[2], tensors='external')")
+    for name in ("b", "c"):
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / "a.layerlab.json"),
+                        str(tmp_path / f"{name}.layerlab.json")], check=True)
+        assert (tmp_path / f"{name}.safetensors").read_bytes() == \
+            (tmp_path / "a.safetensors").read_bytes()

@@ -458,7 +458,7 @@ def _pipeline_record(folder: Path, pipeline: Pipeline, extras: Extras | None) ->
     beside the manifest (as Save keeps them beside a pipeline file)."""
     if not pipeline_files(pipeline):
         return pipeline.to_dict()
-    record, data = pipeline.to_dict_with_tensors(PIPELINE_TENSORS, "manifest.json")
+    record, data = pipeline.to_dict_with_tensors(PIPELINE_TENSORS)
     _write_file(folder / PIPELINE_TENSORS, data)
     if extras is not None:
         extras.wrote(PIPELINE_TENSORS)

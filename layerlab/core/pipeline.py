@@ -239,11 +239,10 @@ class Pipeline:
             tensors == "auto" and self.tensor_bytes() > tensorfile.EXTERNAL_THRESHOLD_BYTES)
         if not external or not any(layer.params for layer in self.layers):
             return self.to_json() + "\n", None
-        d, data = self.to_dict_with_tensors(tensorfile.tensor_file_name(path), Path(path).name)
+        d, data = self.to_dict_with_tensors(tensorfile.tensor_file_name(path))
         return json.dumps(d, indent=1) + "\n", (d["tensors"]["file"], data)
 
-    def to_dict_with_tensors(self, tensors_name: str, pipeline_name: str
-                             ) -> tuple[dict, bytes]:
+    def to_dict_with_tensors(self, tensors_name: str) -> tuple[dict, bytes]:
         """The pipeline object with every tensor a ``{"tensor": KEY}`` of the tensors file
         ``tensors_name``, and that file's bytes."""
         d = self.to_dict()
@@ -254,7 +253,7 @@ class Pipeline:
                 key = f"{prefix}.{pname}"
                 arrays[key] = arr
                 raw["params"][pname] = {"tensor": key}
-        data = tensorfile.encode(arrays, pipeline_name)
+        data = tensorfile.encode(arrays)
         d = {"format": FORMAT, "version": VERSION,
              "tensors": {"file": tensors_name, "sha256": tensorfile.digest(data)},
              **{k: v for k, v in d.items() if k not in ("format", "version")}}

@@ -86,12 +86,14 @@ def tensor_keys(names: Iterable[str]) -> list[str]:
     return [n if n and count[n] == 1 else f"layers.{i}" for i, n in enumerate(names)]
 
 
-def encode(tensors: Mapping[str, np.ndarray], pipeline_name: str) -> bytes:
+def encode(tensors: Mapping[str, np.ndarray]) -> bytes:
     """The bytes of a safetensors file holding ``tensors`` (float32)."""
     from safetensors.numpy import save
 
     arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}
-    return save(arrays, metadata={"format": "layerlab.tensors", "pipeline": pipeline_name})
+    # One metadata key only: safetensors writes several in a random order, and the same
+    # tensors must give the same bytes (and sha256) on every save.
+    return save(arrays, metadata={"format": "layerlab.tensors"})
 
 
 def digest(data: bytes) -> str:
