@@ -231,6 +231,12 @@ class StagePanel(QWidget):
         vector = view.values is not None and view.values.ndim == 1
         self.histogram.set_stage(r, None if vector else min(s.channel, r.num_channels - 1))
 
+    def _show_histogram(self, rendered, channel: int | None) -> None:
+        """The stage's histogram, once its numbers are there (they follow the pictures:
+        until then the last one stays up, see _on_stats_changed)."""
+        if rendered.has_stats:
+            self.histogram.set_stage(rendered, channel)
+
     @Slot()
     def _on_results_changed(self) -> None:
         results = self.session.results
@@ -550,7 +556,7 @@ class StagePanel(QWidget):
         if view.values is not None and view.values.ndim == 1:
             self.vector_page.set_values(view.values)
             self.stack.setCurrentWidget(self.vector_page)
-            self.histogram.set_stage(r, None)
+            self._show_histogram(r, None)
             self.colorbar.hide()  # the bars are drawn at their values, not through a colormap
             return
         self.colorbar.show()
@@ -572,7 +578,7 @@ class StagePanel(QWidget):
             self.channel_page.show_window(None)
             self.channel_page.show_hover(None)
             self.stack.setCurrentWidget(self.channel_page)
-        self.histogram.set_stage(r, channel)
+        self._show_histogram(r, channel)
         self._apply_display_range()
         self._update_colorbar(channel)
 

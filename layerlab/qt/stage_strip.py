@@ -143,10 +143,12 @@ class StageStrip(QListWidget):
             self.insertItem(row, item)
             self._items[res.index] = item
             self._fit_cells()
-        # A stage the worker served from its cache keeps its rendering: no new thumbnail.
-        if view.rendered is None or self._pictured.get(res.index) is not view.rendered:
+        # A stage the worker served from its cache keeps its pictures (the very arrays, also
+        # once its statistics were added): no new thumbnail.
+        pictures = None if view.rendered is None else view.rendered.channels_u8
+        if pictures is None or self._pictured.get(res.index) is not pictures:
             self._pixmaps[res.index] = _thumbnail(view, self.devicePixelRatioF())
-            self._pictured[res.index] = view.rendered
+            self._pictured[res.index] = pictures
             self._show_icon(res.index)
         if res.error:
             item.setText(f"{res.index} {res.name}\nfailed")
