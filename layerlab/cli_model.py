@@ -26,31 +26,40 @@ def open_for_cli(args):
 
 
 def cmd_info(args) -> int:
+    """Without --weights only the plan is made (the model built on the meta device): nothing
+    is allocated, so even a model over the memory budget can be looked at."""
     if args.image:
         raise UsageError("--image does not apply to --model: the model's preprocessing crops "
                          "every image to the same size (--size HxW changes it)")
-    from .core.models import ModelError, select_stages
+    from .core.models import ModelError, plan_model, select_stages
+    from .core.pipeline import DEFAULT_MEMORY_BUDGET
 
-    opened = open_for_cli(args)
     try:
-        kept = select_stages(opened.plan, args.stages)
+        if args.weights is None:
+            plan = plan_model(args.model, size=args.size)
+            weights, categories = f"random, seed {args.seed}", None
+        else:
+            opened = open_for_cli(args)
+            plan, weights, categories = opened.plan, opened.weights, len(opened.categories)
+        kept = select_stages(plan, args.stages)
     except ModelError as e:
         raise UsageError(str(e)) from None
-    say(format_model_info(opened, kept))
+    say(format_model_info(plan, weights, kept, categories, DEFAULT_MEMORY_BUDGET))
     return 0
 
 
-def format_model_info(opened, stages) -> str:
+def format_model_info(plan, weights: str, stages, categories: int | None = None,
+                      budget: int | None = None) -> str:
     """The ``layerlab info --model`` text: a header, one row per stage, totals and memory."""
     from .core.pipeline import format_bytes
     from .core.specs import shape_text
 
-    spec = opened.input_spec
+    spec = plan.input_spec
     h, w = spec.center_crop
-    modules = [s for s in opened.stages[2:]]
-    lines = [f"{opened.name} (torchvision): {len(modules)} stage(s) after the input and "
-             f"normalize, weights {terminal_text(opened.weights)}",
-             f"input: shorter side resized to {spec.resize} ({opened.interpolation}), center "
+    modules = plan.stages[2:]
+    lines = [f"{plan.name} (torchvision): {len(modules)} stage(s) after the input and "
+             f"normalize, weights {terminal_text(weights)}",
+             f"input: shorter side resized to {spec.resize} ({plan.interpolation}), center "
              f"crop {h} x {w}",
              f"normalized: {spec.normalize.text()}"]
     headers = ("stage", "name", "type", "output", "params", "module")
@@ -64,13 +73,16 @@ def format_model_info(opened, stages) -> str:
         return ("  ".join(parts) + "  " + cells[-1]).rstrip()
 
     lines += ["", line(headers)] + [line(r) for r in rows]
-    plan = opened.plan
-    lines += ["", f"output {shape_text(opened.stages[-1].shape)}; "
-              f"{opened.parameter_count:,} parameters ({format_bytes(plan.tensor_bytes)} as "
-              f"float32); {len(opened.categories)} categories",
+    classes = f"; {categories} categories" if categories is not None else ""
+    lines += ["", f"output {shape_text(plan.stages[-1].shape)}; "
+              f"{plan.parameter_count:,} parameters ({format_bytes(plan.tensor_bytes)} as "
+              f"float32){classes}",
               f"memory: {format_bytes(plan.need_bytes)} with every stage kept (weights and "
-              f"{format_bytes(plan.outputs_bytes)} of stage outputs)"]
-    if len(stages) != len(opened.stages):
+              f"{format_bytes(plan.outputs_bytes)} of stage outputs)"
+              + (f"; more than the memory budget of {format_bytes(budget)}: export and the "
+                 f"window refuse it" if budget is not None and plan.need_bytes > budget
+                 else "")]
+    if len(stages) != len(plan.stages):
         lines.append(f"shown: {len(stages) - 2} of {len(modules)} stages (--stages)")
     return "\n".join(lines)
 

@@ -382,6 +382,9 @@ def test_info_lists_the_stages_with_shapes_and_parameters(capsys):
                                                    for j in (0, 1)]
     assert rows["layer3.0.conv1"][3:8] == ["256", "x", "4", "x", "4"]
     assert "shown: 8 of 60 stages (--stages)" in out
+    rc, out, err = cli_run(capsys, "info", "--model", "vit_h_14")  # counted, never built
+    assert rc == 0, err
+    assert "633,470,440 parameters" in out and "more than the memory budget of 4.0 GB" in out
 
 
 @pytest.mark.parametrize("argv, needle", [
