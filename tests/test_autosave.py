@@ -103,3 +103,20 @@ def test_autosave_of_big_weights_runs_off_the_gui_thread_and_restores_exactly(
     np.testing.assert_array_equal(restored.layers[1].params["weight"], last)
     assert restored.layers[1].key == expected.layers[1].key  # every bit of every weight
     assert again.session.document.modified
+
+
+def test_the_writer_writes_the_newest_then_its_thread_ends(tmp_path):
+    first, _ = persistence.default_pipeline()
+    writer_cls = persistence.AutosaveWriter
+    second = first.replace_layer(0, first.layers[0].with_args(padding=0))
+    writer = writer_cls(tmp_path / "session.json")
+    writer.submit(first)
+    writer.submit(second)  # latest wins
+    writer.close()
+    assert not [t for t in threading.enumerate() if t.name == "layerlab-autosave"]
+    text = (tmp_path / "session.json").read_text()
+    assert text == pipeline_json(second) + "\n"
+    assert Pipeline.from_json(text).layers[0].args["padding"] == 0 != first.layers[0].args["padding"]
+    writer.submit(first)  # a closed writer starts again when asked to
+    writer.close()
+    assert (tmp_path / "session.json").read_text() == pipeline_json(first) + "\n"
