@@ -146,3 +146,34 @@ def test_b_on_a_second_photo_follows_the_edits_of_a(main_window, qtbot):
     check_difference(panel, (stack(xa, k)[1] - stack(xb, k)[1])[0, 0].numpy())
     panel.clear_b()
     assert panel.difference is None and not panel.active
+
+
+def test_swap_lets_b_be_edited_and_both_stay_live(main_window, qtbot):
+    w = main_window
+    panel = w.compare_panel
+    w.session.select(stage=1, channel=0)
+    panel.duplicate_as_b()
+    w.controller.on_cell_edited(0, "weight", (0, 0, 1, 1), 2.0)  # A: centre 2
+    wait_both(w, qtbot)
+    assert panel.swap()  # now the sharpen stack is edited, the centre-2 stack is B
+    wait_both(w, qtbot)
+    np.testing.assert_array_equal(w.session.pipeline.layers[0].params["weight"],
+                                  SHARPEN.numpy())
+    x = gray(w.session.preview.image)
+    centre2 = SHARPEN.clone()
+    centre2[0, 0, 1, 1] = 2.0
+    check_difference(panel, (stack(x, SHARPEN)[1] - stack(x, centre2)[1])[0, 0].numpy())
+    # Edit what was B: the difference follows.
+    w.controller.on_cell_edited(0, "weight", (0, 0, 0, 0), 0.5)
+    wait_both(w, qtbot)
+    edited = SHARPEN.clone()
+    edited[0, 0, 0, 0] = 0.5
+    check_difference(panel, (stack(x, edited)[1] - stack(x, centre2)[1])[0, 0].numpy())
+    # The swap is one undo step (the edit after it is another).
+    w.session.document.undo_stack.undo()
+    w.session.document.undo_stack.undo()
+    wait_both(w, qtbot)
+    np.testing.assert_array_equal(w.session.pipeline.layers[0].params["weight"],
+                                  centre2.numpy())
+    panel.clear_b()
+    assert not panel.swap_button.isEnabled() and not panel.swap()

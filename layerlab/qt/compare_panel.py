@@ -111,10 +111,14 @@ class ComparePanel(QWidget):
         self.image_button.setToolTip("B is this stack (following every edit) on another "
                                      "image, resized to this image's preview size")
         self.image_button.clicked.connect(self.choose_b_image)
+        self.swap_button = QPushButton("Swap A and B")
+        self.swap_button.setToolTip("Edit B: its stack becomes the one you edit (one undo "
+                                    "step) and the stack you had becomes B")
+        self.swap_button.clicked.connect(self.swap)
         self.clear_button = QPushButton("Clear B")
         self.clear_button.clicked.connect(self.clear_b)
         for b in (self.duplicate_button, self.pipeline_button, self.image_button,
-                  self.clear_button):
+                  self.swap_button, self.clear_button):
             buttons.addWidget(b)
         buttons.addStretch(1)
         lay.addLayout(buttons)
@@ -181,6 +185,20 @@ class ComparePanel(QWidget):
             self._say(f"B not changed: {e}")
             return False
         self._set_b(None, loaded, f"B: this stack on {Path(path).name}")
+        return True
+
+    @Slot()
+    def swap(self) -> bool:
+        """B's stack becomes the edited one (so either side can be edited, in turn) and the
+        stack that was edited becomes B; both keep running on the same image."""
+        if self.b_pipeline is None:
+            self._say("Swap needs a B stack (Duplicate as B, or B from pipeline)")
+            return False
+        s = self.session
+        before = s.pipeline
+        if not s.document.edit(self.b_pipeline, "Swap A and B"):
+            return False  # the two stacks are the same
+        self._set_b(before, None, "B: the stack before the swap (Swap again to edit it)")
         return True
 
     @Slot()
@@ -346,6 +364,7 @@ class ComparePanel(QWidget):
                          for key, arr in self.pictures.items()}
         self._fit_pixmaps()
         self.clear_button.setEnabled(self.active)
+        self.swap_button.setEnabled(self.b_pipeline is not None)
 
     def _fit_pixmaps(self) -> None:
         """Each picture scaled to its label (aspect kept, pixels sharp)."""
