@@ -8,8 +8,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from layerlab.core import explain as explain_module  # the panel imports it per request
 from layerlab.core.edits import materialize
-from layerlab.qt import explain_panel as explain_module
 
 
 def test_the_layer_reruns_in_the_job_thread(main_window, qtbot, monkeypatch):

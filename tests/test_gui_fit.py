@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from gui_helpers import wait_idle
 from PySide6.QtCore import QTimer
 
+from layerlab.core import fitting as fit_module  # the panel imports it per fit
 from layerlab.core.edits import materialize
-from layerlab.qt import fit_panel as fit_module
 
 SOBEL_X = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], np.float32)
 

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from layerlab.core import visualise as visual_module  # the panel imports it per search
 from layerlab.core.edits import materialize
 from layerlab.core.visualise import kernel_picture
-from layerlab.qt import visual_panel as visual_module
 
 
 def _pixels(label) -> np.ndarray:
