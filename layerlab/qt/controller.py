@@ -53,6 +53,7 @@ class Controller(QObject):
         self._run_names: dict[int, str] = {}
         self._last_run_key: tuple | None = None  # what the last finished run computed
         self._submitted_key: tuple | None = None
+        self._opening_model: Any = None  # the ModelSpec asked for, until its first run ends
         self._contexts: dict[int, tuple] = {}  # generation -> (pipeline, image) it runs
         self._refreshing = False  # the layer list is being rebuilt: ignore its selection
         self._following_stage = False  # the layer list follows a stage the user picked
@@ -336,6 +337,7 @@ class Controller(QObject):
         s.resultsChanged.emit()
         self._last_run_key = None
         self.views.window.show_status(f"Opening {spec.text()}…")
+        self._opening_model = spec
         self.submit()
 
     def _submit_model(self, image: Any, render_only: bool, full: bool) -> int | None:
@@ -445,6 +447,10 @@ class Controller(QObject):
             self._last_run_key = None
             self.submit()
             return
+        if not summary.cancelled and not refused and s.model is not None \
+                and s.model == self._opening_model and not summary.error:
+            self._opening_model = None
+            w.show_status(f"Opened {s.model.text()}: {summary.stages} stages")
         if not summary.cancelled and not refused:
             self.views.stack.set_run_errors(s.run_errors)
             self._update_form_status()
