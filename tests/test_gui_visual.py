@@ -44,7 +44,7 @@ def test_the_channel_button_shows_what_the_channel_looks_for(main_window, qtbot,
     panel = w.visual_panel
     panel.steps_box.setValue(40)
     button = w.stage_panel.controls.look_button
-    assert button.isEnabled() and button.text() == "What does this channel look for?"
+    assert button.isEnabled() and button.text() == "Looks for…"
     with qtbot.waitSignal(w.visual_jobs.finished, timeout=120000):
         button.click()
     assert not w.visual_dock.isHidden()

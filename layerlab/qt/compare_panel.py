@@ -29,7 +29,6 @@ from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (
     QFileDialog,
     QGridLayout,
-    QHBoxLayout,
     QLabel,
     QPushButton,
     QSizePolicy,
@@ -99,7 +98,7 @@ class ComparePanel(QWidget):
     def _build(self) -> None:
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
-        buttons = QHBoxLayout()
+        buttons = QGridLayout()
         self.duplicate_button = QPushButton("Duplicate as B")
         self.duplicate_button.setToolTip("B is a snapshot of the stack as it is now; edit A "
                                          "and see what each edit changes")
@@ -117,10 +116,10 @@ class ComparePanel(QWidget):
         self.swap_button.clicked.connect(self.swap)
         self.clear_button = QPushButton("Clear B")
         self.clear_button.clicked.connect(self.clear_b)
-        for b in (self.duplicate_button, self.pipeline_button, self.image_button,
-                  self.swap_button, self.clear_button):
-            buttons.addWidget(b)
-        buttons.addStretch(1)
+        # Two rows: the dock shares its column with the other panels and stays narrow.
+        for k, b in enumerate((self.duplicate_button, self.pipeline_button, self.image_button,
+                               self.swap_button, self.clear_button)):
+            buttons.addWidget(b, k // 3, k % 3)
         lay.addLayout(buttons)
         self.b_label = QLabel()
         self.b_label.setWordWrap(True)

@@ -242,14 +242,17 @@ class MainWindow(QMainWindow):
         self.model_dock.setObjectName("modelDock")
         self.model_dock.setWidget(self.model_tree)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.model_dock)
-        self.tabifyDockWidget(self.dock, self.model_dock)
-        self.model_dock.hide()
+        self.model_dock.hide()  # tabbed with the layers when a model is shown (_model_shown)
         self.session.modelChanged.connect(self._model_shown)
 
     def _model_shown(self) -> None:
         model = self.session.model
         if model is not None:
             self.model_dock.setWindowTitle(f"Model: {model.name}")
+            # Tabbed only while shown: a hidden tab of a tabbed pair leaves its tab bar
+            # drawn over the layer panel.
+            if self.model_dock not in self.tabifiedDockWidgets(self.dock):
+                self.tabifyDockWidget(self.dock, self.model_dock)
             self.model_dock.show()
             self.model_dock.raise_()
         else:

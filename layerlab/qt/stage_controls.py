@@ -77,9 +77,11 @@ class StageControls(QWidget):
         self.compare_box.setToolTip("What the large channel is shown next to; the hovered "
                                     "pixel's receptive field is drawn on it")
         self.look_button = QToolButton(self)
-        self.look_button.setText("What does this channel look for?")
-        self.look_button.setToolTip("Search for the input image that makes the selected "
-                                    "channel respond most (gradient ascent from noise)")
+        # Short, so the row fits beside the layer list on a 1366-pixel screen.
+        self.look_button.setText("Looks for…")
+        self.look_button.setToolTip("What does this channel look for? Search for the input "
+                                    "image that makes the selected channel respond most "
+                                    "(gradient ascent from noise)")
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
         row.setSpacing(6)

@@ -18,8 +18,10 @@ import numpy as np
 from PySide6.QtCore import QEvent, QObject, Qt, Signal, Slot
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
+    QFrame,
     QHBoxLayout,
     QLabel,
+    QScrollArea,
     QSizePolicy,
     QSplitter,
     QStackedWidget,
@@ -51,6 +53,30 @@ class _OverlayFilter(QObject):
         if event.type() == QEvent.Type.Resize:
             self._panel._place_overlay()
         return False
+
+
+class SidewaysScroll(QScrollArea):
+    """One row of controls that scrolls sideways when it does not fit; exactly as tall as
+    the row, plus the scroll bar only while the bar is shown."""
+
+    def __init__(self, row: QWidget):
+        super().__init__()
+        self.setWidget(row)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self._fit_height()
+
+    def _fit_height(self) -> None:
+        row = self.widget()
+        bar = self.horizontalScrollBar().sizeHint().height()
+        needs_bar = self.width() < row.minimumSizeHint().width()
+        self.setFixedHeight(row.sizeHint().height() + (bar if needs_bar else 0))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        super().resizeEvent(event)
+        self._fit_height()
 
 
 class StagePanel(QWidget):
@@ -89,6 +115,13 @@ class StagePanel(QWidget):
         self.colorbar.rangeEdited.connect(
             lambda lo, hi: self.rangeEdited.emit(self.session.stage, lo, hi))
         self.colorbar.rangeReset.connect(lambda: self.rangeReset.emit(self.session.stage))
+
+    @staticmethod
+    def _scrolling(row: QWidget) -> QScrollArea:
+        """``row`` in a frameless area that scrolls sideways when the panel is narrower than
+        the row (a panel opened on the right of a small screen), instead of widening the
+        window past the screen."""
+        return SidewaysScroll(row)
 
     def _build(self) -> None:
         self.controls = StageControls(self)
@@ -170,7 +203,7 @@ class StagePanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.setSpacing(4)
-        layout.addWidget(self.controls)
+        layout.addWidget(self._scrolling(self.controls))
         layout.addWidget(self.strip)
         layout.addWidget(self.splitter, 1)
 

@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 # core.visualise is torch: imported where a search starts or reports, so the window paints
 # before torch is loaded.
 
-PICTURE_SIDE = 160  # pixels on screen for each picture's longest side
-HINT = ("Pick a stage and a channel, then “What does this channel look for?”: LayerLab "
+PICTURE_SIDE = 128  # pixels on screen for each picture's longest side (three fit a 420 px dock)
+HINT = ("Pick a stage and a channel, then “Looks for…”: LayerLab "
         "searches for the input image that makes that channel respond most.")
 
 
