@@ -563,3 +563,11 @@ def test_weights_with_the_wrong_shape_cannot_be_applied(main_window, tmp_path):
     bad.write_bytes(b"not a state dict")
     assert w.files.load_weights_path(str(bad)) is None
     assert w.banner.text().startswith("Could not load the weights: ")
+
+
+def test_the_window_fits_a_1366_pixel_screen_with_a_panel_open_on_the_right(main_window):
+    w = main_window
+    assert w.minimumSizeHint().width() <= 1366
+    for dock in w._right_docks:  # one at a time, and all at once (they share a tabbed column)
+        w.show_dock(dock)
+        assert w.minimumSizeHint().width() <= 1366, dock.objectName()
