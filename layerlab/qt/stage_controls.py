@@ -76,6 +76,12 @@ class StageControls(QWidget):
         self.compare_box.addItem("beside the stage's input", COMPARE_PREVIOUS)
         self.compare_box.setToolTip("What the large channel is shown next to; the hovered "
                                     "pixel's receptive field is drawn on it")
+        # Narrower than their longest entries (the full text is in the open list), so the
+        # row fits beside the layer list on a 1366-pixel screen.
+        for box, chars in ((self.normalize_box, 8), (self.compare_box, 14)):
+            box.setSizeAdjustPolicy(
+                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            box.setMinimumContentsLength(chars)
         self.look_button = QToolButton(self)
         # Short, so the row fits beside the layer list on a 1366-pixel screen.
         self.look_button.setText("Looks for…")
@@ -89,7 +95,7 @@ class StageControls(QWidget):
                   QLabel("Colormap", self), self.colormap_box,
                   QLabel("Bins", self), self.bins_box):
             row.addWidget(w)
-        row.addSpacing(12)
+        row.addSpacing(8)
         for w in (self.grid_button, self.channel_button, self.channel_box, self.compare_box,
                   self.look_button):
             row.addWidget(w)
