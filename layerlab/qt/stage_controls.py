@@ -9,8 +9,10 @@ from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QButtonGroup,
     QComboBox,
+    QFrame,
     QHBoxLayout,
     QLabel,
+    QScrollArea,
     QSizePolicy,
     QSpinBox,
     QToolButton,
@@ -222,3 +224,27 @@ class StageHeader(QWidget):
             text = "\n".join(_result_only(line) for line in text.splitlines())
         self.formula.setText(text)
         self.formula.setToolTip(self._formula)
+
+
+class SidewaysScroll(QScrollArea):
+    """One row of controls that scrolls sideways when it does not fit; exactly as tall as
+    the row, plus the scroll bar only while the bar is shown."""
+
+    def __init__(self, row: QWidget):
+        super().__init__()
+        self.setWidget(row)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self._fit_height()
+
+    def _fit_height(self) -> None:
+        row = self.widget()
+        bar = self.horizontalScrollBar().sizeHint().height()
+        needs_bar = self.width() < row.minimumSizeHint().width()
+        self.setFixedHeight(row.sizeHint().height() + (bar if needs_bar else 0))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        super().resizeEvent(event)
+        self._fit_height()

@@ -18,10 +18,8 @@ import numpy as np
 from PySide6.QtCore import QEvent, QObject, Qt, Signal, Slot
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
-    QFrame,
     QHBoxLayout,
     QLabel,
-    QScrollArea,
     QSizePolicy,
     QSplitter,
     QStackedWidget,
@@ -37,7 +35,7 @@ from .histogram_view import HistogramView
 from .hover import COMPARE_INPUT, COMPARE_PREVIOUS, HoverInfo, HoverReader
 from .predictions_view import PredictionsView
 from .session import Session
-from .stage_controls import StageControls, StageHeader
+from .stage_controls import SidewaysScroll, StageControls, StageHeader
 from .stage_pages import ChannelPage, GridPage, VectorPage
 from .stage_strip import StageStrip
 
@@ -53,30 +51,6 @@ class _OverlayFilter(QObject):
         if event.type() == QEvent.Type.Resize:
             self._panel._place_overlay()
         return False
-
-
-class SidewaysScroll(QScrollArea):
-    """One row of controls that scrolls sideways when it does not fit; exactly as tall as
-    the row, plus the scroll bar only while the bar is shown."""
-
-    def __init__(self, row: QWidget):
-        super().__init__()
-        self.setWidget(row)
-        self.setWidgetResizable(True)
-        self.setFrameShape(QFrame.Shape.NoFrame)
-        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
-        self._fit_height()
-
-    def _fit_height(self) -> None:
-        row = self.widget()
-        bar = self.horizontalScrollBar().sizeHint().height()
-        needs_bar = self.width() < row.minimumSizeHint().width()
-        self.setFixedHeight(row.sizeHint().height() + (bar if needs_bar else 0))
-
-    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt override)
-        super().resizeEvent(event)
-        self._fit_height()
 
 
 class StagePanel(QWidget):
@@ -115,13 +89,6 @@ class StagePanel(QWidget):
         self.colorbar.rangeEdited.connect(
             lambda lo, hi: self.rangeEdited.emit(self.session.stage, lo, hi))
         self.colorbar.rangeReset.connect(lambda: self.rangeReset.emit(self.session.stage))
-
-    @staticmethod
-    def _scrolling(row: QWidget) -> QScrollArea:
-        """``row`` in a frameless area that scrolls sideways when the panel is narrower than
-        the row (a panel opened on the right of a small screen), instead of widening the
-        window past the screen."""
-        return SidewaysScroll(row)
 
     def _build(self) -> None:
         self.controls = StageControls(self)
@@ -203,7 +170,7 @@ class StagePanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.setSpacing(4)
-        layout.addWidget(self._scrolling(self.controls))
+        layout.addWidget(SidewaysScroll(self.controls))  # never wider than the screen
         layout.addWidget(self.strip)
         layout.addWidget(self.splitter, 1)
 
