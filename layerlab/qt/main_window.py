@@ -537,7 +537,7 @@ class MainWindow(QMainWindow):
         try:
             self.store.save()
             self.store.save_layout(self, self.side_splitter)
-            self.store.flush()  # the newest stack is on disk before the window goes
+            self.store.close()  # the newest stack is on disk before the window goes
         finally:
             self.controller.shutdown()
             self.exporter.shutdown()  # cancel and join a running export

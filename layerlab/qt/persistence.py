@@ -115,6 +115,7 @@ class AutosaveWriter:
         self._cond = threading.Condition()
         self._waiting: Pipeline | None = None
         self._writing = False
+        self._stopping = False
         self._thread: threading.Thread | None = None
 
     def submit(self, pipeline: Pipeline) -> None:
@@ -132,11 +133,24 @@ class AutosaveWriter:
             while self._waiting is not None or self._writing:
                 self._cond.wait()
 
+    def close(self) -> None:
+        """Write what is waiting, then end the thread (a later submit starts a new one)."""
+        with self._cond:
+            thread, self._thread = self._thread, None
+            self._stopping = True
+            self._cond.notify_all()
+        if thread is not None:
+            thread.join()
+        with self._cond:
+            self._stopping = False
+
     def _run(self) -> None:
         while True:
             with self._cond:
-                while self._waiting is None:
+                while self._waiting is None and not self._stopping:
                     self._cond.wait()
+                if self._waiting is None:
+                    return  # stopping, and everything is written
                 pipeline, self._waiting = self._waiting, None
                 self._writing = True
             try:
@@ -201,8 +215,12 @@ class SessionStore:
         st.sync()
 
     def flush(self) -> None:
-        """Wait until the newest stack is written (the window calls this as it closes)."""
+        """Wait until the newest stack is written."""
         self.writer.flush()
+
+    def close(self) -> None:
+        """Write the newest stack and end the writer's thread (the window, as it closes)."""
+        self.writer.close()
 
     def save_preferences(self) -> None:
         """Preferences are kept the moment they change (not only at the next autosave)."""
