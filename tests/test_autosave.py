@@ -91,6 +91,7 @@ def test_autosave_of_big_weights_runs_off_the_gui_thread_and_restores_exactly(
     expected = doc.pipeline
     w.close()  # saves and waits for the newest state to be written
     timer.stop()
+    assert not [t for t in threading.enumerate() if t.name == "layerlab-autosave"]  # ended
     print(f"GUI heartbeat: {ticks['count']} ticks, longest gap {ticks['longest'] * 1000:.0f} ms")
 
     assert calls and all(thread is not gui_thread for thread, _, _ in calls)
