@@ -314,3 +314,61 @@ def test_layer_norm_on_a_vector_stage_and_affine_instance_norm():
     e = explain(layer, params, RGB, 1, 40, 50)
     assert e.details["beta"] == 0.25
     assert e.value == float(want[1, 40, 50]) and close(e.total, e.value)
+
+
+def scatter_conv_transpose(x: np.ndarray, w: np.ndarray, bias, s, p, d, op, groups):
+    """ConvTranspose2d the way it is defined: every input pixel adds its value times the
+    kernel into the output (numpy, float64), then the padding is cropped."""
+    cin, h, wd = x.shape
+    cout_g, kh, kw = w.shape[1:]
+    full_h = (h - 1) * s[0] + d[0] * (kh - 1) + 1 + op[0]
+    full_w = (wd - 1) * s[1] + d[1] * (kw - 1) + 1 + op[1]
+    out = np.zeros((cout_g * groups, full_h, full_w))
+    cin_g = cin // groups
+    for i in range(cin):
+        g = i // cin_g
+        for ky in range(kh):
+            for kx in range(kw):
+                rows = slice(ky * d[0], ky * d[0] + (h - 1) * s[0] + 1, s[0])
+                cols = slice(kx * d[1], kx * d[1] + (wd - 1) * s[1] + 1, s[1])
+                for ol in range(cout_g):
+                    out[g * cout_g + ol, rows, cols] += x[i] * float(w[i, ol, ky, kx])
+    out = out[:, p[0]: full_h - p[0], p[1]: full_w - p[1]]
+    if bias is not None:
+        out += np.asarray(bias, np.float64)[:, None, None]
+    return out
+
+
+@pytest.mark.parametrize("args,channel,y,x", [
+    (dict(out_channels=2, kernel_size=3, stride=2, padding=1, output_padding=1), 1, 7, 10),
+    (dict(out_channels=6, kernel_size=[3, 2], stride=[2, 3], dilation=2, groups=3,
+          padding=[2, 1]), 4, 0, 5),
+    (dict(out_channels=3, kernel_size=4, stride=1, padding=0, bias=False), 2, 13, 0),
+])
+def test_conv_transpose_gathers_what_torch_scatters(args, channel, y, x):
+    image = RGB[:, :12, :14].copy()
+    layer = new_layer("ConvTranspose2d", image.shape, **args)
+    params = dict(materialize(layer))
+    a = layer.args
+    if a["bias"]:
+        params["bias"] = np.linspace(-0.2, 0.3, a["out_channels"], dtype=np.float32)
+    pair = lambda v: tuple(v) if isinstance(v, list) else (v, v)  # noqa: E731
+    with torch.no_grad():
+        want = F.conv_transpose2d(
+            torch.from_numpy(image)[None], torch.from_numpy(np.array(params["weight"])),
+            torch.from_numpy(params["bias"]) if a["bias"] else None, stride=a["stride"],
+            padding=a["padding"], output_padding=a["output_padding"], groups=a["groups"],
+            dilation=a["dilation"])[0].numpy()
+    ref = scatter_conv_transpose(image.astype(np.float64), params["weight"],
+                                 params["bias"] if a["bias"] else None, pair(a["stride"]),
+                                 pair(a["padding"]), pair(a["dilation"]),
+                                 pair(a["output_padding"]), a["groups"])
+    assert ref.shape == want.shape
+    np.testing.assert_allclose(ref, want, atol=1e-5)  # the scatter is torch's definition
+    e = explain(layer, params, image, channel, y, x)
+    assert e.kind == "conv" and e.value == float(want[channel, y, x])
+    assert abs(e.total - ref[channel, y, x]) < 1e-9
+    sums = sum(t for name, t in e.terms if name.startswith("ch "))
+    assert abs(sums + (dict(e.terms).get("bias", 0.0)) - e.total) < 1e-12
+    # every tap that reads no input pixel is marked and contributes nothing
+    assert (e.arrays["products"][e.arrays["padded"]] == 0).all()

@@ -168,6 +168,55 @@ def _conv(layer, params, inp, channel, y, x, value) -> Explanation:
                        terms, details, chans, in_rows, in_cols)
 
 
+def _conv_transpose(layer, params, inp, channel, y, x, value) -> Explanation:
+    """ConvTranspose2d scatters every input pixel times the kernel into the output; gathered
+    at one output pixel, tap (ky, kx) reads input row (y + p - ky*d) / s when that is a whole
+    row inside the input. Taps that read no input pixel are shown as padding."""
+    a = layer.args
+    k, s, d = pair(a["kernel_size"]), pair(a["stride"]), pair(a["dilation"])
+    p = pair(a["padding"])
+    groups, out_ch = a["groups"], a["out_channels"]
+    cin_g, cout_g = a["in_channels"] // groups, out_ch // groups
+    g, o_local = channel // cout_g, channel % cout_g
+    chans = tuple(range(g * cin_g, (g + 1) * cin_g))
+    h, w = inp.shape[1:]
+
+    def sources(pos: int, axis: int, size: int) -> list[tuple[int, bool]]:
+        out = []
+        for t in range(k[axis]):
+            num = pos + p[axis] - t * d[axis]
+            src, rest = divmod(num, s[axis])
+            out.append((src, rest == 0 and 0 <= src < size))
+        return out
+
+    rows, cols = sources(y, 0, h), sources(x, 1, w)
+    valid = np.array([r[1] for r in rows])[:, None] & np.array([c[1] for c in cols])[None, :]
+    clip_r = [min(max(r[0], 0), h - 1) for r in rows]
+    clip_c = [min(max(c[0], 0), w - 1) for c in cols]
+    patch = inp[np.ix_(chans, clip_r, clip_c)].astype(np.float64)
+    patch[:, ~valid] = 0.0
+    kernel = params["weight"][list(chans), o_local].astype(np.float64)  # (in_g, kh, kw)
+    products = patch * kernel
+    sums = products.sum(axis=(1, 2))
+    bias = float(params["bias"][channel]) if a["bias"] and "bias" in params else None
+    total = float(sums.sum()) + (bias or 0.0)
+    terms = [(f"ch {c}", float(v)) for c, v in zip(chans, sums, strict=True)]
+    if bias is not None:
+        terms.append(("bias", bias))
+    formula = (f"out[{channel}, {y}, {x}] = sum over input channels {chans[0]}..{chans[-1]} "
+               f"and taps (ky, kx) with y + p - ky*d = s*iy of x[iy, ix] * "
+               f"weight[in, {o_local}, ky, kx]" + (" + bias" if bias is not None else "")
+               + f" = {_f(total)}")
+    details = {"stride": s, "dilation": d, "padding": p,
+               "output_padding": pair(a["output_padding"]), "groups": groups, "group": g,
+               "taps reading an input pixel": int(valid.sum())}
+    return Explanation("conv", layer.type, channel, y, x, formula, total, value,
+                       {"patch": patch, "kernel": kernel, "products": products,
+                        "padded": np.broadcast_to(~valid, patch.shape).copy()},
+                       terms, details, chans, tuple(r[0] for r in rows),
+                       tuple(c[0] for c in cols))
+
+
 def _linear(layer, params, inp, channel, y, x, value) -> Explanation:
     if inp.ndim == 1:
         row = inp
@@ -461,6 +510,7 @@ Explainer = Callable[..., Explanation]
 
 EXPLAINERS: dict[str, Explainer] = {
     "Conv2d": _conv,
+    "ConvTranspose2d": _conv_transpose,
     "Linear": _linear,
     "MaxPool2d": _max_pool,
     "AdaptiveMaxPool2d": _adaptive_max,
