@@ -9,12 +9,12 @@ import time
 
 import numpy as np
 import pytest
+from gui_helpers import wait_idle
 from PySide6.QtCore import QTimer
 
 from layerlab.core.pipeline import InputSpec, Pipeline, new_layer
 from layerlab.qt import persistence
 from layerlab.qt.persistence import pipeline_json
-from tests.gui_helpers import wait_idle
 
 
 def test_the_sliced_encoding_is_exactly_the_pipeline_files_json():

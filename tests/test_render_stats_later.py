@@ -63,7 +63,7 @@ def test_data_the_fast_path_does_not_take_comes_complete():
 
 
 def test_the_window_gets_every_stages_numbers_after_its_pictures(main_window, qtbot):
-    from tests.gui_helpers import wait_idle
+    from gui_helpers import wait_idle
 
     w = main_window
     pictures, numbers = [], []
