@@ -134,7 +134,7 @@ def _cmd_code(argv: Sequence[str]) -> int:
     args = _code_parser().parse_args(argv)
     from .core import safeio
     from .core.codegen import generate_script
-    from .core.pipeline import Pipeline, PipelineError, atomic_write_text
+    from .core.pipeline import Pipeline, PipelineError
 
     if args.output is not None:
         _check_script_target(args.output, args.pipeline)
@@ -149,7 +149,7 @@ def _cmd_code(argv: Sequence[str]) -> int:
         return 0
     out = Path(args.output)
     try:
-        atomic_write_text(out, script)
+        safeio.write_file(out, script.encode("utf-8"))
     except OSError as e:
         raise UsageError(f"cannot write {out}: {safeio.reason_for(e, writing=True)}") from None
     return 0
@@ -195,8 +195,8 @@ def _cmd_info(argv: Sequence[str]) -> int:
         raise UsageError("give a stack P (*.layerlab.json) or --model NAME")
     if args.stages is not None:
         raise UsageError("--stages selects stages of a --model")
-    from .core.analysis import analyze
-    from .core.pipeline import Pipeline, PipelineError, nonfinite_warnings
+    from .core.analysis import analyze, nonfinite_warnings
+    from .core.pipeline import Pipeline, PipelineError
 
     try:
         pipeline = Pipeline.load(args.pipeline)

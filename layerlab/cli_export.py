@@ -149,9 +149,10 @@ def _cmd_export(argv: Sequence[str]) -> int:
         raise UsageError("--stages selects stages of a --model")
     if args.model is not None:
         return _export_model(args)
+    from .core.analysis import nonfinite_warnings
     from .core.batch import is_pattern
     from .core.export import ExportError
-    from .core.pipeline import Pipeline, PipelineError, nonfinite_warnings
+    from .core.pipeline import Pipeline, PipelineError
 
     try:
         pipeline = Pipeline.load(args.pipeline)

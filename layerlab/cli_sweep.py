@@ -89,9 +89,10 @@ def _int_range(lo: int, hi: int):
 def _cmd_sweep(argv: Sequence[str]) -> int:
     args = _sweep_parser().parse_args(argv)
     from .core import sweep, sweep_output
+    from .core.analysis import nonfinite_warnings
     from .core.engine import Engine, RunError, resolve_device
     from .core.imageio import ImageLoadError, load_image, to_tensor
-    from .core.pipeline import Pipeline, PipelineError, nonfinite_warnings
+    from .core.pipeline import Pipeline, PipelineError
 
     try:
         fmt = sweep_output.format_for(args.out, args.format)

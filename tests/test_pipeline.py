@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from layerlab.core.analysis import analyze
+from layerlab.core.analysis import analyze, nonfinite_warnings
 from layerlab.core.engine import Engine
 from layerlab.core.pipeline import (
     MAX_FILE_BYTES,
@@ -21,7 +21,6 @@ from layerlab.core.pipeline import (
     Pipeline,
     PipelineError,
     new_layer,
-    nonfinite_warnings,
 )
 
 # The example in the design document, verbatim.

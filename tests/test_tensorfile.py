@@ -203,10 +203,14 @@ def test_a_save_that_fails_halfway_is_reported_on_load_not_mixed(tmp_path, monke
     q = trained_cifar(seed=9)
     from layerlab.core import pipeline as pipeline_module
 
-    def fail(path, text):
-        raise OSError(28, "No space left on device")
+    write_file = pipeline_module.safeio.write_file
 
-    monkeypatch.setattr(pipeline_module, "atomic_write_text", fail)
+    def fail(path, data):  # the tensors file is written, the pipeline file is not
+        if str(path).endswith(".json"):
+            raise OSError(28, "No space left on device")
+        return write_file(path, data)
+
+    monkeypatch.setattr(pipeline_module.safeio, "write_file", fail)
     with pytest.raises(OSError):
         q.save(tmp_path / "e.layerlab.json", tensors="external")
     monkeypatch.undo()

@@ -19,6 +19,8 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from .pipeline import LayerSpec, Pipeline, PipelineError, StageShape, format_bytes
 from .specs import Shape, SpecError, shape_text
 
@@ -294,3 +296,15 @@ def in_shape_at(pipeline: Pipeline, index: int, image_hw: tuple[int, int] | None
     if not prefix.ok:
         return None
     return prefix.stages[-1].shape
+
+
+def nonfinite_warnings(pipeline: Pipeline) -> list[str]:
+    """Warnings for NaN/inf weights: accepted, but the user should see them."""
+    warnings = []
+    for i, layer in enumerate(pipeline.layers):
+        for pname, arr in layer.params.items():
+            bad = int((~np.isfinite(arr)).sum())
+            if bad:
+                warnings.append(f"layer {i} ({layer.display_name(i)}): params.{pname} has "
+                                f"{bad} NaN/inf value(s); outputs will contain NaN/inf")
+    return warnings

@@ -60,7 +60,7 @@ from .outdir import (  # noqa: F401 - check_target, not_an_export: public here t
     make_temp_dir,
     not_an_export,
 )
-from .pipeline import DEFAULT_MEMORY_BUDGET, Pipeline, PipelineError, atomic_write_bytes
+from .pipeline import DEFAULT_MEMORY_BUDGET, Pipeline, PipelineError
 from .stage_images import (  # noqa: F401 - the names callers use, as exported here
     GUTTER,
     StageImages,
@@ -125,7 +125,7 @@ def save_png(image: np.ndarray, path: str | os.PathLike) -> Path:
     """Write ``image`` as a PNG atomically (temporary file + rename). Returns the path."""
     p = Path(path)
     try:
-        atomic_write_bytes(p, encode_png(image))
+        safeio.write_file(p, encode_png(image))
     except OSError as e:
         raise ExportError(f"cannot write {p}: {safeio.reason_for(e, writing=True)}") from None
     return p

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .pipeline import atomic_write_bytes
+from . import safeio
 from .tensor_stats import histogram
 
 HISTOGRAM_FILE = "histogram.csv"
@@ -61,5 +61,5 @@ def write_histogram_csv(tensor: torch.Tensor, path: str | os.PathLike,
                         bins: int = DEFAULT_BINS) -> Path:
     """Write :func:`histogram_csv` to ``path`` atomically (temporary file + rename)."""
     p = Path(path)
-    atomic_write_bytes(p, histogram_csv(tensor, bins).encode("ascii"))
+    safeio.write_file(p, histogram_csv(tensor, bins).encode("ascii"))
     return p

@@ -266,8 +266,8 @@ class Pipeline:
         p = Path(path)
         text, beside = self.to_files(p, tensors=tensors)
         if beside is not None:
-            atomic_write_bytes(p.parent / beside[0], beside[1])
-        atomic_write_text(p, text)
+            safeio.write_file(p.parent / beside[0], beside[1])
+        safeio.write_file(p, text.encode("utf-8"))
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str | None = None,
@@ -307,9 +307,9 @@ class Pipeline:
             if e.kind == "directory":
                 raise PipelineError("is a directory, not a pipeline file", source=src) from None
             if e.kind == "too-large":
-                limit = _bytes(MAX_FILE_BYTES)
+                limit = format_bytes(MAX_FILE_BYTES)
                 if e.size:
-                    what = f"file is {_bytes(e.size)}, larger than the {limit} a pipeline file may be"
+                    what = f"file is {format_bytes(e.size)}, larger than the {limit} a pipeline file may be"
                 else:
                     what = (f"it holds more than the {limit} a pipeline file may be (reading "
                             f"stopped there)")
@@ -587,41 +587,10 @@ def _numbers_only(value: Any) -> bool:
     return True
 
 
-def nonfinite_warnings(pipeline: Pipeline) -> list[str]:
-    """Warnings for NaN/inf weights: accepted, but the user should see them."""
-    warnings = []
-    for i, layer in enumerate(pipeline.layers):
-        for pname, arr in layer.params.items():
-            bad = int((~np.isfinite(arr)).sum())
-            if bad:
-                warnings.append(f"layer {i} ({layer.display_name(i)}): params.{pname} has "
-                                f"{bad} NaN/inf value(s); outputs will contain NaN/inf")
-    return warnings
-
-
 # --- small helpers ---------------------------------------------------------------------------
 
 def _shape_list(shape: Iterable[int]) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
-def format_bytes(n: float) -> str:
-    """``512 bytes``, ``1.5 KB``, ``97.7 GB`` (powers of 1024)."""
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
-
-
-_bytes = format_bytes  # the loaders' short name
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``path`` safely (see :func:`layerlab.core.safeio.write_file`): atomically for a
-    regular file, directly to a FIFO or device. Raises ``OSError`` (a ``FileProblem``)."""
-    safeio.write_file(path, data)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+format_bytes = safeio.human_bytes  # ``512 bytes``, ``1.5 KB``, ``97.7 GB`` (powers of 1024)

@@ -13,8 +13,9 @@ from PySide6.QtGui import QGuiApplication, QImage
 from PySide6.QtWidgets import QFileDialog, QWidget
 
 from ..core import resources
+from ..core.analysis import nonfinite_warnings
 from ..core.imageio import ImageLoadError, LoadedImage, from_array, load_image
-from ..core.pipeline import InputSpec, Pipeline, PipelineError, nonfinite_warnings
+from ..core.pipeline import InputSpec, Pipeline, PipelineError
 from .controller import Controller
 from .document import pipeline_title
 from .session import Session
