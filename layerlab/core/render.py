@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import functools
 import math
-import threading
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -37,6 +36,7 @@ import numpy as np
 import torch
 
 from .colormaps import COLORMAPS, apply_colormap, colormap_lut
+from .render_cpu import NORMALIZE_MODES, Matrix, check_mode, levels_t, pixels_cpu, stats_cpu
 from .tensor_stats import (
     STAT_KEYS,
     as_chw,
@@ -69,36 +69,9 @@ __all__ = [
     "to_uint8_with_levels",
 ]
 
-NORMALIZE_MODES = ("channel", "stage", "fixed", "symmetric")
-
 NormalizeMode = Literal["channel", "stage", "fixed", "symmetric"]
 
 # --------------------------------------------------------------------------- normalisation
-
-
-def _check_mode(mode: str) -> None:
-    if mode not in NORMALIZE_MODES:
-        raise ValueError(
-            f"unknown normalisation {mode!r}; choose one of {', '.join(NORMALIZE_MODES)}"
-        )
-
-
-def _levels_t(
-    x: torch.Tensor, mode: str, ch_lo=None, ch_hi=None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    c = x.shape[0]
-    _check_mode(mode)
-    if mode == "fixed":
-        return x.new_zeros(c), x.new_ones(c)
-    if ch_lo is None:
-        ch_lo, ch_hi, _ = finite_minmax(x.reshape(c, -1))
-    if mode == "channel":
-        return ch_lo, ch_hi
-    if mode == "stage":
-        return ch_lo.min().expand(c), ch_hi.max().expand(c)
-    m = torch.maximum(ch_lo.abs().max(), ch_hi.abs().max())
-    m = torch.where(m > 0, m, 1.0)
-    return (-m).expand(c), m.expand(c)
 
 
 def _map_u8(
@@ -128,7 +101,7 @@ def _map_u8(
 def levels(tensor: torch.Tensor, mode: NormalizeMode = "channel") -> np.ndarray:
     """The (lo, hi) each channel is mapped with, as a float64 array of shape (C, 2)."""
     x = as_chw(tensor)
-    lo, hi = _levels_t(x, mode)
+    lo, hi = levels_t(x, mode)
     return torch.stack([lo, hi], dim=1).cpu().double().numpy()
 
 
@@ -143,9 +116,9 @@ def to_uint8_levels(tensor: torch.Tensor, mode: NormalizeMode = "channel"
     (what :func:`levels` gives), from one pass over the data."""
     x = as_chw(tensor)
     c = x.shape[0]
-    _check_mode(mode)
+    check_mode(mode)
     ch_lo, ch_hi, finite = finite_minmax(x.reshape(c, -1))
-    lo, hi = _levels_t(x, mode, ch_lo, ch_hi)
+    lo, hi = levels_t(x, mode, ch_lo, ch_hi)
     u8 = _map_u8(x, lo, hi, mode, finite).cpu().numpy()
     return u8, torch.stack([lo, hi], dim=1).cpu().double().numpy()
 
@@ -155,7 +128,7 @@ def to_uint8_with_levels(tensor: torch.Tensor, lv: np.ndarray,
     """:func:`to_uint8` with given (C, 2) levels instead of the tensor's own, e.g. one
     range shared by the frames of an animation (a (1, 2) row applies to every channel)."""
     x = as_chw(tensor)
-    _check_mode(mode)
+    check_mode(mode)
     lv_t = torch.as_tensor(np.asarray(lv, np.float64), dtype=x.dtype if x.is_floating_point()
                            else torch.float32, device=x.device)
     lv_t = lv_t.expand(x.shape[0], 2) if lv_t.shape[0] == 1 else lv_t
@@ -324,7 +297,7 @@ def render_stage(
     With ``stats=False`` only the pictures are made where that is quicker (finite data on the
     CPU); ``add_stats(rendered, tensor)`` then gives exactly ``render_stage(tensor)``.
     """
-    _check_mode(mode)
+    check_mode(mode)
     colormap_lut(colormap)  # fail on a bad name before any work
     if bins < 1:
         raise ValueError(f"bins must be at least 1, not {bins}")
@@ -333,7 +306,7 @@ def render_stage(
     is_vector = src.ndim in (1, 2)
     x = as_chw(src)
     c, h, w = x.shape
-    pixels = _pixels_cpu(x, mode) if x.device.type == "cpu" else None
+    pixels = pixels_cpu(x, mode) if x.device.type == "cpu" else None
     numbers: dict = {}
     pending = None
     if pixels is None:
@@ -342,7 +315,7 @@ def render_stage(
     else:
         mat, ch_lo, ch_hi, lv, channels_u8 = pixels
         if stats:
-            numbers = _numbers(x, *_stats_cpu(x, mat, ch_lo, ch_hi, bins))
+            numbers = _numbers(x, *stats_cpu(x, mat, ch_lo, ch_hi, bins))
         else:
             pending = (ch_lo, ch_hi, bins)
 
@@ -372,7 +345,7 @@ def add_stats(rendered: RenderedStage, tensor: torch.Tensor) -> RenderedStage:
         return rendered
     ch_lo, ch_hi, bins = rendered.pending
     x = as_chw(torch.as_tensor(tensor))
-    numbers = _numbers(x, *_stats_cpu(x, _Matrix(x), ch_lo, ch_hi, bins))
+    numbers = _numbers(x, *stats_cpu(x, Matrix(x), ch_lo, ch_hi, bins))
     return replace(rendered, pending=None, **numbers)
 
 
@@ -404,7 +377,7 @@ def _render_any(x: torch.Tensor, mode: str, bins: int) -> _Parts:
     flat = xc.reshape(c, -1)
 
     ch_lo, ch_hi, finite = finite_minmax(flat)
-    lo, hi = _levels_t(xc, mode, ch_lo, ch_hi)
+    lo, hi = levels_t(xc, mode, ch_lo, ch_hi)
     u8 = _map_u8(xc, lo, hi, mode, finite)
 
     if x.numel():
@@ -432,194 +405,3 @@ def _render_any(x: torch.Tensor, mode: str, bins: int) -> _Parts:
         small[2 * c : 2 * c + 7],
         small[2 * c + 7 :].reshape(7, c),
     )
-
-
-# ---- the CPU path
-#
-# The data is handled as one contiguous 2-D matrix in memory order, so nothing is transposed
-# in float: either "rows" (contiguous (C, H, W): channel c is row c) or "cols" (channels_last:
-# memory is (H, W, C), viewed as (H*W/g, g*C) so rows are long; column j is channel j % C).
-# Float arithmetic runs in torch, casts and comparisons in numpy (both far faster there on
-# CPU), and the arithmetic is the same step by step as in _render_any, so are the results.
-# Large temporaries are per-thread scratch buffers reused between calls: fresh multi-megabyte
-# allocations cost a page fault per 4 KiB page every time.
-
-_COLS_MIN_WIDTH = 64  # narrower channels_last matrices reduce slowly: copy to rows instead
-_SCRATCH = threading.local()
-_SCRATCH_LIMIT = 16 << 20  # bytes; larger temporaries are allocated and freed each time
-
-
-def _scratch(name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-    """An uninitialised CPU tensor that this thread reuses; never part of a result."""
-    nbytes = math.prod(shape) * dtype.itemsize
-    if nbytes > _SCRATCH_LIMIT:
-        return torch.empty(shape, dtype=dtype)
-    bufs = _SCRATCH.__dict__.setdefault("bufs", {})
-    buf = bufs.get(name)
-    if buf is None or buf.numel() < nbytes:
-        buf = bufs[name] = torch.empty(max(nbytes, 64), dtype=torch.uint8)
-    return buf[:nbytes].view(dtype).view(shape)
-
-
-class _Matrix:
-    def __init__(self, x: torch.Tensor):
-        c, h, w = x.shape
-        n = h * w
-        self.c, self.n = c, n
-        hwc = x.permute(1, 2, 0)
-        self.rows, self.g = True, 1
-        if x.is_contiguous():
-            self.t = x.reshape(c, n)
-        elif hwc.is_contiguous() and c >= 2:
-            g = 1
-            while g * c < 256 and n % (2 * g) == 0:
-                g *= 2
-            if g * c >= _COLS_MIN_WIDTH:
-                self.rows, self.g = False, g
-                self.t = hwc.reshape(n // g, g * c)
-        if self.rows and not x.is_contiguous():
-            self.t = _scratch("copy", (c, h, w), x.dtype).copy_(x).view(c, n)
-        self.a = self.t.numpy()
-
-    def per_channel(self, v: torch.Tensor) -> torch.Tensor:
-        """(C,) values broadcast against the matrix."""
-        return v[:, None] if self.rows else v.repeat(self.g)
-
-    def reduce(self, m: torch.Tensor, op: str, **kw) -> torch.Tensor:
-        """Per-channel amin/amax/sum of a matrix laid out like this one."""
-        if self.rows:
-            return getattr(m, op)(dim=1, **kw)
-        return getattr(getattr(m, op)(dim=0, **kw).reshape(self.g, self.c), op)(dim=0)
-
-    def u8_chw(self, y: np.ndarray) -> np.ndarray:
-        """Values in [0, 256) laid out like the matrix -> new (C, n) uint8, truncated."""
-        if self.rows:
-            return y.astype(np.uint8)
-        u8 = _scratch("u8", y.shape, torch.uint8).numpy()
-        np.copyto(u8, y, casting="unsafe")
-        return np.ascontiguousarray(u8.reshape(self.n, self.c).T)
-
-
-def _pixels_cpu(x: torch.Tensor, mode: str) -> tuple | None:
-    """render_stage's levels and uint8 channels for finite float data on the CPU, with what
-    _stats_cpu goes on from: (matrix, channel min, channel max, levels, u8); None where
-    _render_any must."""
-    c, h, w = x.shape
-    if x.numel() == 0:
-        return None
-    mat = _Matrix(x)
-    t = mat.t
-    ch_lo, ch_hi = mat.reduce(t, "amin"), mat.reduce(t, "amax")
-    if not bool(torch.isfinite(ch_lo).all() & torch.isfinite(ch_hi).all()):
-        return None  # NaN and inf propagate through amin/amax
-    lo, hi = _levels_t(x, mode, ch_lo, ch_hi)
-    work = _scratch("work", tuple(t.shape), t.dtype)
-    wa = work.numpy()
-
-    # uint8 images, per the module docstring's formula
-    if mode == "fixed":
-        torch.clamp(t, 0.0, 1.0, out=work).mul_(255)
-    else:
-        span = hi - lo
-        if not bool(torch.isfinite(span).all()):
-            return None  # needs float64
-        span = torch.where(span == 0, 1.0, span)
-        # x >= lo, so the result lies in [0.5, 255.5): the cast truncates, i.e. floors.
-        torch.sub(t, mat.per_channel(lo), out=work).div_(mat.per_channel(span))
-        work.mul_(255).add_(0.5)
-    u8 = mat.u8_chw(wa).reshape(c, h, w)
-    lv = torch.stack([lo, hi], 1).to(torch.float64).numpy()
-    return mat, ch_lo, ch_hi, lv, u8
-
-
-def _stats_cpu(x: torch.Tensor, mat: _Matrix, ch_lo: torch.Tensor, ch_hi: torch.Tensor,
-               bins: int) -> tuple:
-    """render_stage's histograms and statistics after _pixels_cpu: (edges, counts, stage
-    stats row, channel stats rows)."""
-    c = mat.c
-    t, a = mat.t, mat.a
-    work = _scratch("work", tuple(t.shape), t.dtype)
-
-    # histograms with the stage's edges
-    dtype = np.float64 if x.dtype == torch.float64 else np.float32
-    lo_v, hi_v = float(ch_lo.min()), float(ch_hi.max())
-    edges = bin_edges(lo_v, hi_v, bins, None, dtype)
-    counts = _hist_cpu(mat, work, edges)
-    if counts is None:
-        counts = histogram_rows(mat.t if mat.rows else x.reshape(c, -1), edges, all_in=True)
-        counts = counts.numpy()
-
-    # statistics
-    n = mat.n
-    zeros_at = _scratch("bool", a.shape, torch.bool).numpy()
-    np.equal(a, 0, out=zeros_at)
-    if mat.rows:
-        zeros = torch.tensor([np.count_nonzero(r) for r in zeros_at], dtype=torch.int64)
-    else:
-        # Column sums of the 0/1 bytes, 255 rows at a time so uint8 sums cannot overflow.
-        ones = zeros_at.view(np.uint8)
-        col = np.zeros(ones.shape[1], np.int64)
-        for r in range(0, ones.shape[0], 255):
-            col += np.add.reduce(ones[r : r + 255], axis=0, dtype=np.uint8)
-        zeros = torch.from_numpy(col.reshape(mat.g, c).sum(axis=0))
-    mean = mat.reduce(t, "sum").div_(n)
-    if n > 1:
-        torch.sub(t, mat.per_channel(mean), out=work).square_()
-        std = mat.reduce(work, "sum").div_(n - 1).sqrt_()
-    else:
-        std = torch.zeros_like(mean)
-    none = torch.zeros(c, dtype=torch.int64)
-    parts = (ch_lo, ch_hi, mean, std, zeros, none, none)
-    ch_rows = torch.stack([p.to(torch.float64) for p in parts])
-    st = stage_stats(x, ch_lo, ch_hi, True, zeros=zeros.sum())
-    return edges, counts.astype(np.int64, copy=False), st.numpy(), ch_rows.numpy()
-
-
-def _hist_cpu(mat: _Matrix, work: torch.Tensor, edges: np.ndarray) -> np.ndarray | None:
-    """(C, bins) counts of finite data inside [edges[0], edges[-1]] (as histogram_rows)."""
-    bins = len(edges) - 1
-    if edges.dtype != mat.a.dtype:
-        return None
-    first, last = float(edges[0]), float(edges[-1])
-    scale = bins / (last - first)
-    eps = float(np.finfo(edges.dtype).eps)
-    spacing = float(np.spacing(np.array(max(abs(first), abs(last)), edges.dtype)))
-    tol = 8.0 * (bins * eps + spacing * scale)
-    if tol >= 0.1:
-        return None
-    wa = work.numpy()
-    # t = (x - first) * scale lies within tol of the position between the real edges. Values
-    # within tol of the outer edges certainly lie in the end bins: clamped clear of them, only
-    # values within tol of an inner edge k have frac(t + tol) < 2 tol (and k = trunc(t + tol));
-    # every other value lies in bin trunc(t + tol). The near ones get an exact search.
-    torch.sub(mat.t, first, out=work).mul_(scale)
-    work.clamp_(tol, bins - 0.5 - tol).add_(tol)
-    idx_t = _scratch("idx", tuple(work.shape), torch.int32)
-    idx = idx_t.numpy()
-    np.copyto(idx, wa, casting="unsafe")
-    near = np.less(
-        work.frac_().numpy(), 2 * tol, out=_scratch("bool", wa.shape, torch.bool).numpy()
-    )
-    # Count into a block of bins+1 slots per channel. channels_last data interleaves the
-    # channels, and a few lanes of columns per channel keep consecutive values off the same
-    # counter (bincount is bound by that dependency); rows just add their channel's offset.
-    slots = bins + 1
-    lanes = 1
-    if mat.rows:
-        if mat.c > 1:
-            idx_t.add_(torch.arange(0, mat.c * slots, slots, dtype=torch.int32)[:, None])
-    else:
-        while lanes < 4 and mat.g % (2 * lanes) == 0:
-            lanes *= 2
-        idx_t.add_(torch.arange(mat.a.shape[1], dtype=torch.int32) % (mat.c * lanes) * slots)
-    total = mat.c * lanes
-    counts = torch.bincount(idx_t.view(-1), minlength=total * slots).numpy()
-    pos = np.flatnonzero(near)
-    if len(pos):
-        xs = mat.a.reshape(-1)[pos]
-        exact = np.searchsorted(edges, xs, side="right") - 1
-        np.clip(exact, 0, bins - 1, out=exact)
-        guess = idx.reshape(-1)[pos]  # slot * (bins + 1) + bin
-        counts = counts - np.bincount(guess, minlength=total * slots)
-        counts += np.bincount(guess - guess % slots + exact, minlength=total * slots)
-    return counts.reshape(lanes, mat.c, slots).sum(axis=0)[:, :bins]

@@ -1,0 +1,232 @@
+"""The renderer's number work: the display levels of each normalisation, and the fast CPU
+path of ``render.render_stage`` (pixels, then histograms and statistics) with its reused
+scratch buffers. ``render`` is the public face; nothing here draws.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+import torch
+
+from .tensor_stats import bin_edges, finite_minmax, histogram_rows, stage_stats
+
+NORMALIZE_MODES = ("channel", "stage", "fixed", "symmetric")
+
+
+def check_mode(mode: str) -> None:
+    if mode not in NORMALIZE_MODES:
+        raise ValueError(
+            f"unknown normalisation {mode!r}; choose one of {', '.join(NORMALIZE_MODES)}"
+        )
+
+
+def levels_t(
+    x: torch.Tensor, mode: str, ch_lo=None, ch_hi=None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    c = x.shape[0]
+    check_mode(mode)
+    if mode == "fixed":
+        return x.new_zeros(c), x.new_ones(c)
+    if ch_lo is None:
+        ch_lo, ch_hi, _ = finite_minmax(x.reshape(c, -1))
+    if mode == "channel":
+        return ch_lo, ch_hi
+    if mode == "stage":
+        return ch_lo.min().expand(c), ch_hi.max().expand(c)
+    m = torch.maximum(ch_lo.abs().max(), ch_hi.abs().max())
+    m = torch.where(m > 0, m, 1.0)
+    return (-m).expand(c), m.expand(c)
+
+
+# ---- the CPU path
+#
+# The data is handled as one contiguous 2-D matrix in memory order, so nothing is transposed
+# in float: either "rows" (contiguous (C, H, W): channel c is row c) or "cols" (channels_last:
+# memory is (H, W, C), viewed as (H*W/g, g*C) so rows are long; column j is channel j % C).
+# Float arithmetic runs in torch, casts and comparisons in numpy (both far faster there on
+# CPU), and the arithmetic is the same step by step as in _render_any, so are the results.
+# Large temporaries are per-thread scratch buffers reused between calls: fresh multi-megabyte
+# allocations cost a page fault per 4 KiB page every time.
+
+_COLS_MIN_WIDTH = 64  # narrower channels_last matrices reduce slowly: copy to rows instead
+_SCRATCH = threading.local()
+_SCRATCH_LIMIT = 16 << 20  # bytes; larger temporaries are allocated and freed each time
+
+
+def _scratch(name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised CPU tensor that this thread reuses; never part of a result."""
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > _SCRATCH_LIMIT:
+        return torch.empty(shape, dtype=dtype)
+    bufs = _SCRATCH.__dict__.setdefault("bufs", {})
+    buf = bufs.get(name)
+    if buf is None or buf.numel() < nbytes:
+        buf = bufs[name] = torch.empty(max(nbytes, 64), dtype=torch.uint8)
+    return buf[:nbytes].view(dtype).view(shape)
+
+
+class Matrix:
+    def __init__(self, x: torch.Tensor):
+        c, h, w = x.shape
+        n = h * w
+        self.c, self.n = c, n
+        hwc = x.permute(1, 2, 0)
+        self.rows, self.g = True, 1
+        if x.is_contiguous():
+            self.t = x.reshape(c, n)
+        elif hwc.is_contiguous() and c >= 2:
+            g = 1
+            while g * c < 256 and n % (2 * g) == 0:
+                g *= 2
+            if g * c >= _COLS_MIN_WIDTH:
+                self.rows, self.g = False, g
+                self.t = hwc.reshape(n // g, g * c)
+        if self.rows and not x.is_contiguous():
+            self.t = _scratch("copy", (c, h, w), x.dtype).copy_(x).view(c, n)
+        self.a = self.t.numpy()
+
+    def per_channel(self, v: torch.Tensor) -> torch.Tensor:
+        """(C,) values broadcast against the matrix."""
+        return v[:, None] if self.rows else v.repeat(self.g)
+
+    def reduce(self, m: torch.Tensor, op: str, **kw) -> torch.Tensor:
+        """Per-channel amin/amax/sum of a matrix laid out like this one."""
+        if self.rows:
+            return getattr(m, op)(dim=1, **kw)
+        return getattr(getattr(m, op)(dim=0, **kw).reshape(self.g, self.c), op)(dim=0)
+
+    def u8_chw(self, y: np.ndarray) -> np.ndarray:
+        """Values in [0, 256) laid out like the matrix -> new (C, n) uint8, truncated."""
+        if self.rows:
+            return y.astype(np.uint8)
+        u8 = _scratch("u8", y.shape, torch.uint8).numpy()
+        np.copyto(u8, y, casting="unsafe")
+        return np.ascontiguousarray(u8.reshape(self.n, self.c).T)
+
+
+def pixels_cpu(x: torch.Tensor, mode: str) -> tuple | None:
+    """render_stage's levels and uint8 channels for finite float data on the CPU, with what
+    stats_cpu goes on from: (matrix, channel min, channel max, levels, u8); None where
+    _render_any must."""
+    c, h, w = x.shape
+    if x.numel() == 0:
+        return None
+    mat = Matrix(x)
+    t = mat.t
+    ch_lo, ch_hi = mat.reduce(t, "amin"), mat.reduce(t, "amax")
+    if not bool(torch.isfinite(ch_lo).all() & torch.isfinite(ch_hi).all()):
+        return None  # NaN and inf propagate through amin/amax
+    lo, hi = levels_t(x, mode, ch_lo, ch_hi)
+    work = _scratch("work", tuple(t.shape), t.dtype)
+    wa = work.numpy()
+
+    # uint8 images, per the module docstring's formula
+    if mode == "fixed":
+        torch.clamp(t, 0.0, 1.0, out=work).mul_(255)
+    else:
+        span = hi - lo
+        if not bool(torch.isfinite(span).all()):
+            return None  # needs float64
+        span = torch.where(span == 0, 1.0, span)
+        # x >= lo, so the result lies in [0.5, 255.5): the cast truncates, i.e. floors.
+        torch.sub(t, mat.per_channel(lo), out=work).div_(mat.per_channel(span))
+        work.mul_(255).add_(0.5)
+    u8 = mat.u8_chw(wa).reshape(c, h, w)
+    lv = torch.stack([lo, hi], 1).to(torch.float64).numpy()
+    return mat, ch_lo, ch_hi, lv, u8
+
+
+def stats_cpu(x: torch.Tensor, mat: Matrix, ch_lo: torch.Tensor, ch_hi: torch.Tensor,
+               bins: int) -> tuple:
+    """render_stage's histograms and statistics after pixels_cpu: (edges, counts, stage
+    stats row, channel stats rows)."""
+    c = mat.c
+    t, a = mat.t, mat.a
+    work = _scratch("work", tuple(t.shape), t.dtype)
+
+    # histograms with the stage's edges
+    dtype = np.float64 if x.dtype == torch.float64 else np.float32
+    lo_v, hi_v = float(ch_lo.min()), float(ch_hi.max())
+    edges = bin_edges(lo_v, hi_v, bins, None, dtype)
+    counts = _hist_cpu(mat, work, edges)
+    if counts is None:
+        counts = histogram_rows(mat.t if mat.rows else x.reshape(c, -1), edges, all_in=True)
+        counts = counts.numpy()
+
+    # statistics
+    n = mat.n
+    zeros_at = _scratch("bool", a.shape, torch.bool).numpy()
+    np.equal(a, 0, out=zeros_at)
+    if mat.rows:
+        zeros = torch.tensor([np.count_nonzero(r) for r in zeros_at], dtype=torch.int64)
+    else:
+        # Column sums of the 0/1 bytes, 255 rows at a time so uint8 sums cannot overflow.
+        ones = zeros_at.view(np.uint8)
+        col = np.zeros(ones.shape[1], np.int64)
+        for r in range(0, ones.shape[0], 255):
+            col += np.add.reduce(ones[r : r + 255], axis=0, dtype=np.uint8)
+        zeros = torch.from_numpy(col.reshape(mat.g, c).sum(axis=0))
+    mean = mat.reduce(t, "sum").div_(n)
+    if n > 1:
+        torch.sub(t, mat.per_channel(mean), out=work).square_()
+        std = mat.reduce(work, "sum").div_(n - 1).sqrt_()
+    else:
+        std = torch.zeros_like(mean)
+    none = torch.zeros(c, dtype=torch.int64)
+    parts = (ch_lo, ch_hi, mean, std, zeros, none, none)
+    ch_rows = torch.stack([p.to(torch.float64) for p in parts])
+    st = stage_stats(x, ch_lo, ch_hi, True, zeros=zeros.sum())
+    return edges, counts.astype(np.int64, copy=False), st.numpy(), ch_rows.numpy()
+
+
+def _hist_cpu(mat: Matrix, work: torch.Tensor, edges: np.ndarray) -> np.ndarray | None:
+    """(C, bins) counts of finite data inside [edges[0], edges[-1]] (as histogram_rows)."""
+    bins = len(edges) - 1
+    if edges.dtype != mat.a.dtype:
+        return None
+    first, last = float(edges[0]), float(edges[-1])
+    scale = bins / (last - first)
+    eps = float(np.finfo(edges.dtype).eps)
+    spacing = float(np.spacing(np.array(max(abs(first), abs(last)), edges.dtype)))
+    tol = 8.0 * (bins * eps + spacing * scale)
+    if tol >= 0.1:
+        return None
+    wa = work.numpy()
+    # t = (x - first) * scale lies within tol of the position between the real edges. Values
+    # within tol of the outer edges certainly lie in the end bins: clamped clear of them, only
+    # values within tol of an inner edge k have frac(t + tol) < 2 tol (and k = trunc(t + tol));
+    # every other value lies in bin trunc(t + tol). The near ones get an exact search.
+    torch.sub(mat.t, first, out=work).mul_(scale)
+    work.clamp_(tol, bins - 0.5 - tol).add_(tol)
+    idx_t = _scratch("idx", tuple(work.shape), torch.int32)
+    idx = idx_t.numpy()
+    np.copyto(idx, wa, casting="unsafe")
+    near = np.less(
+        work.frac_().numpy(), 2 * tol, out=_scratch("bool", wa.shape, torch.bool).numpy()
+    )
+    # Count into a block of bins+1 slots per channel. channels_last data interleaves the
+    # channels, and a few lanes of columns per channel keep consecutive values off the same
+    # counter (bincount is bound by that dependency); rows just add their channel's offset.
+    slots = bins + 1
+    lanes = 1
+    if mat.rows:
+        if mat.c > 1:
+            idx_t.add_(torch.arange(0, mat.c * slots, slots, dtype=torch.int32)[:, None])
+    else:
+        while lanes < 4 and mat.g % (2 * lanes) == 0:
+            lanes *= 2
+        idx_t.add_(torch.arange(mat.a.shape[1], dtype=torch.int32) % (mat.c * lanes) * slots)
+    total = mat.c * lanes
+    counts = torch.bincount(idx_t.view(-1), minlength=total * slots).numpy()
+    pos = np.flatnonzero(near)
+    if len(pos):
+        xs = mat.a.reshape(-1)[pos]
+        exact = np.searchsorted(edges, xs, side="right") - 1
+        np.clip(exact, 0, bins - 1, out=exact)
+        guess = idx.reshape(-1)[pos]  # slot * (bins + 1) + bin
+        counts = counts - np.bincount(guess, minlength=total * slots)
+        counts += np.bincount(guess - guess % slots + exact, minlength=total * slots)
+    return counts.reshape(lanes, mat.c, slots).sum(axis=0)[:, :bins]
