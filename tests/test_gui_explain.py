@@ -215,7 +215,7 @@ def test_clicks_in_the_channel_view_and_alt_click_in_the_grid(harness, qtbot):
 
 
 def test_alt_hover_explains_what_is_under_the_mouse(harness, qtbot, monkeypatch):
-    from layerlab.qt import stage_panel as module
+    from layerlab.qt import stage_pointer as module  # where the pointer reads the keys
 
     harness.run(conv_stack())
     panel = harness.panel
