@@ -129,6 +129,18 @@ def _conv_padding(args: Mapping[str, Any]) -> tuple[tuple[int, int], tuple[int, 
     return (p[0], p[0]), (p[1], p[1])
 
 
+def _weighted_sum(patch, kernel, params, args, channel, chans):
+    """A conv's products, total (float64), per-input-channel terms (+ the bias) and bias."""
+    products = patch * kernel
+    sums = products.sum(axis=(1, 2))
+    bias = float(params["bias"][channel]) if args["bias"] and "bias" in params else None
+    total = float(sums.sum()) + (bias or 0.0)
+    terms = [(f"ch {c}", float(v)) for c, v in zip(chans, sums, strict=True)]
+    if bias is not None:
+        terms.append(("bias", bias))
+    return products, total, terms, bias
+
+
 def _conv(layer, params, inp, channel, y, x, value) -> Explanation:
     a = layer.args
     k, s, d = pair(a["kernel_size"]), pair(a["stride"]), pair(a["dilation"])
@@ -150,13 +162,7 @@ def _conv(layer, params, inp, channel, y, x, value) -> Explanation:
     outside = (np.array([not 0 <= r < h for r in in_rows])[:, None]
                | np.array([not 0 <= c < w for c in in_cols])[None, :])
     kernel = params["weight"][channel].astype(np.float64)
-    products = patch * kernel
-    sums = products.sum(axis=(1, 2))
-    bias = float(params["bias"][channel]) if a["bias"] and "bias" in params else None
-    total = float(sums.sum()) + (bias or 0.0)
-    terms = [(f"ch {c}", float(v)) for c, v in zip(chans, sums, strict=True)]
-    if bias is not None:
-        terms.append(("bias", bias))
+    products, total, terms, bias = _weighted_sum(patch, kernel, params, a, channel, chans)
     formula = (f"out[{channel}, {y}, {x}] = sum over input channels {chans[0]}..{chans[-1]} "
                f"of sum(patch * kernel)" + (" + bias" if bias is not None else "")
                + f" = {_f(total)}")
@@ -196,13 +202,7 @@ def _conv_transpose(layer, params, inp, channel, y, x, value) -> Explanation:
     patch = inp[np.ix_(chans, clip_r, clip_c)].astype(np.float64)
     patch[:, ~valid] = 0.0
     kernel = params["weight"][list(chans), o_local].astype(np.float64)  # (in_g, kh, kw)
-    products = patch * kernel
-    sums = products.sum(axis=(1, 2))
-    bias = float(params["bias"][channel]) if a["bias"] and "bias" in params else None
-    total = float(sums.sum()) + (bias or 0.0)
-    terms = [(f"ch {c}", float(v)) for c, v in zip(chans, sums, strict=True)]
-    if bias is not None:
-        terms.append(("bias", bias))
+    products, total, terms, bias = _weighted_sum(patch, kernel, params, a, channel, chans)
     formula = (f"out[{channel}, {y}, {x}] = sum over input channels {chans[0]}..{chans[-1]} "
                f"and taps (ky, kx) with y + p - ky*d = s*iy of x[iy, ix] * "
                f"weight[in, {o_local}, ky, kx]" + (" + bias" if bias is not None else "")
