@@ -17,6 +17,7 @@ from torch import nn
 
 from .analysis import OverBudget, analyze, check_memory
 from .edits import initial_state
+from .memory import keep_freed_memory
 from .pipeline import DEFAULT_MEMORY_BUDGET, LayerSpec, Pipeline
 from .preprocess import normalize, resize_crop
 from .specs import Shape
@@ -88,6 +89,7 @@ class Engine:
 
     def __init__(self, device: str = "auto", *, channels_last: bool | None = None,
                  memory_budget: int = DEFAULT_MEMORY_BUDGET):
+        keep_freed_memory()  # stage outputs reuse the last run's pages instead of faulting
         self.device = resolve_device(device)
         # channels_last is much faster for small/depthwise convs and pooling on CPU; on CUDA
         # cuDNN picks its own layouts well, so keep the tutorials' NCHW there.
