@@ -42,7 +42,7 @@ def test_open_model_shows_every_stage_by_module_path(main_window, qtbot, tmp_pat
     torch.testing.assert_close(torch.from_numpy(last.values), ref[0], rtol=0, atol=1e-5)
     assert last.rendered is not None  # drawn in the worker like any stage
     assert w.statusBar().currentMessage() == \
-        f"Opened squeezenet1_1 (weights sq.pt): {len(plan.stages)} stages"
+        f"Opened squeezenet1_1 (weights sq.pt): {len(plan.stages) - 1} stages"
     # the last stage's predictions: softmax top-5 with ImageNet's names, as torch ranks them
     s.select(stage=max(s.results))
     qtbot.waitUntil(lambda: w.stage_panel.predictions.isVisible(), timeout=10000)

@@ -450,7 +450,8 @@ class Controller(QObject):
         if not summary.cancelled and not refused and s.model is not None \
                 and s.model == self._opening_model and not summary.error:
             self._opening_model = None
-            w.show_status(f"Opened {s.model.text()}: {summary.stages} stages")
+            # as the timings count them: the input is not one of the model's stages
+            w.show_status(f"Opened {s.model.text()}: {summary.stages - 1} stages")
         if not summary.cancelled and not refused:
             self.views.stack.set_run_errors(s.run_errors)
             self._update_form_status()
