@@ -303,10 +303,12 @@ class Pipeline:
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str | None = None,
-                  folder: str | os.PathLike | None = None) -> Pipeline:
+                  folder: str | os.PathLike | None = None,
+                  tensors: Mapping[str, np.ndarray] | None = None) -> Pipeline:
         """Parse a pipeline object; ``folder`` is where its tensors file is (None: a
-        pipeline that references one cannot be read)."""
-        return _parse(data, source, folder)
+        pipeline that references one cannot be read). ``tensors``: the arrays its
+        ``{"tensor": KEY}`` params name, already read (the session's own tensor files)."""
+        return _parse(data, source, folder, tensors)
 
     @classmethod
     def from_json(cls, text: str, *, source: str | None = None,
@@ -405,8 +407,8 @@ def name_problem(name: object) -> str | None:
     return None
 
 
-def _parse(data: Any, source: str | None, folder: str | os.PathLike | None = None
-           ) -> Pipeline:
+def _parse(data: Any, source: str | None, folder: str | os.PathLike | None = None,
+           given: Mapping[str, np.ndarray] | None = None) -> Pipeline:
     def fail(msg: str, **kw: Any) -> PipelineError:
         return PipelineError(msg, source=source, **kw)
 
@@ -455,7 +457,7 @@ def _parse(data: Any, source: str | None, folder: str | os.PathLike | None = Non
         raise fail(f"{len(layers_raw)} layers is more than the {MAX_LAYERS} LayerLab accepts",
                    field="layers")
     classes = _parse_classes(data.get("classes", []), fail)
-    tensors = None
+    tensors = given
     if "tensors" in data:
         try:
             tensors = tensorfile.read_reference(data["tensors"], folder)
