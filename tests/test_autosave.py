@@ -172,6 +172,9 @@ def test_big_tensors_go_to_files_of_their_own_and_a_re_save_writes_only_the_chan
     named(edited).write_bytes(bytes(raw))
     with pytest.raises(PipelineError, match="changed since it was saved"):
         persistence.read_session(path, path.read_text())
+    named(edited).write_bytes(bytes(raw[:-1000]))  # cut short
+    with pytest.raises(PipelineError, match="truncated or damaged"):
+        persistence.read_session(path, path.read_text())
 
     # A stack without big tensors again: a plain pipeline file, and the folder is emptied.
     plain = Pipeline(InputSpec("gray"), (new_layer("ReLU"),))

@@ -163,11 +163,10 @@ def read_session(path: Path, text: str) -> Pipeline:
                 raise PipelineError(f"{key!r} is not a tensor of this session",
                                     source="last session")
             try:
-                arr = tensorfile.read_tensor_file(folder / f"{key}{tensorfile.SUFFIX}")
+                arr = tensorfile.read_one(folder / f"{key}{tensorfile.SUFFIX}", "tensor")
             except tensorfile.TensorFileError as e:
                 raise PipelineError(str(e), source="last session") from None
-            arr = arr.get("tensor")
-            if arr is None or array_digest(arr) != key:
+            if array_digest(arr) != key:  # (and the layer keys need the digest anyway)
                 raise PipelineError(f"the tensor file {key[:12]}… was changed since it was "
                                     f"saved", source="last session")
             tensors[key] = arr
