@@ -83,10 +83,12 @@ def test_alexnet_opens_as_a_stack_equal_to_torchvision_stage_by_stage(
     w, (model, path) = main_window, alexnet_file
     s, doc = w.session, w.session.document
     before, steps_before = doc.pipeline, doc.undo_stack.count()
-    messages = []
+    messages, progress = [], []
     w.statusBar().messageChanged.connect(messages.append)
+    shown = w.set_progress
+    w.set_progress = lambda text, tip="": (progress.append(text), shown(text, tip))
     open_as_stack(w, qtbot, "alexnet", path)
-    assert w.model_stack.busy or doc.title == "alexnet"  # built off the GUI thread
+    assert w.model_stack.busy  # built off the GUI thread: the dialog's click has returned
     qtbot.waitUntil(lambda: doc.title == "alexnet" and not w.model_stack.busy, timeout=120000)
     wait_idle(w, qtbot, timeout=120000)
     qtbot.waitUntil(lambda: len(s.results) == len(s.pipeline.stage_names()), timeout=60000)
@@ -94,6 +96,7 @@ def test_alexnet_opens_as_a_stack_equal_to_torchvision_stage_by_stage(
     assert doc.undo_stack.count() == steps_before + 1
     # AlexNet's 21 modules and the Flatten its forward does
     assert "Opened alexnet (file alexnet-seeded.pt) as an editable stack: 22 layers" in messages
+    assert "building alexnet: layer 21/21" in progress  # one step per module
     p = s.pipeline
     assert p.stage_names()[:4] == ["input", "normalize", "features.0", "features.1"]
     assert p.classes == tuple(tvm.AlexNet_Weights.IMAGENET1K_V1.meta["categories"])

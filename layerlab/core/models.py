@@ -540,7 +540,7 @@ def to_pipeline(opened: OpenedModel):
 def stack_steps(opened: OpenedModel):
     """:func:`to_pipeline` one layer per step: yields ``(done, total)`` and returns the
     pipeline (a job can show progress and stop between layers). The tensors become the
-    stack's without a copy: ``opened`` must not be run or changed afterwards."""
+    stack's without a copy: ``opened``'s module must not be changed afterwards."""
     from .pipeline import LayerSpec, Pipeline
     from .specs import OPS
 
