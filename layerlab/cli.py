@@ -72,7 +72,9 @@ def _code_parser() -> argparse.ArgumentParser:
         "Print a standalone PyTorch script (torch, torchvision, pillow, numpy) that rebuilds\n"
         "the stack P as an nn.Sequential with its exact weights. Run it as\n"
         "  python script.py IMAGE [--out output.npy]\n"
-        "to save the last stage as float32 .npy (the layout of 'layerlab export --raw').",
+        "to save the last stage as float32 .npy (the layout of 'layerlab export --raw').\n"
+        "A stack of more than 16 MB of weights (AlexNet, VGG) needs -o FILE.py: its tensors\n"
+        "go to FILE-tensors.safetensors beside the script, which reads them with numpy.",
         "layerlab code resources/pipelines/cifar10-tutorial.layerlab.json -o cifar10.py"))
     p.add_argument("pipeline", metavar="P", help="the stack (*.layerlab.json)")
     p.add_argument("-o", "--output", metavar="FILE",
@@ -133,8 +135,9 @@ def _parse_size(text: str) -> tuple[int, int]:
 def _cmd_code(argv: Sequence[str]) -> int:
     args = _code_parser().parse_args(argv)
     from .core import safeio
-    from .core.codegen import generate_script
+    from .core.codegen import INLINE_MAX_BYTES, generate_script, script_tensors
     from .core.pipeline import Pipeline, PipelineError
+    from .core.tensorfile import encode, tensor_file_name
 
     if args.output is not None:
         _check_script_target(args.output, args.pipeline)
@@ -143,12 +146,25 @@ def _cmd_code(argv: Sequence[str]) -> int:
     except PipelineError as e:
         raise UsageError(str(e)) from None
     pipeline, _ = _with_weights(pipeline, args.weights)
-    script = generate_script(pipeline, source=Path(args.pipeline).name)
-    if args.output is None:
+    big = pipeline.tensor_bytes() > INLINE_MAX_BYTES
+    if big and args.output is None:
+        raise UsageError(f"the stack holds {safeio.human_bytes(pipeline.tensor_bytes())} of "
+                         f"weights, too many to print as numbers; give -o FILE.py (they go "
+                         f"to FILE-tensors.safetensors beside it)")
+    out = Path(args.output) if args.output is not None else None
+    beside = out.with_name(f"{out.stem}-tensors.safetensors") if big else None
+    if beside is not None and beside.resolve() == Path(args.pipeline).with_name(
+            tensor_file_name(args.pipeline)).resolve():
+        raise UsageError(f"{beside.name} is the pipeline's own tensors file; choose another "
+                         f"name for the script")
+    script = generate_script(pipeline, source=Path(args.pipeline).name,
+                             tensors=beside.name if beside else None)
+    if out is None:
         say(script, end="")
         return 0
-    out = Path(args.output)
     try:
+        if beside is not None:  # the tensors first: the script never names a missing file
+            safeio.write_file(beside, encode(script_tensors(pipeline)))
         safeio.write_file(out, script.encode("utf-8"))
     except OSError as e:
         raise UsageError(f"cannot write {out}: {safeio.reason_for(e, writing=True)}") from None

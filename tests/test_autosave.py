@@ -3,6 +3,7 @@ thread, the newest state wins, and quitting keeps exactly the last one."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -12,7 +13,7 @@ import pytest
 from gui_helpers import wait_idle
 from PySide6.QtCore import QTimer
 
-from layerlab.core.pipeline import InputSpec, Pipeline, new_layer
+from layerlab.core.pipeline import InputSpec, Pipeline, PipelineError, new_layer
 from layerlab.qt import persistence
 from layerlab.qt.persistence import pipeline_json
 
@@ -61,7 +62,7 @@ def test_autosave_of_big_weights_runs_off_the_gui_thread_and_restores_exactly(
     timer.setInterval(10)
     timer.timeout.connect(heartbeat)
     calls = []
-    real_encode = persistence.pipeline_json
+    real_encode = persistence.session_json
 
     def spy(pipeline):
         # The GUI thread must keep running while this encodes: wait for three heartbeats
@@ -76,7 +77,7 @@ def test_autosave_of_big_weights_runs_off_the_gui_thread_and_restores_exactly(
                       ticks["count"] - seen))
         return real_encode(pipeline)
 
-    monkeypatch.setattr(persistence, "pipeline_json", spy)
+    monkeypatch.setattr(persistence, "session_json", spy)
     doc = w.session.document
     stack = big_stack(features, outputs, 0)  # (drawing the random weights takes a while)
     timer.start()
@@ -121,3 +122,61 @@ def test_the_writer_writes_the_newest_then_its_thread_ends(tmp_path):
     writer.submit(first)  # a closed writer starts again when asked to
     writer.close()
     assert (tmp_path / "session.json").read_text() == pipeline_json(first) + "\n"
+
+
+def test_big_tensors_go_to_files_of_their_own_and_a_re_save_writes_only_the_changed_one(
+        tmp_path):
+    rng = np.random.default_rng(5)
+    a = new_layer("Linear", (1000,), in_features=1000, out_features=300).with_param(
+        "weight", rng.standard_normal((300, 1000), dtype=np.float32))
+    b = new_layer("Linear", (300,), in_features=300, out_features=400).with_param(
+        "weight", rng.standard_normal((400, 300), dtype=np.float32))
+    small = new_layer("Linear", (400,), in_features=400, out_features=3).with_param(
+        "weight", rng.standard_normal((3, 400), dtype=np.float32))
+    stack = Pipeline(InputSpec("gray", resize=(40, 25)), (new_layer("Flatten"), a, b, small))
+    path = tmp_path / "s-session.layerlab.json"
+    folder = tmp_path / "s-session-tensors"
+    writer = persistence.AutosaveWriter(path)
+    writer.submit(stack)
+    writer.flush()
+
+    def named(arr):  # the file of a tensor: the sha256 of its float32 bytes
+        return folder / (hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
+                         + ".safetensors")
+
+    wa, wb = a.params["weight"], b.params["weight"]
+    assert sorted(folder.iterdir()) == sorted([named(wa), named(wb)])
+    assert path.stat().st_size < 40_000  # the small Linear inline; 420 000 weights are not
+    assert json.loads(path.read_text())["pipeline"]["layers"][3]["params"]["weight"] == \
+        small.params["weight"].tolist()
+    kept = named(wa).stat()
+
+    edited = np.array(wb)
+    edited[7, 11] = 0.5
+    after = stack.replace_layer(2, b.with_param("weight", edited))
+    writer.submit(after)
+    writer.close()
+    assert sorted(folder.iterdir()) == sorted([named(wa), named(edited)])  # the old b is gone
+    again = named(wa).stat()
+    assert (again.st_ino, again.st_mtime_ns) == (kept.st_ino, kept.st_mtime_ns)  # not rewritten
+
+    restored = persistence.read_session(path, path.read_text())
+    for mine, theirs in zip(restored.layers, after.layers, strict=True):
+        assert mine.key == theirs.key and mine.name == theirs.name
+    np.testing.assert_array_equal(restored.layers[2].params["weight"], edited)
+    assert restored.input == after.input
+
+    # A tensor file changed behind the session's back is refused, not used.
+    raw = bytearray(named(edited).read_bytes())
+    raw[-4:] = np.float32(9.0).tobytes()
+    named(edited).write_bytes(bytes(raw))
+    with pytest.raises(PipelineError, match="changed since it was saved"):
+        persistence.read_session(path, path.read_text())
+    named(edited).write_bytes(bytes(raw[:-1000]))  # cut short
+    with pytest.raises(PipelineError, match="truncated or damaged"):
+        persistence.read_session(path, path.read_text())
+
+    # A stack without big tensors again: a plain pipeline file, and the folder is emptied.
+    plain = Pipeline(InputSpec("gray"), (new_layer("ReLU"),))
+    persistence.write_session(path, plain)
+    assert path.read_text() == pipeline_json(plain) + "\n" and not list(folder.iterdir())

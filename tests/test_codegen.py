@@ -385,3 +385,42 @@ def test_every_op_type_matches_the_engine_bit_for_bit(tmp_path):
             x = module(x)
             assert torch.equal(x, result.output), result.name
     assert tuple(x.shape) == (1, 5)
+
+
+def test_a_big_stack_reads_its_weights_from_a_tensors_file_beside_the_script(tmp_path):
+    from layerlab import cli
+    from layerlab.core import codegen
+
+    rng = np.random.default_rng(11)
+    n_in, n_out = 64 * 64, codegen.INLINE_MAX_BYTES // (4 * 64 * 64) + 8  # just over
+    stack = p([{"type": "Conv2d", "name": "conv", "args": {"in_channels": 1,
+               "out_channels": 1, "kernel_size": 3, "padding": 1}},
+               {"type": "Flatten"},
+               {"type": "Linear", "name": "fc", "args": {"in_features": n_in,
+                                                         "out_features": n_out}}],
+              resize=[64, 64])
+    stack = stack.replace_layer(2, stack.layers[2].with_param(
+        "weight", rng.standard_normal((n_out, n_in), dtype=np.float32) / 64))
+    assert stack.tensor_bytes() > codegen.INLINE_MAX_BYTES
+    source = tmp_path / "big.layerlab.json"
+    stack.save(source)
+    assert cli.main(["code", str(source)]) == 2  # too many numbers to print
+    script = tmp_path / "big_net.py"
+    assert cli.main(["code", str(source), "-o", str(script)]) == 0
+    beside = tmp_path / "big_net-tensors.safetensors"
+    assert beside.is_file() and script.stat().st_size < 100_000
+    tree = ast.parse(script.read_text())
+    imported = {a.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for a in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom)}
+    assert imported <= ALLOWED_IMPORTS | {"json", "os"}, imported
+    model = runpy.run_path(str(script))["build_model"]()
+    fc = model[2].weight.detach().numpy()
+    assert fc.tobytes() == stack.layers[2].params["weight"].tobytes()
+    out = tmp_path / "out.npy"
+    image = SAMPLES / "camera.png"
+    subprocess.run([sys.executable, str(script), str(image), "--out", str(out)], check=True,
+                   cwd=tmp_path, capture_output=True)
+    np.testing.assert_allclose(np.load(out), engine_output(Pipeline.load(source), image),
+                               rtol=1e-5, atol=1e-6)

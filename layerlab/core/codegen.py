@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from . import tensorfile
 from .kernels import SCHEMES, init_expression
 from .pipeline import LayerSpec, Pipeline, PipelineError
 from .specs import SpecError
@@ -26,15 +27,35 @@ _LINE = 96  # wrap long rows of numbers at about this many characters
 _RULE = "# " + "-" * 94
 
 
-def generate_script(pipeline: Pipeline, *, source: str | None = None) -> str:
+# Above this many bytes of explicit tensors the script reads them from a safetensors file
+# beside it (``tensors``): VGG16's 138 M weights as numbers would be about 3 GB of source.
+INLINE_MAX_BYTES = 16 * 1024**2
+
+
+def script_tensors(pipeline: Pipeline) -> dict[str, np.ndarray]:
+    """The explicit tensors a script with ``tensors`` reads, by key (``features.0.weight``,
+    as a pipeline's own tensors file names them)."""
+    keys = tensorfile.tensor_keys(layer.name for layer in pipeline.layers)
+    return {f"{prefix}.{pname}": arr for prefix, layer in zip(keys, pipeline.layers,
+                                                              strict=True)
+            if layer.enabled for pname, arr in layer.params.items()}
+
+
+def generate_script(pipeline: Pipeline, *, source: str | None = None,
+                    tensors: str | None = None) -> str:
     """Return the source text of a runnable script that reproduces ``pipeline``.
 
-    ``source`` (a file name) is only mentioned in the header comment.
+    ``source`` (a file name) is only mentioned in the header comment. ``tensors``: the name
+    of a safetensors file beside the script holding :func:`script_tensors` (the script reads
+    it with numpy); without it every tensor is written into the script as numbers.
     """
     out: list[str] = []
     out += _header(pipeline, source)
+    if tensors is not None:
+        out[-3:-3] = [f"The weights are read from {_clean(tensors)} beside this script.", ""]
     out += [
         "import argparse",
+        *(["import json", "import os"] if tensors is not None else []),
         "import sys",
         "",
         "import numpy as np",
@@ -48,7 +69,9 @@ def generate_script(pipeline: Pipeline, *, source: str | None = None) -> str:
     out += ["", ""]
     # The network first, then how it is run; the image loader (long, because it handles every
     # kind of file the way LayerLab does) comes last.
-    out += _build_model(pipeline)
+    if tensors is not None:
+        out += _tensor_reader(tensors) + ["", ""]
+    out += _build_model(pipeline, tensors is not None)
     out += ["", ""]
     out += _main()
     out += ["", ""]
@@ -107,7 +130,27 @@ def _header(pipeline: Pipeline, source: str | None) -> list[str]:
 
 # --- model -----------------------------------------------------------------------------------
 
-def _build_model(pipeline: Pipeline) -> list[str]:
+def _tensor_reader(name: str) -> list[str]:
+    return [
+        f"TENSORS = {name!r}  # beside this script: the stack's weights, float32",
+        "",
+        "",
+        "def load_tensors(path):",
+        '    """The float32 tensors of a safetensors file by key (read with numpy)."""',
+        '    with open(path, "rb") as f:',
+        '        header = json.loads(f.read(int.from_bytes(f.read(8), "little")))',
+        "        data = f.read()",
+        "    out = {}",
+        "    for key, entry in header.items():",
+        '        if key != "__metadata__":',
+        '            start, end = entry["data_offsets"]',
+        '            values = np.frombuffer(data, "<f4", (end - start) // 4, start)',
+        '            out[key] = torch.from_numpy(values.reshape(entry["shape"]).copy())',
+        "    return out",
+    ]
+
+
+def _build_model(pipeline: Pipeline, external: bool = False) -> list[str]:
     lines = [
         "def build_model():",
         '    """The layer stack with its weights, in evaluation mode (Dropout off, BatchNorm '
@@ -115,6 +158,8 @@ def _build_model(pipeline: Pipeline) -> list[str]:
         '    its running statistics)."""',
         "    model = nn.Sequential(",
     ]
+    keys = tensorfile.tensor_keys(layer.name for layer in pipeline.layers) if external \
+        else None
     pos = 0
     positions: list[tuple[int, int, LayerSpec]] = []
     for i, layer in enumerate(pipeline.layers):
@@ -130,7 +175,7 @@ def _build_model(pipeline: Pipeline) -> list[str]:
 
     weight_lines: list[str] = []
     for pos, i, layer in positions:
-        block = _weights(pos, i, layer)
+        block = _weights(pos, i, layer, keys[i] if keys else None)
         if block:
             weight_lines += block
     if weight_lines:
@@ -140,6 +185,9 @@ def _build_model(pipeline: Pipeline) -> list[str]:
             "    # init: the scheme on the weight with a seeded torch.Generator, the bias zero.",
             "    with torch.no_grad():",
         ]
+        if external:
+            lines.insert(-1, "    tensors = load_tensors(os.path.join(os.path.dirname("
+                             "os.path.abspath(__file__)), TENSORS))")
         lines += weight_lines
     lines.append("    return model.eval()")
     return lines
@@ -194,7 +242,7 @@ def _literal(v: Any) -> str:
     return repr(v)
 
 
-def _weights(pos: int, index: int, layer: LayerSpec) -> list[str]:
+def _weights(pos: int, index: int, layer: LayerSpec, prefix: str | None = None) -> list[str]:
     """Statements (indented for the ``with torch.no_grad()`` block) that set the weights."""
     op = layer.op
     if not op.learnable:
@@ -225,7 +273,10 @@ def _weights(pos: int, index: int, layer: LayerSpec) -> list[str]:
                   if n in rule.seeded else f"{ind}nn.init.zeros_({target}.{n})"
                   for n in missing]
     for pname, arr in layer.params.items():
-        lines += _copy_tensor(f"{target}.{pname}", arr, ind)
+        if prefix is not None:  # from the tensors file
+            lines.append(f"{ind}{target}.{pname}.copy_(tensors[{f'{prefix}.{pname}'!r}])")
+        else:
+            lines += _copy_tensor(f"{target}.{pname}", arr, ind)
     return lines if len(lines) > 1 else []
 
 

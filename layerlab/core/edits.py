@@ -81,19 +81,18 @@ _MATERIALIZED_MAX = 16  # the kernel editor asks on every repaint; keep a few la
 def materialize(layer: LayerSpec) -> dict[str, np.ndarray]:
     """The layer's current parameter values (explicit params or its seeded init), float32
     read-only arrays by name: exactly what the engine runs with."""
+    if layer.op.learnable and set(parameter_shapes(layer)) <= set(layer.params):
+        # Every tensor is in the spec (float32, read-only): those very arrays, without torch
+        # and without a copy (a VGG's 9 MB kernels are shown on every repaint, and a cache of
+        # copies would keep old versions alive).
+        return {name: layer.params[name] for name in parameter_shapes(layer)}
     key = layer.key
     hit = _MATERIALIZED.get(key)
     if hit is not None:
         _MATERIALIZED.move_to_end(key)
         return hit
     out = {}
-    if layer.op.learnable and set(parameter_shapes(layer)) <= set(layer.params):
-        # Every tensor is in the spec: the same float32 numbers, without torch (the kernel
-        # editor shows them before torch has loaded).
-        arrays = {name: np.array(layer.params[name], np.float32, copy=True)
-                  for name in parameter_shapes(layer)}
-    else:
-        arrays = {name: t.contiguous().numpy() for name, t in initial_state(layer).items()}
+    arrays = {name: t.contiguous().numpy() for name, t in initial_state(layer).items()}
     for name, arr in arrays.items():
         arr.setflags(write=False)
         out[name] = arr

@@ -76,7 +76,8 @@ from .preprocess import Normalize, resize_crop
 __all__ = ["DEFAULT_MEMORY_BUDGET", "RANDOM", "TRAINED", "ModelError", "ModelOverBudget",
            "ModelPlan", "ModelSpec", "ModelStage", "OpenedModel", "WeightsReport", "check_memory",
            "check_name", "classification_models", "hub_weights_path", "open_model", "open_spec",
-           "plan_model", "preprocess", "run_model", "select_stages", "to_pipeline"]
+           "plan_model", "preprocess", "run_model", "select_stages", "to_pipeline",
+           "is_chain_model", "check_stack_memory", "stack_need_bytes", "stack_steps"]
 
 BYTES = 4  # float32
 
@@ -486,13 +487,60 @@ def run_model(opened: OpenedModel, image: torch.Tensor, *,
 # --- plain chains as an editable stack -------------------------------------------------------
 
 CHAIN_MODELS = ("AlexNet", "VGG")  # forward: features, avgpool, flatten(1), classifier
+CHAIN_MODULES = ("torchvision.models.alexnet", "torchvision.models.vgg")  # their builders
+
+
+def is_chain_model(name: str) -> bool:
+    """Whether the model ``name`` is one of the plain chains (AlexNet, the VGGs) that open as
+    an editable stack; told by where torchvision defines its builder (instant: the dialog
+    asks on every pick). :attr:`OpenedModel.is_chain` checks the built module itself."""
+    from torchvision import models
+
+    try:
+        builder = models.get_model_builder(check_name(name))
+    except (ModelError, ValueError):
+        return False
+    return builder.__module__ in CHAIN_MODULES
+
+
+def stack_need_bytes(plan: ModelPlan) -> int:
+    """What the window holds for the model as an editable stack: its weights twice (the
+    stack's own values, and the engine's modules computing with a copy of them) and every
+    stage's output."""
+    return 2 * plan.tensor_bytes + plan.outputs_bytes
+
+
+def check_stack_memory(plan: ModelPlan, budget: int) -> None:
+    """Refuse (ModelOverBudget) a model whose stack would exceed ``budget``."""
+    need = stack_need_bytes(plan)
+    if need <= budget:
+        return
+    h, w = plan.input_spec.center_crop
+    raise ModelOverBudget(
+        f"{plan.name} as an editable stack needs about {format_bytes(need)}: "
+        f"{format_bytes(plan.tensor_bytes)} of weights ({plan.parameter_count:,} parameters), "
+        f"held twice (the stack's values and the layers computing with them), and "
+        f"{format_bytes(plan.outputs_bytes)} for its stage outputs at {h} x {w}, more than "
+        f"the memory budget of {format_bytes(budget)}", need, budget)
 
 
 def to_pipeline(opened: OpenedModel):
     """AlexNet or VGG as a LayerLab :class:`Pipeline`: every leaf module a layer named by its
     path (``features.0``), with its exact tensors, and Flatten where their forward flattens;
-    the input is the weights' preprocessing. ModelError for other models (branches, functional
-    ops in their forward)."""
+    the input is the weights' preprocessing, the classes their categories. ModelError for
+    other models (branches, functional ops in their forward)."""
+    steps = stack_steps(opened)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def stack_steps(opened: OpenedModel):
+    """:func:`to_pipeline` one layer per step: yields ``(done, total)`` and returns the
+    pipeline (a job can show progress and stop between layers). The tensors become the
+    stack's without a copy: ``opened``'s module must not be changed afterwards."""
     from .pipeline import LayerSpec, Pipeline
     from .specs import OPS
 
@@ -503,7 +551,8 @@ def to_pipeline(opened: OpenedModel):
         raise ModelError(f"{opened.name}: its {opened.interpolation} resize has no pipeline "
                          f"form")
     layers = []
-    for path, module in _leaves(opened.module):
+    leaves = _leaves(opened.module)
+    for k, (path, module) in enumerate(leaves):
         if path.startswith("classifier") and not any(layer.type == "Flatten"
                                                      for layer in layers):
             layers.append(LayerSpec("Flatten", {"start_dim": 1, "end_dim": -1},
@@ -521,6 +570,8 @@ def to_pipeline(opened: OpenedModel):
         layer = LayerSpec(kind, args, name=path)
         for tname, tensor in module.state_dict().items():
             if tensor.is_floating_point():
-                layer = layer.with_param(tname, tensor.detach().cpu().numpy())
+                arr = tensor.detach().to("cpu", torch.float32).contiguous().numpy()
+                layer = layer.with_param(tname, arr, copy=False)
         layers.append(layer)
-    return Pipeline(opened.input_spec, tuple(layers))
+        yield (k + 1, len(leaves))
+    return Pipeline(opened.input_spec, tuple(layers), tuple(opened.categories))

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -49,6 +50,26 @@ class PipelineError(ValueError):
         super().__init__((": ".join(where) + ": " if where else "") + message)
 
 
+# sha256 of each tensor's bytes, by the array object (arrays are read-only and shared between
+# undo states, so an edit of one kernel cell hashes that tensor only, never the other 100 M
+# weights of the stack). Entries go with their array.
+_DIGESTS: dict[int, tuple[weakref.ref, str]] = {}
+
+
+def array_digest(arr: np.ndarray) -> str:
+    """The sha256 (hex) of a read-only float32 array's bytes (C order), computed once per
+    array object: the layer keys and the autosave's tensor files use it."""
+    hit = _DIGESTS.get(id(arr))
+    if hit is not None and hit[0]() is arr:
+        return hit[1]
+    data = arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)
+    digest = hashlib.sha256(data.data.cast("B") if data.size else b"").hexdigest()
+    if not arr.flags.writeable:  # a writable array could change after it was hashed
+        ident = id(arr)
+        _DIGESTS[ident] = (weakref.ref(arr, lambda _, i=ident: _DIGESTS.pop(i, None)), digest)
+    return digest
+
+
 @dataclass(frozen=True, eq=False)
 class LayerSpec:
     type: str
@@ -80,7 +101,7 @@ class LayerSpec:
                 arr = self.params[pname]
                 h.update(pname.encode())
                 h.update(str(arr.shape).encode())
-                h.update(arr.tobytes())
+                h.update(array_digest(arr).encode())
             cached = h.hexdigest()
             object.__setattr__(self, "_key", cached)
         return cached
@@ -88,22 +109,25 @@ class LayerSpec:
     def with_args(self, **changes: Any) -> LayerSpec:
         return replace(self, args={**self.args, **changes})
 
-    def with_param(self, pname: str, value: np.ndarray) -> LayerSpec:
-        arr = np.array(value, dtype=np.float32)
+    def with_param(self, pname: str, value: np.ndarray, *, copy: bool = True) -> LayerSpec:
+        """The layer with ``value`` as parameter ``pname`` (float32, read-only). ``copy=False``
+        takes a float32 array the caller hands over and never writes again (a 400 MB weight
+        is not copied twice); every other layer and tensor is shared with this one."""
+        arr = np.array(value, dtype=np.float32, copy=True if copy else None)
         arr.setflags(write=False)
         return replace(self, params={**self.params, pname: arr})
 
     def display_name(self, index: int) -> str:
         return self.name or self.type.lower()
 
-    def to_dict(self) -> dict:
+    def to_dict(self, *, tensors: bool = True) -> dict:
         d: dict[str, Any] = {"type": self.type}
         if self.name:
             d["name"] = self.name
         if not self.enabled:
             d["enabled"] = False
         d["args"] = dict(self.args)
-        if self.params:
+        if self.params and tensors:
             d["params"] = {k: v.tolist() for k, v in self.params.items()}
         if self.op.learnable and dict(self.init) != DEFAULT_INIT:
             d["init"] = dict(self.init)
@@ -212,13 +236,14 @@ class Pipeline:
         return (self.input.channels, h, w)
 
     # --- JSON ---
-    def to_dict(self) -> dict:
-        """The pipeline file's JSON object, every tensor inline."""
+    def to_dict(self, *, tensors: bool = True) -> dict:
+        """The pipeline file's JSON object, every tensor inline (``tensors=False``: without
+        the layers' ``params``, for a caller that puts them elsewhere)."""
         d: dict[str, Any] = {"format": FORMAT, "version": VERSION,
                              "input": self.input.to_dict()}
         if self.classes:
             d["classes"] = list(self.classes)
-        d["layers"] = [layer.to_dict() for layer in self.layers]
+        d["layers"] = [layer.to_dict(tensors=tensors) for layer in self.layers]
         return d
 
     def to_json(self) -> str:
@@ -245,14 +270,21 @@ class Pipeline:
     def to_dict_with_tensors(self, tensors_name: str) -> tuple[dict, bytes]:
         """The pipeline object with every tensor a ``{"tensor": KEY}`` of the tensors file
         ``tensors_name``, and that file's bytes."""
-        d = self.to_dict()
+        d = self.to_dict(tensors=False)  # never the 100 M numbers as lists, only to drop them
         arrays: dict[str, np.ndarray] = {}
         prefixes = tensorfile.tensor_keys(layer.name for layer in self.layers)
         for layer, prefix, raw in zip(self.layers, prefixes, d["layers"], strict=True):
+            if not layer.params:
+                continue
+            refs = {}
             for pname, arr in layer.params.items():
                 key = f"{prefix}.{pname}"
                 arrays[key] = arr
-                raw["params"][pname] = {"tensor": key}
+                refs[pname] = {"tensor": key}
+            init = raw.pop("init", None)  # the file's order: ..., args, params, init
+            raw["params"] = refs
+            if init is not None:
+                raw["init"] = init
         data = tensorfile.encode(arrays)
         d = {"format": FORMAT, "version": VERSION,
              "tensors": {"file": tensors_name, "sha256": tensorfile.digest(data)},
@@ -271,10 +303,12 @@ class Pipeline:
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str | None = None,
-                  folder: str | os.PathLike | None = None) -> Pipeline:
+                  folder: str | os.PathLike | None = None,
+                  tensors: Mapping[str, np.ndarray] | None = None) -> Pipeline:
         """Parse a pipeline object; ``folder`` is where its tensors file is (None: a
-        pipeline that references one cannot be read)."""
-        return _parse(data, source, folder)
+        pipeline that references one cannot be read). ``tensors``: the arrays its
+        ``{"tensor": KEY}`` params name, already read (the session's own tensor files)."""
+        return _parse(data, source, folder, tensors)
 
     @classmethod
     def from_json(cls, text: str, *, source: str | None = None,
@@ -373,8 +407,8 @@ def name_problem(name: object) -> str | None:
     return None
 
 
-def _parse(data: Any, source: str | None, folder: str | os.PathLike | None = None
-           ) -> Pipeline:
+def _parse(data: Any, source: str | None, folder: str | os.PathLike | None = None,
+           given: Mapping[str, np.ndarray] | None = None) -> Pipeline:
     def fail(msg: str, **kw: Any) -> PipelineError:
         return PipelineError(msg, source=source, **kw)
 
@@ -423,7 +457,7 @@ def _parse(data: Any, source: str | None, folder: str | os.PathLike | None = Non
         raise fail(f"{len(layers_raw)} layers is more than the {MAX_LAYERS} LayerLab accepts",
                    field="layers")
     classes = _parse_classes(data.get("classes", []), fail)
-    tensors = None
+    tensors = given
     if "tensors" in data:
         try:
             tensors = tensorfile.read_reference(data["tensors"], folder)

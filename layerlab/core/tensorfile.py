@@ -30,7 +30,7 @@ import numpy as np
 from . import safeio
 
 __all__ = ["EXTERNAL_THRESHOLD_BYTES", "MAX_TENSOR_FILE_BYTES", "SUFFIX", "TensorFileError",
-           "check_file_name", "digest", "encode", "read_reference", "read_tensor_file",
+           "check_file_name", "digest", "encode", "read_one", "read_reference", "read_tensor_file",
            "tensor_file_name", "tensor_keys"]
 
 SUFFIX = ".safetensors"
@@ -163,6 +163,48 @@ def read_tensor_file(path: Path, *, expected_sha256: str | None = None
         arr.setflags(write=False)
         out[key] = arr
     return out
+
+
+def read_one(path: Path, key: str) -> np.ndarray:
+    """The float32 tensor ``key`` of a safetensors file that holds it alone, read straight
+    into its array (one read, no intermediate copies: a 400 MB weight in a fraction of a
+    second). Raises :class:`TensorFileError` naming the file."""
+    name = path.name
+    damaged = f"{name}: not a readable safetensors file (truncated or damaged: "
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(8)
+            if len(head) < 8:
+                raise TensorFileError(damaged + f"only {len(head)} bytes)")
+            (length,) = struct.unpack("<Q", head)
+            if length > min(size - 8, 1 << 24):
+                raise TensorFileError(damaged + "its header is longer than the file)")
+            try:
+                header = json.loads(f.read(length))
+            except (ValueError, RecursionError):
+                raise TensorFileError(damaged + "its header is not JSON)") from None
+            entry = header.get(key) if isinstance(header, dict) else None
+            if set(header) - {key, "__metadata__"} or not isinstance(entry, dict):
+                raise TensorFileError(f"{name}: does not hold the one tensor {key!r}")
+            shape, offsets = entry.get("shape"), entry.get("data_offsets")
+            if entry.get("dtype") != "F32":
+                raise TensorFileError(f"{name}: {key} holds {entry.get('dtype')!r} values; a "
+                                      f"pipeline's tensors are float32")
+            if (not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0
+                                                       for n in shape)):
+                raise TensorFileError(damaged + "its shape is not a list of sizes)")
+            count = int(np.prod(shape, dtype=np.int64))
+            if offsets != [0, 4 * count] or size - 8 - length != 4 * count:
+                raise TensorFileError(damaged + f"{4 * count} bytes of data expected, the "
+                                      f"file has {size - 8 - length})")
+            arr = np.fromfile(f, dtype="<f4", count=count).reshape(shape)
+    except OSError as e:
+        raise TensorFileError(f"{name}: cannot read the tensors file: "
+                              f"{e.strerror or e}") from None
+    arr = arr.astype(np.float32, copy=False)
+    arr.setflags(write=False)
+    return arr
 
 
 def _header(data: bytes, name: str) -> dict:

@@ -1,14 +1,17 @@
 """Undo commands: every edit of the document is one before/after pipeline snapshot.
 
-Pipelines are immutable, so a command only keeps two references. Consecutive edits of the same
-field or kernel cell (a spin-box drag, a held arrow key) carry the same ``merge_key`` and merge
-into one undo step.
+Pipelines are immutable and an edit shares every unchanged layer and tensor with the state
+before it, so a command only keeps two references. A kernel-cell edit keeps less: the cell and
+its two values (:class:`CellCommand`), so a hundred edits of a VGG's 9 MB kernel do not keep a
+hundred copies of it. Consecutive edits of the same field or kernel cell (a spin-box drag, a
+held arrow key) carry the same ``merge_key`` and merge into one undo step.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 
+import numpy as np
 from PySide6.QtGui import QUndoCommand
 
 from ..core.pipeline import Pipeline
@@ -52,6 +55,13 @@ class PipelineCommand(QUndoCommand):
         return MERGE_ID if self.merge_key is not None else -1
 
     def mergeWith(self, other: QUndoCommand) -> bool:  # noqa: N802 - Qt's name
+        if isinstance(other, CellCommand) and other.merge_key == self.merge_key \
+                and not self.change_path:
+            # The first edit of a seeded kernel made every value explicit (a snapshot); typing
+            # the same cell again stays that one step.
+            self.after = other.current()
+            self.setText(other.text())
+            return True
         if not isinstance(other, PipelineCommand) or other.merge_key != self.merge_key:
             return False
         if other.change_path or self.change_path:
@@ -70,3 +80,60 @@ class PipelineCommand(QUndoCommand):
     def undo(self) -> None:
         path = self.path_before if self.change_path else None
         self.apply(self.before, self.select_before, path, self.change_path)
+
+
+def with_value(pipeline: Pipeline, index: int, pname: str, position: tuple[int, ...],
+               value: np.float32) -> Pipeline:
+    """``pipeline`` with one value of layer ``index``'s tensor ``pname`` set: that tensor is
+    copied once, every other tensor and layer is the same object."""
+    layer = pipeline.layers[index]
+    arr = np.array(layer.params[pname], dtype=np.float32, copy=True)
+    arr[position] = value
+    return pipeline.replace_layer(index, layer.with_param(pname, arr, copy=False))
+
+
+class CellCommand(QUndoCommand):
+    """One value of an explicit tensor (a kernel cell, a bias entry) changed.
+
+    It keeps the position and the value before and after, not the tensors: undo and redo
+    rebuild the other state from the document's current one (which is, by the undo stack's
+    order, exactly this command's after or before state), bit for bit."""
+
+    def __init__(self, apply: Apply, current: Callable[[], Pipeline], index: int, pname: str,
+                 position: tuple[int, ...], before: np.float32, after: np.float32,
+                 result: Pipeline, text: str, *, merge_key: Hashable | None = None,
+                 select: int | None = None):
+        super().__init__(text)
+        self.apply = apply
+        self.current = current
+        self.index, self.pname, self.position = index, pname, position
+        self.before_value, self.after_value = np.float32(before), np.float32(after)
+        self._result: Pipeline | None = result  # the first redo puts it in place
+        self.merge_key = merge_key
+        self.select = select
+
+    def id(self) -> int:  # noqa: A003 - Qt's name
+        return MERGE_ID if self.merge_key is not None else -1
+
+    def mergeWith(self, other: QUndoCommand) -> bool:  # noqa: N802 - Qt's name
+        if not isinstance(other, CellCommand) or other.merge_key != self.merge_key:
+            return False
+        self.after_value = other.after_value
+        self.setText(other.text())
+        if self.after_value.tobytes() == self.before_value.tobytes():
+            self.setObsolete(True)  # typed back to where it started: nothing to undo
+        return True
+
+    def _set(self, value: np.float32) -> None:
+        self.apply(with_value(self.current(), self.index, self.pname, self.position, value),
+                   self.select, None, False)
+
+    def redo(self) -> None:
+        result, self._result = self._result, None
+        if result is not None:
+            self.apply(result, self.select, None, False)
+        else:
+            self._set(self.after_value)
+
+    def undo(self) -> None:
+        self._set(self.before_value)

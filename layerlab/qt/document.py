@@ -23,7 +23,7 @@ from ..core.kernels import DEFAULT_INIT, check_init
 from ..core.pipeline import LayerSpec, Pipeline, new_layer
 from ..core.preprocess import Normalize, preset_named, preset_of
 from ..core.specs import Shape, SpecError
-from .commands import PipelineCommand, same_pipeline
+from .commands import CellCommand, PipelineCommand, same_pipeline, with_value
 
 _CONTROL = dict.fromkeys([*range(32), *range(0x7F, 0xA0)])  # C0, DEL and C1, as at load
 
@@ -196,13 +196,21 @@ class Document(QObject):
         the same value merge into one undo step."""
         layer = self.pipeline.layers[index]
         current = layer.params.get(pname)
-        if current is None:  # still the seeded init: every value becomes explicit
-            current = materialize(layer)[pname]
-        arr = np.array(current, dtype=np.float32, copy=True)
-        arr[position] = np.float32(value)
         where = ", ".join(str(p) for p in position)
-        self.set_param(index, pname, arr, f"Edit {pname}[{where}]",
-                       merge_key=("cell", index, pname, position))
+        text, merge_key = f"Edit {pname}[{where}]", ("cell", index, pname, position)
+        if current is None:  # still the seeded init: every value becomes explicit
+            arr = np.array(materialize(layer)[pname], dtype=np.float32, copy=True)
+            arr[position] = np.float32(value)
+            self.set_param(index, pname, arr, text, merge_key=merge_key)
+            return
+        before, after = np.float32(current[position]), np.float32(value)
+        if before.tobytes() == after.tobytes():
+            return
+        self.last_note = None
+        result = with_value(self.pipeline, index, pname, position, after)
+        self.undo_stack.push(CellCommand(
+            self._apply, lambda: self.pipeline, index, pname, position, before, after, result,
+            text, merge_key=merge_key, select=index))
 
     def set_init(self, index: int, init: dict) -> None:
         """Seeded init instead of explicit weights (exact: the engine applies the same init)."""

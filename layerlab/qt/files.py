@@ -291,9 +291,17 @@ class Files(QObject):
 
         dialog = ModelDialog(self.shell, choose_file=lambda: self._ask_open(
             "Weights of the model", "weights", WEIGHTS_FILTER))
-        dialog.accepted.connect(lambda: self.controller.on_open_model(dialog.spec()))
+        dialog.accepted.connect(lambda: self.open_model(dialog.spec(), dialog.as_stack()))
         dialog.open()
         return dialog
+
+    def open_model(self, spec, as_stack: bool = False) -> None:
+        """Open ``spec`` (a ModelSpec) as an editable stack (a chain model: one undo step),
+        or in the model view."""
+        if as_stack:
+            self.shell.model_stack.open(spec)
+        else:
+            self.controller.on_open_model(spec)
 
     # ------------------------------------------------------------------ weights
     def load_weights_dialog(self) -> None:

@@ -3,6 +3,11 @@
 The weights are seeded random ones, torchvision's trained ones from torch's hub cache (the
 dialog says where it looks and whether the file is there: nothing is downloaded), or a
 state_dict file. ``accepted`` means: open :meth:`ModelDialog.spec`; the worker builds it.
+
+AlexNet and the VGGs are plain chains of layers: they open as an editable stack by default
+(:meth:`ModelDialog.as_stack`; every layer, kernel and weight can then be edited, saved and
+exported as code), and in the model view when the box is cleared. Other models open in the
+model view only.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from collections.abc import Callable
 
 from PySide6.QtWidgets import (
     QButtonGroup,
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -25,7 +31,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.models import TRAINED, ModelSpec, classification_models, hub_weights_path
+from ..core.models import (
+    TRAINED,
+    ModelSpec,
+    classification_models,
+    hub_weights_path,
+    is_chain_model,
+)
+
+STACK_TIP = ("A plain chain of layers (features, avgpool, flatten, classifier) becomes the "
+             "stack: every layer, kernel and weight can be edited (Ctrl+Z brings the previous "
+             "stack back). Cleared: the model view shows its stages without editing.")
+NOT_CHAIN_TIP = ("This model has branches or operations outside its layers (residual "
+                 "additions, concatenations): it opens in the model view.")
 
 RANDOM, HUB, FILE = 0, 1, 2
 
@@ -55,6 +73,8 @@ class ModelDialog(QDialog):
         self.path.setPlaceholderText("a state_dict of this model")
         browse = QPushButton("Choose…", self)
         browse.clicked.connect(self._browse)
+        self.stack_box = QCheckBox("Open as an editable &stack", self)
+        self.stack_box.setChecked(True)
 
         grid = QGridLayout()
         grid.addWidget(QLabel("Model", self), 0, 0)
@@ -68,6 +88,7 @@ class ModelDialog(QDialog):
         row.addWidget(self.path, 1)
         row.addWidget(browse)
         grid.addLayout(row, 5, 0, 1, 2)
+        grid.addWidget(self.stack_box, 6, 0, 1, 2)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Open
                                         | QDialogButtonBox.StandardButton.Cancel, self)
         self.buttons.accepted.connect(self.accept)
@@ -91,6 +112,9 @@ class ModelDialog(QDialog):
         self.hub_note.setText(f"{path.name} in {path.parent}: "
                               + ("found" if found else "not on this computer (LayerLab does "
                                  "not download; copy the file there or choose it below)"))
+        chain = is_chain_model(self.names.currentText())
+        self.stack_box.setEnabled(chain)
+        self.stack_box.setToolTip(STACK_TIP if chain else NOT_CHAIN_TIP)
         kind = self.kind.checkedId()
         ok = (kind == RANDOM or (kind == HUB and found)
               or (kind == FILE and bool(self.path.text().strip())))
@@ -101,3 +125,7 @@ class ModelDialog(QDialog):
         weights = (None if kind == RANDOM else TRAINED if kind == HUB
                    else self.path.text().strip())
         return ModelSpec(self.names.currentText(), weights, self.seed.value())
+
+    def as_stack(self) -> bool:
+        """Open the model as an editable stack (a chain model, the box checked)."""
+        return self.stack_box.isEnabled() and self.stack_box.isChecked()

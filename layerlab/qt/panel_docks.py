@@ -13,6 +13,7 @@ from ..worker import JobRunner
 from .compare_panel import ComparePanel
 from .explain_panel import ExplainPanel
 from .fit_panel import FitPanel
+from .model_stack import ModelStack
 from .model_tree import ModelTree
 from .visual_panel import ChannelVisualPanel
 from .why_class import WhyClass
@@ -66,6 +67,8 @@ class PanelDocks:
         self.why_panel = WhyClassPanel(self.session)
         self.why = WhyClass(self.session, self.why_panel, self)
         self.why_dock = self._right_dock("Why this class", "whyClassDock", self.why_panel)
+        # File > Open model… as an editable stack: built in a job thread of its own.
+        self.model_stack = ModelStack(self.session, self, self)
 
     def _compare_menu(self, bar) -> None:
         c = bar.addMenu("&Compare")
@@ -117,6 +120,7 @@ class PanelDocks:
     def _shutdown_panels(self) -> None:
         """Stop and join every panel's threads (the window is closing)."""
         self.why.shutdown()  # a running Grad-CAM
+        self.model_stack.shutdown()  # a model being built as a stack
         self.compare_panel.shutdown()
         self.fit_jobs.shutdown()
         self.visual_jobs.shutdown()

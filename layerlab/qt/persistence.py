@@ -4,6 +4,13 @@ preferences and the window layout, in QSettings. Nothing is lost on quit.
 The stack itself may hold megabytes of weights: it is written as a pipeline file beside the
 settings file (``<settings>-session.layerlab.json``) by a thread of its own, so that an edit
 never waits for it; the newest state wins, and quitting waits for it to be written.
+
+A stack with big tensors (an AlexNet or VGG opened as a stack: 61 to 144 M weights) keeps each
+of them in a safetensors file of its own in ``<settings>-session-tensors/``, named by the
+sha256 of its values, and the session file names them (``{"tensor": "<sha256>"}``). A file
+already there is not written again, so the autosave after a kernel-cell edit writes that one
+kernel and a few kilobytes of JSON, not hundreds of MB; files no state names any more are
+deleted after each save.
 """
 
 from __future__ import annotations
@@ -17,9 +24,16 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QByteArray, QSettings
 
-from ..core import safeio
+from ..core import safeio, tensorfile
 from ..core.kernels import preset
-from ..core.pipeline import InputSpec, Pipeline, PipelineError, new_layer
+from ..core.pipeline import (
+    VERSION,
+    InputSpec,
+    Pipeline,
+    PipelineError,
+    array_digest,
+    new_layer,
+)
 from ..worker import RenderOptions
 from .document import pipeline_title
 from .files import DEFAULT_PIPELINE
@@ -45,23 +59,118 @@ def default_pipeline() -> tuple[Pipeline, str]:
 JSON_SLICE = 4096
 
 
+# A tensor of more values than this goes to a file of its own in the session's tensors folder
+# (256 KB of float32; as JSON text it would be about 1.3 MB, and slow to read back).
+TENSOR_FILE_VALUES = 65536
+SESSION_FORMAT = "layerlab.session"
+
+
 def pipeline_json(pipeline: Pipeline) -> str:
     """The pipeline file's JSON of ``pipeline`` (weights inline, as ``Pipeline.to_dict``),
     encoded a slice of numbers at a time."""
     return "".join(_encode(_with_arrays(pipeline)))
 
 
-def _with_arrays(pipeline: Pipeline) -> dict:
-    """``pipeline.to_dict()`` with each layer's params left as arrays (encoded later)."""
+def session_json(pipeline: Pipeline) -> tuple[str, dict[str, np.ndarray]]:
+    """What the autosave writes for ``pipeline``: the session file's text and the tensors
+    that go to files of their own, by the sha256 of their values. Without such tensors the
+    text is exactly the pipeline file's JSON (:func:`pipeline_json`)."""
+    beside: dict[str, np.ndarray] = {}
+
+    def place(arr: np.ndarray):
+        if arr.size <= TENSOR_FILE_VALUES:
+            return arr
+        key = array_digest(arr)
+        beside[key] = arr
+        return {"tensor": key}
+
+    d = _with_arrays(pipeline, place)
+    if not beside:
+        return "".join(_encode(d)), {}
+    envelope = {"format": SESSION_FORMAT, "version": VERSION, "pipeline": d}
+    return "".join(_encode(envelope)), beside
+
+
+def _with_arrays(pipeline: Pipeline, place=lambda arr: arr) -> dict:
+    """``pipeline.to_dict()`` with each layer's params left as arrays (encoded later), or
+    whatever ``place`` makes of each array."""
     d = replace(pipeline, layers=()).to_dict()
     layers = []
     for layer in pipeline.layers:
         ld = replace(layer, params={}).to_dict()
         if layer.params:
-            ld["params"] = dict(layer.params)
+            init = ld.pop("init", None)  # the file's order: ..., args, params, init
+            ld["params"] = {k: place(v) for k, v in layer.params.items()}
+            if init is not None:
+                ld["init"] = init
         layers.append(ld)
     d["layers"] = layers
     return d
+
+
+def tensors_folder(path: Path) -> Path:
+    """The folder of the session file ``path``'s own tensor files."""
+    name = path.name
+    for suffix in (".layerlab.json", ".json"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return path.with_name(f"{name}-tensors")
+
+
+def write_session(path: Path, pipeline: Pipeline) -> None:
+    """Write the session file ``path`` (and the tensor files it names that are not there
+    yet, first), then delete the tensor files it no longer names."""
+    text, beside = session_json(pipeline)
+    folder = tensors_folder(path)
+    if beside:
+        folder.mkdir(exist_ok=True)
+        for key, arr in beside.items():
+            target = folder / f"{key}{tensorfile.SUFFIX}"
+            if not target.is_file():
+                safeio.write_file(target, tensorfile.encode({"tensor": arr}))
+    safeio.write_file(path, (text + "\n").encode())
+    if folder.is_dir():
+        for old in folder.glob(f"*{tensorfile.SUFFIX}"):
+            if old.name[: -len(tensorfile.SUFFIX)] not in beside:
+                old.unlink(missing_ok=True)
+
+
+def read_session(path: Path, text: str) -> Pipeline:
+    """The stack of the session file ``path`` whose text is ``text``: a pipeline file, or a
+    session whose big tensors are in their own files (each checked against its name, the
+    sha256 of its values). Raises PipelineError."""
+    import json
+
+    if not text.startswith(f'{{"format":"{SESSION_FORMAT}"'):  # as the writer starts it
+        return Pipeline.from_json(text, source="last session")
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise PipelineError(f"not valid JSON ({e})", source="last session") from None
+    if not isinstance(data, dict) or data.get("format") != SESSION_FORMAT \
+            or not isinstance(data.get("pipeline"), dict):
+        raise PipelineError("not a session file", source="last session")
+    folder = tensors_folder(path)
+    tensors: dict[str, np.ndarray] = {}
+    for layer in data["pipeline"].get("layers", []):
+        params = layer.get("params") if isinstance(layer, dict) else None
+        for ref in (params.values() if isinstance(params, dict) else ()):
+            key = ref.get("tensor") if isinstance(ref, dict) else None
+            if not isinstance(key, str) or key in tensors:
+                continue
+            if len(key) != 64 or not all(c in "0123456789abcdef" for c in key):
+                raise PipelineError(f"{key!r} is not a tensor of this session",
+                                    source="last session")
+            try:
+                arr = tensorfile.read_one(folder / f"{key}{tensorfile.SUFFIX}", "tensor")
+            except tensorfile.TensorFileError as e:
+                raise PipelineError(str(e), source="last session") from None
+            if array_digest(arr) != key:  # (and the layer keys need the digest anyway)
+                raise PipelineError(f"the tensor file {key[:12]}… was changed since it was "
+                                    f"saved", source="last session")
+            tensors[key] = arr
+    return Pipeline.from_dict(data["pipeline"], source="last session", tensors=tensors)
 
 
 def _encode(obj) -> Iterator[str]:
@@ -156,7 +265,7 @@ class AutosaveWriter:
                 pipeline, self._waiting = self._waiting, None
                 self._writing = True
             try:
-                safeio.write_file(self.path, (pipeline_json(pipeline) + "\n").encode())
+                write_session(self.path, pipeline)
                 self.error = None
             except OSError as e:
                 self.error = f"could not keep the session in {self.path}: {e}"
@@ -247,7 +356,7 @@ class SessionStore:
                 error = f"The last session's stack could not be read: {e}"
         if isinstance(text, str) and text:
             try:
-                pipeline = Pipeline.from_json(text, source="last session")
+                pipeline = read_session(self.writer.path, text)
             except PipelineError as e:
                 error = f"The last session's stack could not be restored: {e}"
             else:
