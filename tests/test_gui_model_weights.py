@@ -70,7 +70,9 @@ def resnet_window(main_window, qtbot):
                     timeout=60000)
     wait_idle(w, qtbot)
     yield w
-    w.session.model_saved_edits = w.session.model.edits  # the window closes without asking
+    s = w.session  # the window closes without asking
+    s.parked_model = None
+    s.model_saved_edits = s.model.edits if s.model is not None else ()
 
 
 def test_a_typed_kernel_cell_edits_the_model_like_torch_and_undo_is_exact(resnet_window,
@@ -187,6 +189,23 @@ def test_bad_values_presets_reset_and_unsaved_edits(resnet_window, qtbot, monkey
     # quitting asks too; Cancel keeps the window
     w.close()
     assert asked[-1] == "quit" and w.isVisible()
+
+    # an edit of the stack brings the stack back; the weight edits are kept, and opening
+    # the same model again brings them back with their history
+    edits = s.model.edits
+    w.session.document.set_arg(0, "out_channels", 2)
+    qtbot.waitUntil(lambda: s.model is None, timeout=10000)
+    assert "weight edits of resnet18 are kept" in w.banner.text()
+    wait_idle(w, qtbot)
+    w.close()
+    assert asked[-1] == "quit" and w.isVisible()  # still unsaved: quitting asks
+    w.controller.on_open_model(M.ModelSpec("resnet18"))
+    assert s.model.edits == edits and s.model_undo.count() == 1 and len(asked) == 3
+    qtbot.waitUntil(lambda: s.model_weights is not None and not w.runner.busy, timeout=60000)
+    wait_idle(w, qtbot)
+    np.testing.assert_allclose(stage_values(w, ["conv1"])["conv1"], ref["conv1"], rtol=0,
+                               atol=1e-5)
+    s.select(stage=conv1)
 
     # Reset weights: the opened ones, one undo step (undoable)
     w.actions["reset_model_weights"].trigger()

@@ -77,7 +77,12 @@ class Controller(QObject):
     @Slot(object)
     def _on_document_changed(self, select: object) -> None:
         s = self.session
+        left = s.model if s.model_edits_unsaved else None
         s.set_model(None)  # an edit of the stack (or another stack) brings the stack back
+        if left is not None:
+            self.views.window.show_banner(
+                f"The stack is back; the unsaved weight edits of {left.name} are kept: File > "
+                f"Open model… {left.text()} again brings them back", "info")
         s.clear_run_errors()
         self.revalidate(select if isinstance(select, int) else None)
         self.views.window.set_input(s.pipeline.input)
@@ -351,11 +356,18 @@ class Controller(QObject):
         worker opens it (building takes seconds for the large ones) and runs it; any edit of
         the stack brings the stack back."""
         s = self.session
-        if s.model_edits_unsaved and self.views.window.ask_discard_model_edits(
-                f"open {spec.name}") is False:
-            return
-        s.model_undo.clear()  # the new model's weights start a history of their own
-        s.model_saved_edits = spec.edits
+        parked = s.parked_model
+        if parked is not None and parked[0].opened_as == spec and s.model is None:
+            spec, saved = parked  # the model the stack replaced, with its edits and history
+            self.views.window.hide_banner()
+        else:
+            if s.weight_edits_unsaved and self.views.window.ask_discard_model_edits(
+                    f"open {spec.name}") is False:
+                return
+            s.model_undo.clear()  # the new model's weights start a history of their own
+            saved = spec.edits
+        s.parked_model = None
+        s.model_saved_edits = saved
         s.set_model(spec)
         s.results.clear()
         s.display_ranges.clear()

@@ -543,7 +543,9 @@ class MainWindow(PanelDocks, QMainWindow):
 
     def ask_discard_model_edits(self, doing: str) -> bool:
         """Whether to drop the model's unsaved weight edits to ``doing`` (quit, open ...)."""
-        name = self.session.model.name if self.session.model is not None else "the model"
+        s = self.session
+        model = s.model if s.model is not None else (s.parked_model or (None,))[0]
+        name = model.name if model is not None else "the model"
         answer = QMessageBox.question(
             self, "Unsaved weight edits",
             f"The weights of {name} have edits that are not saved (File > Save model "
@@ -556,7 +558,7 @@ class MainWindow(PanelDocks, QMainWindow):
         if self.controller.closing:
             event.accept()
             return
-        if self.session.model_edits_unsaved and not self.ask_discard_model_edits("quit"):
+        if self.session.weight_edits_unsaved and not self.ask_discard_model_edits("quit"):
             event.ignore()
             return
         self.controller.closing = True

@@ -81,6 +81,9 @@ class Session(QObject):
         # The model's weight edits have their own history: Undo undoes them while the model
         # is shown (the group's active stack), the stack's edits otherwise.
         self.model_saved_edits: tuple = ()  # the edits in the last saved weights file
+        # (ModelSpec, its saved edits) of a model with unsaved weight edits that an edit of
+        # the stack replaced; opening the same model again brings them back
+        self.parked_model: tuple | None = None
         self.model_undo = QUndoStack(self)
         self.model_undo.setUndoLimit(500)
         self.undo_group = QUndoGroup(self)
@@ -162,6 +165,9 @@ class Session(QObject):
         """Show the torchvision model ``spec`` (a ModelSpec) instead of the stack; None goes
         back to the stack."""
         if spec != self.model:
+            if spec is None and self.model_edits_unsaved:
+                # Kept, with their history: opening the same model again brings them back.
+                self.parked_model = (self.model, self.model_saved_edits)
             if spec is None or self.model is None or spec.opened_as != self.model.opened_as:
                 self.model_weights = None  # another model: its weights come with its run
             self.model = spec
@@ -173,6 +179,11 @@ class Session(QObject):
     def model_edits_unsaved(self) -> bool:
         """The model shown has weight edits that are not in a saved weights file."""
         return self.model is not None and self.model.edits != self.model_saved_edits
+
+    @property
+    def weight_edits_unsaved(self) -> bool:
+        """Unsaved weight edits of the model shown, or of one the stack replaced (parked)."""
+        return self.model_edits_unsaved or self.parked_model is not None
 
     # --- options -----------------------------------------------------------------------------
     def set_render_options(self, options: RenderOptions) -> None:
