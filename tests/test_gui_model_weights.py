@@ -217,3 +217,55 @@ def test_bad_values_presets_reset_and_unsaved_edits(resnet_window, qtbot, monkey
     wait_idle(w, qtbot)
     np.testing.assert_allclose(stage_values(w, ["conv1"])["conv1"], ref["conv1"], rtol=0,
                                atol=1e-5)
+
+
+def test_alt_click_explains_a_model_stage_from_the_modules_actual_input(resnet_window, qtbot):
+    w = resnet_window
+    s = w.session
+    w.show_dock(w.explain_dock)
+    panel = w.explain_panel
+    _, xn = M.preprocess(M.plan_model("resnet18"), to_tensor(s.preview.image, "rgb"))
+    model = torch_resnet18()
+    inputs: dict[str, torch.Tensor] = {}
+
+    def keeper(path):
+        def keep(_module, args) -> None:
+            inputs.setdefault(path, args[0].detach().clone())
+        return keep
+
+    for p in ("layer2.0.downsample.0", "maxpool", "fc"):
+        model.get_submodule(p).register_forward_pre_hook(keeper(p))
+    with torch.no_grad():
+        model(xn)
+
+    # a ResNet's downsample reads the block's input, not the previous stage (layer2.0.bn2)
+    stage = stage_index(w, "layer2.0.downsample.0")
+    channel, y, x = 7, 3, 5
+    w.controller.on_explain(stage, channel, x, y)
+    qtbot.waitUntil(lambda: panel.explanation is not None
+                    and panel.explanation.channel == channel, timeout=30000)
+    e = panel.explanation
+    conv = model.layer2[0].downsample[0]
+    ref = torch.nn.functional.conv2d(inputs["layer2.0.downsample.0"].double(),
+                                     conv.weight.detach().double(), stride=conv.stride)
+    assert e.kind == "conv" and e.layer_type == "Conv2d"
+    assert abs(e.total - float(ref[0, channel, y, x])) < 1e-9
+    assert abs(e.value - float(s.results[stage].values[channel, y, x])) < 1e-5
+    assert "layer2.0.downsample.0" in panel.title.text()
+
+    # a pool: its window's winner; the classifier: a Linear over the flattened pool
+    stage = stage_index(w, "maxpool")
+    w.controller.on_explain(stage, 2, 4, 6)
+    qtbot.waitUntil(lambda: panel.explanation is not None
+                    and panel.explanation.kind == "pool", timeout=30000)
+    win = inputs["maxpool"][0, 2]
+    padded = torch.nn.functional.pad(win, (1, 1, 1, 1), value=-math.inf)
+    assert panel.explanation.total == float(padded[12:15, 8:11].max())
+    stage = stage_index(w, "fc")
+    w.controller.on_explain(stage, 0, 42, 0)
+    qtbot.waitUntil(lambda: panel.explanation is not None
+                    and panel.explanation.kind == "linear", timeout=30000)
+    fc = model.fc
+    expected = (inputs["fc"][0].double() @ fc.weight.detach()[42].double()
+                + float(fc.bias.detach()[42]))
+    assert abs(panel.explanation.total - float(expected)) < 1e-9
