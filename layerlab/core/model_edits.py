@@ -57,13 +57,21 @@ class ModuleWeights:
 def with_edit(edits: tuple[WeightEdit, ...], path: str, param: str, index: tuple[int, ...],
               value: float) -> tuple[WeightEdit, ...]:
     """``edits`` with this cell set to ``value`` (one edit per cell: a later one replaces)."""
-    index = tuple(int(i) for i in index)
-    new = WeightEdit(path, param, index, float(value))
-    kept = [e for e in edits if (e.path, e.param, e.index) != (path, param, index)]
-    return (*kept, new)
+    return with_edits(edits, [WeightEdit(path, param, tuple(int(i) for i in index),
+                                         float(value))])
 
 
-def _args_of(module: nn.Module) -> dict:
+def with_edits(edits: tuple[WeightEdit, ...], new: list[WeightEdit]) -> tuple[WeightEdit, ...]:
+    """``edits`` with every edit of ``new`` in (a cell already edited takes the new value;
+    one pass, for a preset on a whole layer's slices)."""
+    cells = {(e.path, e.param, e.index): e for e in edits}
+    for e in new:
+        cells.pop((e.path, e.param, e.index), None)  # the newest edit of a cell comes last
+        cells[(e.path, e.param, e.index)] = e
+    return tuple(cells.values())
+
+
+def module_args(module: nn.Module) -> dict:
     """The module's constructor arguments, as LayerLab's layer spec names them."""
     from .specs import OPS
 
@@ -88,7 +96,7 @@ def editable_modules(module: nn.Module) -> dict[str, ModuleWeights]:
         params = {name: t.numpy() for name, t in tensors.items()}
         for array in params.values():
             array.flags.writeable = False  # shared with the opened model: never written
-        found[path] = ModuleWeights(kind, _args_of(m), params, tensors)
+        found[path] = ModuleWeights(kind, module_args(m), params, tensors)
     return found
 
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .model_build import ModelError
-from .model_edits import _args_of
+from .model_edits import module_args
 from .pipeline import LayerSpec
 
 
@@ -35,7 +35,7 @@ def module_layer(module: nn.Module) -> tuple[LayerSpec, dict[str, np.ndarray]]:
     if kind not in OPS:
         raise ModelError(f"{kind} is not one of LayerLab's layers: its values are not "
                          f"explained")
-    layer = LayerSpec(kind, _args_of(module))
+    layer = LayerSpec(kind, module_args(module))
     params = {name: t.detach().to("cpu", torch.float32).numpy().copy()
               for name, t in module.state_dict().items() if t.is_floating_point()}
     return layer, params

@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 
 from ..core.model_build import ModelError
-from ..core.model_edits import WeightEdit, check_edit, edited_array, with_edit
+from ..core.model_edits import WeightEdit, check_edit, edited_array, with_edit, with_edits
 from ..core.pipeline import LayerSpec
 from .commands import ModelEditCommand
 from .session import Session
 
-MAX_CELLS = 1_000_000  # a preset on every slice of a huge layer: too many single edits
+MAX_CELLS = 100_000  # a preset on every slice of a huge layer: too many single edits
 
 
 class ModelWeights:
@@ -122,9 +122,9 @@ class ModelWeights:
             self.views.window.show_status(f"Not changed: {len(changed):,} values at once is "
                                           f"more than a model edit keeps; edit fewer slices")
             return
-        edits = s.model.edits
-        for index in map(tuple, changed):
-            edits = with_edit(edits, path, param, index, float(new[index]))
+        edits = with_edits(s.model.edits, [WeightEdit(path, param, tuple(map(int, index)),
+                                                      float(new[tuple(index)]))
+                                           for index in changed])
         self._push(edits, f"{text} ({path})")
 
     def reset(self) -> None:
