@@ -104,3 +104,37 @@ def test_saved_weights_load_strictly_and_open_again(image, tmp_path):
     last = M.run_model(again, image)[-1].output
     torch.testing.assert_close(last, M.run_model(small, image)[-1].output, rtol=0, atol=1e-6)
     assert not list(tmp_path.glob("*.part"))
+
+
+def test_saved_weights_run_headless_with_weights_flag(image, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from layerlab import cli
+
+    spec = M.ModelSpec("resnet18", edits=with_edit((), "layer1.0.conv1", "weight",
+                                                   (1, 2, 0, 1), -3.0))
+    weights = save_weights(M.open_spec(spec), tmp_path / "edited.safetensors")
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray((image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(photo)
+    out_dir = tmp_path / "out"
+    rc = cli.main(["export", str(photo), "--model", "resnet18", "--weights", str(weights),
+                   "--out", str(out_dir), "--stages", "layer1.0.conv1", "--raw"])
+    _, err = capsys.readouterr()
+    assert rc == 0, err
+    ref = seeded("resnet18")
+    with torch.no_grad():
+        ref.layer1[0].conv1.weight[1, 2, 0, 1] = -3.0
+    from layerlab.core.imageio import load_image, to_tensor
+
+    _, xn = M.preprocess(M.plan_model("resnet18"), to_tensor(load_image(photo).image, "rgb"))
+    seen = {}
+
+    def keep(_module, _args, out) -> None:
+        seen["conv"] = out[0].clone()
+
+    ref.layer1[0].conv1.register_forward_hook(keep)
+    with torch.no_grad():
+        ref(xn)
+    (raw,) = out_dir.glob("*-layer1.0.conv1.npy")
+    np.testing.assert_allclose(np.load(raw), seen["conv"].numpy(), rtol=0, atol=1e-5)

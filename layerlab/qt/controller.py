@@ -149,12 +149,12 @@ class Controller(QObject):
         changed = i != s.layer
         s.select(layer=i)
         self.views.form.set_layer(i, layer)
+        self.views.window.set_layer_actions(i, len(layers))
         if s.model is not None:  # the kernel editor shows the model's module
             self.model_weights.show()
-            return
-        self.views.kernel.set_layer(i, layer)
-        self.views.window.set_layer_actions(i, len(layers))
-        self.views.window.show_editor_for(layer)
+        else:
+            self.views.kernel.set_layer(i, layer)
+            self.views.window.show_editor_for(layer)
         self._update_form_status()
         # The feature view follows a newly picked layer, not every edit of the same one (a
         # person tuning the first kernel may be watching the last stage).
