@@ -101,6 +101,9 @@ class RunSummary:
     device: str = "cpu"
     timings: list[float] = field(default_factory=list)
     classes: tuple[str, ...] = ()  # a model's class names (its weights' categories)
+    # A model's editable modules with their opened tensors (core.model_edits.ModuleWeights
+    # by path; the same read-only object every run of that model)
+    model_weights: dict | None = None
 
 
 class PipelineWorker(QObject):
@@ -174,6 +177,7 @@ class PipelineWorker(QObject):
             elif request.model is not None:
                 results = self._model_results(request, gen)
                 summary.classes = tuple(self._model[1].categories)
+                summary.model_weights = self._model[1].editable
             else:
                 tensor = self._input_tensor(request)
                 results = self.engine.run(request.pipeline, tensor,
@@ -217,13 +221,18 @@ class PipelineWorker(QObject):
     def _model_results(self, request: RunRequest, gen: int) -> list[StageResult]:
         """The model's stages (opened here, in the worker thread, and kept while the same
         model is asked for)."""
+        from .core.model_edits import apply_edits
         from .core.models import open_spec, run_model
 
         device = self.engine.device
-        key = (request.model, request.memory_budget)
+        # Weight edits do not reopen the model: they are put on the opened one (its opened
+        # tensors kept, so an undone edit is exact). Every stage is recomputed: in a model
+        # with branches the later stages need more than the edited module's output.
+        key = (request.model.opened_as, request.memory_budget)
         if self._model is None or self._model[0] != key:
             self._model = None  # free the old model before building the next
-            self._model = (key, open_spec(request.model, request.memory_budget))
+            self._model = (key, open_spec(request.model.opened_as, request.memory_budget))
+        apply_edits(self._model[1], request.model.edits)
         tensor = self._input_tensor(request)
         return run_model(self._model[1], tensor, cancel=lambda: self._cancelled(gen),
                          device=device)

@@ -43,7 +43,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -70,6 +70,7 @@ from .model_build import (
     head_classes,
     hub_weights_path,
 )
+from .model_edits import ModuleWeights, WeightEdit, apply_edits, editable_modules
 from .pipeline import DEFAULT_MEMORY_BUDGET, InputSpec, format_bytes
 from .preprocess import Normalize, resize_crop
 
@@ -140,6 +141,16 @@ class OpenedModel:
     categories: tuple[str, ...]
     report: WeightsReport | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    applied_edits: tuple[WeightEdit, ...] = ()  # the weight edits the module computes with
+    _editable: dict[str, ModuleWeights] | None = field(default=None, repr=False)
+
+    @property
+    def editable(self) -> dict[str, ModuleWeights]:
+        """The Conv2d / ConvTranspose2d / Linear modules by path, with their opened tensors
+        (taken before the first edit: :func:`~.model_edits.apply_edits` never writes them)."""
+        if self._editable is None:
+            self._editable = editable_modules(self.module)
+        return self._editable
 
     @property
     def name(self) -> str:
@@ -286,6 +297,12 @@ class ModelSpec:
     name: str
     weights: str | None = None  # None: random; TRAINED or a Weights name; or a file path
     seed: int = 0
+    edits: tuple[WeightEdit, ...] = ()  # typed weight values on top of those (model_edits)
+
+    @property
+    def opened_as(self) -> ModelSpec:
+        """The same model without its edits: what has to be built."""
+        return replace(self, edits=()) if self.edits else self
 
     def text(self) -> str:
         what = (f"random weights, seed {self.seed}" if self.weights in (None, RANDOM)
@@ -299,8 +316,10 @@ def _looks_trained(weights: str) -> bool:
 
 
 def open_spec(spec: ModelSpec, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> OpenedModel:
-    """:func:`open_model` of a :class:`ModelSpec`."""
-    return open_model(spec.name, spec.weights, seed=spec.seed, memory_budget=memory_budget)
+    """:func:`open_model` of a :class:`ModelSpec`, with its weight edits applied."""
+    opened = open_model(spec.name, spec.weights, seed=spec.seed, memory_budget=memory_budget)
+    apply_edits(opened, spec.edits)
+    return opened
 
 
 def open_model(name: str, weights: str | os.PathLike | None = None, *, seed: int = 0,

@@ -52,6 +52,11 @@ ACTIONS = (
     ActionSpec("open_model", "Open &model…", "files.open_model_dialog", (),
                "Look at a torchvision classification model (resnet18, vgg16, ...) stage by "
                "stage, with random or trained weights"),
+    ActionSpec("save_model_weights", "Save model wei&ghts…", "files.save_model_weights_dialog",
+               (), "Write the model's weights, with your edits, as a .safetensors state_dict "
+               "(Open model with that file, or --weights FILE, loads them)"),
+    ActionSpec("reset_model_weights", "Reset model weights", "controller.model_weights.reset",
+               (), "Undo every weight edit of the model at once (one undo step)"),
     ActionSpec("quit", "&Quit", "close", (SK.Quit,), "Close LayerLab (your work is kept)"),
     ActionSpec("undo", "&Undo", "undo", (SK.Undo,), icon_text="Undo"),
     ActionSpec("redo", "&Redo", "redo", ("Ctrl+Shift+Z", "Ctrl+Y"), icon_text="Redo"),

@@ -137,3 +137,32 @@ class CellCommand(QUndoCommand):
 
     def undo(self) -> None:
         self._set(self.before_value)
+class ModelEditCommand(QUndoCommand):
+    """Replace the weight edits of the model shown (a tuple of core.model_edits.WeightEdit)
+    through ``apply``; edits of the same cell in a row merge, as the stack's do."""
+
+    def __init__(self, apply: Callable[[tuple], None], before: tuple, after: tuple, text: str,
+                 *, merge_key: Hashable | None = None):
+        super().__init__(text)
+        self.apply = apply
+        self.before = before
+        self.after = after
+        self.merge_key = merge_key
+
+    def id(self) -> int:  # noqa: A003 - Qt's name
+        return MERGE_ID + 1 if self.merge_key is not None else -1
+
+    def mergeWith(self, other: QUndoCommand) -> bool:  # noqa: N802 - Qt's name
+        if not isinstance(other, ModelEditCommand) or other.merge_key != self.merge_key:
+            return False
+        self.after = other.after
+        self.setText(other.text())
+        if self.before == self.after:
+            self.setObsolete(True)
+        return True
+
+    def redo(self) -> None:
+        self.apply(self.after)
+
+    def undo(self) -> None:
+        self.apply(self.before)

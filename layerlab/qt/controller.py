@@ -18,6 +18,7 @@ from PySide6.QtCore import QObject, Slot
 from ..core.analysis import in_shape_at, validate
 from ..core.pipeline import InputSpec, Pipeline
 from ..worker import RenderOptions, RunController, RunRequest, RunSummary, StageView
+from .model_weights import ModelWeights
 from .session import Session
 from .text import shape_text, size_text
 
@@ -58,10 +59,14 @@ class Controller(QObject):
         self._refreshing = False  # the layer list is being rebuilt: ignore its selection
         self._following_stage = False  # the layer list follows a stage the user picked
         self._showing_full = False  # the pictures are of the full-size image
+        self.model_weights = ModelWeights(session, self)  # a model's weights in the editor
         doc = session.document
         doc.changed.connect(self._on_document_changed)
         doc.pathChanged.connect(self._update_title)
         doc.undo_stack.cleanChanged.connect(self._update_title)
+        session.modelChanged.connect(self._update_title)  # its weight edits, saved or not
+        session.selectionChanged.connect(self._on_session_selection)
+        session.resultsChanged.connect(self._on_session_selection)
         runner.runStarted.connect(self._on_runner_started)
         runner.stageReady.connect(self._on_runner_stage)
         runner.statsReady.connect(session.put_stats)
@@ -72,7 +77,12 @@ class Controller(QObject):
     @Slot(object)
     def _on_document_changed(self, select: object) -> None:
         s = self.session
+        left = s.model if s.model_edits_unsaved else None
         s.set_model(None)  # an edit of the stack (or another stack) brings the stack back
+        if left is not None:
+            self.views.window.show_banner(
+                f"The stack is back; the unsaved weight edits of {left.name} are kept: File > "
+                f"Open model… {left.text()} again brings them back", "info")
         s.clear_run_errors()
         self.revalidate(select if isinstance(select, int) else None)
         self.views.window.set_input(s.pipeline.input)
@@ -98,7 +108,7 @@ class Controller(QObject):
     def _update_title(self, *_: object) -> None:
         s = self.session
         self.views.window.set_title(f"{s.image_name()} · {s.title()}[*] — LayerLab",
-                                    s.document.modified)
+                                    s.document.modified or s.model_edits_unsaved)
 
     def image_opened(self) -> None:
         """A new image is in the session: say so, re-check the shapes and run."""
@@ -139,9 +149,12 @@ class Controller(QObject):
         changed = i != s.layer
         s.select(layer=i)
         self.views.form.set_layer(i, layer)
-        self.views.kernel.set_layer(i, layer)
         self.views.window.set_layer_actions(i, len(layers))
-        self.views.window.show_editor_for(layer)
+        if s.model is not None:  # the kernel editor shows the model's module
+            self.model_weights.show()
+        else:
+            self.views.kernel.set_layer(i, layer)
+            self.views.window.show_editor_for(layer)
         self._update_form_status()
         # The feature view follows a newly picked layer, not every edit of the same one (a
         # person tuning the first kernel may be watching the last stage).
@@ -188,6 +201,9 @@ class Controller(QObject):
         editor follows to that output channel's kernel."""
         s = self.session
         s.select(channel=channel)
+        if s.model is not None and self.model_weights.path is not None:
+            self.views.kernel.set_slice(channel, s.kernel_slice[1])  # that channel's kernel
+            return
         layer = s.layer_of_stage(s.stage)
         if layer is not None and layer == s.layer and s.pipeline.layers[layer].op.kernel:
             self.views.kernel.set_slice(channel, s.kernel_slice[1])
@@ -235,21 +251,31 @@ class Controller(QObject):
     def _is_layer(self, index: int) -> bool:
         return 0 <= index < len(self.session.pipeline.layers)
 
+    @Slot()
+    def _on_session_selection(self) -> None:
+        if self.session.model is not None and self.model_weights.module_of_stage(
+                self.session.stage) != self.model_weights.path:
+            self.model_weights.show()  # another stage's module (or none) in the editor
+
     @Slot(int, str, object, float)
     def on_cell_edited(self, layer: int, pname: str, position: object, value: float) -> None:
         """One value of a parameter tensor (a kernel cell, a bias entry) was typed."""
-        if self._is_layer(layer):
+        if self.session.model is not None:  # a model's module: one weight edit
+            self.model_weights.edit_cell(pname, tuple(position), value)
+        elif self._is_layer(layer):
             self.session.document.set_param_value(layer, pname, tuple(position), value)
 
     @Slot(int, str, object, str)
     def on_param_edited(self, layer: int, pname: str, value: object, text: str) -> None:
         """A whole parameter tensor was replaced (a preset, a scale, a normalisation)."""
-        if self._is_layer(layer):
+        if self.session.model is not None:
+            self.model_weights.edit_param(pname, np.asarray(value, np.float32), text)
+        elif self._is_layer(layer):
             self.session.document.set_param(layer, pname, np.asarray(value, np.float32), text)
 
     @Slot(int, object)
     def on_init_requested(self, layer: int, init: object) -> None:
-        if self._is_layer(layer) and isinstance(init, dict):
+        if self.session.model is None and self._is_layer(layer) and isinstance(init, dict):
             self.session.document.set_init(layer, init)
 
     @Slot(object, str, object)
@@ -330,6 +356,18 @@ class Controller(QObject):
         worker opens it (building takes seconds for the large ones) and runs it; any edit of
         the stack brings the stack back."""
         s = self.session
+        parked = s.parked_model
+        if parked is not None and parked[0].opened_as == spec and s.model is None:
+            spec, saved = parked  # the model the stack replaced, with its edits and history
+            self.views.window.hide_banner()
+        else:
+            if s.weight_edits_unsaved and self.views.window.ask_discard_model_edits(
+                    f"open {spec.name}") is False:
+                return
+            s.model_undo.clear()  # the new model's weights start a history of their own
+            saved = spec.edits
+        s.parked_model = None
+        s.model_saved_edits = saved
         s.set_model(spec)
         s.results.clear()
         s.display_ranges.clear()

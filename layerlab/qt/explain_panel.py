@@ -96,6 +96,62 @@ def _explain_job(layer, params, stage_input: np.ndarray, values: np.ndarray, sta
     return job
 
 
+class _ModelCache:
+    """The explain jobs' own copy of the model shown (the worker's belongs to its thread),
+    opened in the job's thread and kept while the same model is asked for."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entry: tuple | None = None
+
+    def get(self, spec, budget: int):
+        from ..core.model_edits import apply_edits
+        from ..core.models import open_spec
+
+        with self._lock:
+            key = (spec.opened_as, budget)
+            if self._entry is None or self._entry[0] != key:
+                self._entry = None  # the old copy goes before the next is built
+                self._entry = (key, open_spec(spec.opened_as, budget))
+            opened = self._entry[1]
+            apply_edits(opened, spec.edits)
+            return opened
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entry = None
+
+
+def _model_job(spec, budget: int, path: str, call: int, normalized: np.ndarray,
+               values: np.ndarray, stage: int, channel: int, y: int, x: int, title: str,
+               models: _ModelCache):
+    """The job for a model's stage: the module's actual input recomputed (a forward with a
+    hook: in a model with branches it need not be the previous stage's output), then the
+    same explanation as a stack layer's."""
+
+    def job(cancelled):
+        from ..core.explain import explain
+        from ..core.model_build import ModelError
+        from ..core.model_explain import module_input, module_layer
+
+        try:
+            opened = models.get(spec, budget)
+            yield None
+            layer, params = module_layer(opened.module.get_submodule(path))
+            stage_input = module_input(opened, path, call, normalized)
+            yield None
+            e = explain(layer, params, stage_input, channel, y, x)
+        except ModelError as err:
+            return None, f"Stage {stage} {path}: {err}.", None
+        except (IndexError, RuntimeError, ValueError) as err:
+            return None, f"Stage {stage}: {err}.", None
+        index = (x,) if values.ndim == 1 else (y, x) if values.ndim == 2 else (channel, y, x)
+        shown = float(values[index]) if all(
+            0 <= i < n for i, n in zip(index, values.shape, strict=True)) else None
+        return e, f"{title} ({layer.type})", shown
+    return job
+
+
 def heat_color(v: float, scale: float) -> QColor:
     """Blue (negative) - white - red (positive), by |v| / scale."""
     t = 0.0 if scale <= 0 or not np.isfinite(v) else max(-1.0, min(1.0, v / scale))
@@ -138,12 +194,14 @@ class ExplainPanel(QWidget):
         self.explanation: Explanation | None = None
         self.shown_value: float | None = None  # the value the stage view shows there
         self._cache = _OutputCache()
+        self._models = _ModelCache()
         self._open = 0  # the opened row of a conv's per-channel sums
         self._stale = False  # something changed while the panel was hidden
         self._build()
         session.explainedChanged.connect(self.refresh)
         session.stageChanged.connect(self._on_stage_changed)
         session.resultsChanged.connect(self.refresh)
+        session.modelChanged.connect(self._on_model_changed)
         self.jobs.finished.connect(self._on_job_finished)
         self.refresh()
 
@@ -239,6 +297,8 @@ class ExplainPanel(QWidget):
         stage, channel, y, x = s.explained
         if stage == 0:
             return None, "Stage 0 is the input image itself: pick a later stage's value."
+        if s.model is not None:
+            return self._model_request(stage, channel, y, x)
         view, prev = s.results.get(stage), s.results.get(stage - 1)
         if (view is None or prev is None or view.values is None or prev.values is None
                 or s.run_pipeline is None
@@ -248,6 +308,27 @@ class ExplainPanel(QWidget):
         title = f"stage {stage} {view.result.name} ({layer.type})"
         return _explain_job(layer, materialize(layer), prev.values, view.values, stage,
                             channel, y, x, title, self._cache), title
+
+    def _model_request(self, stage: int, channel: int, y: int, x: int):
+        s = self.session
+        view, normalized = s.results.get(stage), s.results.get(1)
+        if view is None or normalized is None or view.values is None \
+                or normalized.values is None:
+            return None, f"Stage {stage} has no result to explain yet."
+        name, kind = view.result.name, view.result.type
+        path, _, call = name.partition("#")
+        if kind in ("Normalize", "Output"):
+            return None, (f"Stage {stage} is the model's {kind.lower()} step, not one of its "
+                          f"modules: pick a module's stage to explain its values.")
+        title = f"stage {stage} {name}"
+        return _model_job(s.model, s.memory_budget_gb * 1024**3, path, int(call or 1),
+                          normalized.values, view.values, stage, channel, y, x, title,
+                          self._models), title
+
+    @Slot()
+    def _on_model_changed(self) -> None:
+        if self.session.model is None:
+            self._models.clear()  # its copy of the model is not needed any more
 
     def showEvent(self, event) -> None:  # noqa: N802 (Qt override)
         super().showEvent(event)

@@ -302,6 +302,22 @@ class Files(QObject):
             self.shell.model_stack.open(spec)
         else:
             self.controller.on_open_model(spec)
+    def save_model_weights_dialog(self) -> bool:
+        """File > Save model weights: the model's state_dict with its edits, .safetensors."""
+        s = self.session
+        if s.model is None:
+            self.shell.show_status("Open a model first (File > Open model…)")
+            return False
+        start = str(Path(str(self.settings.value("paths/weights", "") or Path.home()))
+                    / f"{s.model.name}-edited.safetensors")
+        path, _ = QFileDialog.getSaveFileName(self.shell, "Save model weights", start,
+                                              "safetensors (*.safetensors)")
+        if not path:
+            return False
+        if not path.lower().endswith(".safetensors"):
+            path += ".safetensors"
+        self.settings.setValue("paths/weights", str(Path(path).parent))
+        return self.controller.model_weights.save(path)
 
     # ------------------------------------------------------------------ weights
     def load_weights_dialog(self) -> None:

@@ -113,6 +113,7 @@ class KernelEditor(QWidget):
         self._bias: np.ndarray | None = None
         self.cells: list[list[KernelCell]] = []
         self._grid_shape: tuple[int, int] | None = None
+        self._title: str | None = None
 
         outer = QVBoxLayout(self)
         outer.setContentsMargins(6, 6, 6, 6)
@@ -215,7 +216,7 @@ class KernelEditor(QWidget):
         tl.setColumnStretch(3, 1)
         lay.addWidget(tools)
 
-        init = QGroupBox("Random init")
+        self.init_group = init = QGroupBox("Random init")
         il = QHBoxLayout(init)
         il.setContentsMargins(6, 6, 6, 6)
         self.scheme_box = QComboBox()
@@ -259,7 +260,12 @@ class KernelEditor(QWidget):
     def current_slice(self) -> tuple[int, int]:
         return self.out_box.value(), self.in_box.value()
 
-    def set_layer(self, index: int | None, layer: LayerSpec | None) -> None:
+    def set_layer(self, index: int | None, layer: LayerSpec | None, *,
+                  title: str | None = None) -> None:
+        """Show ``layer``'s kernels; ``title`` names where they live when they are not a
+        stack layer's (a model's module path: its weights, edited in place)."""
+        self._title = title
+        self.init_group.setVisible(title is None)  # a model's weights have no seeded init
         if layer is None or layer.op.kernel is None:
             self._index, self._layer = None, None
             self.placeholder.show()
@@ -289,7 +295,12 @@ class KernelEditor(QWidget):
             box.blockSignals(False)
         if self._grid_shape != (kh, kw):
             self._build_grid(kh, kw)
-        if "weight" in layer.params:
+        if title is not None:
+            self.source.setText(title)
+            self.source.setToolTip("The module of the model whose weights these are; an edit "
+                                   "changes them in place (File > Save model weights keeps "
+                                   "them)")
+        elif "weight" in layer.params:
             self.source.setText("explicit values")
             self.source.setToolTip("The weights are stored in the pipeline value by value")
         else:

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QFrame,
     QLabel,
     QMainWindow,
+    QMessageBox,
     QScrollArea,
     QSplitter,
     QTabWidget,
@@ -90,7 +91,7 @@ class MainWindow(PanelDocks, QMainWindow):
         self.files = Files(self.session, self.controller, self.settings, self)
         self.exporter = StageExporter(self.session, self.stage_panel.view_mode, self)
         self.animator = Animator(self.session, self)
-        self.actions = create_actions(self, self.session.document.undo_stack)
+        self.actions = create_actions(self, self.session.undo_group)
         for name in ("remove", "duplicate", "move_up", "move_down"):
             self.stack.add_tool_action(self.actions[name])
         self._window_keys = WindowWideKeys(self, [self.actions["undo"], self.actions["redo"]])
@@ -198,6 +199,8 @@ class MainWindow(PanelDocks, QMainWindow):
         m.addAction(a["load_weights"])
         m.addAction(a["load_labels"])
         m.addAction(a["open_model"])
+        m.addAction(a["save_model_weights"])
+        m.addAction(a["reset_model_weights"])
         m.addSeparator()
         self.export_menu = m.addMenu("E&xport")
         for act in self.exporter.actions():
@@ -538,9 +541,25 @@ class MainWindow(PanelDocks, QMainWindow):
         event.acceptProposedAction()
         self.files.drop(event.mimeData())
 
+    def ask_discard_model_edits(self, doing: str) -> bool:
+        """Whether to drop the model's unsaved weight edits to ``doing`` (quit, open ...)."""
+        s = self.session
+        model = s.model if s.model is not None else (s.parked_model or (None,))[0]
+        name = model.name if model is not None else "the model"
+        answer = QMessageBox.question(
+            self, "Unsaved weight edits",
+            f"The weights of {name} have edits that are not saved (File > Save model "
+            f"weights keeps them). Discard them and {doing}?",
+            QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel)
+        return answer == QMessageBox.StandardButton.Discard
+
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         if self.controller.closing:
             event.accept()
+            return
+        if self.session.weight_edits_unsaved and not self.ask_discard_model_edits("quit"):
+            event.ignore()
             return
         self.controller.closing = True
         QApplication.instance().removeEventFilter(self._window_keys)

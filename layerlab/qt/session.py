@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QUndoGroup, QUndoStack
 
 from ..core.analysis import Validation, validate
 from ..core.imageio import LoadedImage, downscale_for_preview
@@ -74,6 +75,21 @@ class Session(QObject):
         # A torchvision model shown instead of the stack (core.models.ModelSpec), or None.
         self.model = None
         self.model_classes: tuple[str, ...] = ()  # its class names, from the last model run
+        # Its editable modules with their opened tensors (core.model_edits.ModuleWeights by
+        # path), from the worker's last run of it; the edits are in ``model.edits``.
+        self.model_weights: dict | None = None
+        # The model's weight edits have their own history: Undo undoes them while the model
+        # is shown (the group's active stack), the stack's edits otherwise.
+        self.model_saved_edits: tuple = ()  # the edits in the last saved weights file
+        # (ModelSpec, its saved edits) of a model with unsaved weight edits that an edit of
+        # the stack replaced; opening the same model again brings them back
+        self.parked_model: tuple | None = None
+        self.model_undo = QUndoStack(self)
+        self.model_undo.setUndoLimit(500)
+        self.undo_group = QUndoGroup(self)
+        self.undo_group.addStack(self.document.undo_stack)
+        self.undo_group.addStack(self.model_undo)
+        self.undo_group.setActiveStack(self.document.undo_stack)
 
     # --- the image ---------------------------------------------------------------------------
     def set_image(self, loaded: LoadedImage) -> None:
@@ -149,8 +165,25 @@ class Session(QObject):
         """Show the torchvision model ``spec`` (a ModelSpec) instead of the stack; None goes
         back to the stack."""
         if spec != self.model:
+            if spec is None and self.model_edits_unsaved:
+                # Kept, with their history: opening the same model again brings them back.
+                self.parked_model = (self.model, self.model_saved_edits)
+            if spec is None or self.model is None or spec.opened_as != self.model.opened_as:
+                self.model_weights = None  # another model: its weights come with its run
             self.model = spec
+            self.undo_group.setActiveStack(self.document.undo_stack if spec is None
+                                           else self.model_undo)
             self.modelChanged.emit()
+
+    @property
+    def model_edits_unsaved(self) -> bool:
+        """The model shown has weight edits that are not in a saved weights file."""
+        return self.model is not None and self.model.edits != self.model_saved_edits
+
+    @property
+    def weight_edits_unsaved(self) -> bool:
+        """Unsaved weight edits of the model shown, or of one the stack replaced (parked)."""
+        return self.model_edits_unsaved or self.parked_model is not None
 
     # --- options -----------------------------------------------------------------------------
     def set_render_options(self, options: RenderOptions) -> None:
@@ -225,6 +258,8 @@ class Session(QObject):
         if summary.cancelled:
             return
         self.model_classes = summary.classes  # what a model's last stage scores
+        if self.model is not None and summary.model_weights is not None:
+            self.model_weights = summary.model_weights
         refused = bool(summary.error) and summary.stages == 0  # e.g. the memory budget
         self.run_error = summary.error
         if not refused:

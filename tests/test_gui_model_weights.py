@@ -1,0 +1,271 @@
+"""A torchvision model's weights edited in the window: the kernel editor shows a Conv2d of a
+ResNet by its module path, a typed cell changes what the model computes exactly as the same
+edit made in torch does, Undo gives the opened weights back exactly, and the weights save as
+a .safetensors state_dict that torchvision's resnet18 loads strictly."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from gui_helpers import wait_idle
+from PySide6.QtWidgets import QFileDialog
+from safetensors.torch import load_file
+from torchvision import models as tvm
+
+from layerlab.core import models as M
+from layerlab.core.imageio import to_tensor
+
+EDITED = "layer1.0.conv1"
+LATER = ("layer2.0.conv1", "fc")  # a later stage behind a residual addition, and the last
+CELL = (5, 3, 1, 2)  # weight[out, in, y, x]
+VALUE = 0.75
+
+
+def torch_resnet18(edit: float | None = None) -> torch.nn.Module:
+    """torchvision's resnet18 with seed 0's random weights (as File > Open model makes
+    them), the cell set in torch itself when ``edit`` is given."""
+    torch.manual_seed(0)
+    model = tvm.resnet18().eval()
+    if edit is not None:
+        with torch.no_grad():
+            model.get_submodule(EDITED).weight[CELL] = edit
+    return model
+
+
+def outputs_of(model: torch.nn.Module, x: torch.Tensor, paths) -> dict[str, np.ndarray]:
+    """The outputs of the modules at ``paths`` (their first call) for input ``x``."""
+    seen: dict[str, np.ndarray] = {}
+
+    def keeper(path):
+        def keep(_module, _args, out) -> None:  # returns None: the output stays as it is
+            seen.setdefault(path, out[0].detach().clone().numpy())
+        return keep
+
+    hooks = [model.get_submodule(p).register_forward_hook(keeper(p)) for p in paths]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    return seen
+
+
+def stage_values(window, paths) -> dict[str, np.ndarray]:
+    s = window.session
+    by_name = {v.result.name: v for v in s.results.values()}
+    return {p: by_name[p].values.copy() for p in paths}
+
+
+def stage_index(window, name: str) -> int:
+    return next(i for i, v in window.session.results.items() if v.result.name == name)
+
+
+@pytest.fixture
+def resnet_window(main_window, qtbot):
+    w = main_window
+    w.controller.on_open_model(M.ModelSpec("resnet18"))
+    qtbot.waitUntil(lambda: w.session.model_weights is not None and not w.runner.busy,
+                    timeout=60000)
+    wait_idle(w, qtbot)
+    yield w
+    s = w.session  # the window closes without asking
+    s.parked_model = None
+    s.model_saved_edits = s.model.edits if s.model is not None else ()
+
+
+def test_a_typed_kernel_cell_edits_the_model_like_torch_and_undo_is_exact(resnet_window,
+                                                                         qtbot, tmp_path,
+                                                                         monkeypatch):
+    w = resnet_window
+    s = w.session
+    paths = (EDITED, *LATER)
+    _, xn = M.preprocess(M.plan_model("resnet18"), to_tensor(s.preview.image, "rgb"))
+    plain = outputs_of(torch_resnet18(), xn, paths)
+    edited = outputs_of(torch_resnet18(VALUE), xn, paths)
+    before = stage_values(w, paths)
+    for p in paths:
+        np.testing.assert_allclose(before[p], plain[p], rtol=0, atol=1e-5)
+
+    # the stage's module in the kernel editor, titled by its path, with torch's values
+    s.select(stage=stage_index(w, EDITED))
+    k = w.kernel_editor
+    assert not k.content.isHidden() and k.source.text() == EDITED
+    assert w.tabs.isTabEnabled(1)
+    k.set_slice(CELL[0], CELL[1])
+    weight = torch_resnet18().get_submodule(EDITED).weight.detach().numpy()
+    shown = np.array([[c.value() for c in row] for row in k.cells], np.float32)
+    np.testing.assert_array_equal(shown, weight[CELL[0], CELL[1]])
+    assert not k.init_group.isVisible()  # a model's module has no seeded init
+
+    k.set_cell(CELL[2], CELL[3], VALUE)
+    qtbot.waitUntil(lambda: bool(s.model.edits), timeout=5000)
+    wait_idle(w, qtbot)
+    assert s.model_undo.count() == 1 and s.model_edits_unsaved and w.isWindowModified()
+    after = stage_values(w, paths)
+    for p in paths:
+        np.testing.assert_allclose(after[p], edited[p], rtol=0, atol=1e-5)
+    assert not np.allclose(after[EDITED], before[EDITED], atol=1e-3)  # the edit shows
+    assert k.cells[CELL[2]][CELL[3]].value() == VALUE
+
+    # Undo: the opened weights again, exactly
+    w.actions["undo"].trigger()
+    qtbot.waitUntil(lambda: not s.model.edits, timeout=5000)
+    wait_idle(w, qtbot)
+    undone = stage_values(w, paths)
+    for p in paths:
+        np.testing.assert_array_equal(undone[p], before[p])
+    assert np.float32(k.cells[CELL[2]][CELL[3]].value()) == weight[CELL]
+    assert not s.model_edits_unsaved
+
+    # Redo, then File > Save model weights: torchvision's resnet18 loads it strictly
+    w.actions["redo"].trigger()
+    qtbot.waitUntil(lambda: bool(s.model.edits), timeout=5000)
+    wait_idle(w, qtbot)
+    target = tmp_path / "edited"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        staticmethod(lambda *a, **k: (str(target), "")))
+    w.actions["save_model_weights"].trigger()
+    saved = tmp_path / "edited.safetensors"
+    assert saved.is_file() and not s.model_edits_unsaved and not w.isWindowModified()
+    loaded = tvm.resnet18()
+    loaded.load_state_dict(load_file(saved), strict=True)
+    loaded.eval()
+    assert float(loaded.get_submodule(EDITED).weight.detach()[CELL]) == VALUE
+    again = outputs_of(loaded, xn, paths)
+    redone = stage_values(w, paths)
+    for p in paths:
+        np.testing.assert_allclose(again[p], edited[p], rtol=0, atol=1e-5)
+        np.testing.assert_allclose(redone[p], edited[p], rtol=0, atol=1e-5)
+
+    # Open model with that file: the edited weights, and nothing is asked (they are saved)
+    monkeypatch.setattr(w, "ask_discard_model_edits", lambda doing: pytest.fail("asked"))
+    w.controller.on_open_model(M.ModelSpec("resnet18", str(saved)))
+    qtbot.waitUntil(lambda: s.model.weights == str(saved) and s.model_weights is not None
+                    and not w.runner.busy, timeout=60000)
+    wait_idle(w, qtbot)
+    reopened = stage_values(w, paths)
+    for p in paths:
+        np.testing.assert_allclose(reopened[p], edited[p], rtol=0, atol=1e-5)
+
+
+def test_bad_values_presets_reset_and_unsaved_edits(resnet_window, qtbot, monkeypatch):
+    w = resnet_window
+    s = w.session
+    k = w.kernel_editor
+    conv1 = stage_index(w, "conv1")
+    s.select(stage=conv1)
+    assert k.source.text() == "conv1"
+    # NaN cannot be typed into a cell; one arriving anyway is refused with a message and
+    # changes nothing (as a stack's value table refuses it)
+    k.cellEdited.emit(conv1, "weight", (0, 0, 0, 0), math.nan)
+    assert not s.model.edits and s.model_undo.count() == 0
+    assert "not a finite" in w.statusBar().currentMessage()
+
+    # a preset on one slice: the cells that changed, one undo step
+    k.set_slice(2, 1)
+    k.apply_preset("identity")
+    qtbot.waitUntil(lambda: bool(s.model.edits), timeout=5000)
+    wait_idle(w, qtbot)
+    assert s.model_undo.count() == 1
+    shown = np.array([[c.value() for c in row] for row in k.cells])
+    expected = np.zeros((7, 7))
+    expected[3, 3] = 1.0
+    np.testing.assert_array_equal(shown, expected)
+    torch_model = torch_resnet18()
+    with torch.no_grad():
+        torch_model.conv1.weight[2, 1] = torch.from_numpy(expected.astype(np.float32))
+    _, xn = M.preprocess(M.plan_model("resnet18"), to_tensor(s.preview.image, "rgb"))
+    ref = outputs_of(torch_model, xn, ["conv1"])
+    np.testing.assert_allclose(stage_values(w, ["conv1"])["conv1"], ref["conv1"], rtol=0,
+                               atol=1e-5)
+
+    # another model over unsaved edits asks; Cancel keeps everything
+    asked = []
+    monkeypatch.setattr(w, "ask_discard_model_edits", lambda doing: asked.append(doing) or False)
+    w.controller.on_open_model(M.ModelSpec("resnet18", seed=1))
+    assert asked == ["open resnet18"] and s.model.seed == 0 and s.model.edits
+    # quitting asks too; Cancel keeps the window
+    w.close()
+    assert asked[-1] == "quit" and w.isVisible()
+
+    # an edit of the stack brings the stack back; the weight edits are kept, and opening
+    # the same model again brings them back with their history
+    edits = s.model.edits
+    w.session.document.set_arg(0, "out_channels", 2)
+    qtbot.waitUntil(lambda: s.model is None, timeout=10000)
+    assert "weight edits of resnet18 are kept" in w.banner.text()
+    wait_idle(w, qtbot)
+    w.close()
+    assert asked[-1] == "quit" and w.isVisible()  # still unsaved: quitting asks
+    w.controller.on_open_model(M.ModelSpec("resnet18"))
+    assert s.model.edits == edits and s.model_undo.count() == 1 and len(asked) == 3
+    qtbot.waitUntil(lambda: s.model_weights is not None and not w.runner.busy, timeout=60000)
+    wait_idle(w, qtbot)
+    np.testing.assert_allclose(stage_values(w, ["conv1"])["conv1"], ref["conv1"], rtol=0,
+                               atol=1e-5)
+    s.select(stage=conv1)
+
+    # Reset weights: the opened ones, one undo step (undoable)
+    w.actions["reset_model_weights"].trigger()
+    qtbot.waitUntil(lambda: not s.model.edits, timeout=5000)
+    wait_idle(w, qtbot)
+    assert s.model_undo.count() == 2 and not s.model_edits_unsaved
+    w.actions["undo"].trigger()
+    qtbot.waitUntil(lambda: bool(s.model.edits), timeout=5000)
+    wait_idle(w, qtbot)
+    np.testing.assert_allclose(stage_values(w, ["conv1"])["conv1"], ref["conv1"], rtol=0,
+                               atol=1e-5)
+
+
+def test_alt_click_explains_a_model_stage_from_the_modules_actual_input(resnet_window, qtbot):
+    w = resnet_window
+    s = w.session
+    w.show_dock(w.explain_dock)
+    panel = w.explain_panel
+    _, xn = M.preprocess(M.plan_model("resnet18"), to_tensor(s.preview.image, "rgb"))
+    model = torch_resnet18()
+    inputs: dict[str, torch.Tensor] = {}
+
+    def keeper(path):
+        def keep(_module, args) -> None:
+            inputs.setdefault(path, args[0].detach().clone())
+        return keep
+
+    for p in ("layer2.0.downsample.0", "maxpool", "fc"):
+        model.get_submodule(p).register_forward_pre_hook(keeper(p))
+    with torch.no_grad():
+        model(xn)
+
+    # a ResNet's downsample reads the block's input, not the previous stage (layer2.0.bn2)
+    stage = stage_index(w, "layer2.0.downsample.0")
+    channel, y, x = 7, 3, 5
+    w.controller.on_explain(stage, channel, x, y)
+    qtbot.waitUntil(lambda: panel.explanation is not None
+                    and panel.explanation.channel == channel, timeout=30000)
+    e = panel.explanation
+    conv = model.layer2[0].downsample[0]
+    ref = torch.nn.functional.conv2d(inputs["layer2.0.downsample.0"].double(),
+                                     conv.weight.detach().double(), stride=conv.stride)
+    assert e.kind == "conv" and e.layer_type == "Conv2d"
+    assert abs(e.total - float(ref[0, channel, y, x])) < 1e-9
+    assert abs(e.value - float(s.results[stage].values[channel, y, x])) < 1e-5
+    assert "layer2.0.downsample.0" in panel.title.text()
+
+    # a pool: its window's winner; the classifier: a Linear over the flattened pool
+    stage = stage_index(w, "maxpool")
+    w.controller.on_explain(stage, 2, 4, 6)
+    qtbot.waitUntil(lambda: panel.explanation is not None
+                    and panel.explanation.kind == "pool", timeout=30000)
+    win = inputs["maxpool"][0, 2]
+    padded = torch.nn.functional.pad(win, (1, 1, 1, 1), value=-math.inf)
+    assert panel.explanation.total == float(padded[12:15, 8:11].max())
+    stage = stage_index(w, "fc")
+    w.controller.on_explain(stage, 0, 42, 0)
+    qtbot.waitUntil(lambda: panel.explanation is not None
+                    and panel.explanation.kind == "linear", timeout=30000)
+    fc = model.fc
+    expected = (inputs["fc"][0].double() @ fc.weight.detach()[42].double()
+                + float(fc.bias.detach()[42]))
+    assert abs(panel.explanation.total - float(expected)) < 1e-9
