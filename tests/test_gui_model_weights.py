@@ -269,3 +269,43 @@ def test_alt_click_explains_a_model_stage_from_the_modules_actual_input(resnet_w
     expected = (inputs["fc"][0].double() @ fc.weight.detach()[42].double()
                 + float(fc.bias.detach()[42]))
     assert abs(panel.explanation.total - float(expected)) < 1e-9
+
+
+def test_a_convs_bias_edits_in_its_table_and_nan_is_refused_there(main_window, qtbot):
+    w = main_window
+    s = w.session
+    w.controller.on_open_model(M.ModelSpec("squeezenet1_1", seed=3))
+    qtbot.waitUntil(lambda: s.model_weights is not None and not w.runner.busy, timeout=60000)
+    wait_idle(w, qtbot)
+    s.select(stage=stage_index(w, "features.0"))
+    k = w.kernel_editor
+    assert k.source.text() == "features.0" and not k.bias_group.isHidden()
+    torch.manual_seed(3)
+    model = tvm.squeezenet1_1().eval()
+    table = k.bias_table
+    original = model.features[0].bias.detach().clone()
+    assert [float(table.item(r, 0).text()) for r in range(64)] == pytest.approx(
+        original.tolist(), abs=1e-7)
+    before = stage_values(w, ["features.0", "classifier.1"])
+
+    table.type_value("bias", 3, "nan")  # refused as the stack's value table refuses it
+    assert not s.model.edits and s.model_undo.count() == 0
+    assert "not a finite number" in w.statusBar().currentMessage()
+    table.type_value("bias", 3, "0.5")
+    qtbot.waitUntil(lambda: bool(s.model.edits), timeout=5000)
+    wait_idle(w, qtbot)
+    with torch.no_grad():
+        model.features[0].bias[3] = 0.5
+    _, xn = M.preprocess(M.plan_model("squeezenet1_1"), to_tensor(s.preview.image, "rgb"))
+    ref = outputs_of(model, xn, ["features.0", "classifier.1"])
+    got = stage_values(w, ["features.0", "classifier.1"])
+    for p in ref:
+        np.testing.assert_allclose(got[p], ref[p], rtol=0, atol=1e-5)
+    assert float(table.item(3, 0).text()) == 0.5
+    w.actions["undo"].trigger()
+    qtbot.waitUntil(lambda: not s.model.edits, timeout=5000)
+    wait_idle(w, qtbot)
+    assert float(table.item(3, 0).text()) == pytest.approx(float(original[3]), abs=1e-7)
+    undone = stage_values(w, ["features.0", "classifier.1"])
+    for p in before:
+        np.testing.assert_array_equal(undone[p], before[p])

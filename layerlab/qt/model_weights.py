@@ -5,7 +5,8 @@ the model, one undo step each (cells typed in a row into the same place merge).
 The model lives in the worker thread; here only immutable data changes: the session's
 ``ModelSpec`` gets a new tuple of ``WeightEdit`` and is run again. The opened tensors come from
 the worker (``session.model_weights``, read-only), so what the editor shows is those plus the
-edits, exactly what the worker computes with.
+edits, exactly what the worker computes with. (``core.model_edits`` imports torch: it is
+imported where it is used, once a model is shown, so the window's first paint is not held.)
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from ..core.model_build import ModelError
-from ..core.model_edits import WeightEdit, check_edit, edited_array, with_edit, with_edits
 from ..core.pipeline import LayerSpec
 from .commands import ModelEditCommand
 from .session import Session
@@ -51,6 +50,8 @@ class ModelWeights:
 
     def current(self, path: str, param: str) -> np.ndarray:
         """The values ``path.param`` computes with: the opened ones and the edits."""
+        from ..core.model_edits import edited_array
+
         s = self.session
         return edited_array(s.model_weights[path].params[param], s.model.edits, path, param)
 
@@ -74,7 +75,7 @@ class ModelWeights:
         self.views.window.show_editor_for(layer)
 
     # --- edits ---
-    def _push(self, edits: tuple[WeightEdit, ...], text: str, merge_key=None) -> None:
+    def _push(self, edits: tuple, text: str, merge_key=None) -> None:
         s = self.session
         before = s.model.edits
         if edits == before:
@@ -82,7 +83,7 @@ class ModelWeights:
         s.model_undo.push(ModelEditCommand(self.apply, before, edits, text,
                                            merge_key=merge_key))
 
-    def apply(self, edits: tuple[WeightEdit, ...]) -> None:
+    def apply(self, edits: tuple) -> None:
         """Put ``edits`` on the model shown (an edit, an undo, a redo) and run it again."""
         s = self.session
         if s.model is None:
@@ -92,6 +93,9 @@ class ModelWeights:
         self.submit()
 
     def edit_cell(self, param: str, index: tuple[int, ...], value: float) -> None:
+        from ..core.model_build import ModelError
+        from ..core.model_edits import WeightEdit, check_edit, with_edit
+
         s = self.session
         if self.path is None or s.model is None:
             return
@@ -107,6 +111,8 @@ class ModelWeights:
 
     def edit_param(self, param: str, array: np.ndarray, text: str) -> None:
         """A whole new tensor (a preset, a scale): the cells that changed, one undo step."""
+        from ..core.model_edits import WeightEdit, with_edits
+
         s = self.session
         if self.path is None or s.model is None:
             return
@@ -138,6 +144,7 @@ class ModelWeights:
     def save(self, path: str) -> bool:
         """Write the model's weights with their edits as .safetensors; until the next edit,
         opening another model or quitting does not ask."""
+        from ..core.model_build import ModelError
         from ..core.model_edits import save_weights
         from ..core.models import open_spec
 
