@@ -385,6 +385,7 @@ class RunController(QObject):
         self._pending: RunRequest | None = None
         self._draws = 0  # draw_shown calls in flight
         self._shown_moved = False  # show() was called during the run in flight
+        self._closed = False
         self._worker = PipelineWorker()
         self._thread: QThread | None = None
         if not synchronous:
@@ -397,7 +398,7 @@ class RunController(QObject):
             self._thread.start()
         self._worker.stageReady.connect(self._on_stage)
         self._worker.statsReady.connect(self._on_stats)
-        self._worker.viewReady.connect(self.viewReady)
+        self._worker.viewReady.connect(self._on_view)
         self._worker.drawFinished.connect(self._on_drawn)
         self._worker.runFinished.connect(self._on_finished)
         self._worker.torchLoaded.connect(self.torchLoaded)
@@ -495,6 +496,11 @@ class RunController(QObject):
             self.stageReady.emit(view)
 
     @Slot(object)
+    def _on_view(self, view: StageView) -> None:
+        if not self._closed:  # drawn before the window closed: nobody to show it to
+            self.viewReady.emit(view)
+
+    @Slot(object)
     def _on_stats(self, view: StageView) -> None:
         if view.generation == self.generation:
             self.statsReady.emit(view)
@@ -524,6 +530,7 @@ class RunController(QObject):
 
     def shutdown(self, timeout_ms: int = 10000) -> None:
         """Cancel and join the worker thread (call from closeEvent)."""
+        self._closed = True
         self.cancel()
         if self._thread is not None and self._thread.isRunning():
             self._thread.quit()
