@@ -7,6 +7,11 @@ forwards only those of the newest generation. Edits are coalesced without a fixe
 idle an edit runs at once; while busy only the latest pending request is kept and the running
 one is cancelled at its next stage boundary.
 
+Only what the window shows is drawn in full (``core.stage_draw``): the stages in the request's
+``shown`` set get their pictures, exact values and statistics, every other stage a thumbnail
+from a downsampled tensor. When the selection moves, ``RunController.show`` says so and the
+worker draws the newly shown stages from the results it keeps (no torch run, no delay).
+
 torch is imported by the worker thread, not with this module: the window paints its first
 picture while torch loads (``RunController.torchLoaded`` says when it is there).
 """
@@ -23,6 +28,7 @@ import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from .core.pipeline import DEFAULT_MEMORY_BUDGET, Pipeline
+from .jobs import JobOutcome, JobRunner  # noqa: F401 - long jobs, imported from here too
 
 if TYPE_CHECKING:
     import torch
@@ -79,16 +85,28 @@ class RunRequest:
     generation: int = 0
     memory_budget: int = DEFAULT_MEMORY_BUDGET  # bytes of outputs and weights a run may keep
     model: ModelSpec | None = None  # a torchvision model to run instead of the pipeline
+    # The stages drawn in full (pictures, values, statistics); the others get thumbnails.
+    # None: every stage in full (tests, scripts).
+    shown: frozenset[int] | None = None
 
 
 @dataclass
 class StageView:
-    """One stage, ready to show: the engine's result plus everything the views draw."""
+    """One stage, ready to show: the engine's result plus everything the views draw.
+
+    A stage the window does not show has only its ``thumb``; its full view (``rendered``
+    and ``values``) comes once it is shown (``RunController.viewReady``)."""
 
     generation: int
     result: StageResult
-    rendered: Any = None  # render.RenderedStage; None when the stage failed
+    rendered: Any = None  # render.RenderedStage; None when failed or not drawn in full
     values: np.ndarray | None = None  # exact float32 values (C, H, W) or (N,), for hover
+    thumb: Any = None  # stage_draw.Thumbnail for the strip; None for a vector or a failure
+
+    @property
+    def full(self) -> bool:
+        """Its full view is here (a failed stage has none)."""
+        return self.rendered is not None
 
 
 @dataclass
@@ -111,6 +129,8 @@ class PipelineWorker(QObject):
 
     stageReady = Signal(object)  # StageView (its histograms and statistics may follow)
     statsReady = Signal(object)  # StageView: the same stage with them
+    viewReady = Signal(object)  # StageView: the full view of a stage that had a thumbnail
+    drawFinished = Signal()  # draw_shown is done
     runFinished = Signal(object)  # RunSummary
     torchLoaded = Signal(object)  # TorchInfo
 
@@ -126,6 +146,9 @@ class PipelineWorker(QObject):
         # cache is the same tensor object, so its pictures need not be drawn again.
         self._drawn: dict[int, tuple[torch.Tensor, RenderOptions, StageView]] = {}
         self._model: tuple[tuple, Any] | None = None  # (spec, budget, device) -> OpenedModel
+        # The stages the window shows (None: all); written by the GUI thread, read at each
+        # stage, so a run already going draws a stage picked meanwhile.
+        self.shown: frozenset[int] | None = None
 
     def _cancelled(self, generation: int) -> bool:
         return generation != self.latest_generation
@@ -189,7 +212,7 @@ class PipelineWorker(QObject):
                     summary.cancelled = True
                     break
                 kept.append(result)
-                view = self._view_cached(gen, result, request.options)
+                view = self._view_cached(gen, result, request.options, self._wants_full(result))
                 self.stageReady.emit(view)
                 if view.rendered is not None and not view.rendered.has_stats:
                     later.append(view)
@@ -206,6 +229,10 @@ class PipelineWorker(QObject):
                 self.statsReady.emit(self._with_stats(view, request.options))
             if not request.render_only:
                 self._last_results = kept
+            if not summary.cancelled:
+                for index in [i for i in self._drawn if i >= summary.stages]:
+                    del self._drawn[index]  # stages this stack no longer has
+                self._draw_missing()
         except (RunError, ModelError) as e:
             summary.error = str(e)
         except torch.cuda.OutOfMemoryError:
@@ -237,18 +264,59 @@ class PipelineWorker(QObject):
         return run_model(self._model[1], tensor, cancel=lambda: self._cancelled(gen),
                          device=device)
 
-    def _view_cached(self, gen: int, result: StageResult, options: RenderOptions) -> StageView:
+    def _wants_full(self, result: StageResult) -> bool:
+        from .core.stage_draw import needs_full, stage_tensor
+
+        return (result.output is not None
+                and needs_full(result.index, stage_tensor(result.output), self.shown))
+
+    def _view_cached(self, gen: int, result: StageResult, options: RenderOptions,
+                     full: bool = True) -> StageView:
+        """The stage's view; what was drawn of the same tensor with the same options is
+        used again (a full view also where a thumbnail would do)."""
         drawn = self._drawn.get(result.index)
         if (drawn is not None and result.output is not None and drawn[0] is result.output
                 and drawn[1] == options):
             old = drawn[2]
-            return StageView(gen, result, old.rendered, old.values)
-        view = self._view(gen, result, options)
+            view = StageView(gen, result, old.rendered, old.values, old.thumb)
+            if full and not old.full:
+                view = self._full(view, options)
+        else:
+            view = self._view(gen, result, options, full)
         if result.output is None:
             self._drawn.pop(result.index, None)
         else:
             self._drawn[result.index] = (result.output, options, view)
         return view
+
+    @Slot()
+    def draw_shown(self) -> None:
+        """Draw the stages shown now that have only thumbnails (the selection moved)."""
+        try:
+            self._draw_missing()
+        finally:
+            self.drawFinished.emit()
+
+    def _draw_missing(self) -> None:
+        """Full views of the shown stages that have only thumbnails, from the kept results:
+        all their pictures first, then their histograms and statistics; a newer request
+        stops it (that run draws what is shown)."""
+        asked = self.latest_generation
+        missing = [i for i in sorted(self.shown or ())
+                   if i in self._drawn and not self._drawn[i][2].full]
+        done: list[tuple[StageView, RenderOptions]] = []
+        for index in missing:
+            if self.latest_generation != asked:
+                return
+            output, options, thumb_view = self._drawn[index]
+            view = self._full(thumb_view, options)
+            self._drawn[index] = (output, options, view)
+            self.viewReady.emit(view)
+            done.append((view, options))
+        for view, options in done:
+            if self.latest_generation != asked:
+                return
+            self.viewReady.emit(self._with_stats(view, options))
 
     def _with_stats(self, view: StageView, options: RenderOptions) -> StageView:
         """``view`` with its histograms and statistics (as one whole render gives them)."""
@@ -256,28 +324,42 @@ class PipelineWorker(QObject):
 
         result = view.result
         done = StageView(view.generation, result,
-                         render.add_stats(view.rendered, self._shown(result)), view.values)
+                         render.add_stats(view.rendered, self._shown(result)), view.values,
+                         view.thumb)
         self._drawn[result.index] = (result.output, options, done)
         return done
 
     @staticmethod
     def _shown(result: StageResult) -> torch.Tensor:
-        out = result.output[0]
-        return out.unsqueeze(0) if out.dim() == 2 else out  # Flatten(start_dim=2): A x B
+        from .core.stage_draw import stage_tensor
+
+        return stage_tensor(result.output)
 
     @staticmethod
-    def _view(gen: int, result: StageResult, options: RenderOptions) -> StageView:
-        import torch
-
-        from .core import render
+    def _view(gen: int, result: StageResult, options: RenderOptions, full: bool = True
+              ) -> StageView:
+        from .core import stage_draw
 
         if result.output is None:
             return StageView(gen, result)
-        out = PipelineWorker._shown(result)
-        rendered = render.render_stage(out, options.normalize, options.colormap,
-                                       bins=options.bins, stats=False)
-        values = out.detach().to("cpu", torch.float32).numpy()
-        return StageView(gen, result, rendered, values)
+        if full:
+            return PipelineWorker._full(StageView(gen, result), options)
+        thumb = stage_draw.thumbnail(PipelineWorker._shown(result), options.normalize,
+                                     options.colormap)
+        return StageView(gen, result, thumb=thumb)
+
+    @staticmethod
+    def _full(view: StageView, options: RenderOptions) -> StageView:
+        """``view`` with its full view drawn (its thumbnail kept, or made from the pixels)."""
+        from .core import stage_draw
+
+        out = PipelineWorker._shown(view.result)
+        rendered, values = stage_draw.full_view(out, options.normalize, options.colormap,
+                                                options.bins)
+        thumb = view.thumb
+        if thumb is None and rendered.vector is None:
+            thumb = stage_draw.thumbnail_of(rendered)
+        return StageView(view.generation, view.result, rendered, values, thumb)
 
 
 class RunController(QObject):
@@ -287,6 +369,10 @@ class RunController(QObject):
     # The same stage again with its histograms and statistics (after all of the run's
     # pictures), where stageReady came without them.
     statsReady = Signal(object)
+    # The full view of a stage that came as a thumbnail, once it is shown (pictures first,
+    # then again with statistics); of any generation: the session keeps it only for the very
+    # thumbnail it holds.
+    viewReady = Signal(object)
     runStarted = Signal(object)  # generation
     runFinished = Signal(object)  # RunSummary of the newest generation
     busyChanged = Signal(bool)
@@ -294,6 +380,7 @@ class RunController(QObject):
 
     _dispatch = Signal(object)
     _load = Signal(bool)
+    _draw = Signal()
 
     def __init__(self, parent: QObject | None = None, *, synchronous: bool = False,
                  set_threads: bool = False):
@@ -305,6 +392,9 @@ class RunController(QObject):
         self._busy = False
         self._held = False
         self._pending: RunRequest | None = None
+        self._draws = 0  # draw_shown calls in flight
+        self._shown_moved = False  # show() was called during the run in flight
+        self._closed = False
         self._worker = PipelineWorker()
         self._thread: QThread | None = None
         if not synchronous:
@@ -313,9 +403,12 @@ class RunController(QObject):
             self._worker.moveToThread(self._thread)
             self._dispatch.connect(self._worker.run)
             self._load.connect(self._worker.load)
+            self._draw.connect(self._worker.draw_shown)
             self._thread.start()
         self._worker.stageReady.connect(self._on_stage)
         self._worker.statsReady.connect(self._on_stats)
+        self._worker.viewReady.connect(self._on_view)
+        self._worker.drawFinished.connect(self._on_drawn)
         self._worker.runFinished.connect(self._on_finished)
         self._worker.torchLoaded.connect(self.torchLoaded)
 
@@ -352,11 +445,42 @@ class RunController(QObject):
         """A run is in flight, or one waits for :meth:`release`."""
         return self._busy or (self._held and self._pending is not None)
 
+    @property
+    def shown(self) -> frozenset[int] | None:
+        """The stages the worker draws in full now (see ``show``)."""
+        return self._worker.shown
+
+    @property
+    def drawing(self) -> bool:
+        """Stages newly shown are being drawn from the kept results."""
+        return self._draws > 0
+
+    def show(self, stages: frozenset[int] | None) -> None:
+        """The window now shows ``stages`` (see ``RunRequest.shown``): a run in flight draws
+        them as it goes; otherwise the worker draws those it has only thumbnails of."""
+        self._worker.shown = stages
+        if not self._busy:
+            self._request_draw()
+        else:  # the run may be past its last look at them: check once it ends
+            self._shown_moved = True
+
+    def _request_draw(self) -> None:
+        self._draws += 1
+        if self.synchronous:
+            self._worker.draw_shown()
+        else:
+            self._draw.emit()
+
+    @Slot()
+    def _on_drawn(self) -> None:
+        self._draws -= 1
+
     def submit(self, request: RunRequest) -> int:
         """Queue ``request`` (latest wins); returns its generation."""
         self.generation += 1
         request = replace(request, generation=self.generation)
         self._worker.latest_generation = self.generation
+        self._worker.shown = request.shown
         if self._busy or self._held:
             if self._held and not self.busy:
                 self.busyChanged.emit(True)  # it waits, but it is on its way
@@ -381,6 +505,11 @@ class RunController(QObject):
             self.stageReady.emit(view)
 
     @Slot(object)
+    def _on_view(self, view: StageView) -> None:
+        if not self._closed:  # drawn before the window closed: nobody to show it to
+            self.viewReady.emit(view)
+
+    @Slot(object)
     def _on_stats(self, view: StageView) -> None:
         if view.generation == self.generation:
             self.statsReady.emit(view)
@@ -395,6 +524,9 @@ class RunController(QObject):
             self._start(request)
         else:
             self.busyChanged.emit(False)
+            if summary.cancelled or self._shown_moved:  # a stage picked meanwhile
+                self._request_draw()
+        self._shown_moved = False
 
     def cancel(self) -> None:
         """Stop the current run at its next stage boundary; results so far stay."""
@@ -407,136 +539,8 @@ class RunController(QObject):
 
     def shutdown(self, timeout_ms: int = 10000) -> None:
         """Cancel and join the worker thread (call from closeEvent)."""
+        self._closed = True
         self.cancel()
-        if self._thread is not None and self._thread.isRunning():
-            self._thread.quit()
-            self._thread.wait(timeout_ms)
-
-
-# -- long jobs: fits, visualisations, sweeps ------------------------------------------------
-
-
-@dataclass
-class JobOutcome:
-    """How a job ended: its return value, or that it was stopped, or its error message."""
-
-    job_id: int
-    result: Any = None
-    cancelled: bool = False
-    error: str | None = None
-
-
-class _JobWorker(QObject):
-    progress = Signal(int, object)  # job id, whatever the job yielded
-    finished = Signal(object)  # JobOutcome
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.current = 0  # the job id allowed to go on; written by the GUI thread
-
-    @Slot(int, object)
-    def run(self, job_id: int, job: Any) -> None:
-        import torch  # jobs use torch; importing it here keeps it off the first paint
-
-        def cancelled() -> bool:
-            return job_id != self.current
-
-        outcome = JobOutcome(job_id)
-        try:
-            steps = job(cancelled)
-            while True:
-                if cancelled():
-                    outcome.cancelled = True
-                    break
-                try:
-                    event = next(steps)
-                except StopIteration as done:
-                    outcome.result = done.value
-                    break
-                if event is not None:  # a step with nothing to report
-                    self.progress.emit(job_id, event)
-        except torch.cuda.OutOfMemoryError:
-            outcome.error = "out of GPU memory; switch the device to CPU or use a smaller image"
-        except Exception as e:  # the thread must survive a failing job
-            traceback.print_exc()
-            outcome.error = f"{type(e).__name__}: {e}"
-        self.finished.emit(outcome)
-
-
-class JobRunner(QObject):
-    """Runs one long job at a time in its own thread, beside the pipeline runs.
-
-    A job is a callable ``job(cancelled) -> generator``: the generator does one step per
-    ``next()`` (an optimiser step, a frame), yields a progress event now and then and returns
-    its result (it yields ``None`` for a step with nothing to report: the step still counts
-    as a boundary where a stop takes effect). ``stop()`` takes effect at the next step
-    boundary, so a job is cancellable within one step. Progress and the outcome arrive on the GUI thread; events of a stopped
-    job are dropped.
-    """
-
-    progress = Signal(object)  # what the running job yielded
-    finished = Signal(object)  # JobOutcome of the job that was running
-    busyChanged = Signal(bool)
-
-    _dispatch = Signal(int, object)
-
-    def __init__(self, parent: QObject | None = None, *, synchronous: bool = False):
-        super().__init__(parent)
-        self.synchronous = synchronous
-        self._next_id = 0
-        self._running: int | None = None
-        self._worker = _JobWorker()
-        self._thread: QThread | None = None
-        if not synchronous:
-            self._thread = QThread()
-            self._thread.setObjectName("layerlab-jobs")
-            self._worker.moveToThread(self._thread)
-            self._dispatch.connect(self._worker.run)
-            self._thread.start()
-        self._worker.progress.connect(self._on_progress)
-        self._worker.finished.connect(self._on_finished)
-
-    @property
-    def busy(self) -> bool:
-        return self._running is not None
-
-    def start(self, job: Any) -> int:
-        """Stop any running job and start ``job``; returns its id."""
-        if self._thread is not None and not self._thread.isRunning():
-            raise RuntimeError("the job runner was shut down")
-        self._next_id += 1
-        job_id = self._next_id
-        self._worker.current = job_id
-        was_busy = self.busy
-        self._running = job_id
-        if not was_busy:
-            self.busyChanged.emit(True)
-        if self.synchronous:
-            self._worker.run(job_id, job)
-        else:
-            self._dispatch.emit(job_id, job)
-        return job_id
-
-    def stop(self) -> None:
-        """Ask the running job to stop at its next step; its outcome says cancelled."""
-        self._worker.current = 0
-
-    @Slot(int, object)
-    def _on_progress(self, job_id: int, event: Any) -> None:
-        if job_id == self._running and job_id == self._worker.current:
-            self.progress.emit(event)
-
-    @Slot(object)
-    def _on_finished(self, outcome: JobOutcome) -> None:
-        if outcome.job_id != self._running:
-            return  # a job replaced by a newer one: its successor reports
-        self._running = None
-        self.finished.emit(outcome)
-        self.busyChanged.emit(False)
-
-    def shutdown(self, timeout_ms: int = 10000) -> None:
-        """Stop the running job and join the thread (call from closeEvent)."""
-        self.stop()
         if self._thread is not None and self._thread.isRunning():
             self._thread.quit()
             self._thread.wait(timeout_ms)

@@ -272,12 +272,14 @@ class Soak:
                     return f"stage {r.index}: error {view.result.error!r} != {r.error!r}"
                 continue
             want = r.output[0].cpu().numpy()
-            if view.values is None or view.values.shape != want.shape:
+            # the stage tensor the worker kept and drew (in full or as a thumbnail)
+            got = None if view.result.output is None else view.result.output[0].cpu().numpy()
+            if got is None or got.shape != want.shape:
                 return f"stage {r.index} ({r.name}) is missing or has another shape"
-            if not np.allclose(view.values, want, rtol=1e-5, atol=1e-5, equal_nan=True):
-                both = np.isfinite(view.values) & np.isfinite(want)
-                diff = float(np.abs(view.values - want)[both].max(initial=0))
-                nan = int((np.isnan(view.values) != np.isnan(want)).sum())
+            if not np.allclose(got, want, rtol=1e-5, atol=1e-5, equal_nan=True):
+                both = np.isfinite(got) & np.isfinite(want)
+                diff = float(np.abs(got - want)[both].max(initial=0))
+                nan = int((np.isnan(got) != np.isnan(want)).sum())
                 return (f"stage {r.index} ({r.name}) differs from a fresh engine by up to "
                         f"{diff:.3g} (values up to {float(np.abs(want[both]).max(initial=0)):.3g}"
                         f"; {nan} NaN mismatches)")

@@ -54,6 +54,13 @@ class Rig:
         self.session.set_image(from_array(gray_photo(), "photo"))
         self.controller.image_opened()
 
+    def full(self, stage: int):
+        """Stage ``stage`` picked, so drawn in full (the synchronous runner draws it at once)."""
+        self.session.select(stage=stage)
+        view = self.session.results[stage]
+        assert view.full
+        return view
+
     def torch_stages(self) -> list[np.ndarray]:
         """Every stage of the document's stack, from the engine run directly (NCHW)."""
         x = to_tensor(self.session.preview.image, "gray")
@@ -73,8 +80,8 @@ def test_an_opened_image_runs_and_every_stage_is_torchs(rig):
     assert sorted(s.results) == [0, 1, 2, 3]
     x = torch.from_numpy(gray_photo().astype(np.float32) / 255)[None, None]
     conv = F.conv2d(x, torch.from_numpy(SHARPEN), padding=1)
-    np.testing.assert_allclose(s.results[1].values, conv[0].numpy(), atol=2e-6)
-    np.testing.assert_allclose(s.results[3].values, F.max_pool2d(conv.relu(), 2)[0].numpy(),
+    np.testing.assert_allclose(rig.full(1).values, conv[0].numpy(), atol=2e-6)
+    np.testing.assert_allclose(rig.full(3).values, F.max_pool2d(conv.relu(), 2)[0].numpy(),
                                atol=2e-6)
     assert s.run_pipeline is s.pipeline and s.run_image is s.preview
     rig.window.set_preview_text.assert_called_with("56×40 (full size)",
@@ -90,12 +97,12 @@ def test_a_kernel_cell_intent_is_one_edit_and_reruns(rig):
     c.on_cell_edited(0, "weight", (0, 0, 1, 1), 3.0)  # the same cell again: merged
     assert s.document.undo_stack.count() == 1
     assert s.pipeline.layers[0].params["weight"][0, 0, 1, 1] == np.float32(3.0)
-    for got, want in zip((s.results[i].values for i in range(4)), rig.torch_stages(),
+    for got, want in zip((rig.full(i).values for i in range(4)), rig.torch_stages(),
                          strict=True):
         np.testing.assert_allclose(got, want, atol=2e-6)
     s.document.undo_stack.undo()
     np.testing.assert_array_equal(s.pipeline.layers[0].params["weight"], SHARPEN)
-    np.testing.assert_allclose(s.results[1].values, rig.torch_stages()[1], atol=2e-6)
+    np.testing.assert_allclose(rig.full(1).values, rig.torch_stages()[1], atol=2e-6)
 
 
 def test_an_impossible_value_is_not_run_and_the_pictures_stay(rig):
@@ -119,7 +126,7 @@ def test_an_impossible_value_is_not_run_and_the_pictures_stay(rig):
 
 def test_new_options_redraw_the_last_results_without_torch(rig, monkeypatch):
     s, c = rig.session, rig.controller
-    computed = s.results[1].result
+    computed = rig.full(1).result
     calls = []
     monkeypatch.setattr(Engine, "run", lambda *a, **k: calls.append(a) or iter(()))
     c.on_render_options(RenderOptions("stage", "viridis", 16))
@@ -177,3 +184,59 @@ def test_run_at_full_size_uses_the_whole_image(qtbot):
             "preview 1024×731 of 1680×1200", rig.window.set_preview_text.call_args.args[1])
     finally:
         rig.controller.shutdown()
+
+
+def _same_rendering(a, b) -> None:
+    """Every field the views read, equal."""
+    for name in ("shape", "mode", "colormap", "grid_origins", "grid_ncols", "padding"):
+        assert getattr(a, name) == getattr(b, name), name
+    for name in ("channels_u8", "grid_u8", "levels", "hist_counts", "hist_edges",
+                 "channel_hist"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    assert a.stats == b.stats
+    for key, column in b.channel_stats.items():
+        np.testing.assert_array_equal(a.channel_stats[key], column, err_msg=key)
+
+
+def test_stages_not_shown_are_thumbnails_until_picked_then_drawn_without_torch(
+        rig, monkeypatch):
+    from layerlab.core import render
+
+    s = rig.session
+    assert s.stage == 0 and s.results[0].full
+    for i in (1, 2, 3):  # the strip's thumbnails only: no pictures, values or statistics
+        view = s.results[i]
+        assert not view.full and view.values is None and view.thumb is not None
+    computed = {i: s.results[i].result for i in (1, 2, 3)}
+    calls = []
+    monkeypatch.setattr(Engine, "run", lambda *a, **k: calls.append(a) or iter(()))
+    s.select(stage=3)
+    assert calls == []  # drawn from the kept results: no torch run
+    assert s.results[3].full and s.results[2].full  # the one before it too (the pointer)
+    assert all(s.results[i].result is computed[i] for i in (2, 3))
+    assert s.results[3].thumb is not None  # the strip keeps its thumbnail
+    # torch's own numbers: a fresh engine (as the worker's) on the same photo, rendered
+    x = to_tensor(s.preview.image, "gray")
+    monkeypatch.undo()
+    torch_out = Engine("cpu").run_all(s.pipeline, x)[3].output
+    view = s.results[3]
+    np.testing.assert_array_equal(view.values, torch_out[0].numpy())
+    _same_rendering(view.rendered, render.render_stage(torch_out[0], "channel", "gray"))
+    # a 40 x 56 photo needs no reduction: the thumbnail is the full mosaic itself
+    np.testing.assert_array_equal(view.thumb.grid_u8, view.rendered.grid_u8)
+
+
+def test_after_an_edit_the_thumbnails_follow_the_new_results(rig):
+    from layerlab.core import render
+
+    s = rig.session
+    before = s.results[2].thumb
+    rig.controller.on_cell_edited(0, "weight", (0, 0, 1, 1), 2.0)
+    assert s.stage == 0  # the input is shown; the conv, ReLU and pool are thumbnails
+    x = to_tensor(s.preview.image, "gray")
+    stages = Engine("cpu").run_all(s.pipeline, x)
+    for i in (1, 2, 3):
+        view = s.results[i]
+        assert not view.full and view.thumb is not before
+        want = render.render_stage(stages[i].output, "channel", "gray")
+        np.testing.assert_array_equal(view.thumb.grid_u8, want.grid_u8)

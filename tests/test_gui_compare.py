@@ -23,9 +23,11 @@ ATOL = 1e-5
 
 
 def wait_both(window, qtbot, timeout: int = 30000) -> None:
-    """Until A's run, B's run and the comparison (on its own thread) are all done."""
+    """Until A's run (and the full view of a stage just picked), B's run and the comparison
+    (on its own thread) are all done."""
     panel = window.compare_panel
-    qtbot.waitUntil(lambda: not window.runner.busy and panel.idle, timeout=timeout)
+    qtbot.waitUntil(lambda: not window.runner.busy and not window.runner.drawing
+                    and panel.idle, timeout=timeout)
 
 
 def gray(image) -> torch.Tensor:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from gui_helpers import wait_idle
+from gui_helpers import assert_view_shows, wait_idle
 from PySide6.QtCore import QModelIndex, Qt
 from PySide6.QtGui import QPalette
 from PySide6.QtTest import QTest
@@ -40,7 +40,7 @@ def assert_shows_engine_result(window) -> None:
         if r.error:
             assert view.result.error == r.error
         else:
-            np.testing.assert_array_equal(view.values, r.output[0].numpy())
+            assert_view_shows(view, r.output)
 
 
 def seed_sharpen() -> np.ndarray:

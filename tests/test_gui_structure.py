@@ -48,6 +48,7 @@ def torch_weight(arr):
 def test_each_shown_stage_is_drawn_once_per_run(main_window, qtbot, monkeypatch):
     w = main_window
     w.session.select(stage=3)  # the last stage (maxpool) is on screen
+    wait_idle(w, qtbot)  # and drawn in full
     counts = {"grid": 0, "histogram": 0, "thumbnails": []}
     grid, hist = GridPage.set_rendered, HistogramView.set_stage
     import layerlab.qt.stage_strip as pages

@@ -114,6 +114,7 @@ def test_hover_value_is_the_engine_value_and_torch_conv2d(harness):
     panel = harness.panel
     engine_out = Engine("cpu").run_all(harness.session.pipeline, camera_tensor())[1].output[0]
     direct = F.conv2d(camera_tensor(), torch.from_numpy(SEED_SHARPEN), padding=1)[0]
+    harness.session.select(stage=1)  # the pointer is over the stage shown
     for x, y in [(120, 45), (0, 0), (511, 511), (300, 200)]:
         info = panel.hover_at(1, 0, x, y)
         assert info is not None
@@ -135,6 +136,7 @@ def test_hover_text_shows_receptive_field_and_status(harness, qtbot):
                                                          kernel_size=2))
     harness.run(pipe)
     panel = harness.panel
+    harness.session.select(stage=3)
     with qtbot.waitSignal(panel.statusMessage) as sig:
         info = panel.hover_at(3, 0, 60, 45)
     assert sig.args[0] == info.text
@@ -644,6 +646,7 @@ def test_format_value():
 def test_no_receptive_field_from_a_pipeline_that_did_not_make_the_pictures(harness):
     harness.run(sharpen_pipeline())
     panel = harness.panel
+    harness.session.select(stage=1)
     assert panel.hover_at(1, 0, 5, 5).input_window == Window(4, 6, 4, 6)
     # the user edits the stack (kernel 5, stride 2) but the new run has not arrived yet
     edited = Pipeline(InputSpec("gray"), (new_layer("Conv2d", (1, 512, 512), kernel_size=5,
@@ -656,6 +659,7 @@ def test_no_receptive_field_from_a_pipeline_that_did_not_make_the_pictures(harne
 
 def test_global_stage_says_it_depends_on_the_whole_image(harness):
     harness.run(sharpen_pipeline(new_layer("InstanceNorm2d", (1, 512, 512))))
+    harness.session.select(stage=2)
     info = harness.panel.hover_at(2, 0, 10, 10)
     assert info.input_window is None
     assert info.text.endswith("depends on the whole image")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from gui_helpers import drop_files, wait_idle
+from gui_helpers import drop_files, full_view, wait_idle
 from PIL import Image
 from PySide6.QtCore import QMimeData, Qt, QUrl
 from PySide6.QtGui import QGuiApplication, QImage
@@ -34,7 +34,7 @@ def engine_outputs(pipeline: Pipeline, x: torch.Tensor) -> list[np.ndarray]:
 # --- start-up --------------------------------------------------------------------------------
 
 
-def test_starts_with_the_sample_through_the_default_stack(main_window):
+def test_starts_with_the_sample_through_the_default_stack(main_window, qtbot):
     w = main_window
     assert w.session.loaded.path == str(DEFAULT_SAMPLE)
     assert "camera.png" in w.windowTitle() and "sharpen-relu-maxpool" in w.windowTitle()
@@ -46,9 +46,11 @@ def test_starts_with_the_sample_through_the_default_stack(main_window):
     x = to_tensor(w.session.preview.image, "gray")
     kernel = preset("tutorial sharpen").reshape(1, 1, 3, 3)
     conv = F.conv2d(x, kernel, padding=1)
-    np.testing.assert_allclose(w.session.results[1].values, conv[0].numpy(), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(full_view(w, qtbot, 1).values, conv[0].numpy(), rtol=0,
+                               atol=1e-6)
     pooled = F.max_pool2d(F.relu(conv), 2)
-    np.testing.assert_allclose(w.session.results[3].values, pooled[0].numpy(), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(full_view(w, qtbot, 3).values, pooled[0].numpy(), rtol=0,
+                               atol=1e-6)
     # The status bar tells what ran and how long it took.
     assert w.timing_label.text().startswith("cpu · 3 stages · ")
     assert "sharpen" in w.timing_label.text()
@@ -66,7 +68,7 @@ def test_default_stack_without_the_bundled_file_is_the_same(monkeypatch, tmp_pat
     assert [(a.type, a.key) for a in built.layers] == [(b.type, b.key) for b in bundled.layers]
 
 
-def test_command_line_image_and_pipeline(make_window, settings, photo):
+def test_command_line_image_and_pipeline(make_window, settings, photo, qtbot):
     example = PIPELINES / "edge-detection.layerlab.json"
     if not example.exists():
         pytest.skip("the edge-detection example is not bundled")
@@ -77,7 +79,7 @@ def test_command_line_image_and_pipeline(make_window, settings, photo):
     assert not w.isWindowModified()
     outs = engine_outputs(w.session.document.pipeline, preview_tensor(w))
     for stage, expected in enumerate(outs):
-        np.testing.assert_array_equal(w.session.results[stage].values, expected)
+        np.testing.assert_array_equal(full_view(w, qtbot, stage).values, expected)
 
 
 def test_title_marks_unsaved_changes(main_window):
@@ -99,7 +101,7 @@ def test_drop_an_image_file(main_window, qtbot, photo):
     wait_idle(w, qtbot)
     assert w.session.results[0].values.shape == (1, 48, 64)  # gray input mode of the stack
     outs = engine_outputs(w.session.document.pipeline, preview_tensor(w))
-    np.testing.assert_array_equal(w.session.results[3].values, outs[3])
+    np.testing.assert_array_equal(full_view(w, qtbot, 3).values, outs[3])
     assert "photo.png" in w.windowTitle()
     assert str(photo.resolve()) in w.files.recent()
 
@@ -201,7 +203,7 @@ def test_preview_size_and_full_size_run(main_window, qtbot, tmp_path):
     wait_idle(w, qtbot)
     assert w.session.results[0].values.shape == (1, 900, 1200)
     full = engine_outputs(w.session.document.pipeline, to_tensor(w.session.loaded.image, "gray"))
-    np.testing.assert_array_equal(w.session.results[3].values, full[3])
+    np.testing.assert_array_equal(full_view(w, qtbot, 3).values, full[3])
     # The next edit goes back to the preview.
     w.session.document.set_arg(2, "kernel_size", 3)
     wait_idle(w, qtbot)
@@ -542,7 +544,7 @@ def test_load_weights_shows_the_mapping_then_applies_in_one_undo_step(main_windo
                                   trained[0].weight.detach().numpy())
     x = torch.from_numpy(w.session.results[0].values)[None]
     with torch.inference_mode():
-        np.testing.assert_allclose(w.session.results[3].values, trained(x)[0].numpy(),
+        np.testing.assert_allclose(full_view(w, qtbot, 3).values, trained(x)[0].numpy(),
                                    atol=1e-5)
     w.actions["undo"].trigger()
     wait_idle(w, qtbot)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from gui_helpers import drop_files, wait_idle
+from gui_helpers import assert_view_shows, drop_files, full_view, wait_idle
 from PIL import Image, ImageOps
 from torch import nn
 
@@ -65,7 +65,16 @@ def assert_untouched(window, before: dict) -> None:
     assert after["views"].keys() == before["views"].keys()
     for i, view in before["views"].items():
         assert after["views"][i] is view
-        np.testing.assert_array_equal(after["values"][i], before["values"][i])
+    assert after["values"].keys() == before["values"].keys()
+    for i, values in before["values"].items():
+        np.testing.assert_array_equal(after["values"][i], values)
+
+
+def assert_same_results(results: dict, before: dict) -> None:
+    """The same stages of the same run (their views may have been drawn in full since)."""
+    assert results.keys() == before.keys()
+    for i, view in before.items():
+        assert results[i].result is view.result, i
 
 
 def assert_shows_engine_result(window) -> None:
@@ -79,10 +88,8 @@ def assert_shows_engine_result(window) -> None:
         assert w.session.results.get(r.index) is view
         if r.error:
             assert view.result.error == r.error
-        elif w.session.device == "cpu":
-            np.testing.assert_array_equal(view.values, r.output[0].cpu().numpy())
         else:
-            np.testing.assert_allclose(view.values, r.output[0].cpu().numpy(), atol=1e-5)
+            assert_view_shows(view, r.output, exact=w.session.device == "cpu")
 
 
 def assert_still_works(window, qtbot) -> None:
@@ -331,8 +338,9 @@ def test_20000_by_20_strip(main_window, qtbot, tmp_path):
     assert w.session.last_summary.error is None
     _expect_input(w, pixels)
     full = Engine(w.session.device).run_all(w.session.document.pipeline, to_tensor(w.session.loaded.image, "gray"))
-    np.testing.assert_allclose(w.session.results[3].values, full[3].output[0].cpu().numpy(), atol=1e-6)
-    assert w.session.results[3].values.shape == (1, 10, 10000)
+    last = full_view(w, qtbot, 3)
+    np.testing.assert_allclose(last.values, full[3].output[0].cpu().numpy(), atol=1e-6)
+    assert last.values.shape == (1, 10, 10000)
 
 
 def test_dropping_several_files_opens_the_first_and_says_so(main_window, qtbot, tmp_path):
@@ -531,7 +539,7 @@ def test_100000_output_channels_hit_the_memory_budget(main_window, qtbot, tmp_pa
     path = tmp_path / "wide.layerlab.json"
     path.write_text(json.dumps(doc(conv("wide", out_channels=100_000))))
     old_views = dict(w.session.results)
-    old_values = {i: v.values.copy() for i, v in old_views.items()}
+    old_values = {i: v.values.copy() for i, v in old_views.items() if v.full}
     assert w.files.open_pipeline_path(str(path))
     wait_idle(w, qtbot)
     weights = 4 * (100_000 * 1 * 3 * 3 + 100_000)  # nn.Conv2d(1, 100000, 3): weight, bias
@@ -542,11 +550,11 @@ def test_100000_output_channels_hit_the_memory_budget(main_window, qtbot, tmp_pa
                f"(wide, 100000 x 512 x 512), {format_bytes(4 * 100_000 * 512 * 512)}")
     assert w.banner.text() == message
     assert w.progress_label.text() == "⚠ error"
-    # The previous results stay, in the window and in the stage panel.
-    assert w.session.results == old_views
-    for i, view in old_views.items():
-        assert w.session.results.get(i) is view
-        np.testing.assert_array_equal(view.values, old_values[i])
+    # The previous results stay, in the window and in the stage panel (the stages shown
+    # now drawn in full from them).
+    assert_same_results(w.session.results, old_views)
+    for i, values in old_values.items():
+        np.testing.assert_array_equal(w.session.results[i].values, values)
     assert w.stage_panel.banner.text().startswith("this stack needs about 97.7 GB")
     # Back to a sane width, the app runs again.
     w.session.document.set_arg(0, "out_channels", 2)
@@ -607,12 +615,13 @@ def test_a_stage_that_fails_in_torch_shows_its_error_and_earlier_stages_stay(
     assert error in panel.error_page.text()
     assert panel.strip.is_error(3)
     for i in (0, 1, 2):  # the stages before it stay, with torch's numbers
-        assert w.session.results[i].rendered is not None and not panel.strip.is_error(i)
+        view = w.session.results[i]
+        assert (view.full or view.thumb is not None) and not panel.strip.is_error(i)
     x = preview_tensor(w)
     conv = Engine(w.session.device).build_module(w.session.document.pipeline.layers[0])
     with torch.inference_mode():
         expected = torch.relu(conv(x.to(conv.weight.device)))[0].cpu().numpy()
-    np.testing.assert_allclose(w.session.results[2].values, expected, atol=1e-5)
+    np.testing.assert_allclose(full_view(w, qtbot, 2).values, expected, atol=1e-5)
     # the layer's form shows the error too
     w.stack.select_layer(2)
     assert w.param_form.error.text() == f"⚠ {error}"
@@ -655,8 +664,7 @@ def test_gpu_out_of_memory_before_any_stage(main_window, qtbot, monkeypatch):
     assert w.banner.text() == ("The run failed: out of GPU memory; switch the device to CPU or "
                                "use a smaller image")
     assert w.progress_label.text() == "⚠ error"
-    assert w.session.results == before  # nothing ran: the last pictures stay
-    assert w.session.results.get(3) is before[3]
+    assert_same_results(w.session.results, before)  # nothing ran: the last pictures stay
     monkeypatch.undo()
     assert_still_works(w, qtbot)
 

@@ -322,22 +322,36 @@ def bench_startup(repeats: int) -> Scenario:
     return Scenario("startup", statistics.median(first), base, _p95(first), goal, extra)
 
 
+RESNET18_SELECTED = "layer4.1.conv2"  # the stage the window is taken to show: the last conv
+
+
 def bench_resnet18(repeats: int) -> Scenario:
-    """Every stage of resnet18's model view computed and drawn (``render_stage`` as the
-    window's worker does) against the plain ``model(x)`` forward of the same module on the
-    same preprocessed input."""
+    """resnet18's model view as the window's worker draws it with one stage selected (the
+    last conv, ``RESNET18_SELECTED``): every stage computed; the stages the window shows
+    (``Session.shown_stages``: the selected one, the one before it, the input) and the vector
+    stages drawn in full (pictures, exact values, histograms and statistics), every other
+    stage as a thumbnail from a downsampled tensor (``core.stage_draw``). Against the plain
+    ``model(x)`` forward of the same module on the same preprocessed input."""
+    from ..core import stage_draw
     from ..core.models import open_model, preprocess, run_model
 
     opened = open_model("resnet18")  # seeded random weights: nothing to download
     photo = _photo("rgb", 224)
     device = _device()
+    results = run_model(opened, photo, device=device)
+    selected = next(r.index for r in results if r.name == RESNET18_SELECTED)
+    shown = frozenset({0, selected - 1, selected})
 
     def layerlab() -> object:
         drawn = []
         for result in run_model(opened, photo, device=device):
-            out = result.output[0]
-            drawn.append(render.render_stage(out.unsqueeze(0) if out.dim() == 2 else out,
-                                             "channel", "gray"))
+            x = stage_draw.stage_tensor(result.output)
+            if not stage_draw.needs_full(result.index, x, shown):
+                drawn.append(stage_draw.thumbnail(x, "channel", "gray"))
+                continue
+            rendered, values = stage_draw.full_view(x, "channel", "gray", 64)
+            thumb = None if rendered.vector is not None else stage_draw.thumbnail_of(rendered)
+            drawn.append((render.add_stats(rendered, x), values, thumb))
         return drawn
 
     with torch.inference_mode():
@@ -347,11 +361,13 @@ def bench_resnet18(repeats: int) -> Scenario:
         with torch.inference_mode():
             return opened.module(x)
 
-    results = run_model(opened, photo, device=device)
+    full = sum(stage_draw.needs_full(r.index, stage_draw.stage_tensor(r.output), shown)
+               for r in results)
     diff = float((results[-1].output - plain()).abs().max())
     a, b = time_pair(_synced(layerlab), _synced(plain), repeats)
     return Scenario("resnet18-224", statistics.median(a), statistics.median(b), _p95(a),
-                    "ratio <= 3", {"stages": len(results), "max_abs_diff": diff})
+                    "ratio <= 3", {"stages": len(results), "selected": RESNET18_SELECTED,
+                                   "full_views": full, "max_abs_diff": diff})
 
 
 SCENARIOS = ("seed-sharpen-512", "four-stage-512", "cifar-tutorial-32", "edit-last-512",

@@ -70,6 +70,9 @@ class Controller(QObject):
         runner.runStarted.connect(self._on_runner_started)
         runner.stageReady.connect(self._on_runner_stage)
         runner.statsReady.connect(session.put_stats)
+        runner.viewReady.connect(session.put_view)
+        session.selectionChanged.connect(self._on_shown_changed)
+        session.explainedChanged.connect(self._on_shown_changed)
         runner.runFinished.connect(self._on_runner_finished)
         runner.busyChanged.connect(self._on_runner_busy)
 
@@ -346,6 +349,13 @@ class Controller(QObject):
         self.session.memory_budget_gb = int(gb)
         self.submit()
 
+    @Slot()
+    def _on_shown_changed(self) -> None:
+        """The worker draws in full what the window now shows (from its kept results)."""
+        shown = self.session.shown_stages()
+        if shown != self.runner.shown:
+            self.runner.show(shown)
+
     # ------------------------------------------------------------------ running
     def _run_key(self, image: Any) -> tuple:
         return (id(self.session.pipeline), id(image), self.session.device, self.session.model)
@@ -385,7 +395,8 @@ class Controller(QObject):
         self._submitted_key = self._run_key(image)
         pipeline = Pipeline(InputSpec("rgb"))  # the photo in; the model does the rest
         request = RunRequest(pipeline, image.image, s.render_options, s.device, render_only,
-                             memory_budget=s.memory_budget_gb * 1024**3, model=s.model)
+                             memory_budget=s.memory_budget_gb * 1024**3, model=s.model,
+                             shown=s.shown_stages())
         self._contexts = {self.runner.generation + 1: (pipeline, image)}
         return self.runner.submit(request)
 
@@ -416,7 +427,8 @@ class Controller(QObject):
         self._run_kind = "full" if full else "render" if render_only else "preview"
         self._submitted_key = self._run_key(image)
         request = RunRequest(s.pipeline, image.image, s.render_options, s.device, render_only,
-                             memory_budget=s.memory_budget_gb * 1024**3)
+                             memory_budget=s.memory_budget_gb * 1024**3,
+                             shown=s.shown_stages())
         # Known before submitting: a synchronous runner starts the run inside submit().
         self._contexts = {self.runner.generation + 1: (s.pipeline, image)}
         return self.runner.submit(request)
@@ -476,6 +488,7 @@ class Controller(QObject):
     def _on_runner_finished(self, summary: RunSummary) -> None:
         s = self.session
         s.end_run(summary, self._run_errors_now)
+        self._on_shown_changed()  # the run's end may have moved the selection
         refused = bool(summary.error) and summary.stages == 0
         w = self.views.window
         if refused and s.model is not None:  # the model could not be opened: the stack stays

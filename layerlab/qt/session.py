@@ -219,6 +219,17 @@ class Session(QObject):
         if (self.stage, self.channel, self.layer) != before:
             self.selectionChanged.emit()
 
+    def shown_stages(self) -> frozenset[int]:
+        """The stages the window draws in full; the strip shows the others as thumbnails
+        until they are picked. The selected stage; the one before it (the channel view's
+        left picture, the pointer's receptive field and explain read it); the input (the
+        photo beside a channel, Grad-CAM's background); the explained value's stage and the
+        one before it. (A vector stage, such as a classifier's scores, always is.)"""
+        stages = {0, self.stage, self.stage - 1}
+        if self.explained is not None:
+            stages |= {self.explained[0], self.explained[0] - 1}
+        return frozenset(i for i in stages if i >= 0)
+
     def set_explained(self, position: tuple[int, int, int, int] | None) -> None:
         """Explain output value (stage, channel, y, x), or nothing (None)."""
         position = None if position is None else tuple(int(v) for v in position)
@@ -250,6 +261,22 @@ class Session(QObject):
         if shown is not None and shown.generation == view.generation:
             # The same stage object, so views that drew its pictures need not redraw them.
             shown.rendered = view.rendered
+            self.statsChanged.emit(index)
+
+    def put_view(self, view: StageView) -> None:
+        """The full view of a stage shown as a thumbnail (it was picked after its run):
+        kept only where it completes the very thumbnail held, first its pictures, then its
+        histograms and statistics."""
+        index = view.result.index
+        held = self.results.get(index)
+        if held is None or held.thumb is None or held.thumb is not view.thumb:
+            return  # a newer run replaced the stage, or it is a vector drawn in full
+        if not held.full:
+            self.results[index] = view
+            self.stageChanged.emit(index)
+        elif (view.rendered.has_stats and not held.rendered.has_stats
+              and held.rendered.channels_u8 is view.rendered.channels_u8):
+            held.rendered = view.rendered  # the same pictures: views keep what they drew
             self.statsChanged.emit(index)
 
     def end_run(self, summary: RunSummary, errors: dict[int, str]) -> None:

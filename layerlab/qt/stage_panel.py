@@ -375,6 +375,8 @@ class StagePanel(PointerReadout, QWidget):
             self.colorbar.set_levels(None)
             self.overlay.hide()
             return
+        if not view.full:
+            return  # only its thumbnail (in the strip) so far: the full view is on its way
         r = view.rendered
         channel = min(s.channel, r.num_channels - 1)
         self._show_predictions(view)
@@ -465,7 +467,8 @@ class StagePanel(PointerReadout, QWidget):
 
     def _update_controls(self) -> None:
         view = self.session.results.get(self.session.stage)
-        c = view.rendered.num_channels if view is not None and view.rendered is not None else 1
+        drawn = None if view is None else view.rendered or view.thumb
+        c = drawn.num_channels if drawn is not None else 1
         is_vector = view is not None and view.values is not None and view.values.ndim == 1
         self.controls.show_state(grid=self._mode == self.GRID, channels=c,
                                  channel=self.session.channel, vector=is_vector,

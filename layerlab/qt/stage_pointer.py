@@ -54,7 +54,8 @@ class PointerReadout:
                 self.channel_page.show_hover(x, y)
                 self.channel_page.show_window(info.window)
             self.grid_page.show_hover(channel, x, y)
-            if self.session.results[stage].values.ndim == 1:
+            values = self.session.results[stage].values
+            if values is not None and values.ndim == 1:
                 self.vector_page.show_hover(x)
             if self._mode == self.GRID:
                 self._update_colorbar(channel)

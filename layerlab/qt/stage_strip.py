@@ -1,5 +1,6 @@
 """The strip of stage thumbnails: one per stage, labelled with its name and shape, dimmed
-while the pictures are older than the edited stack."""
+while the pictures are older than the edited stack. The thumbnails are the worker's
+(``StageView.thumb``: drawn from a downsampled tensor, also for stages not shown in full)."""
 
 from __future__ import annotations
 
@@ -29,14 +30,14 @@ def qimage(arr: np.ndarray) -> QImage:
 
 def _thumbnail(view: StageView, dpr: float = 1.0) -> QPixmap:
     """A thumbnail of THUMB logical pixels, drawn at the screen's device-pixel ratio (sharp on
-    high-DPI screens)."""
+    high-DPI screens): the worker's small mosaic scaled to fit, bars for a vector."""
     size = QSize(round(THUMB.width() * dpr), round(THUMB.height() * dpr))
     pix = QPixmap(size)
     pix.fill(QColor(theme.THUMB_BACKGROUND))
     painter = QPainter(pix)
     try:
-        r = view.rendered
-        if r is None:
+        r, thumb = view.rendered, view.thumb
+        if thumb is None and (r is None or r.vector is None):
             painter.fillRect(pix.rect(), QColor(theme.ERROR))
             font = QFont(painter.font())
             font.setPointSize(22)
@@ -44,15 +45,16 @@ def _thumbnail(view: StageView, dpr: float = 1.0) -> QPixmap:
             painter.setFont(font)
             painter.setPen(QColor("white"))
             painter.drawText(pix.rect(), Qt.AlignmentFlag.AlignCenter, "!")
-        elif r.vector is not None:
+        elif thumb is None:
             _paint_bars(painter, r.vector, pix.width(), pix.height())
         else:
-            colour_input = view.result.index == 0 and r.num_channels == 3
-            grid = np.moveaxis(r.channels_u8, 0, -1) if colour_input else r.grid_u8
+            colour_input = view.result.index == 0 and thumb.num_channels == 3
+            grid = np.moveaxis(thumb.channels_u8, 0, -1) if colour_input else thumb.grid_u8
             step = max(1, max(grid.shape[0] // (2 * size.height()),
                               grid.shape[1] // (2 * size.width())))
             small = grid[::step, ::step]
-            img = qimage(small if colour_input or r.colormap == "gray" else r.lut[small])
+            img = qimage(small if colour_input or thumb.colormap == "gray"
+                         else thumb.lut[small])
             scaled = img.scaled(size, Qt.AspectRatioMode.KeepAspectRatio,
                                 Qt.TransformationMode.SmoothTransformation)
             painter.drawImage((size.width() - scaled.width()) // 2,
@@ -143,9 +145,10 @@ class StageStrip(QListWidget):
             self.insertItem(row, item)
             self._items[res.index] = item
             self._fit_cells()
-        # A stage the worker served from its cache keeps its pictures (the very arrays, also
-        # once its statistics were added): no new thumbnail.
-        pictures = None if view.rendered is None else view.rendered.channels_u8
+        # A stage the worker served from its cache keeps its thumbnail (the very object, also
+        # once its full view or its statistics came): no new picture.
+        pictures = view.thumb if view.thumb is not None else (
+            None if view.rendered is None else view.rendered.vector)
         if pictures is None or self._pictured.get(res.index) is not pictures:
             self._pixmaps[res.index] = _thumbnail(view, self.devicePixelRatioF())
             self._pictured[res.index] = pictures
