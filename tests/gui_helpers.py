@@ -38,6 +38,14 @@ def full_view(window, qtbot, stage: int, timeout: int = 20000):
     return window.session.results[stage]
 
 
+def stage_output(view):
+    """The exact float values of a stage as the worker computed and kept them, (C, H, W) or
+    (N,), whether or not the window draws that stage in full (``view.values`` is only there
+    for the stages it shows)."""
+    out = view.result.output[0].detach().cpu()
+    return (out.unsqueeze(0) if out.dim() == 2 else out).numpy()
+
+
 def assert_view_shows(view, output, exact: bool = True) -> None:
     """A stage's view is of ``output`` (a fresh engine's result for that stage): the tensor
     the worker kept, and what the window draws of it: the full view's values, or the

@@ -12,7 +12,7 @@ import weakref
 import numpy as np
 import pytest
 import torch
-from gui_helpers import wait_idle
+from gui_helpers import stage_output, wait_idle
 from PySide6.QtWidgets import QDialogButtonBox
 from torchvision import models as tvm
 
@@ -102,9 +102,9 @@ def test_alexnet_opens_as_a_stack_equal_to_torchvision_stage_by_stage(
     assert p.classes == tuple(tvm.AlexNet_Weights.IMAGENET1K_V1.meta["categories"])
     ref = reference_stages(model, to_tensor(s.preview.image, "rgb"))
     for index, name in enumerate(p.stage_names()[1:], start=1):
-        got = torch.from_numpy(s.results[index].values)
+        got = torch.from_numpy(stage_output(s.results[index]))
         torch.testing.assert_close(got, ref[name][0], rtol=TOL, atol=TOL, msg=name)
-    torch.testing.assert_close(torch.from_numpy(s.results[max(s.results)].values),
+    torch.testing.assert_close(torch.from_numpy(stage_output(s.results[max(s.results)])),
                                ref["output"][0], rtol=TOL, atol=TOL)
 
     # The predictions under the last stage: ImageNet's names, ranked as torch ranks them.
@@ -139,7 +139,7 @@ def test_alexnet_opens_as_a_stack_equal_to_torchvision_stage_by_stage(
         model.features[3].weight[5, 9, 2, 1] = 0.75
         ref = reference_stages(model, to_tensor(s.preview.image, "rgb"))
         model.features[3].weight[5, 9, 2, 1] = old_value
-    torch.testing.assert_close(torch.from_numpy(s.results[ref_stage].values),
+    torch.testing.assert_close(torch.from_numpy(stage_output(s.results[ref_stage])),
                                ref["features.3"][0], rtol=TOL, atol=TOL)
     doc.undo_stack.undo()
     restored = s.pipeline.layers[conv].params["weight"]

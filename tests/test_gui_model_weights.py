@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from gui_helpers import wait_idle
+from gui_helpers import stage_output, wait_idle
 from PySide6.QtWidgets import QFileDialog
 from safetensors.torch import load_file
 from torchvision import models as tvm
@@ -55,7 +55,7 @@ def outputs_of(model: torch.nn.Module, x: torch.Tensor, paths) -> dict[str, np.n
 def stage_values(window, paths) -> dict[str, np.ndarray]:
     s = window.session
     by_name = {v.result.name: v for v in s.results.values()}
-    return {p: by_name[p].values.copy() for p in paths}
+    return {p: stage_output(by_name[p]).copy() for p in paths}
 
 
 def stage_index(window, name: str) -> int:
@@ -250,7 +250,7 @@ def test_alt_click_explains_a_model_stage_from_the_modules_actual_input(resnet_w
                                      conv.weight.detach().double(), stride=conv.stride)
     assert e.kind == "conv" and e.layer_type == "Conv2d"
     assert abs(e.total - float(ref[0, channel, y, x])) < 1e-9
-    assert abs(e.value - float(s.results[stage].values[channel, y, x])) < 1e-5
+    assert abs(e.value - float(stage_output(s.results[stage])[channel, y, x])) < 1e-5
     assert "layer2.0.downsample.0" in panel.title.text()
 
     # a pool: its window's winner; the classifier: a Linear over the flattened pool

@@ -224,10 +224,11 @@ class Session(QObject):
         until they are picked. The selected stage; the one before it (the channel view's
         left picture, the pointer's receptive field and explain read it); the input (the
         photo beside a channel, Grad-CAM's background); the explained value's stage and the
-        one before it. (A vector stage, such as a classifier's scores, always is.)"""
+        one before it, or for a model the normalized input its module's input is recomputed
+        from. (A vector stage, such as a classifier's scores, always is.)"""
         stages = {0, self.stage, self.stage - 1}
         if self.explained is not None:
-            stages |= {self.explained[0], self.explained[0] - 1}
+            stages |= {self.explained[0], 1 if self.model is not None else self.explained[0] - 1}
         return frozenset(i for i in stages if i >= 0)
 
     def set_explained(self, position: tuple[int, int, int, int] | None) -> None:
