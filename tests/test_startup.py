@@ -103,3 +103,35 @@ def test_window_paints_the_photo_before_torch_then_the_first_maps_arrive(tmp_pat
     assert out["results"] == [0, 1, 2, 3]
     assert out["loads_on_main_thread"] == [False]  # imported by the worker thread
     assert out["after"] == ["torch"]  # torchvision only when a stack needs it (resize, crop)
+
+
+PLAIN_IMPORTS = r"""
+import builtins, json, sys
+from PySide6.QtWidgets import QApplication
+from layerlab.qt.app import plain_imports
+
+feature = sys.modules["PySide6.support.feature"]
+wrapped = builtins.__import__ is builtins.__feature_import__
+plain_imports()
+import colorsys  # a module first imported now, with the plain import
+from PySide6.QtWidgets import QLabel  # PySide6's lazily made classes still come
+
+app = QApplication([])
+label = QLabel("ok")
+print(json.dumps({"wrapped_before": wrapped,
+                  "looked_at": "colorsys" in feature.pyside_feature_dict,
+                  "plain": builtins.__import__ is builtins.__orig_import__,
+                  "label": label.text()}))
+"""
+
+
+def test_the_app_imports_modules_without_pysides_feature_wrapper(tmp_path):
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen",
+               PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1]),
+                                           os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-c", PLAIN_IMPORTS], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    # PySide6 wraps import (and looks at each new module's source) until the app unwraps it.
+    assert out == {"wrapped_before": True, "looked_at": False, "plain": True, "label": "ok"}

@@ -51,8 +51,24 @@ def ensure_app(argv: list[str] | None = None) -> QApplication:
     return app  # type: ignore[return-value]
 
 
+def plain_imports() -> None:
+    """Give the process Python's own ``import`` back from PySide6's.
+
+    PySide6 wraps ``builtins.__import__`` for its opt-in ``from __feature__ import
+    snake_case``; the wrapper reads the source of every module imported after it (to see
+    whether it mentions PySide6), which makes torch's import about a fifth slower. LayerLab
+    selects no such feature. The wrapper's own inner import (PySide6's lazy classes) stays.
+    """
+    import builtins
+
+    inner = getattr(builtins, "__orig_import__", None)
+    if inner is not None and builtins.__import__ is getattr(builtins, "__feature_import__", None):
+        builtins.__import__ = inner
+
+
 def run_app(image: str | None = None, pipeline: str | None = None) -> int:
     """Open the window (with ``image`` and ``pipeline`` if given) and run the event loop."""
+    plain_imports()
     app = ensure_app()
     from ..worker import RunController
     from .main_window import MainWindow
