@@ -32,6 +32,11 @@ def held_load(set_threads=False):
     return real_load(set_threads)
 
 worker.load_torch = held_load
+# The right-hand panels' modules (made when their dock is first shown) and large libraries
+# the first maps do not need.
+PANELS = [f"layerlab.qt.{m}" for m in ("explain_panel", "compare_panel", "fit_panel",
+                                         "visual_panel", "why_class", "why_class_panel")]
+LARGE = ("scipy", "skimage", "sklearn", "matplotlib", "pandas")
 
 from PySide6.QtCore import QEvent, QObject, QTimer
 from layerlab.qt.app import ensure_app, make_settings
@@ -48,6 +53,7 @@ class FirstPaint(QObject):
             panel = window.stage_panel
             shown = panel.grid_page.image.image
             out["at_paint"] = sorted(m for m in ("torch", "torchvision") if m in sys.modules)
+            out["panels_at_paint"] = sorted(m for m in PANELS if m in sys.modules)
             out["photo_page"] = panel.stack.currentWidget() is panel.grid_page
             out["shown"] = None if shown is None else shown.tolist()
             out["progress"] = window.progress_label.text()
@@ -58,7 +64,7 @@ class FirstPaint(QObject):
 def finished(summary):
     out["stages"], out["error"] = summary.stages, summary.error
     out["results"] = sorted(window.session.results)
-    out["after"] = sorted(m for m in ("torch", "torchvision") if m in sys.modules)
+    out["after"] = sorted(m for m in ("torch", "torchvision", *LARGE) if m in sys.modules)
     out["loads_on_main_thread"] = loads
     QTimer.singleShot(0, window.close)
 
@@ -88,6 +94,7 @@ def test_window_paints_the_photo_before_torch_then_the_first_maps_arrive(tmp_pat
     out = json.loads(proc.stdout.strip().splitlines()[-1])
 
     assert out["at_paint"] == []  # neither torch nor torchvision on the way to the paint
+    assert out["panels_at_paint"] == []  # nor a right-hand panel nobody opened
     assert out["layers"] == ["Conv2d", "ReLU", "MaxPool2d"]  # the stack is there already
     assert out["photo_page"]
     # The photo as the first run will see it (the default stack is gray): its pixels, shown
@@ -102,7 +109,8 @@ def test_window_paints_the_photo_before_torch_then_the_first_maps_arrive(tmp_pat
     assert out["error"] is None and out["stages"] == 4
     assert out["results"] == [0, 1, 2, 3]
     assert out["loads_on_main_thread"] == [False]  # imported by the worker thread
-    assert out["after"] == ["torch"]  # torchvision only when a stack needs it (resize, crop)
+    # torchvision only when a stack needs it (resize, crop) or a model is opened; no scipy &c.
+    assert out["after"] == ["torch"]
 
 
 PLAIN_IMPORTS = r"""
