@@ -143,3 +143,27 @@ def test_the_app_imports_modules_without_pysides_feature_wrapper(tmp_path):
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     # PySide6 wraps import (and looks at each new module's source) until the app unwraps it.
     assert out == {"wrapped_before": True, "looked_at": False, "plain": True, "label": "ok"}
+
+
+def test_the_cycle_collector_is_back_once_the_first_run_has_finished(qtbot):
+    import gc
+
+    from layerlab.core.imageio import from_array
+    from layerlab.core.pipeline import InputSpec, Pipeline, new_layer
+    from layerlab.qt.app import resume_gc_after_first_run
+    from layerlab.worker import RunController, RunRequest
+
+    runner = RunController()
+    try:
+        gc.disable()  # as the app starts
+        resume_gc_after_first_run(runner)
+        layer = new_layer("Conv2d", (1, 8, 8), out_channels=1, kernel_size=3)
+        request = RunRequest(Pipeline(InputSpec("gray"), (layer,)),
+                             from_array(np.zeros((8, 8), np.uint8)).image)
+        assert not gc.isenabled()
+        with qtbot.waitSignal(runner.runFinished, timeout=60000):
+            runner.submit(request)
+        qtbot.waitUntil(gc.isenabled, timeout=5000)
+    finally:
+        gc.enable()
+        runner.shutdown()
