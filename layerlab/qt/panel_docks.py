@@ -2,84 +2,149 @@
 kernel, what a channel looks for, why this class), which share one tabbed column, and the
 model tree beside the layers. A mixin of ``MainWindow``: the panels and their job runners
 are the window's attributes (``window.fit_panel``, ``window.explain_dock``, ...).
+
+The right-hand docks exist from the start (the View menu toggles them, a saved layout
+places them), empty; a dock's panel, its module and its job thread are made when the dock
+is first shown or the panel is first asked for (``window.fit_panel``), so that none of
+them is on the way to the window's first paint.
 """
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QDockWidget, QWidget
+from PySide6.QtWidgets import QDockWidget
 
 from ..worker import JobRunner
-from .compare_panel import ComparePanel
-from .explain_panel import ExplainPanel
-from .fit_panel import FitPanel
-from .model_stack import ModelStack
 from .model_tree import ModelTree
-from .visual_panel import ChannelVisualPanel
-from .why_class import WhyClass
-from .why_class_panel import WhyClassPanel
+
+# name: the dock's title and object name (a saved layout finds it by that), in tab order.
+RIGHT_DOCKS = {
+    "explain": ("Explain a value", "explainDock"),
+    "compare": ("Compare A/B", "compareDock"),
+    "fit": ("Fit kernel", "fitDock"),
+    "visual": ("What this channel looks for", "visualDock"),
+    "why": ("Why this class", "whyClassDock"),
+}
+
+
+def _made_with(panel: str, attribute: str) -> property:
+    """``window.<attribute>``, made with its panel (``panel``) when first asked for."""
+    def get(window: PanelDocks):
+        window.build_panel(panel)
+        return window._panel_parts[attribute]
+    return property(get, doc=f"Part of the {panel!r} panel, made when first asked for.")
 
 
 class PanelDocks:
     """Builds, shows and shuts down the window's panel docks (mixed into MainWindow, which
-    provides ``session``, ``dock`` (the layers) and QMainWindow's dock methods)."""
+    provides ``session``, ``controller``, ``dock`` (the layers) and QMainWindow's dock
+    methods)."""
 
-    def _right_dock(self, title: str, name: str, widget: QWidget) -> QDockWidget:
-        """A panel on the right, hidden until asked for; the panels there share one column
-        as tabs, so opening a third one never squeezes the stage view."""
-        dock = QDockWidget(title, self)
-        dock.setObjectName(name)
-        dock.setWidget(widget)
-        dock.setMinimumWidth(300)
-        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
-        if self._right_docks:
-            self.tabifyDockWidget(self._right_docks[0], dock)
-        self._right_docks.append(dock)
-        dock.hide()
-        return dock
+    explain_jobs = _made_with("explain", "explain_jobs")
+    explain_panel = _made_with("explain", "explain_panel")
+    compare_panel = _made_with("compare", "compare_panel")
+    fit_jobs = _made_with("fit", "fit_jobs")
+    fit_panel = _made_with("fit", "fit_panel")
+    visual_jobs = _made_with("visual", "visual_jobs")
+    visual_panel = _made_with("visual", "visual_panel")
+    why_panel = _made_with("why", "why_panel")
+    why = _made_with("why", "why")
+
+    def _build_right_docks(self) -> None:
+        """The empty docks on the right, hidden until asked for; they share one column as
+        tabs, so opening a third one never squeezes the stage view."""
+        self._right_docks: list[QDockWidget] = []
+        self._panel_parts: dict[str, object] = {}
+        self._panels_built: list[str] = []
+        for name, (title, object_name) in RIGHT_DOCKS.items():
+            dock = QDockWidget(title, self)
+            dock.setObjectName(object_name)
+            dock.setMinimumWidth(300)
+            self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+            if self._right_docks:
+                self.tabifyDockWidget(self._right_docks[0], dock)
+            self._right_docks.append(dock)
+            dock.hide()
+            # However it is shown (View menu, a saved layout, code), it gets its panel.
+            dock.visibilityChanged.connect(
+                lambda visible, n=name: visible and self.build_panel(n))
+            setattr(self, f"{name}_dock", dock)
+
+    def build_panel(self, name: str) -> None:
+        """Make the panel ``name`` (a key of RIGHT_DOCKS) and put it in its dock, once."""
+        if name in self._panels_built:
+            return
+        self._panels_built.append(name)
+        parts = getattr(self, f"_make_{name}_panel")()
+        self._panel_parts.update(parts)
+        getattr(self, f"{name}_dock").setWidget(parts[f"{name}_panel"])
+
+    # Each maker returns the panel's parts by attribute name; imported here, not at start.
+    def _make_explain_panel(self) -> dict[str, object]:
+        # Explain a value (View > Explain a value, or a click on a value); torch reruns the
+        # layer in a job thread, not here.
+        from .explain_panel import ExplainPanel
+
+        jobs = JobRunner(self)
+        panel = ExplainPanel(self.session, jobs)
+        panel.explainRequested.connect(self.controller.on_explain)
+        return {"explain_jobs": jobs, "explain_panel": panel}
+
+    def _make_compare_panel(self) -> dict[str, object]:
+        # The Compare view (A/B): shown when a B is chosen (Compare menu).
+        from .compare_panel import ComparePanel
+
+        return {"compare_panel": ComparePanel(self.session, self)}
+
+    def _make_fit_panel(self) -> dict[str, object]:
+        # Watch a filter learn (Run > Fit kernel), its optimiser in a job thread.
+        from .fit_panel import FitPanel
+
+        jobs = JobRunner(self)
+        panel = FitPanel(self.session, jobs)
+        panel.weightsFitted.connect(self.controller.on_fit_weights)
+        panel.statusMessage.connect(self.show_status)
+        return {"fit_jobs": jobs, "fit_panel": panel}
+
+    def _make_visual_panel(self) -> dict[str, object]:
+        # What a channel looks for (the stage panel's button).
+        from .visual_panel import ChannelVisualPanel
+
+        jobs = JobRunner(self)
+        return {"visual_jobs": jobs, "visual_panel": ChannelVisualPanel(self.session, jobs)}
+
+    def _make_why_panel(self) -> dict[str, object]:
+        # Why this class (Grad-CAM), computed in its own job thread (WhyClass).
+        from .why_class import WhyClass
+        from .why_class_panel import WhyClassPanel
+
+        panel = WhyClassPanel(self.session)
+        return {"why_panel": panel, "why": WhyClass(self.session, panel, self)}
+
+    @property
+    def model_stack(self):
+        """File > Open model… as an editable stack (a ModelStack, which builds it in a job
+        thread of its own): made when first asked for, like the panels."""
+        if "model_stack" not in self._panel_parts:
+            from .model_stack import ModelStack
+
+            self._panel_parts["model_stack"] = ModelStack(self.session, self, self)
+        return self._panel_parts["model_stack"]
 
     @staticmethod
     def show_dock(dock: QDockWidget) -> None:
         dock.show()
         dock.raise_()
 
-    def _build_right_docks(self) -> None:
-        self._right_docks: list[QDockWidget] = []
-        # Explain a value (View > Explain a value, or a click on a value); torch reruns the
-        # layer in a job thread, not here.
-        self.explain_jobs = JobRunner(self)
-        self.explain_panel = ExplainPanel(self.session, self.explain_jobs)
-        self.explain_dock = self._right_dock("Explain a value", "explainDock",
-                                             self.explain_panel)
-        # The Compare view (A/B): shown when a B is chosen (Compare menu).
-        self.compare_panel = ComparePanel(self.session, self)
-        self.compare_dock = self._right_dock("Compare A/B", "compareDock", self.compare_panel)
-        # Watch a filter learn (Run > Fit kernel), its optimiser in a job thread.
-        self.fit_jobs = JobRunner(self)
-        self.fit_panel = FitPanel(self.session, self.fit_jobs)
-        self.fit_dock = self._right_dock("Fit kernel", "fitDock", self.fit_panel)
-        # What a channel looks for (the stage panel's button).
-        self.visual_jobs = JobRunner(self)
-        self.visual_panel = ChannelVisualPanel(self.session, self.visual_jobs)
-        self.visual_dock = self._right_dock("What this channel looks for", "visualDock",
-                                            self.visual_panel)
-        # Why this class (Grad-CAM), computed in its own job thread (WhyClass).
-        self.why_panel = WhyClassPanel(self.session)
-        self.why = WhyClass(self.session, self.why_panel, self)
-        self.why_dock = self._right_dock("Why this class", "whyClassDock", self.why_panel)
-        # File > Open model… as an editable stack: built in a job thread of its own.
-        self.model_stack = ModelStack(self.session, self, self)
-
     def _compare_menu(self, bar) -> None:
         c = bar.addMenu("&Compare")
-        panel = self.compare_panel
-        for text, slot in (("&Duplicate as B", panel.duplicate_as_b),
-                           ("B from &pipeline…", panel.choose_b_pipeline),
-                           ("B from &image…", panel.choose_b_image),
-                           ("&Clear B", panel.clear_b)):
+        for text, method in (("&Duplicate as B", "duplicate_as_b"),
+                             ("B from &pipeline…", "choose_b_pipeline"),
+                             ("B from &image…", "choose_b_image"),
+                             ("&Clear B", "clear_b")):
             act = c.addAction(text)
-            act.triggered.connect(lambda _=False, f=slot: (self.show_dock(self.compare_dock),
-                                                           f()))
+            act.triggered.connect(lambda _=False, m=method: (
+                self.show_dock(self.compare_dock), getattr(self.compare_panel, m)()))
 
     def look_for(self, stage: int, channel: int) -> None:
         self.show_dock(self.visual_dock)
@@ -118,10 +183,14 @@ class PanelDocks:
                 box.setEnabled(model is None)
 
     def _shutdown_panels(self) -> None:
-        """Stop and join every panel's threads (the window is closing)."""
-        self.why.shutdown()  # a running Grad-CAM
-        self.model_stack.shutdown()  # a model being built as a stack
-        self.compare_panel.shutdown()
-        self.fit_jobs.shutdown()
-        self.visual_jobs.shutdown()
-        self.explain_jobs.shutdown()
+        """Stop and join the threads of the panels that were made (the window is closing)."""
+        parts = self._panel_parts
+        if "why" in parts:
+            parts["why"].shutdown()  # a running Grad-CAM
+        if "model_stack" in parts:
+            parts["model_stack"].shutdown()  # a model being built as a stack
+        if "compare_panel" in parts:
+            parts["compare_panel"].shutdown()
+        for jobs in ("fit_jobs", "visual_jobs", "explain_jobs"):
+            if jobs in parts:
+                parts[jobs].shutdown()
