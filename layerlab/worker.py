@@ -196,10 +196,12 @@ class PipelineWorker(QObject):
             else:
                 summary.cancelled = self._cancelled(gen)
             for view in later:  # the newest edit's pixels never wait for these
-                if self._cancelled(gen):
+                done = None if self._cancelled(gen) else self._with_stats(
+                    view, request.options, lambda: self._cancelled(gen))
+                if done is None:  # a newer edit came: it does not wait for these numbers
                     summary.cancelled = True
                     break
-                self.statsReady.emit(self._with_stats(view, request.options))
+                self.statsReady.emit(done)
             if not request.render_only:
                 self._last_results = kept
         except (RunError, ModelError) as e:
@@ -241,13 +243,17 @@ class PipelineWorker(QObject):
             self._drawn[result.index] = (result.output, options, view)
         return view
 
-    def _with_stats(self, view: StageView, options: RenderOptions) -> StageView:
-        """``view`` with its histograms and statistics (as one whole render gives them)."""
+    def _with_stats(self, view: StageView, options: RenderOptions,
+                    cancel: Any = None) -> StageView | None:
+        """``view`` with its histograms and statistics (as one whole render gives them);
+        None when ``cancel()`` said stop before they were done."""
         from .core import render
 
         result = view.result
-        done = StageView(view.generation, result,
-                         render.add_stats(view.rendered, self._shown(result)), view.values)
+        rendered = render.add_stats(view.rendered, self._shown(result), cancel)
+        if rendered is None:
+            return None
+        done = StageView(view.generation, result, rendered, view.values)
         self._drawn[result.index] = (result.output, options, done)
         return done
 
