@@ -5,7 +5,10 @@ and gets a generation number back. The worker runs the engine generator, polls a
 between stages and emits ``StageView`` objects tagged with their generation; the controller
 forwards only those of the newest generation. Edits are coalesced without a fixed delay: when
 idle an edit runs at once; while busy only the latest pending request is kept and the running
-one is cancelled at its next stage boundary.
+one is cancelled at its next stage boundary (or between the passes of its statistics). A lone
+edit made once the GUI has taken every picture of the last run is handed to the worker, which
+runs it as soon as that run ends, without waiting for the GUI thread to hear of the end; a
+stream of edits is still started by the GUI thread, about one run per turn of its event loop.
 
 Only what the window shows is drawn in full (``core.stage_draw``): the stages in the request's
 ``shown`` set get their pictures, exact values and statistics, every other stage a thumbnail
@@ -19,6 +22,7 @@ picture while torch loads (``RunController.torchLoaded`` says when it is there).
 from __future__ import annotations
 
 import os
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field, replace
@@ -139,6 +143,14 @@ class PipelineWorker(QObject):
         self.torch_info: TorchInfo | None = None
         self.engine: Engine | None = None
         self.latest_generation = 0  # written by the GUI thread; an int store is atomic
+        # A lone edit made once the GUI has taken every picture of the run in progress (only
+        # its statistics are left) is handed here and run as soon as that run ends, without
+        # waiting for the GUI thread (busy painting those pictures) to start it.
+        self._lock = threading.Lock()
+        self._next: RunRequest | None = None
+        self.taken: tuple[int, int] | None = None  # the last stage the GUI took (GUI thread)
+        self._sent: tuple[int, int] | None = None  # the last stage sent
+        self._in_run = False  # between a run's start and its end's look for a handed one
         self._tensor_cache: tuple[tuple, torch.Tensor] | None = None
         self._last_results: list[StageResult] = []
         self._device_choice = "auto"
@@ -176,8 +188,38 @@ class PipelineWorker(QObject):
         self._tensor_image = image  # keeps id(image) from being reused while cached
         return tensor
 
+    def hand(self, request: RunRequest) -> str | None:
+        """(GUI thread) Take ``request`` as the next run if the GUI has taken all of the
+        last run's pictures and nothing else waits: "queued" (it runs as soon as the run in
+        progress ends), "idle" (that run has ended: the caller sends it now), else None."""
+        with self._lock:
+            if self._next is not None or self.taken != self._sent:
+                return None
+            if not self._in_run:
+                self._in_run = True  # claimed: nothing else is handed until it runs
+                return "idle"
+            self._next = request
+            return "queued"
+
+    def take_back(self) -> bool:
+        """(GUI thread) Withdraw the handed request; False when it already runs."""
+        with self._lock:
+            queued, self._next = self._next is not None, None
+            return queued
+
     @Slot(object)
     def run(self, request: RunRequest) -> None:
+        """Run ``request``, then the request handed meanwhile, if any."""
+        with self._lock:
+            self._in_run = True
+        while request is not None:  # (a run the GUI sent while idle comes in here too)
+            summary = self._run(request)
+            with self._lock:  # nothing is handed once this says the run is over
+                request, self._next = self._next, None
+                self._in_run = request is not None
+            self.runFinished.emit(summary)
+
+    def _run(self, request: RunRequest) -> RunSummary:
         self.load()  # normally done already: RunController.load_torch
         import torch
 
@@ -213,6 +255,7 @@ class PipelineWorker(QObject):
                     break
                 kept.append(result)
                 view = self._view_cached(gen, result, request.options, self._wants_full(result))
+                self._sent = (gen, result.index)
                 self.stageReady.emit(view)
                 if view.rendered is not None and not view.rendered.has_stats:
                     later.append(view)
@@ -223,10 +266,12 @@ class PipelineWorker(QObject):
             else:
                 summary.cancelled = self._cancelled(gen)
             for view in later:  # the newest edit's pixels never wait for these
-                if self._cancelled(gen):
+                done = None if self._cancelled(gen) else self._with_stats(
+                    view, request.options, lambda: self._cancelled(gen))
+                if done is None:  # a newer edit came: it does not wait for these numbers
                     summary.cancelled = True
                     break
-                self.statsReady.emit(self._with_stats(view, request.options))
+                self.statsReady.emit(done)
             if not request.render_only:
                 self._last_results = kept
             if not summary.cancelled:
@@ -243,7 +288,7 @@ class PipelineWorker(QObject):
             traceback.print_exc()
             summary.error = f"unexpected error: {type(e).__name__}: {e}"
         summary.total_seconds = time.perf_counter() - start
-        self.runFinished.emit(summary)
+        return summary
 
     def _model_results(self, request: RunRequest, gen: int) -> list[StageResult]:
         """The model's stages (opened here, in the worker thread, and kept while the same
@@ -314,17 +359,22 @@ class PipelineWorker(QObject):
             self.viewReady.emit(view)
             done.append((view, options))
         for view, options in done:
-            if self.latest_generation != asked:
+            stats = self._with_stats(view, options, lambda: self.latest_generation != asked)
+            if stats is None:
                 return
-            self.viewReady.emit(self._with_stats(view, options))
+            self.viewReady.emit(stats)
 
-    def _with_stats(self, view: StageView, options: RenderOptions) -> StageView:
-        """``view`` with its histograms and statistics (as one whole render gives them)."""
+    def _with_stats(self, view: StageView, options: RenderOptions,
+                    cancel: Any = None) -> StageView | None:
+        """``view`` with its histograms and statistics (as one whole render gives them);
+        None when ``cancel()`` said stop before they were done."""
         from .core import render
 
         result = view.result
-        done = StageView(view.generation, result,
-                         render.add_stats(view.rendered, self._shown(result)), view.values,
+        rendered = render.add_stats(view.rendered, self._shown(result), cancel)
+        if rendered is None:
+            return None
+        done = StageView(view.generation, result, rendered, view.values,
                          view.thumb)
         self._drawn[result.index] = (result.output, options, done)
         return done
@@ -395,6 +445,10 @@ class RunController(QObject):
         self._draws = 0  # draw_shown calls in flight
         self._shown_moved = False  # show() was called during the run in flight
         self._closed = False
+        # The newest generation the worker is bound to run (sent, or handed and not taken
+        # back): its runFinished is the last one of what is under way.
+        self._committed: int | None = None
+        self._committed_before: int | None = None  # the one before a handed request
         self._worker = PipelineWorker()
         self._thread: QThread | None = None
         if not synchronous:
@@ -484,13 +538,29 @@ class RunController(QObject):
         if self._busy or self._held:
             if self._held and not self.busy:
                 self.busyChanged.emit(True)  # it waits, but it is on its way
-            self._pending = request  # replaces any older pending request
+            if self._worker.take_back():  # a newer edit: the handed one never runs
+                self._committed = self._committed_before
+                self.runs_started -= 1  # (announced, never run)
+            handed = (self._busy and not self._held and self._pending is None
+                      and self._worker.hand(request))
+            if handed:
+                self._committed_before, self._committed = self._committed, request.generation
+                self.runs_started += 1
+                self.runStarted.emit(request.generation)
+                if handed == "idle":  # the worker ended its run; its runFinished is on its way
+                    if self.synchronous:
+                        self._worker.run(request)
+                    else:
+                        self._dispatch.emit(request)
+            else:
+                self._pending = request  # replaces any older pending request
         else:
             self._start(request)
         return self.generation
 
     def _start(self, request: RunRequest) -> None:
         self._busy = True
+        self._committed = request.generation
         self.runs_started += 1
         self.busyChanged.emit(True)
         self.runStarted.emit(request.generation)
@@ -501,6 +571,7 @@ class RunController(QObject):
 
     @Slot(object)
     def _on_stage(self, view: StageView) -> None:
+        self._worker.taken = (view.generation, view.result.index)
         if view.generation == self.generation:
             self.stageReady.emit(view)
 
@@ -516,6 +587,8 @@ class RunController(QObject):
 
     @Slot(object)
     def _on_finished(self, summary: RunSummary) -> None:
+        if summary.generation != self._committed:
+            return  # the worker goes on with a request handed to it
         self._busy = False
         if summary.generation == self.generation:
             self.runFinished.emit(summary)
@@ -532,6 +605,8 @@ class RunController(QObject):
         """Stop the current run at its next stage boundary; results so far stay."""
         waited = self._held and self._pending is not None and not self._busy
         self._pending = None
+        if self._worker.take_back():
+            self._committed = self._committed_before
         self.generation += 1
         self._worker.latest_generation = self.generation
         if waited:

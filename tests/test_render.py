@@ -581,3 +581,62 @@ def test_render_stage_awkward_ranges_match_the_parts():
         assert np.array_equal(r.hist_counts, counts) and np.array_equal(r.hist_edges, edges)
         assert r.stats == stats(t)
     assert render_stage(huge).channels_u8[0, 0].tolist() == [0, 128, 255]
+
+
+def _np_levels(x: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """The documented levels from the finite values, in numpy (per channel, float32)."""
+    c = len(x)
+    flat = np.where(np.isfinite(x), x, np.nan).reshape(c, -1)
+    lo, hi = np.nanmin(flat, 1).astype(F32), np.nanmax(flat, 1).astype(F32)
+    if mode == "stage":
+        return np.full(c, lo.min(), F32), np.full(c, hi.max(), F32)
+    if mode == "symmetric":
+        m = max(np.abs(lo).max(), np.abs(hi).max())
+        m = F32(m if m > 0 else 1)
+        return np.full(c, -m, F32), np.full(c, m, F32)
+    return lo, hi
+
+
+def _np_mosaic(u8: np.ndarray, cols: int, pad: int = 2) -> np.ndarray:
+    c, h, w = u8.shape
+    rows = -(-c // cols)
+    out = np.zeros((rows * (h + pad) - pad, cols * (w + pad) - pad), np.uint8)
+    for i in range(c):
+        y, x = (i // cols) * (h + pad), (i % cols) * (w + pad)
+        out[y : y + h, x : x + w] = u8[i]
+    return out
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("mode", NORMALIZE_MODES)
+def test_pictures_only_render_is_the_formula_on_a_conv_of_a_photo(astronaut_t, mode):
+    """The window's fast path (pictures first, channels_last as the engine computes them)
+    gives the docstring's pixels and the plain mosaic, also with constant, NaN and inf
+    channels in the stage."""
+    g = torch.Generator().manual_seed(5)
+    conv = F.conv2d(astronaut_t, torch.randn(16, 3, 3, 3, generator=g) * 0.4, padding=1)
+    plain = conv.contiguous(memory_format=torch.channels_last)
+    odd = conv.clone()
+    odd[0, 3] = 0.25  # a constant channel
+    odd[0, 5, 10:20, 30:40] = float("nan")
+    odd[0, 6, 0, :7] = float("inf")
+    odd[0, 6, 1, :7] = -float("inf")
+    odd = odd.contiguous(memory_format=torch.channels_last)
+    const = plain.clone()
+    const[0, 3] = 0.25
+    for t in (plain, const, odd):
+        x = t[0].numpy()
+        r = render_stage(t[0], mode, "viridis", stats=False)
+        if mode == "fixed":
+            with np.errstate(invalid="ignore"):
+                want = np.nan_to_num(np.clip(x, 0, 1) * F32(255), nan=0).astype(np.uint8)
+            lo, hi = np.zeros(len(x), F32), np.ones(len(x), F32)
+        else:
+            lo, hi = _np_levels(x, mode)
+            want = np_minmax_u8(x, lo, hi)
+        assert np.array_equal(r.channels_u8, want)
+        assert np.array_equal(r.levels, np.stack([lo, hi], 1).astype(np.float64))
+        assert np.array_equal(r.grid_u8, _np_mosaic(want, 4))
+        assert r.grid_u8.flags.c_contiguous and r.channels_u8.flags.c_contiguous
+        if mode == "channel" and t is not plain:
+            assert (r.channels_u8[3] == 0).all()  # a constant channel shows 0

@@ -64,12 +64,15 @@ def gui_edit_latency(repeats: int) -> list[float]:
     """Milliseconds from a kernel-cell edit to the view holding the new pixels."""
     app = ensure_app()
     from ..qt.main_window import MainWindow
+    from ..worker import RunController
 
     with tempfile.TemporaryDirectory() as tmp:
         pipeline = four_stage_pipeline()
         path = Path(tmp) / "four-stage.layerlab.json"
         pipeline.save(path)
-        window = MainWindow(make_settings(Path(tmp) / "settings"))
+        # The runner as the app makes it (``run_app``): torch leaves a core for the GUI.
+        window = MainWindow(make_settings(Path(tmp) / "settings"),
+                            RunController(set_threads=True))
         window.resize(1366, 768)
         window.show()
         window.start(image=str(RESOURCES / "samples" / "astronaut.jpg"), pipeline=str(path))

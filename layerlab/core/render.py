@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -36,7 +37,15 @@ import numpy as np
 import torch
 
 from .colormaps import COLORMAPS, apply_colormap, colormap_lut
-from .render_cpu import NORMALIZE_MODES, Matrix, check_mode, levels_t, pixels_cpu, stats_cpu
+from .render_cpu import (
+    NORMALIZE_MODES,
+    Matrix,
+    StatsCancelled,
+    check_mode,
+    levels_t,
+    pixels_cpu,
+    stats_cpu,
+)
 from .tensor_stats import (
     STAT_KEYS,
     as_chw,
@@ -197,20 +206,18 @@ def make_grid(
     rows, cols = _grid_dims(c, ncols)
     if c == 1:
         return np.ascontiguousarray(images[0])
-    extra = images.shape[3:]
-    # Allocate with a trailing gutter so tiles are a strided 4-D view, then crop it off.
-    out = np.empty((rows * (h + padding), cols * (w + padding), *extra), dtype=images.dtype)
+    # The mosaic itself, written once: each row of tiles is a strided (h, n, w) view of it.
+    out = np.empty(grid_shape(c, h, w, cols, padding) + images.shape[3:], dtype=images.dtype)
     out[...] = pad_value
-    tiles = out.reshape(rows, h + padding, cols, w + padding, *extra)
-    full = c // cols
-    if full:
-        block = images[: full * cols].reshape(full, cols, h, w, *extra).swapaxes(1, 2)
-        tiles[:full, :h, :, :w] = block
-    rest = c - full * cols
-    if rest:
-        tiles[full, :h, :rest, :w] = images[full * cols :].swapaxes(0, 1)
-    height, width = grid_shape(c, h, w, cols, padding)
-    return np.ascontiguousarray(out[:height, :width])
+    for r in range(rows):
+        band = out[r * (h + padding) : r * (h + padding) + h]
+        n = min(cols, c - r * cols)
+        tiles = np.lib.stride_tricks.as_strided(
+            band, (h, n, w) + band.shape[2:],
+            (band.strides[0], (w + padding) * band.strides[1]) + band.strides[1:],
+            writeable=True)
+        tiles[...] = images[r * cols : r * cols + n].swapaxes(0, 1)
+    return out
 
 
 @dataclass(frozen=True)
@@ -338,14 +345,22 @@ def render_stage(
     )
 
 
-def add_stats(rendered: RenderedStage, tensor: torch.Tensor) -> RenderedStage:
+def add_stats(rendered: RenderedStage, tensor: torch.Tensor,
+              cancel: Callable[[], bool] | None = None) -> RenderedStage | None:
     """``rendered`` (from ``render_stage(tensor, ..., stats=False)``) with its histograms and
-    statistics: equal to ``render_stage(tensor, ...)`` in every field."""
+    statistics: equal to ``render_stage(tensor, ...)`` in every field.
+
+    ``cancel`` is asked between the passes over the data: None comes back once it says True
+    (the numbers of a stage a newer edit replaces are not worth finishing).
+    """
     if rendered.has_stats:
         return rendered
     ch_lo, ch_hi, bins = rendered.pending
     x = as_chw(torch.as_tensor(tensor))
-    numbers = _numbers(x, *stats_cpu(x, Matrix(x), ch_lo, ch_hi, bins))
+    try:
+        numbers = _numbers(x, *stats_cpu(x, Matrix(x), ch_lo, ch_hi, bins, cancel))
+    except StatsCancelled:
+        return None
     return replace(rendered, pending=None, **numbers)
 
 

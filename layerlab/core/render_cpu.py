@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -92,6 +93,11 @@ class Matrix:
         """(C,) values broadcast against the matrix."""
         return v[:, None] if self.rows else v.repeat(self.g)
 
+    def per_channel_np(self, v: np.ndarray) -> torch.Tensor:
+        """(C,) numpy values broadcast against the matrix, as a tensor."""
+        return torch.from_numpy(np.ascontiguousarray(v[:, None] if self.rows
+                                                     else np.tile(v, self.g)))
+
     def reduce(self, m: torch.Tensor, op: str, **kw) -> torch.Tensor:
         """Per-channel amin/amax/sum of a matrix laid out like this one."""
         if self.rows:
@@ -117,9 +123,14 @@ def pixels_cpu(x: torch.Tensor, mode: str) -> tuple | None:
     mat = Matrix(x)
     t = mat.t
     ch_lo, ch_hi = mat.reduce(t, "amin"), mat.reduce(t, "amax")
-    if not bool(torch.isfinite(ch_lo).all() & torch.isfinite(ch_hi).all()):
+    # The per-channel numbers are a handful: numpy does them without torch's per-call cost,
+    # in the same float arithmetic.
+    lo_a, hi_a = ch_lo.numpy(), ch_hi.numpy()
+    if not (np.isfinite(lo_a).all() and np.isfinite(hi_a).all()):
         return None  # NaN and inf propagate through amin/amax
-    lo, hi = levels_t(x, mode, ch_lo, ch_hi)
+    if mode != "channel":
+        lo, hi = levels_t(x, mode, ch_lo, ch_hi)
+        lo_a, hi_a = lo.numpy(), hi.numpy()
     work = _scratch("work", tuple(t.shape), t.dtype)
     wa = work.numpy()
 
@@ -127,22 +138,32 @@ def pixels_cpu(x: torch.Tensor, mode: str) -> tuple | None:
     if mode == "fixed":
         torch.clamp(t, 0.0, 1.0, out=work).mul_(255)
     else:
-        span = hi - lo
-        if not bool(torch.isfinite(span).all()):
+        span = hi_a - lo_a
+        if not np.isfinite(span).all():
             return None  # needs float64
-        span = torch.where(span == 0, 1.0, span)
+        span = np.where(span == 0, span.dtype.type(1), span)
         # x >= lo, so the result lies in [0.5, 255.5): the cast truncates, i.e. floors.
-        torch.sub(t, mat.per_channel(lo), out=work).div_(mat.per_channel(span))
+        torch.sub(t, mat.per_channel_np(lo_a), out=work).div_(mat.per_channel_np(span))
         work.mul_(255).add_(0.5)
     u8 = mat.u8_chw(wa).reshape(c, h, w)
-    lv = torch.stack([lo, hi], 1).to(torch.float64).numpy()
+    lv = np.stack([lo_a, hi_a], 1).astype(np.float64)
     return mat, ch_lo, ch_hi, lv, u8
 
 
+class StatsCancelled(Exception):
+    """``stats_cpu``'s ``cancel`` said stop: the numbers are no longer wanted."""
+
+
 def stats_cpu(x: torch.Tensor, mat: Matrix, ch_lo: torch.Tensor, ch_hi: torch.Tensor,
-               bins: int) -> tuple:
+               bins: int, cancel: Callable[[], bool] | None = None) -> tuple:
     """render_stage's histograms and statistics after pixels_cpu: (edges, counts, stage
-    stats row, channel stats rows)."""
+    stats row, channel stats rows). ``cancel`` is asked between the passes over the data;
+    when it says True, StatsCancelled is raised (a newer edit does not wait for old numbers).
+    """
+    def checkpoint() -> None:
+        if cancel is not None and cancel():
+            raise StatsCancelled
+
     c = mat.c
     t, a = mat.t, mat.a
     work = _scratch("work", tuple(t.shape), t.dtype)
@@ -151,11 +172,12 @@ def stats_cpu(x: torch.Tensor, mat: Matrix, ch_lo: torch.Tensor, ch_hi: torch.Te
     dtype = np.float64 if x.dtype == torch.float64 else np.float32
     lo_v, hi_v = float(ch_lo.min()), float(ch_hi.max())
     edges = bin_edges(lo_v, hi_v, bins, None, dtype)
-    counts = _hist_cpu(mat, work, edges)
+    counts = _hist_cpu(mat, work, edges, checkpoint)
     if counts is None:
         counts = histogram_rows(mat.t if mat.rows else x.reshape(c, -1), edges, all_in=True)
         counts = counts.numpy()
 
+    checkpoint()
     # statistics
     n = mat.n
     zeros_at = _scratch("bool", a.shape, torch.bool).numpy()
@@ -170,6 +192,7 @@ def stats_cpu(x: torch.Tensor, mat: Matrix, ch_lo: torch.Tensor, ch_hi: torch.Te
             col += np.add.reduce(ones[r : r + 255], axis=0, dtype=np.uint8)
         zeros = torch.from_numpy(col.reshape(mat.g, c).sum(axis=0))
     mean = mat.reduce(t, "sum").div_(n)
+    checkpoint()
     if n > 1:
         torch.sub(t, mat.per_channel(mean), out=work).square_()
         std = mat.reduce(work, "sum").div_(n - 1).sqrt_()
@@ -182,7 +205,8 @@ def stats_cpu(x: torch.Tensor, mat: Matrix, ch_lo: torch.Tensor, ch_hi: torch.Te
     return edges, counts.astype(np.int64, copy=False), st.numpy(), ch_rows.numpy()
 
 
-def _hist_cpu(mat: Matrix, work: torch.Tensor, edges: np.ndarray) -> np.ndarray | None:
+def _hist_cpu(mat: Matrix, work: torch.Tensor, edges: np.ndarray,
+              checkpoint: Callable[[], None]) -> np.ndarray | None:
     """(C, bins) counts of finite data inside [edges[0], edges[-1]] (as histogram_rows)."""
     bins = len(edges) - 1
     if edges.dtype != mat.a.dtype:
@@ -204,6 +228,7 @@ def _hist_cpu(mat: Matrix, work: torch.Tensor, edges: np.ndarray) -> np.ndarray 
     idx_t = _scratch("idx", tuple(work.shape), torch.int32)
     idx = idx_t.numpy()
     np.copyto(idx, wa, casting="unsafe")
+    checkpoint()
     near = np.less(
         work.frac_().numpy(), 2 * tol, out=_scratch("bool", wa.shape, torch.bool).numpy()
     )

@@ -87,19 +87,25 @@ class Controller(QObject):
                 f"The stack is back; the unsaved weight edits of {left.name} are kept: File > "
                 f"Open model… {left.text()} again brings them back", "info")
         s.clear_run_errors()
-        self.revalidate(select if isinstance(select, int) else None)
-        self.views.window.set_input(s.pipeline.input)
-        self._update_title()
+        s.revalidate()
         if s.document.last_note:
             self.views.window.show_status(s.document.last_note)
             s.document.last_note = None
+        # The worker starts on the edit first; the list, form and kernel catch up meanwhile.
         self.submit()
+        self._show_validation(select if isinstance(select, int) else None)
+        self.views.window.set_input(s.pipeline.input)
+        self._update_title()
         self.views.window.schedule_autosave()
 
     def revalidate(self, select: int | None = None) -> None:
         """Shapes and errors by formula for the preview's size; the list and form follow."""
+        self.session.revalidate()
+        self._show_validation(select)
+
+    def _show_validation(self, select: int | None) -> None:
+        """The layer list, form and kernel editor show the session's validation."""
         s = self.session
-        s.revalidate()
         self._refreshing = True
         try:
             self.views.stack.refresh(s.validation, select, s.run_errors)

@@ -64,6 +64,7 @@ class KernelCell(NumberSpinBox):
         self.setAutoFillBackground(True)
         self.max_chars: int | None = None  # characters a cell shows; None: every decimal
         self._help = "type a value, or scroll / press ↑ ↓ to change it by 0.1"
+        self._painted: tuple[float, float] | None = None  # (value, max |value|) shown
 
     # Big kernels show fewer digits so every cell is readable at its width; the exact value
     # is in the tooltip and the summary, and an untouched cell keeps it exactly.
@@ -83,6 +84,9 @@ class KernelCell(NumberSpinBox):
         return super().valueFromText(text)
 
     def paint_value(self, value: float, max_abs: float) -> None:
+        if (value, max_abs) == self._painted:
+            return  # the same look: an edit of another cell leaves this one as it is
+        self._painted = (value, max_abs)
         self.setToolTip(f"weight[…, {self.y}, {self.x}] = {format_decimal(value)}: "
                         f"{self._help}")
         pal = self.palette()

@@ -68,6 +68,7 @@ class LayerStackModel(QAbstractTableModel):
         self.validation: Validation | None = None
         self.run_errors: dict[int, str] = {}  # layer index -> error from the engine
         self._rows = len(document.pipeline.layers)
+        self._shown_rows: tuple | None = None  # what the rows showed at the last refresh
         self._error_icon: QIcon | None = None
 
     def _icon(self) -> QIcon:
@@ -76,24 +77,38 @@ class LayerStackModel(QAbstractTableModel):
         return self._error_icon
 
     # --- refresh from the document ---
+    def _shown(self) -> tuple:
+        """Everything the rows show; the same after an edit means nothing to repaint (a
+        kernel value typed changes no name, shape or error)."""
+        v = self.validation
+        statuses = v.layers if v is not None else ()
+        return tuple(
+            (layer.name, layer.type, layer.enabled, self.error_for(i),
+             (statuses[i].shape, statuses[i].in_shape) if i < len(statuses) else None)
+            for i, layer in enumerate(self.document.pipeline.layers))
+
     def refresh(self, validation: Validation | None) -> None:
         rows = len(self.document.pipeline.layers)
         if rows == self._rows:
             # Same number of rows (an edit, a move): repaint them, keep the view's state.
             self.validation = validation
-            if rows:
+            shown = self._shown()
+            if rows and shown != self._shown_rows:
                 self.dataChanged.emit(self.index(0, 0),
                                       self.index(rows - 1, len(self.COLUMNS) - 1))
+            self._shown_rows = shown
             return
         self.beginResetModel()
         self.validation = validation
         self._rows = rows
+        self._shown_rows = self._shown()
         self.endResetModel()
 
     def set_run_errors(self, errors: dict[int, str]) -> None:
         if errors == self.run_errors:
             return
         self.run_errors = dict(errors)
+        self._shown_rows = None
         if self.rowCount():
             self.dataChanged.emit(self.index(0, 0),
                                   self.index(self.rowCount() - 1, len(self.COLUMNS) - 1))
