@@ -86,8 +86,13 @@ class LayerSpec:
 
     @property
     def structure_key(self) -> str:
-        """Identity of the module's structure (type + args): same key, same module shapes."""
-        return json.dumps([self.type, self.args], sort_keys=True)
+        """Identity of the module's structure (type + args): same key, same module shapes.
+        Kept once made, as ``key`` is (a layer's args are never changed in place)."""
+        cached = self.__dict__.get("_structure_key")
+        if cached is None:
+            cached = json.dumps([self.type, self.args], sort_keys=True)
+            object.__setattr__(self, "_structure_key", cached)
+        return cached
 
     @property
     def key(self) -> str:
