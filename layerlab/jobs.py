@@ -3,11 +3,22 @@ each in a thread of its own beside the pipeline runs, stopped within one step.""
 
 from __future__ import annotations
 
+import sys
 import traceback
 from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+
+def join_thread(thread: QThread, timeout_ms: int) -> None:
+    """Wait for ``thread`` to end. A step that cannot be interrupted (torch's import, one long
+    layer) may outlast ``timeout_ms``; a QThread destroyed while it runs aborts the whole
+    process, so then say why the window is slow to close and wait for the step's end."""
+    if not thread.wait(timeout_ms):
+        print("LayerLab: waiting for the step under way to finish before closing",
+              file=sys.stderr, flush=True)
+        thread.wait()
 
 
 @dataclass
@@ -133,4 +144,4 @@ class JobRunner(QObject):
         self.stop()
         if self._thread is not None and self._thread.isRunning():
             self._thread.quit()
-            self._thread.wait(timeout_ms)
+            join_thread(self._thread, timeout_ms)

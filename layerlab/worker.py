@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from .jobs import JobOutcome, JobRunner  # noqa: F401 - long jobs, imported from here too
+from .jobs import JobOutcome, JobRunner, join_thread  # noqa: F401 - the first two from here too
 from .run_data import (  # noqa: F401 - the run's data, imported from here too
     RenderOptions,
     RunRequest,
@@ -536,4 +536,4 @@ class RunController(QObject):
         self.cancel()
         if self._thread is not None and self._thread.isRunning():
             self._thread.quit()
-            self._thread.wait(timeout_ms)
+            join_thread(self._thread, timeout_ms)

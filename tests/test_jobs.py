@@ -124,3 +124,23 @@ def test_steps_without_news_yield_none_and_are_not_reported(qtbot):
     runner.finished.connect(outcomes.append)
     runner.start(job)
     assert events == [2, 5, 8] and outcomes[0].result == "done"
+
+
+def test_closing_waits_for_a_step_longer_than_the_timeout(qtbot, monkeypatch, capfd):
+    """torch's import (or one long layer) cannot be interrupted; shutting down during it must
+    not leave the thread running (a QThread destroyed while running aborts the process)."""
+    import time
+
+    from layerlab import worker
+
+    def slow_load(set_threads: bool = False):
+        time.sleep(1.0)
+        return worker.TorchInfo(False, None, 1)
+
+    monkeypatch.setattr(worker, "load_torch", slow_load)
+    runner = worker.RunController()
+    runner.load_torch()
+    qtbot.wait(100)  # the worker thread is inside the slow load now
+    runner.shutdown(timeout_ms=50)
+    assert not runner._thread.isRunning()
+    assert "waiting for the step under way to finish" in capfd.readouterr().err
