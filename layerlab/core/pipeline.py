@@ -11,7 +11,7 @@ import json
 import os
 import re
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,18 @@ from typing import Any
 import numpy as np
 
 from . import safeio, tensorfile
+from .file_values import (  # noqa: F401 - PipelineError and the name checks, from here too
+    CLASS_NAME_MAX_CHARS,
+    MAX_CLASSES,
+    NAME_MAX_CHARS,
+    DuplicateKey,
+    PipelineError,
+    check_classes,
+    name_problem,
+    numbers_only,
+    shape_list,
+    unique_keys,
+)
 from .kernels import DEFAULT_INIT, check_init
 from .preprocess import Normalize, check_normalize, crop_hw, resized_hw
 from .specs import OPS, OpSpec, Shape, SpecError, get_op
@@ -28,26 +40,6 @@ VERSION = 1
 MAX_FILE_BYTES = 64 * 1024 * 1024
 MAX_LAYERS = 1000
 DEFAULT_MEMORY_BUDGET = 4 * 1024**3  # bytes a run may hold: stage outputs and weights
-
-
-class PipelineError(ValueError):
-    """A pipeline problem, located: file, layer index and name, field."""
-
-    def __init__(self, message: str, *, index: int | None = None, name: str | None = None,
-                 field: str | None = None, source: str | None = None):
-        self.detail = message
-        self.index = index
-        self.layer_name = name
-        self.field = field
-        self.source = source
-        where = []
-        if source:
-            where.append(f"{source}")
-        if index is not None:
-            where.append(f"layer {index}" + (f" ({name!r})" if name else ""))
-        if field:
-            where.append(field)
-        super().__init__((": ".join(where) + ": " if where else "") + message)
 
 
 # sha256 of each tensor's bytes, by the array object (arrays are read-only and shared between
@@ -319,8 +311,8 @@ class Pipeline:
     def from_json(cls, text: str, *, source: str | None = None,
                   folder: str | os.PathLike | None = None) -> Pipeline:
         try:
-            data = json.loads(text, object_pairs_hook=_unique_keys)
-        except _DuplicateKey as e:
+            data = json.loads(text, object_pairs_hook=unique_keys)
+        except DuplicateKey as e:
             raise PipelineError(f"the key {e.args[0]!r} appears twice in one object; which "
                                 f"value is meant is unclear", source=source) from None
         except json.JSONDecodeError as e:
@@ -362,22 +354,6 @@ class Pipeline:
         return cls.from_json(text, source=src, folder=p.parent)
 
 
-class _DuplicateKey(Exception):
-    pass
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """``json.loads`` keeps the last of repeated keys silently; a pipeline file may not."""
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise _DuplicateKey(key)
-            seen.add(key)
-    return obj
-
-
 def new_layer(type_name: str, in_shape: Shape | None = None, **args: Any) -> LayerSpec:
     """A layer with default args (filled from the incoming shape) plus ``args``."""
     op = get_op(type_name)
@@ -389,28 +365,6 @@ def new_layer(type_name: str, in_shape: Shape | None = None, **args: Any) -> Lay
 
 
 # --- parsing ---------------------------------------------------------------------------------
-
-NAME_MAX_CHARS = 64
-
-
-def name_problem(name: object) -> str | None:
-    """Why ``name`` cannot be a layer name, or None: text of at most 64 characters, without
-    control characters (C0, DEL, C1: they would break tables and reach terminals) and
-    writable as UTF-8 (no lone surrogates)."""
-    if not isinstance(name, str):
-        return f"name must be text, not {type(name).__name__}"
-    if len(name) > NAME_MAX_CHARS:
-        return f"name must be text of at most {NAME_MAX_CHARS} characters, not {len(name)}"
-    for ch in name:
-        code = ord(ch)
-        if code < 0x20 or 0x7F <= code <= 0x9F:
-            return (f"name must be text of at most {NAME_MAX_CHARS} characters without control "
-                    f"characters (it holds {ch!r})")
-        if 0xD800 <= code <= 0xDFFF:
-            return (f"name must be text that can be written as UTF-8 (it holds the lone "
-                    f"surrogate {ch!r})")
-    return None
-
 
 def _parse(data: Any, source: str | None, folder: str | os.PathLike | None = None,
            given: Mapping[str, np.ndarray] | None = None) -> Pipeline:
@@ -470,24 +424,6 @@ def _parse(data: Any, source: str | None, folder: str | os.PathLike | None = Non
             raise fail(str(e), field=e.field) from None
     layers = tuple(_parse_layer(i, raw, source, tensors) for i, raw in enumerate(layers_raw))
     return Pipeline(InputSpec(mode, resize, crop, norm), layers, classes)
-
-
-MAX_CLASSES = 100_000
-CLASS_NAME_MAX_CHARS = 200
-
-
-def check_classes(raw: Any) -> tuple[str, ...]:
-    """Class names as a pipeline's ``classes`` holds them; :class:`PipelineError` if not."""
-    if not isinstance(raw, list | tuple) or len(raw) > MAX_CLASSES:
-        raise PipelineError(f"classes must be a list of at most {MAX_CLASSES} names",
-                            field="classes")
-    for k, name in enumerate(raw):
-        if (not isinstance(name, str) or len(name) > CLASS_NAME_MAX_CHARS
-                or any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F or 0xD800 <= ord(ch) <= 0xDFFF
-                       for ch in name)):
-            raise PipelineError(f"name {k + 1} must be text of at most {CLASS_NAME_MAX_CHARS} "
-                                f"characters without control characters", field="classes")
-    return tuple(raw)
 
 
 def _parse_classes(raw: Any, fail) -> tuple[str, ...]:
@@ -564,7 +500,7 @@ def _parse_params(raw: Any, op: OpSpec, args: dict, fail,
         if isinstance(value, dict):  # {"tensor": KEY}: from the tensors file
             out[pname] = _referenced(value, pname, shapes[pname], tensors, fail)
             continue
-        if not _numbers_only(value):
+        if not numbers_only(value):
             # np.array would quietly turn null into NaN, "1.5" into 1.5 and true into 1.0
             raise fail("must be a nested list of numbers (no strings, true/false or null)", fld)
         try:
@@ -578,8 +514,8 @@ def _parse_params(raw: Any, op: OpSpec, args: dict, fail,
         if arr.dtype == object:
             raise fail("must be a nested list of numbers", fld)
         if arr.shape != shapes[pname]:
-            raise fail(f"has shape {_shape_list(arr.shape)}, expected "
-                       f"{_shape_list(shapes[pname])}", fld)
+            raise fail(f"has shape {shape_list(arr.shape)}, expected "
+                       f"{shape_list(shapes[pname])}", fld)
         arr.setflags(write=False)
         out[pname] = arr
     return out
@@ -598,38 +534,9 @@ def _referenced(value: dict, pname: str, shape: tuple[int, ...],
         raise fail(f"the tensors file holds no tensor {key!r}", fld)
     arr = tensors[key]
     if arr.shape != shape:
-        raise fail(f"the tensor {key!r} has shape {_shape_list(arr.shape)}, expected "
-                   f"{_shape_list(shape)}", fld)
+        raise fail(f"the tensor {key!r} has shape {shape_list(arr.shape)}, expected "
+                   f"{shape_list(shape)}", fld)
     return arr
-
-
-def _is_number_type(t: type) -> bool:
-    return issubclass(t, int | float | np.integer | np.floating) and not issubclass(t, bool)
-
-
-def _numbers_only(value: Any) -> bool:
-    """True if ``value`` is a number or nested lists whose leaves are all numbers."""
-    stack = [value]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, list | tuple):
-            types = set(map(type, v))
-            nested = {t for t in types if issubclass(t, list | tuple)}
-            if nested:
-                if nested != types:
-                    return False
-                stack.extend(v)
-            elif not all(_is_number_type(t) for t in types):
-                return False
-        elif not _is_number_type(type(v)):
-            return False
-    return True
-
-
-# --- small helpers ---------------------------------------------------------------------------
-
-def _shape_list(shape: Iterable[int]) -> str:
-    return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
 format_bytes = safeio.human_bytes  # ``512 bytes``, ``1.5 KB``, ``97.7 GB`` (powers of 1024)

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from . import safeio
-from .pipeline import CLASS_NAME_MAX_CHARS, MAX_CLASSES, Pipeline, PipelineError, check_classes
+from .file_values import CLASS_NAME_MAX_CHARS, MAX_CLASSES, PipelineError, check_classes
+from .pipeline import Pipeline
 
 __all__ = ["LOGITS", "LOG_PROBABILITIES", "PREDICTIONS_FILE", "PROBABILITIES", "Prediction",
            "Predictions", "LabelsError", "class_names", "output_kind", "predict",
