@@ -288,12 +288,16 @@ class PipelineWorker(QObject):
         None when ``cancel()`` said stop before they were done."""
         from .core import render
 
+        from .core import stage_draw
+
         result = view.result
         rendered = render.add_stats(view.rendered, self._shown(result), cancel)
         if rendered is None:
             return None
-        done = StageView(view.generation, result, rendered, view.values,
-                         view.thumb)
+        thumb = view.thumb
+        if thumb is None and rendered.vector is None:  # see _full
+            thumb = stage_draw.thumbnail_of(rendered)
+        done = StageView(view.generation, result, rendered, view.values, thumb)
         self._drawn[result.index] = (result.output, options, done)
         return done
 
@@ -318,14 +322,16 @@ class PipelineWorker(QObject):
 
     @staticmethod
     def _full(view: StageView, options: RenderOptions) -> StageView:
-        """``view`` with its full view drawn (its thumbnail kept, or made from the pixels)."""
+        """``view`` with its full view drawn, its thumbnail kept. A new thumbnail is made
+        from the pixels where the histograms and statistics came with them; else it comes
+        with those (``_with_stats``): the strip waits for it, the pixels do not."""
         from .core import stage_draw
 
         out = PipelineWorker._shown(view.result)
         rendered, values = stage_draw.full_view(out, options.normalize, options.colormap,
                                                 options.bins)
         thumb = view.thumb
-        if thumb is None and rendered.vector is None:
+        if thumb is None and rendered.vector is None and rendered.has_stats:
             thumb = stage_draw.thumbnail_of(rendered)
         return StageView(view.generation, view.result, rendered, values, thumb)
 

@@ -85,3 +85,39 @@ def test_the_window_gets_every_stages_numbers_after_its_pictures(main_window, qt
         assert_same(view.rendered, whole)
         counts, _, edges = w.stage_panel.histogram.shown_counts()
         np.testing.assert_array_equal(counts, view.rendered.hist_counts)
+
+
+def test_a_stage_drawn_in_full_gets_its_thumbnail_with_its_numbers(main_window, qtbot):
+    """The pixels do not wait for the strip's thumbnail: it is made after them, from them,
+    and the strip keeps the picture it had (never the failure mark) until it comes."""
+    from gui_helpers import wait_idle
+
+    from layerlab.core import stage_draw
+    from layerlab.qt import stage_strip
+
+    w = main_window
+    strip = w.stage_panel.strip
+    drawn = []
+    real = stage_strip._thumbnail
+    stage_strip_thumbnail = lambda view, *a: drawn.append(view) or real(view, *a)  # noqa: E731
+    pictures, numbers = {}, {}
+    # (as they came: the session completes the very view object once the numbers come)
+    w.runner.stageReady.connect(lambda v: pictures.setdefault(v.result.index, (v, v.thumb)))
+    w.runner.statsReady.connect(lambda v: numbers.setdefault(v.result.index, v))
+    stage_strip._thumbnail = stage_strip_thumbnail
+    try:
+        w.session.document.set_param_value(0, "weight", (0, 0, 1, 1), 0.5)
+        wait_idle(w, qtbot)
+    finally:
+        stage_strip._thumbnail = real
+    stage = w.session.stage
+    view, thumb_then = pictures[stage]
+    assert stage in numbers and view.full
+    assert thumb_then is None  # the pixels came first, alone
+    thumb = numbers[stage].thumb
+    want = stage_draw.thumbnail_of(numbers[stage].rendered)
+    np.testing.assert_array_equal(thumb.grid_u8, want.grid_u8)
+    assert w.session.results[stage].thumb is thumb  # the session keeps it
+    # The strip drew the stage once, from that thumbnail: not from the view without one.
+    assert [v.thumb for v in drawn if v.result.index == stage] == [thumb]
+    assert strip._pictured[stage] is thumb

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QEventLoop, QTimer
+from PySide6.QtCore import QCoreApplication, QEventLoop, QTimer
 
 from ..core.engine import Engine
 from ..qt.app import ensure_app, make_settings
@@ -48,11 +48,27 @@ def _wait_for_pixels(window, stage: int, timeout_ms: int = 30000) -> None:
     window.session.stageChanged.disconnect(check)
 
 
+def _show_stage(window, stage: int, timeout_s: float = 30.0) -> None:
+    """Select ``stage``, as a person does to watch it, and wait until it and the stage before
+    it are drawn in full (the window draws only what it shows)."""
+    window.session.select(stage=stage)
+    deadline = time.perf_counter() + timeout_s
+
+    def drawn(index: int) -> bool:
+        view = window.session.results.get(index)
+        return view is not None and view.full and view.rendered.has_stats
+
+    while not (drawn(stage) and drawn(stage - 1) and not window.runner.busy):
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"stage {stage} was not drawn in full")
+        QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 10)
+
+
 def _expected_corner(window, layer_index: int) -> float:
     """Output (channel 0, y 1, x 1) of the edited conv, from torch directly."""
     import torch
 
-    stage_in = window.session.results[layer_index].values
+    stage_in = window.session.results[layer_index].result.output[0].numpy()
     layer = window.session.pipeline.layers[layer_index]
     w = torch.from_numpy(np.array(layer.params["weight"]))
     b = Engine("cpu").build_module(layer).bias
@@ -78,6 +94,7 @@ def gui_edit_latency(repeats: int) -> list[float]:
         window.start(image=str(RESOURCES / "samples" / "astronaut.jpg"), pipeline=str(path))
         _wait_for_run(window)
         last = len(pipeline.layers) - 1
+        _show_stage(window, len(pipeline.layers))  # the edited conv's output
         samples = []
         for k in range(repeats + 3):
             generation_before = window.runner.generation
@@ -108,7 +125,7 @@ def edit_floor(window, layer_index: int, repeats: int) -> list[float]:
 
     from ..core import render
 
-    stage_in = torch.from_numpy(np.ascontiguousarray(window.session.results[layer_index].values))
+    stage_in = window.session.results[layer_index].result.output[0].contiguous()
     x = stage_in.unsqueeze(0).contiguous(memory_format=torch.channels_last)
     conv = Engine("cpu").build_module(window.session.pipeline.layers[layer_index])
     item = pg.ImageItem(axisOrder="row-major")

@@ -13,7 +13,7 @@ from functools import reduce
 
 from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QWidget
+from PySide6.QtWidgets import QApplication, QLineEdit, QWidget
 
 SK = QKeySequence.StandardKey
 
@@ -136,17 +136,39 @@ class WindowWideKeys(QObject):
 
     A line edit (every spin box has one) claims Ctrl+Z for its own one-field undo, so the
     window's action never fires there: exactly where the cursor is after typing a bad value.
-    Installed on the application, this declines that claim for widgets inside ``window``.
+    This declines that claim for widgets inside ``window``. It watches only the widget that
+    has the focus (the one a key goes to): a filter on the whole application would run
+    Python for every event of every widget, hundreds per edit.
     """
 
     def __init__(self, window: QWidget, actions: list[QAction]):
         super().__init__(window)
         self.window = window
         self.keys = [k for a in actions for k in a.shortcuts()]
+        self._watched: list[QWidget] = []
+        QApplication.instance().focusChanged.connect(self._follow_focus)
+
+    def _follow_focus(self, _old: QWidget | None, new: QWidget | None) -> None:
+        for widget in self._watched:
+            try:
+                widget.removeEventFilter(self)
+            except RuntimeError:  # the widget is gone already
+                pass
+        self._watched = []
+        if new is not None and self.window.isAncestorOf(new):
+            # a spin box has the focus, its line edit the text (the key may go to either)
+            self._watched = [new, *new.findChildren(QLineEdit,
+                                                    options=Qt.FindChildOption.FindDirectChildrenOnly)]
+            for widget in self._watched:
+                widget.installEventFilter(self)
+
+    def stop(self) -> None:
+        """The window closes: follow the focus no more."""
+        QApplication.instance().focusChanged.disconnect(self._follow_focus)
+        self._follow_focus(None, None)
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
-        if (event.type() == QEvent.Type.ShortcutOverride and isinstance(obj, QWidget)
-                and self.window.isAncestorOf(obj)):
+        if event.type() == QEvent.Type.ShortcutOverride:
             pressed = QKeySequence(event.keyCombination())
             if any(pressed.matches(k) == QKeySequence.SequenceMatch.ExactMatch
                    for k in self.keys):

@@ -23,7 +23,6 @@ from PySide6.QtGui import (
     QIcon,
 )
 from PySide6.QtWidgets import (
-    QApplication,
     QComboBox,
     QDockWidget,
     QFrame,
@@ -95,7 +94,6 @@ class MainWindow(PanelDocks, QMainWindow):
         for name in ("remove", "duplicate", "move_up", "move_down"):
             self.stack.add_tool_action(self.actions[name])
         self._window_keys = WindowWideKeys(self, [self.actions["undo"], self.actions["redo"]])
-        QApplication.instance().installEventFilter(self._window_keys)
         self._build_menus()
         self._build_toolbar()
         self._build_status_bar()
@@ -559,7 +557,7 @@ class MainWindow(PanelDocks, QMainWindow):
             event.ignore()
             return
         self.controller.closing = True
-        QApplication.instance().removeEventFilter(self._window_keys)
+        self._window_keys.stop()
         self._autosave_timer.stop()
         try:
             self.store.save()

@@ -262,6 +262,8 @@ class Session(QObject):
         if shown is not None and shown.generation == view.generation:
             # The same stage object, so views that drew its pictures need not redraw them.
             shown.rendered = view.rendered
+            if shown.thumb is None:
+                shown.thumb = view.thumb  # the strip's, made after the pictures
             self.statsChanged.emit(index)
 
     def put_view(self, view: StageView) -> None:

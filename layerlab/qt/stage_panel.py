@@ -210,6 +210,8 @@ class StagePanel(PointerReadout, QWidget):
         """A stage's histograms and statistics came after its pictures."""
         s = self.session
         view = s.results.get(index)
+        if view is not None:
+            self.strip.set_stage(view)  # its thumbnail may have come with them
         if index != s.stage or view is None or view.rendered is None:
             return
         r = view.rendered

@@ -37,7 +37,9 @@ def _thumbnail(view: StageView, dpr: float = 1.0) -> QPixmap:
     painter = QPainter(pix)
     try:
         r, thumb = view.rendered, view.thumb
-        if thumb is None and (r is None or r.vector is None):
+        if thumb is None and r is not None and r.vector is None:
+            pass  # drawn in full, its thumbnail on its way: the background meanwhile
+        elif thumb is None and r is None:
             painter.fillRect(pix.rect(), QColor(theme.ERROR))
             font = QFont(painter.font())
             font.setPointSize(22)
@@ -149,7 +151,11 @@ class StageStrip(QListWidget):
         # once its full view or its statistics came): no new picture.
         pictures = view.thumb if view.thumb is not None else (
             None if view.rendered is None else view.rendered.vector)
-        if pictures is None or self._pictured.get(res.index) is not pictures:
+        # A stage drawn in full gets its thumbnail after its pictures (with its statistics):
+        # until then the strip keeps the one it shows.
+        pending = pictures is None and view.rendered is not None
+        keep = pending and res.index in self._pixmaps
+        if not keep and (pictures is None or self._pictured.get(res.index) is not pictures):
             self._pixmaps[res.index] = _thumbnail(view, self.devicePixelRatioF())
             self._pictured[res.index] = pictures
             self._show_icon(res.index)
