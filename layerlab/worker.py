@@ -286,9 +286,7 @@ class PipelineWorker(QObject):
                     cancel: Any = None) -> StageView | None:
         """``view`` with its histograms and statistics (as one whole render gives them);
         None when ``cancel()`` said stop before they were done."""
-        from .core import render
-
-        from .core import stage_draw
+        from .core import render, stage_draw
 
         result = view.result
         rendered = render.add_stats(view.rendered, self._shown(result), cancel)

@@ -195,13 +195,15 @@ def stats_cpu(x: torch.Tensor, mat: Matrix, ch_lo: torch.Tensor, ch_hi: torch.Te
     checkpoint()
     if n > 1:
         torch.sub(t, mat.per_channel(mean), out=work).square_()
+        checkpoint()
         std = mat.reduce(work, "sum").div_(n - 1).sqrt_()
     else:
         std = torch.zeros_like(mean)
+    checkpoint()
     none = torch.zeros(c, dtype=torch.int64)
     parts = (ch_lo, ch_hi, mean, std, zeros, none, none)
     ch_rows = torch.stack([p.to(torch.float64) for p in parts])
-    st = stage_stats(x, ch_lo, ch_hi, True, zeros=zeros.sum())
+    st = stage_stats(x, ch_lo, ch_hi, True, zeros=zeros.sum(), between=checkpoint)
     return edges, counts.astype(np.int64, copy=False), st.numpy(), ch_rows.numpy()
 
 
@@ -224,7 +226,9 @@ def _hist_cpu(mat: Matrix, work: torch.Tensor, edges: np.ndarray,
     # values within tol of an inner edge k have frac(t + tol) < 2 tol (and k = trunc(t + tol));
     # every other value lies in bin trunc(t + tol). The near ones get an exact search.
     torch.sub(mat.t, first, out=work).mul_(scale)
+    checkpoint()
     work.clamp_(tol, bins - 0.5 - tol).add_(tol)
+    checkpoint()
     idx_t = _scratch("idx", tuple(work.shape), torch.int32)
     idx = idx_t.numpy()
     np.copyto(idx, wa, casting="unsafe")
@@ -232,6 +236,7 @@ def _hist_cpu(mat: Matrix, work: torch.Tensor, edges: np.ndarray,
     near = np.less(
         work.frac_().numpy(), 2 * tol, out=_scratch("bool", wa.shape, torch.bool).numpy()
     )
+    checkpoint()
     # Count into a block of bins+1 slots per channel. channels_last data interleaves the
     # channels, and a few lanes of columns per channel keep consecutive values off the same
     # counter (bincount is bound by that dependency); rows just add their channel's offset.
@@ -246,6 +251,7 @@ def _hist_cpu(mat: Matrix, work: torch.Tensor, edges: np.ndarray,
         idx_t.add_(torch.arange(mat.a.shape[1], dtype=torch.int32) % (mat.c * lanes) * slots)
     total = mat.c * lanes
     counts = torch.bincount(idx_t.view(-1), minlength=total * slots).numpy()
+    checkpoint()
     pos = np.flatnonzero(near)
     if len(pos):
         xs = mat.a.reshape(-1)[pos]

@@ -7,6 +7,7 @@ edges are numpy's, so counts equal ``np.histogram`` on the same values.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -159,8 +160,10 @@ def histogram(
 STAT_KEYS = ("min", "max", "mean", "std", "zero_fraction", "nan_count", "inf_count")
 
 
-def stage_stats(x: torch.Tensor, ch_lo, ch_hi, all_finite: bool, zeros=None) -> torch.Tensor:
-    """float64 [min, max, mean, std, zero count, nan count, inf count] on the device."""
+def stage_stats(x: torch.Tensor, ch_lo, ch_hi, all_finite: bool, zeros=None,
+                between: Callable[[], None] | None = None) -> torch.Tensor:
+    """float64 [min, max, mean, std, zero count, nan count, inf count] on the device;
+    ``between`` is called between the passes over the data (it may raise to stop)."""
     if all_finite:
         vals = x
         nan = inf = torch.zeros((), dtype=torch.int64, device=x.device)
@@ -174,6 +177,8 @@ def stage_stats(x: torch.Tensor, ch_lo, ch_hi, all_finite: bool, zeros=None) -> 
         mn, mx, mean = ch_lo.min(), ch_hi.max(), vals.mean()
     else:
         mn, mx, mean = vals.min(), vals.max(), vals.mean()
+    if between is not None:
+        between()
     std = vals.std() if vals.numel() > 1 else x.new_zeros(())
     if zeros is None:
         zeros = x.numel() - torch.count_nonzero(x)
