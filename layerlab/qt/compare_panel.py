@@ -83,10 +83,12 @@ class ComparePanel(QWidget):
         self._refresh_timer.setInterval(0)  # coalesce the stage signals of one run
         self._refresh_timer.timeout.connect(self.refresh)
         self.runner.stageReady.connect(self._on_b_stage)
+        self.runner.viewReady.connect(self._on_b_view)
         self.runner.runFinished.connect(self._on_b_finished)
         s = session
         s.stageChanged.connect(self._schedule)
         s.resultsChanged.connect(self._schedule)
+        s.selectionChanged.connect(self._follow_stage)
         s.selectionChanged.connect(self._schedule)
         s.staleChanged.connect(self._schedule)
         s.document.changed.connect(self._on_document_changed)
@@ -241,7 +243,8 @@ class ComparePanel(QWidget):
                 image = self._b_resized[1]
         self.b_input = image
         return self.runner.submit(RunRequest(pipeline, image, s.render_options, s.device,
-                                             memory_budget=s.memory_budget_gb * 1024**3))
+                                             memory_budget=s.memory_budget_gb * 1024**3,
+                                             shown=frozenset({s.stage})))
 
     @Slot(object)
     def _on_b_stage(self, view: StageView) -> None:
@@ -250,6 +253,19 @@ class ComparePanel(QWidget):
             for i in [i for i in self.b_results if i > view.result.index]:
                 del self.b_results[i]
         self._schedule()
+
+    @Slot()
+    def _follow_stage(self, *_: object) -> None:
+        """B's worker draws in full only the stage compared (the others are thumbnails
+        nobody looks at); a stage picked later is drawn from its kept results."""
+        self.runner.show(frozenset({self.session.stage}))
+
+    @Slot(object)
+    def _on_b_view(self, view: StageView) -> None:
+        held = self.b_results.get(view.result.index)
+        if held is not None and held.generation == view.generation:
+            self.b_results[view.result.index] = view  # the full view of a thumbnail
+            self._schedule()
 
     @Slot(object)
     def _on_b_finished(self, summary: RunSummary) -> None:
