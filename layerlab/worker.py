@@ -265,8 +265,11 @@ class PipelineWorker(QObject):
         all their pictures first, then their histograms and statistics; a newer request
         stops it (that run draws what is shown)."""
         asked = self.latest_generation
-        missing = [i for i in sorted(self.shown or ())
-                   if i in self._drawn and not self._drawn[i][2].full]
+        shown = [i for i in sorted(self.shown or ()) if i in self._drawn]
+        missing = [i for i in shown if not self._drawn[i][2].full]
+        # drawn in full, but a Stop cut their numbers (and thumbnail) short
+        unfinished = [i for i in shown if self._drawn[i][2].full
+                      and not self._drawn[i][2].rendered.has_stats]
         done: list[tuple[StageView, RenderOptions]] = []
         for index in missing:
             if self.latest_generation != asked:
@@ -276,6 +279,7 @@ class PipelineWorker(QObject):
             self._drawn[index] = (output, options, view)
             self.viewReady.emit(view)
             done.append((view, options))
+        done += [(self._drawn[i][2], self._drawn[i][1]) for i in unfinished]
         for view, options in done:
             stats = self._with_stats(view, options, lambda: self.latest_generation != asked)
             if stats is None:

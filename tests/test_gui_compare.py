@@ -184,3 +184,20 @@ def test_swap_lets_b_be_edited_and_both_stay_live(main_window, qtbot):
                                   centre2.numpy())
     panel.clear_b()
     assert not panel.swap_button.isEnabled() and not panel.swap()
+
+
+def test_the_compared_stage_follows_when_a_run_ends_without_it(main_window, qtbot):
+    """A's last stage is gone after an edit (its layer disabled): the window shows the stage
+    before it, and B's worker draws that one in full for the comparison."""
+    w = main_window
+    s, panel = w.session, w.compare_panel
+    s.select(stage=3)
+    panel.duplicate_as_b()
+    wait_both(w, qtbot)
+    s.document.set_enabled(2, False)  # the max pool: A has stages 0-2, B still 0-3
+    qtbot.waitUntil(lambda: s.stage == 2, timeout=20000)
+    wait_both(w, qtbot)
+    assert panel.runner.shown == frozenset({2}) and panel.b_results[2].full
+    d = panel.difference  # the same ReLU stage on both sides
+    assert d is not None and d.identical and "stage 2" in panel.message, panel.message
+    np.testing.assert_array_equal(d.values, np.zeros((512, 512), np.float32))

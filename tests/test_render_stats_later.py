@@ -121,3 +121,44 @@ def test_a_stage_drawn_in_full_gets_its_thumbnail_with_its_numbers(main_window, 
     # The strip drew the stage once, from that thumbnail: not from the view without one.
     assert [v.thumb for v in drawn if v.result.index == stage] == [thumb]
     assert strip._pictured[stage] is thumb
+
+
+def test_stop_during_the_numbers_leaves_no_stage_without_them(main_window, qtbot, monkeypatch):
+    """Stop pressed while the shown stage's histograms and statistics are computed: they and
+    its strip thumbnail come from the kept results, not the previous run's picture."""
+    import time
+
+    from gui_helpers import wait_idle
+
+    from layerlab.core import stage_draw
+
+    w = main_window
+    s, strip = w.session, w.stage_panel.strip
+    stage = s.stage
+    before = strip._pictured[stage]
+    real = render.add_stats
+
+    def slow(rendered, tensor, cancel=None):  # long enough for Stop to land in it
+        for _ in range(50):
+            if cancel is not None and cancel():
+                return None
+            time.sleep(0.01)
+        return real(rendered, tensor, cancel)
+
+    monkeypatch.setattr(render, "add_stats", slow)
+    s.document.set_param_value(0, "weight", (0, 0, 1, 1), 0.5)
+    generation = w.runner.generation
+    qtbot.waitUntil(lambda: s.results[stage].generation == generation, timeout=20000)
+    assert not s.results[stage].rendered.has_stats  # the pixels are there, the numbers not
+    w.controller.on_stop()
+    monkeypatch.setattr(render, "add_stats", real)
+    wait_idle(w, qtbot)
+    qtbot.waitUntil(lambda: s.results[stage].thumb is not None, timeout=20000)
+    view = s.results[stage]
+    assert view.generation == generation and view.rendered.has_stats
+    want = render.render_stage(torch.from_numpy(view.values), view.rendered.mode,
+                               view.rendered.colormap, view.rendered.hist_counts.size)
+    assert_same(view.rendered, want)
+    np.testing.assert_array_equal(view.thumb.grid_u8,
+                                  stage_draw.thumbnail_of(view.rendered).grid_u8)
+    assert strip._pictured[stage] is view.thumb and view.thumb is not before

@@ -87,6 +87,7 @@ class ComparePanel(QWidget):
         self.runner.runFinished.connect(self._on_b_finished)
         s = session
         s.stageChanged.connect(self._schedule)
+        s.resultsChanged.connect(self._follow_stage)  # a run's end may move the stage
         s.resultsChanged.connect(self._schedule)
         s.selectionChanged.connect(self._follow_stage)
         s.selectionChanged.connect(self._schedule)
@@ -258,7 +259,9 @@ class ComparePanel(QWidget):
     def _follow_stage(self, *_: object) -> None:
         """B's worker draws in full only the stage compared (the others are thumbnails
         nobody looks at); a stage picked later is drawn from its kept results."""
-        self.runner.show(frozenset({self.session.stage}))
+        want = frozenset({self.session.stage})
+        if self.runner.shown != want:
+            self.runner.show(want)
 
     @Slot(object)
     def _on_b_view(self, view: StageView) -> None:
@@ -311,7 +314,8 @@ class ComparePanel(QWidget):
     @property
     def idle(self) -> bool:
         """No run of B, no refresh scheduled and no comparison in flight (tests wait on it)."""
-        return not (self.runner.busy or self._refresh_timer.isActive() or self.computing)
+        return not (self.runner.busy or self.runner.drawing or self._refresh_timer.isActive()
+                    or self.computing)
 
     def _request(self) -> dict | str:
         """The arguments of ``compare_stage`` for the selected stage, or why there are none."""

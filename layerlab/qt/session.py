@@ -272,6 +272,13 @@ class Session(QObject):
         histograms and statistics."""
         index = view.result.index
         held = self.results.get(index)
+        if (held is not None and held.full and held.thumb is None and view.full
+                and held.rendered.channels_u8 is view.rendered.channels_u8
+                and view.rendered.has_stats and not held.rendered.has_stats):
+            # the numbers (and strip thumbnail) of pictures shown, which a Stop cut short
+            held.rendered, held.thumb = view.rendered, view.thumb
+            self.statsChanged.emit(index)
+            return
         if held is None or held.thumb is None or held.thumb is not view.thumb:
             return  # a newer run replaced the stage, or it is a vector drawn in full
         if not held.full:
