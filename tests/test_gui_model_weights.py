@@ -309,3 +309,35 @@ def test_a_convs_bias_edits_in_its_table_and_nan_is_refused_there(main_window, q
     undone = stage_values(w, ["features.0", "classifier.1"])
     for p in before:
         np.testing.assert_array_equal(undone[p], before[p])
+
+
+def test_the_editors_show_the_model_not_the_stack_behind_it(resnet_window, qtbot):
+    """In the model view neither editor shows the stack's layer: the form says the model is
+    shown, a stage without a kernel says so in the Kernel tab, and a weight edit leaves the
+    panels where the person put them (the Layers dock stays in front of the Model tree)."""
+    w = resnet_window
+    s, k = w.session, w.kernel_editor
+    assert "resnet18 is shown" in w.param_form.title.text()
+    s.select(stage=stage_index(w, "bn1"))
+    wait_idle(w, qtbot)
+    assert not k.shows_stack_layer and k.content.isHidden()
+    assert "bn1 has no kernel" in k.placeholder.text()
+
+    s.select(stage=stage_index(w, EDITED))
+    wait_idle(w, qtbot)
+    assert k.source.text() == EDITED and not k.shows_stack_layer
+    w.dock.raise_()  # the Layers dock (the kernel editor) in front
+    qtbot.waitUntil(lambda: not w.dock.visibleRegion().isEmpty(), timeout=3000)
+    k.set_cell(1, 1, 0.5)
+    qtbot.waitUntil(lambda: bool(s.model.edits), timeout=5000)
+    wait_idle(w, qtbot)
+    assert not w.dock.visibleRegion().isEmpty()  # not flipped to the Model tree
+    assert w.model_dock.visibleRegion().isEmpty()
+
+    # an edit of the stack brings the stack back, and the editors show its layer again
+    w.session.document.set_arg(0, "padding", 2)
+    wait_idle(w, qtbot)
+    assert s.model is None and s.parked_model is not None  # its weight edits are kept
+    assert "resnet18 is shown" not in w.param_form.title.text()
+    assert k.shows_stack_layer and w.param_form.layer_index == 0
+    s.parked_model = None  # discarded: the window closes without asking

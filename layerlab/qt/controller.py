@@ -22,6 +22,11 @@ from .model_weights import ModelWeights
 from .session import Session
 from .text import shape_text, size_text
 
+# What the parameter form says while a torchvision model is on screen instead of the stack.
+MODEL_SHOWN_NOTE = ("<i>{name} is shown, not the stack: its layers' arguments are fixed. Pick "
+                    "a convolution stage to edit its weights in the Kernel tab; an edit of "
+                    "the stack brings the stack back.</i>")
+
 
 class _Absent:
     """Stands in for a view that is not there: every call does nothing."""
@@ -65,6 +70,8 @@ class Controller(QObject):
         doc.pathChanged.connect(self._update_title)
         doc.undo_stack.cleanChanged.connect(self._update_title)
         session.modelChanged.connect(self._update_title)  # its weight edits, saved or not
+        self._model_shown = None  # the model the editors were last set for (its opened_as)
+        session.modelChanged.connect(self._on_model_changed)
         session.selectionChanged.connect(self._on_session_selection)
         session.resultsChanged.connect(self._on_session_selection)
         runner.runStarted.connect(self._on_runner_started)
@@ -157,11 +164,12 @@ class Controller(QObject):
         layer = layers[i] if i is not None else None
         changed = i != s.layer
         s.select(layer=i)
-        self.views.form.set_layer(i, layer)
         self.views.window.set_layer_actions(i, len(layers))
-        if s.model is not None:  # the kernel editor shows the model's module
+        if s.model is not None:  # the editors show the model, not the stack behind it
+            self.views.form.show_note(MODEL_SHOWN_NOTE.format(name=s.model.name))
             self.model_weights.show()
         else:
+            self.views.form.set_layer(i, layer)
             self.views.kernel.set_layer(i, layer)
             self.views.window.show_editor_for(layer)
         self._update_form_status()
@@ -262,9 +270,20 @@ class Controller(QObject):
 
     @Slot()
     def _on_session_selection(self) -> None:
-        if self.session.model is not None and self.model_weights.module_of_stage(
-                self.session.stage) != self.model_weights.path:
+        weights = self.model_weights
+        if self.session.model is not None and (
+                weights.stage != self.session.stage or self.views.kernel.shows_stack_layer
+                or weights.module_of_stage(self.session.stage) != weights.path):
             self.model_weights.show()  # another stage's module (or none) in the editor
+
+    @Slot()
+    def _on_model_changed(self) -> None:
+        """The model view opened or closed (not one of its weight edits): the form and the
+        kernel editor show what is on screen."""
+        shown = None if self.session.model is None else self.session.model.opened_as
+        if shown != self._model_shown:
+            self._model_shown = shown
+            self.on_layer_selected(self.views.stack.current_layer())
 
     @Slot(int, str, object, float)
     def on_cell_edited(self, layer: int, pname: str, position: object, value: float) -> None:

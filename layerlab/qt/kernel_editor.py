@@ -265,13 +265,15 @@ class KernelEditor(QWidget):
         return self.out_box.value(), self.in_box.value()
 
     def set_layer(self, index: int | None, layer: LayerSpec | None, *,
-                  title: str | None = None) -> None:
+                  title: str | None = None, note: str | None = None) -> None:
         """Show ``layer``'s kernels; ``title`` names where they live when they are not a
-        stack layer's (a model's module path: its weights, edited in place)."""
+        stack layer's (a model's module path: its weights, edited in place). Without a
+        kernel, ``note`` (or the usual hint) says why."""
         self._title = title
         self.init_group.setVisible(title is None)  # a model's weights have no seeded init
         if layer is None or layer.op.kernel is None:
             self._index, self._layer = None, None
+            self.placeholder.setText(note or PLACEHOLDER)
             self.placeholder.show()
             self.content.hide()
             return
@@ -316,6 +318,11 @@ class KernelEditor(QWidget):
             self.seed_box.setValue(int(init.get("seed", 0)))
         self._show_slice()
         self._show_bias()
+
+    @property
+    def shows_stack_layer(self) -> bool:
+        """The kernels shown are a stack layer's (not a model module's, not none)."""
+        return self._layer is not None and self._title is None
 
     def _build_grid(self, kh: int, kw: int) -> None:
         for row in self.cells:

@@ -30,6 +30,7 @@ class ModelWeights:
         self.session = session
         self.controller = controller
         self.path: str | None = None  # the module the kernel editor shows
+        self.stage: int | None = None  # the stage it was shown for
 
     @property
     def views(self) -> Any:
@@ -67,11 +68,17 @@ class ModelWeights:
         """The kernel editor follows the selected stage of the model."""
         s = self.session
         path = self.module_of_stage(s.stage)
-        self.path = path
+        self.path, self.stage = path, s.stage
         layer = self.layer(path) if path is not None else None
         if layer is not None and layer.op.kernel is None:
             layer, self.path = None, None  # a Linear: no kernel to show
-        self.views.kernel.set_layer(s.stage if layer is not None else None, layer, title=path)
+        view = s.results.get(s.stage)
+        name = view.result.name if view is not None else f"stage {s.stage}"
+        note = (f"<i>{s.model.name} is shown: {name} has no kernel to edit. Pick one of its "
+                f"convolution stages (Conv2d) to edit its weights in place.</i>"
+                if s.model is not None else None)
+        self.views.kernel.set_layer(s.stage if layer is not None else None, layer, title=path,
+                                    note=note)
         self.views.window.show_editor_for(layer)
 
     # --- edits ---

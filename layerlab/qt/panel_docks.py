@@ -166,6 +166,10 @@ class PanelDocks:
 
     def _model_shown(self) -> None:
         model = self.session.model
+        opened = None if model is None else model.opened_as
+        if opened == getattr(self, "_model_dock_for", None):
+            return  # one of its weight edits: the panels stay as the person left them
+        self._model_dock_for = opened
         if model is not None:
             self.model_dock.setWindowTitle(f"Model: {model.name}")
             # Tabbed only while shown: a hidden tab of a tabbed pair leaves its tab bar

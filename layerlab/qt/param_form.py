@@ -118,6 +118,11 @@ class ParamForm(QWidget):
     def layer_index(self) -> int | None:
         return self._index
 
+    def show_note(self, text: str) -> None:
+        """No layer's parameters, and why (rich text)."""
+        self.set_layer(None, None)
+        self.title.setText(text)
+
     def set_layer(self, index: int | None, layer: LayerSpec | None) -> None:
         if layer is None:
             self._clear()
