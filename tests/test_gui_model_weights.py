@@ -330,6 +330,8 @@ def test_the_editors_show_the_model_not_the_stack_behind_it(resnet_window, qtbot
     qtbot.waitUntil(lambda: not w.dock.visibleRegion().isEmpty(), timeout=3000)
     k.set_cell(1, 1, 0.5)
     qtbot.waitUntil(lambda: bool(s.model.edits), timeout=5000)
+    # (marked saved at once: a failing check must not leave the window asking on close)
+    s.model_saved_edits = s.model.edits
     wait_idle(w, qtbot)
     assert not w.dock.visibleRegion().isEmpty()  # not flipped to the Model tree
     assert w.model_dock.visibleRegion().isEmpty()
@@ -337,7 +339,46 @@ def test_the_editors_show_the_model_not_the_stack_behind_it(resnet_window, qtbot
     # an edit of the stack brings the stack back, and the editors show its layer again
     w.session.document.set_arg(0, "padding", 2)
     wait_idle(w, qtbot)
-    assert s.model is None and s.parked_model is not None  # its weight edits are kept
+    assert s.model is None
     assert "resnet18 is shown" not in w.param_form.title.text()
     assert k.shows_stack_layer and w.param_form.layer_index == 0
-    s.parked_model = None  # discarded: the window closes without asking
+
+
+def test_export_all_stages_of_the_model_view_writes_the_model_with_its_edits(
+        resnet_window, qtbot, tmp_path):
+    """File > Export > Export all stages while resnet18 is shown: every stage of the model
+    (with its weight edit), as ``layerlab export --model`` lays them out; the edited conv's
+    pictures are torch's own outputs of the edited model, per the uint8 formula."""
+    import json
+
+    from PIL import Image
+
+    from layerlab.core import export
+
+    w = resnet_window
+    s = w.session
+    s.select(stage=stage_index(w, EDITED))
+    wait_idle(w, qtbot)
+    w.kernel_editor.set_slice(CELL[0], CELL[1])
+    w.kernel_editor.set_cell(CELL[2], CELL[3], VALUE)
+    qtbot.waitUntil(lambda: bool(s.model.edits), timeout=5000)
+    # (marked saved at once: a failing check must not leave the window asking on close)
+    s.model_saved_edits = s.model.edits
+    wait_idle(w, qtbot)
+    job = w.exporter.export_all(tmp_path / "out", show_progress=False)
+    assert job is not None
+    qtbot.waitUntil(lambda: w.exporter.job is None, timeout=120000)
+    assert w.exporter.last_error is None, w.exporter.last_error
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["model"]["name"] == "resnet18" and manifest["pipeline"] is None
+    assert len(manifest["stages"]) == len(s.results) == 62
+    index = stage_index(w, EDITED)
+    _, xn = M.preprocess(M.plan_model("resnet18"), to_tensor(s.loaded.image, "rgb"))
+    want = outputs_of(torch_resnet18(VALUE), xn, [EDITED])[EDITED][CELL[0]]
+    folder = tmp_path / "out" / export.stage_dir_name(index, EDITED)
+    written = np.asarray(Image.open(folder / export.channel_file_name(CELL[0])))
+    lo, hi = want.min(), want.max()
+    u8 = np.floor(np.clip((want - lo) / (hi - lo) * np.float32(255) + np.float32(0.5),
+                          0, 255)).astype(np.uint8)
+    # the export runs NCHW, torch here too: equal but for a value on a rounding boundary
+    assert np.mean(written != u8) < 1e-3 and np.abs(written.astype(int) - u8).max() <= 1

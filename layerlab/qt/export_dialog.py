@@ -88,11 +88,14 @@ class ExportJob(QThread):
     cancelled = Signal()
 
     def __init__(self, image: LoadedImage, pipeline: Pipeline, out_dir: str, *,
-                 options: dict[str, Any], parent: QObject | None = None):
+                 options: dict[str, Any], parent: QObject | None = None, model=None,
+                 memory_budget: int = 0):
         super().__init__(parent)
         self.setObjectName("layerlab-export")
         self.image = image
         self.pipeline = pipeline
+        # the torchvision model shown instead of the stack (a ModelSpec with its edits)
+        self.model, self.memory_budget = model, memory_budget
         self.out_dir = out_dir
         self.options = options
         self._cancel = threading.Event()
@@ -106,11 +109,16 @@ class ExportJob(QThread):
     def run(self) -> None:  # worker thread
         from ..core import export
 
+        def progress(done: int, total: int, text: str) -> None:
+            self.progressed.emit(done, total, text)
+
         try:
-            self.manifest = export.export_run(
-                self.image, self.pipeline, self.out_dir,
-                progress=lambda done, total, text: self.progressed.emit(done, total, text),
-                cancel=self._cancel.is_set, **self.options)
+            if self.model is not None:
+                self.manifest = self._export_model(progress)
+            else:
+                self.manifest = export.export_run(
+                    self.image, self.pipeline, self.out_dir, progress=progress,
+                    cancel=self._cancel.is_set, **self.options)
         except export.ExportCancelled:
             self.was_cancelled = True
             self.cancelled.emit()
@@ -122,6 +130,19 @@ class ExportJob(QThread):
             self.failed.emit(self.error)
         else:
             self.succeeded.emit(self.manifest)
+
+
+    def _export_model(self, progress) -> dict:
+        """Every stage of the model shown, as ``layerlab export --model`` writes them."""
+        from ..core.model_export import export_model
+        from ..core.models import ModelError, open_spec
+
+        try:
+            opened = open_spec(self.model, self.memory_budget)  # this thread's own copy
+        except ModelError as e:
+            raise ExportError(str(e)) from None
+        return export_model(self.image, opened, self.out_dir, progress=progress,
+                            cancel=self._cancel.is_set, **self.options)
 
 
 class ExportAllDialog(QDialog):
@@ -345,17 +366,23 @@ class StageExporter(QObject):
         opts = s.render_options
         options = {"device": s.device, "raw": raw, "normalize": opts.normalize,
                    "colormap": opts.colormap, "overwrite": overwrite}
+        if gradcam and s.model is not None:
+            self._report_error("the Grad-CAM export is for a stack; for a model use "
+                               "Why this class and save its picture")
+            return None
         if gradcam:
             from ..core.export_extras import GradCamOption  # torch is there once maps are
 
             shown = s.gradcam
             options["gradcam"] = GradCamOption(shown.target if shown else None,
                                                shown.stage if shown else None)
-        job = ExportJob(image, pipeline, os.fspath(out_dir), options=options, parent=self)
+        job = ExportJob(image, pipeline, os.fspath(out_dir), options=options, parent=self,
+                        model=s.model, memory_budget=int(s.memory_budget_gb * 1024**3))
         self.job = job
         self.last_error = None
         if show_progress:
-            total = len(pipeline.enabled_layers()) + 2
+            total = (len(s.results) if s.model is not None
+                     else len(pipeline.enabled_layers())) + 2
             dlg = QProgressDialog("Exporting\u2026", "Cancel", 0, total, self.parent_widget)
             dlg.setWindowTitle("Export all stages")
             dlg.setMinimumDuration(PROGRESS_MIN_MS)
