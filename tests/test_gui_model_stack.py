@@ -199,8 +199,12 @@ def test_only_chain_models_offer_the_stack(main_window):
     dialog = main_window.files.open_model_dialog()
     dialog.names.setCurrentText("resnet18")
     assert not dialog.stack_box.isEnabled() and not dialog.as_stack()
+    assert not dialog.stack_box.isChecked()  # it does not say what will not happen
     dialog.names.setCurrentText("vgg16_bn")
-    assert dialog.as_stack()
-    dialog.stack_box.setChecked(False)  # the model view instead
+    assert dialog.as_stack() and dialog.stack_box.isChecked()
+    dialog.stack_box.click()  # the model view instead
     assert not dialog.as_stack()
+    dialog.names.setCurrentText("resnet18")
+    dialog.names.setCurrentText("alexnet")
+    assert not dialog.as_stack()  # the person's choice is kept
     dialog.reject()

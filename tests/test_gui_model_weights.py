@@ -318,6 +318,9 @@ def test_the_editors_show_the_model_not_the_stack_behind_it(resnet_window, qtbot
     w = resnet_window
     s, k = w.session, w.kernel_editor
     assert "resnet18 is shown" in w.param_form.title.text()
+    # File > Save model weights while a model is shown; Reset once it has edits
+    assert w.actions["save_model_weights"].isEnabled()
+    assert not w.actions["reset_model_weights"].isEnabled()
     s.select(stage=stage_index(w, "bn1"))
     wait_idle(w, qtbot)
     assert not k.shows_stack_layer and k.content.isHidden()
@@ -334,6 +337,7 @@ def test_the_editors_show_the_model_not_the_stack_behind_it(resnet_window, qtbot
     s.model_saved_edits = s.model.edits
     wait_idle(w, qtbot)
     assert not w.dock.visibleRegion().isEmpty()  # not flipped to the Model tree
+    assert w.actions["reset_model_weights"].isEnabled()
     assert w.model_dock.visibleRegion().isEmpty()
 
     # an edit of the stack brings the stack back, and the editors show its layer again
@@ -342,6 +346,7 @@ def test_the_editors_show_the_model_not_the_stack_behind_it(resnet_window, qtbot
     assert s.model is None
     assert "resnet18 is shown" not in w.param_form.title.text()
     assert k.shows_stack_layer and w.param_form.layer_index == 0
+    assert not w.actions["save_model_weights"].isEnabled()
 
 
 def test_export_all_stages_of_the_model_view_writes_the_model_with_its_edits(

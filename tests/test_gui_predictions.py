@@ -178,6 +178,7 @@ def test_export_all_with_gradcam_writes_the_class_the_panel_shows(qtbot, tmp_pat
     h.why_panel.request()
     assert h.session.gradcam.target == 2
     exporter = StageExporter(h.session, h.panel.view_mode, h.panel)
+    assert exporter._ends_in_scores()  # the dialog offers the Grad-CAM for this stack
     job = exporter.export_all(tmp_path / "win", gradcam=True, show_progress=False)
     assert job is not None
     qtbot.waitUntil(lambda: exporter.job is None, timeout=60000)

@@ -731,3 +731,15 @@ def test_dragging_the_colour_bar_sets_a_display_range_for_the_stage(harness, mon
     assert 1 not in panel.session.display_ranges
     np.testing.assert_array_equal(panel.grid_page.image.levels, (0, 255))
     assert panel.colorbar.levels == (lo, hi) and not panel.colorbar.reset_button.isEnabled()
+
+
+def test_the_export_dialog_offers_a_grad_cam_only_for_a_classifier(harness, tmp_path):
+    """A stack without class scores at its end: the box is off and says why (ticking it
+    failed the whole export)."""
+    from layerlab.qt.export_dialog import ExportAllDialog
+
+    harness.run(sharpen_pipeline(new_layer("ReLU")))
+    assert not harness.exporter._ends_in_scores()
+    dialog = ExportAllDialog(None, str(tmp_path), gradcam_ok=False)
+    assert not dialog.gradcam.isEnabled() and "class scores" in dialog.gradcam.toolTip()
+    dialog.deleteLater()

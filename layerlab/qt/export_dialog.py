@@ -148,7 +148,7 @@ class ExportJob(QThread):
 class ExportAllDialog(QDialog):
     """Asks where to export every stage, and whether to add the raw float32 arrays."""
 
-    def __init__(self, parent: QWidget | None, start_dir: str):
+    def __init__(self, parent: QWidget | None, start_dir: str, *, gradcam_ok: bool = True):
         super().__init__(parent)
         self.setWindowTitle("Export all stages")
         self.folder = QLineEdit(os.path.join(start_dir, "layerlab-export"), self)
@@ -162,7 +162,10 @@ class ExportAllDialog(QDialog):
         self.gradcam = QCheckBox("Grad-CAM of the class shown in Why this class "
                                  "(gradcam.png, gradcam.npy)", self)
         self.gradcam.setToolTip("For a classifier: the heat map of the class over the input, "
-                                "as View > Why this class shows it (default: the top class)")
+                                "as View > Why this class shows it (default: the top class)"
+                                if gradcam_ok else "Only for a stack whose last stage is a "
+                                "vector of class scores (a classifier)")
+        self.gradcam.setEnabled(gradcam_ok)
         note = QLabel("Runs the pipeline on the full-size image and writes, per stage, every "
                       "channel as a PNG, the grid and manifest.json (the layout of "
                       "<code>layerlab export</code>).", self)
@@ -338,7 +341,8 @@ class StageExporter(QObject):
     # --- everything ---
     @Slot()
     def _ask_all(self) -> None:
-        dialog = ExportAllDialog(self.parent_widget, self.last_dir)
+        dialog = ExportAllDialog(self.parent_widget, self.last_dir,
+                                 gradcam_ok=self._ends_in_scores())
         if dialog.exec() != QDialog.DialogCode.Accepted:
             return
         folder = dialog.folder.text().strip()
@@ -348,6 +352,13 @@ class StageExporter(QObject):
         self.export_all(folder, raw=dialog.raw.isChecked(),
                         overwrite=dialog.overwrite.isChecked(),
                         gradcam=dialog.gradcam.isChecked())
+
+    def _ends_in_scores(self) -> bool:
+        """The stack shown ends in a vector of class scores (what a Grad-CAM needs)."""
+        s = self.session
+        last = s.results.get(max(s.results)) if s.results else None
+        return (s.model is None and last is not None and last.result.output is not None
+                and last.result.output.dim() == 2)
 
     def export_all(self, out_dir: str | os.PathLike, *, raw: bool = False,
                    overwrite: bool = False, show_progress: bool = True,

@@ -94,6 +94,7 @@ class MainWindow(PanelDocks, QMainWindow):
         for name in ("remove", "duplicate", "move_up", "move_down"):
             self.stack.add_tool_action(self.actions[name])
         self._window_keys = WindowWideKeys(self, [self.actions["undo"], self.actions["redo"]])
+        self.update_model_actions()
         self._build_menus()
         self._build_toolbar()
         self._build_status_bar()

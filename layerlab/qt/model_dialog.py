@@ -75,6 +75,8 @@ class ModelDialog(QDialog):
         browse.clicked.connect(self._browse)
         self.stack_box = QCheckBox("Open as an editable &stack", self)
         self.stack_box.setChecked(True)
+        self._stack_wanted = True  # the person's choice, kept while a model cannot be one
+        self.stack_box.clicked.connect(lambda on: setattr(self, "_stack_wanted", on))
 
         grid = QGridLayout()
         grid.addWidget(QLabel("Model", self), 0, 0)
@@ -114,6 +116,7 @@ class ModelDialog(QDialog):
                                  "not download; copy the file there or choose it below)"))
         chain = is_chain_model(self.names.currentText())
         self.stack_box.setEnabled(chain)
+        self.stack_box.setChecked(chain and self._stack_wanted)  # never ticked when it cannot
         self.stack_box.setToolTip(STACK_TIP if chain else NOT_CHAIN_TIP)
         kind = self.kind.checkedId()
         ok = (kind == RANDOM or (kind == HUB and found)

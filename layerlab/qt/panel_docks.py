@@ -164,7 +164,17 @@ class PanelDocks:
         self.model_dock.hide()  # tabbed with the layers when a model is shown (_model_shown)
         self.session.modelChanged.connect(self._model_shown)
 
+    def update_model_actions(self) -> None:
+        """File > Save / Reset model weights only while a model is shown (and has edits)."""
+        actions = getattr(self, "actions", None)  # made after this dock
+        if actions is None:
+            return
+        model = self.session.model
+        actions["save_model_weights"].setEnabled(model is not None)
+        actions["reset_model_weights"].setEnabled(model is not None and bool(model.edits))
+
     def _model_shown(self) -> None:
+        self.update_model_actions()
         model = self.session.model
         opened = None if model is None else model.opened_as
         if opened == getattr(self, "_model_dock_for", None):
