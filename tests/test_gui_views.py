@@ -743,3 +743,29 @@ def test_the_export_dialog_offers_a_grad_cam_only_for_a_classifier(harness, tmp_
     dialog = ExportAllDialog(None, str(tmp_path), gradcam_ok=False)
     assert not dialog.gradcam.isEnabled() and "class scores" in dialog.gradcam.toolTip()
     dialog.deleteLater()
+
+
+def test_the_grids_gutters_and_empty_slots_show_the_background(qtbot):
+    """Three channels in a 2 x 2 mosaic through viridis: the empty fourth slot and the gutters
+    are the view's background, not the colormap's lowest colour; every tile pixel is data."""
+    import torch
+    from PySide6.QtCore import QPointF
+
+    from layerlab.core import render
+    from layerlab.qt.stage_pages import GRID_BACKGROUND, GridPage
+
+    page = GridPage()
+    qtbot.addWidget(page)
+    page.resize(400, 400)
+    page.show()
+    qtbot.waitExposed(page)
+    r = render.render_stage(torch.rand(3, 20, 30), "channel", "viridis")
+    page.set_rendered(r)
+    gaps = page.gaps.path()
+    (y0, x0), (h, w) = r.grid_origins[2], r.tile_size
+    assert gaps.contains(QPointF(x0 + w + 2 + w / 2, y0 + h / 2))  # the empty slot
+    assert gaps.contains(QPointF(w + 1, 5)) and gaps.contains(QPointF(5, h + 1))  # gutters
+    for y, x in r.grid_origins:  # no tile is covered
+        assert not gaps.contains(QPointF(x + w / 2, y + h / 2))
+    assert page.gaps.brush().color().getRgb()[:3] == GRID_BACKGROUND
+    assert tuple(render.colormap_lut("viridis")[0]) != GRID_BACKGROUND

@@ -8,9 +8,10 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, QTimer
-from PySide6.QtGui import QColor, QPen
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer
+from PySide6.QtGui import QColor, QPainterPath, QPen
 from PySide6.QtWidgets import (
+    QGraphicsPathItem,
     QGraphicsRectItem,
     QVBoxLayout,
     QWidget,
@@ -19,6 +20,7 @@ from PySide6.QtWidgets import (
 from ..core.receptive import Window
 from . import theme
 
+GRID_BACKGROUND = (30, 30, 30)  # behind the mosaic, and in its gutters and empty slots
 MAX_LABELS = 512  # channel numbers drawn on the grid
 MAX_BARS = 4096  # vector stages longer than this are drawn as a step curve
 MARKER_PX = 14  # on-screen size of the receptive-field marker
@@ -58,11 +60,19 @@ class GridPage(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.glw = pg.GraphicsLayoutWidget(self)
-        self.glw.setBackground((30, 30, 30))
+        self.glw.setBackground(GRID_BACKGROUND)
         self.glw.ci.setContentsMargins(2, 2, 2, 2)
         self.vb, self.image = _image_view(self.glw, 0, 0)
         self.hover_box = _rect_item(theme.HOVER_PEN, 1.0)
         self.vb.addItem(self.hover_box, ignoreBounds=True)
+        # The gutters between tiles and the empty slots of the last row, in the background's
+        # colour: through the colormap their 0 would read as the lowest value.
+        self.gaps = QGraphicsPathItem()
+        self.gaps.setPen(QPen(Qt.PenStyle.NoPen))
+        self.gaps.setBrush(QColor(*GRID_BACKGROUND))
+        self.gaps.setZValue(1)
+        self.vb.addItem(self.gaps, ignoreBounds=True)
+        self._gaps_for: tuple | None = None
         self.labels: list[pg.TextItem] = []
         self.rendered = None
         self._shape: tuple | None = None
@@ -90,11 +100,31 @@ class GridPage(QWidget):
                 label.setVisible(True)
             else:
                 label.setVisible(False)
+        self._show_gaps(rendered)
         shape = rendered.grid_u8.shape[:2]
         if shape != self._shape:
             self._shape = shape
             self.vb.autoRange(padding=0.02)
         self._update_label_visibility()
+
+    def _show_gaps(self, rendered) -> None:
+        (h, w), c = rendered.tile_size, rendered.num_channels
+        key = (c, h, w, rendered.grid_ncols, rendered.padding)
+        if key == self._gaps_for:
+            return
+        self._gaps_for = key
+        gh, gw = rendered.grid_u8.shape[:2]
+        p, cols = rendered.padding, rendered.grid_ncols
+        rows = -(-c // cols)
+        path = QPainterPath()
+        for r in range(1, rows):
+            path.addRect(QRectF(0, r * (h + p) - p, gw, p))
+        for q in range(1, cols):
+            path.addRect(QRectF(q * (w + p) - p, 0, p, gh))
+        for i in range(c, rows * cols):  # the last row's empty slots
+            path.addRect(QRectF((i % cols) * (w + p), (i // cols) * (h + p), w, h))
+        self.gaps.setPath(path)
+        self.gaps.setVisible(c > 1)
 
     def show_picture(self, arr: np.ndarray) -> None:
         """A plain uint8 picture (H, W) or (H, W, 3) with no stage behind it: the photo,
@@ -106,7 +136,8 @@ class GridPage(QWidget):
 
     def clear(self) -> None:
         self.rendered = None
-        self._shape = None
+        self._shape = self._gaps_for = None
+        self.gaps.setVisible(False)
         self.image.clear()
         self.hover_box.hide()
         for label in self.labels:
