@@ -218,6 +218,7 @@ def test_invalid_value_shows_the_reason_and_keeps_the_last_result(main_window, q
     assert w.runner.runs_started == runs + 1
     assert_shows_engine_result(w)
     assert not badge.isVisible() and not w.stage_panel.strip._stale
+    assert "Not run" not in w.statusBar().currentMessage()  # the message went with it
 
 
 def test_shape_error_after_a_flatten_is_marked_on_the_layer(main_window, qtbot):

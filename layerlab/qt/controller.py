@@ -22,6 +22,8 @@ from .model_weights import ModelWeights
 from .session import Session
 from .text import shape_text, size_text
 
+NOT_RUN = "Not run: "  # the status message of a stack that cannot run
+
 # What the parameter form says while a torchvision model is on screen instead of the stack.
 MODEL_SHOWN_NOTE = ("<i>{name} is shown, not the stack: its layers' arguments are fixed. Pick "
                     "a convolution stage to edit its weights in the Kernel tab; an edit of "
@@ -442,9 +444,11 @@ class Controller(QObject):
             err = validation.error if validation else "no pipeline"
             self.views.window.set_progress("⚠ not run", f"{err}\nThe pictures are from the "
                                                         f"last stack that ran.")
-            self.views.window.show_status(f"Not run: {err}", 15000)
+            self.views.window.show_status(f"{NOT_RUN}{err}", 15000)
             s.set_stale(err)
             return None
+        if s.stale_reason is not None:
+            self.views.window.clear_status(NOT_RUN)  # it runs again
         s.set_stale(None)
         if not full and self._showing_full:
             self._showing_full = False  # back to editing the preview

@@ -416,6 +416,13 @@ class MainWindow(PanelDocks, QMainWindow):
         self.statusBar().showMessage(text, timeout)
         self.statusBar().setToolTip(text)  # a long message is cut on screen: whole on hover
 
+    def clear_status(self, starting: str) -> None:
+        """Take back the status message if it still says ``starting...`` (it no longer
+        holds, e.g. "Not run: ..." once the stack runs again)."""
+        if self.statusBar().currentMessage().startswith(starting):
+            self.statusBar().clearMessage()
+            self.statusBar().setToolTip("")
+
     def show_error(self, text: str) -> None:
         """One clear, non-blocking message: the banner above the view and the status bar."""
         text = text[:1].upper() + text[1:] if text else text
