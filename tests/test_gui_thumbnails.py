@@ -107,3 +107,15 @@ def test_a_stage_picked_while_a_run_is_on_its_way_is_drawn_in_full(main_window, 
     view = s.results[3]
     assert view.generation == w.runner.generation and view.full
     np.testing.assert_array_equal(view.values, fresh_outputs(w)[3][0].numpy())
+
+
+def test_a_narrow_strip_cell_cuts_a_long_name_in_its_middle(main_window):
+    """"layer1.0.conv1" and "layer1.0.conv2" stay apart in a 76 px cell: the name is cut in
+    its middle, each line fits the cell, and the shape is written tight."""
+    strip = main_window.stage_panel.strip
+    strip._cell = 76
+    fm = strip.fontMetrics()
+    one, two = (strip._label(f"6 layer1.0.conv{k}", "64×56×56").split("\n") for k in (1, 2))
+    assert one[0] != two[0] and one[0].startswith("6 l") and one[0].endswith("1")
+    assert "\u2026" in one[0] and two[0].endswith("2")
+    assert all(fm.horizontalAdvance(line) <= 76 - 12 for line in one + two)

@@ -15,6 +15,7 @@ from .text import shape_text
 
 THUMB = QSize(96, 64)
 MIN_CELL = 76  # the narrowest a stage's cell gets before the strip scrolls
+LABEL_ROLE = Qt.ItemDataRole.UserRole + 1  # a cell's (name, shape) before they were cut
 
 
 def qimage(arr: np.ndarray) -> QImage:
@@ -113,12 +114,23 @@ class StageStrip(QListWidget):
         self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setFixedHeight(THUMB.height() + 36 + 22)
         self.setSpacing(0)
-        self.setWordWrap(True)
+        self.setWordWrap(False)  # two lines, each cut to the cell (_label)
         self.itemClicked.connect(self._clicked)
         self._items: dict[int, QListWidgetItem] = {}
         self._pictured: dict[int, object] = {}  # stage -> the rendering its thumbnail shows
         self._pixmaps: dict[int, QPixmap] = {}
         self._stale = False
+
+    def _set_label(self, item: QListWidgetItem, name: str, shape: str) -> None:
+        item.setData(LABEL_ROLE, (name, shape))
+        item.setText(self._label(name, shape))
+
+    def _label(self, name: str, shape: str) -> str:
+        """Two lines cut to the cell: the name in its middle (what tells "layer1.0.conv1"
+        from "layer1.0.conv2" is at its ends), the tight shape ("64×112×112") at its end."""
+        fm, width = self.fontMetrics(), self._cell - 12
+        return (fm.elidedText(name, Qt.TextElideMode.ElideMiddle, width) + "\n"
+                + fm.elidedText(shape, Qt.TextElideMode.ElideRight, width))
 
     def _fit_cells(self) -> None:
         n = max(len(getattr(self, "_items", {})), 1)
@@ -130,6 +142,10 @@ class StageStrip(QListWidget):
         icon_w = min(THUMB.width(), cell - 12)
         self.setIconSize(QSize(icon_w, icon_w * THUMB.height() // THUMB.width()))
         self.setGridSize(QSize(cell, THUMB.height() + 36))
+        for item in getattr(self, "_items", {}).values():  # cut again for the new width
+            label = item.data(LABEL_ROLE)
+            if label is not None:
+                item.setText(self._label(*label))
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
         super().resizeEvent(event)
@@ -160,11 +176,12 @@ class StageStrip(QListWidget):
             self._pictured[res.index] = pictures
             self._show_icon(res.index)
         if res.error:
-            item.setText(f"{res.index} {res.name}\nfailed")
+            self._set_label(item, f"{res.index} {res.name}", "failed")
             item.setForeground(QColor(theme.ERROR))
             item.setToolTip(res.error)
         else:
-            item.setText(f"{res.index} {res.name}\n{shape_text(res.shape)}")
+            self._set_label(item, f"{res.index} {res.name}",
+                            shape_text(res.shape).replace(" × ", "×"))
             item.setData(Qt.ItemDataRole.ForegroundRole, None)
             timing = "cached" if res.cached else f"{res.seconds * 1000:.1f} ms"
             item.setToolTip(f"stage {res.index}: {res.name} ({res.type}), "
