@@ -370,7 +370,7 @@ def test_formula_shows_the_numbers(shown, args, expected, qtbot):
         assert line in res.formula
         assert " ".join(line.split()) in shown
     assert f"<b>{' × '.join(map(str, res.shape))}</b>" in panel.header.shape.text()
-    assert panel.strip.label(1) == f"1 conv2d\n{' × '.join(map(str, res.shape))}"
+    assert panel.strip.label(1) == f"1 conv2d\n{'×'.join(map(str, res.shape))}"  # tight
     # a narrow header keeps one line per axis: the results, the formula whole on hover
     height = panel.header.formula.height()
     panel.header.formula.setFixedWidth(200)  # far too narrow for the whole formula
