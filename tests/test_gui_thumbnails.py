@@ -119,3 +119,27 @@ def test_a_narrow_strip_cell_cuts_a_long_name_in_its_middle(main_window):
     assert one[0] != two[0] and one[0].startswith("6 l") and one[0].endswith("1")
     assert "\u2026" in one[0] and two[0].endswith("2")
     assert all(fm.horizontalAdvance(line) <= 76 - 12 for line in one + two)
+
+
+def test_a_thumbnails_gutters_and_empty_slots_are_the_strips_background():
+    """Three channels through viridis: the thumbnail's tiles are the colormap of their pixels,
+    the fourth slot and the gutters the strip's background (not viridis' lowest colour)."""
+    import torch
+    from PySide6.QtGui import QColor
+
+    from layerlab.core import render, stage_draw
+    from layerlab.qt import theme
+    from layerlab.qt.stage_strip import _mosaic_rgb
+
+    thumb = stage_draw.thumbnail(torch.rand(3, 40, 60), "channel", "viridis")
+    rgb = _mosaic_rgb(thumb)
+    c, h, w = thumb.channels_u8.shape
+    origins = render.grid_layout(c, h, w, thumb.grid_ncols, thumb.padding)
+    lut = render.colormap_lut("viridis")
+    for i, (y, x) in enumerate(origins):
+        np.testing.assert_array_equal(rgb[y:y + h, x:x + w], lut[thumb.channels_u8[i]])
+    background = QColor(theme.THUMB_BACKGROUND).getRgb()[:3]
+    y, x = origins[1][0] + h + thumb.padding, origins[1][1]  # the empty fourth slot
+    assert (rgb[y:y + h, x:x + w] == background).all()
+    assert (rgb[:, w:w + thumb.padding] == background).all()  # a gutter
+    assert tuple(lut[0]) != background

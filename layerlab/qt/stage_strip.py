@@ -29,6 +29,21 @@ def qimage(arr: np.ndarray) -> QImage:
     return img.copy()
 
 
+def _mosaic_rgb(thumb) -> np.ndarray:
+    """The thumbnail's mosaic through its colormap, the gutters and empty slots in the
+    strip's background (through the colormap their 0 would read as the lowest value)."""
+    rgb = thumb.lut[thumb.grid_u8]
+    c, h, w = thumb.channels_u8.shape
+    if c > 1:
+        cols, p = thumb.grid_ncols, thumb.padding
+        tiles = np.zeros(rgb.shape[:2], bool)
+        for i in range(c):
+            y, x = (i // cols) * (h + p), (i % cols) * (w + p)
+            tiles[y:y + h, x:x + w] = True
+        rgb[~tiles] = QColor(theme.THUMB_BACKGROUND).getRgb()[:3]
+    return rgb
+
+
 def _thumbnail(view: StageView, dpr: float = 1.0) -> QPixmap:
     """A thumbnail of THUMB logical pixels, drawn at the screen's device-pixel ratio (sharp on
     high-DPI screens): the worker's small mosaic scaled to fit, bars for a vector."""
@@ -56,8 +71,7 @@ def _thumbnail(view: StageView, dpr: float = 1.0) -> QPixmap:
             step = max(1, max(grid.shape[0] // (2 * size.height()),
                               grid.shape[1] // (2 * size.width())))
             small = grid[::step, ::step]
-            img = qimage(small if colour_input or thumb.colormap == "gray"
-                         else thumb.lut[small])
+            img = qimage(small if colour_input else _mosaic_rgb(thumb)[::step, ::step])
             scaled = img.scaled(size, Qt.AspectRatioMode.KeepAspectRatio,
                                 Qt.TransformationMode.SmoothTransformation)
             painter.drawImage((size.width() - scaled.width()) // 2,
