@@ -72,8 +72,7 @@ class Controller(QObject):
         doc.pathChanged.connect(self._update_title)
         doc.undo_stack.cleanChanged.connect(self._update_title)
         session.modelChanged.connect(self._update_title)  # its weight edits, saved or not
-        self._model_shown = None  # the model the editors were last set for (its opened_as)
-        session.modelChanged.connect(self._on_model_changed)
+        session.modelShown.connect(self._on_model_shown)
         session.selectionChanged.connect(self._on_session_selection)
         session.resultsChanged.connect(self._on_session_selection)
         runner.runStarted.connect(self._on_runner_started)
@@ -279,13 +278,10 @@ class Controller(QObject):
             self.model_weights.show()  # another stage's module (or none) in the editor
 
     @Slot()
-    def _on_model_changed(self) -> None:
-        """The model view opened or closed (not one of its weight edits): the form and the
-        kernel editor show what is on screen."""
-        shown = None if self.session.model is None else self.session.model.opened_as
-        if shown != self._model_shown:
-            self._model_shown = shown
-            self.on_layer_selected(self.views.stack.current_layer())
+    def _on_model_shown(self) -> None:
+        """The model view opened or closed: the form and the kernel editor show what is on
+        screen."""
+        self.on_layer_selected(self.views.stack.current_layer())
 
     @Slot(int, str, object, float)
     def on_cell_edited(self, layer: int, pname: str, position: object, value: float) -> None:

@@ -162,7 +162,8 @@ class PanelDocks:
         self.model_dock.setWidget(self.model_tree)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.model_dock)
         self.model_dock.hide()  # tabbed with the layers when a model is shown (_model_shown)
-        self.session.modelChanged.connect(self._model_shown)
+        self.session.modelChanged.connect(self.update_model_actions)  # edits count too
+        self.session.modelShown.connect(self._model_shown)
 
     def update_model_actions(self) -> None:
         """File > Save / Reset model weights only while a model is shown (and has edits)."""
@@ -174,12 +175,9 @@ class PanelDocks:
         actions["reset_model_weights"].setEnabled(model is not None and bool(model.edits))
 
     def _model_shown(self) -> None:
-        self.update_model_actions()
+        """Another model, or none, is shown (not one of its weight edits: the panels stay
+        as the person left them then)."""
         model = self.session.model
-        opened = None if model is None else model.opened_as
-        if opened == getattr(self, "_model_dock_for", None):
-            return  # one of its weight edits: the panels stay as the person left them
-        self._model_dock_for = opened
         if model is not None:
             self.model_dock.setWindowTitle(f"Model: {model.name}")
             # Tabbed only while shown: a hidden tab of a tabbed pair leaves its tab bar

@@ -39,6 +39,8 @@ class Session(QObject):
     explainedChanged = Signal()  # the value the explain panel explains moved
     gradcamChanged = Signal()  # a Grad-CAM ("why this class") arrived, failed or was dropped
     modelChanged = Signal()  # a torchvision model is shown instead of the stack, or no more
+    # (also each weight edit of it); modelShown only when another model, or none, is shown
+    modelShown = Signal()
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -168,12 +170,16 @@ class Session(QObject):
             if spec is None and self.model_edits_unsaved:
                 # Kept, with their history: opening the same model again brings them back.
                 self.parked_model = (self.model, self.model_saved_edits)
-            if spec is None or self.model is None or spec.opened_as != self.model.opened_as:
-                self.model_weights = None  # another model: its weights come with its run
+            another = (spec is None or self.model is None
+                       or spec.opened_as != self.model.opened_as)
+            if another:
+                self.model_weights = None  # its weights come with its run
             self.model = spec
             self.undo_group.setActiveStack(self.document.undo_stack if spec is None
                                            else self.model_undo)
             self.modelChanged.emit()
+            if another:
+                self.modelShown.emit()
 
     @property
     def model_edits_unsaved(self) -> bool:
@@ -257,37 +263,34 @@ class Session(QObject):
 
     def put_stats(self, view: StageView) -> None:
         """The histograms and statistics of a stage whose pictures came first."""
-        index = view.result.index
-        shown = self.results.get(index)
+        shown = self.results.get(view.result.index)
         if shown is not None and shown.generation == view.generation:
-            # The same stage object, so views that drew its pictures need not redraw them.
-            shown.rendered = view.rendered
-            if shown.thumb is None:
-                shown.thumb = view.thumb  # the strip's, made after the pictures
-            self.statsChanged.emit(index)
+            self._complete(shown, view)
 
     def put_view(self, view: StageView) -> None:
-        """The full view of a stage shown as a thumbnail (it was picked after its run):
-        kept only where it completes the very thumbnail held, first its pictures, then its
-        histograms and statistics."""
+        """The full view of a stage shown as a thumbnail (it was picked after its run), or the
+        numbers of pictures held whose run a Stop cut short: kept only where it completes
+        the very thumbnail or pictures held."""
         index = view.result.index
         held = self.results.get(index)
-        if (held is not None and held.full and held.thumb is None and view.full
-                and held.rendered.channels_u8 is view.rendered.channels_u8
-                and view.rendered.has_stats and not held.rendered.has_stats):
-            # the numbers (and strip thumbnail) of pictures shown, which a Stop cut short
-            held.rendered, held.thumb = view.rendered, view.thumb
-            self.statsChanged.emit(index)
+        if held is None:
             return
-        if held is None or held.thumb is None or held.thumb is not view.thumb:
-            return  # a newer run replaced the stage, or it is a vector drawn in full
         if not held.full:
-            self.results[index] = view
-            self.stageChanged.emit(index)
+            if held.thumb is not None and held.thumb is view.thumb:
+                self.results[index] = view
+                self.stageChanged.emit(index)
         elif (view.rendered.has_stats and not held.rendered.has_stats
               and held.rendered.channels_u8 is view.rendered.channels_u8):
-            held.rendered = view.rendered  # the same pictures: views keep what they drew
-            self.statsChanged.emit(index)
+            self._complete(held, view)
+
+    def _complete(self, held: StageView, view: StageView) -> None:
+        """``held`` gets ``view``'s histograms and statistics (and the strip's thumbnail,
+        made after the pictures). The same stage object: views that drew its pictures need
+        not redraw them."""
+        held.rendered = view.rendered
+        if held.thumb is None:
+            held.thumb = view.thumb
+        self.statsChanged.emit(view.result.index)
 
     def end_run(self, summary: RunSummary, errors: dict[int, str]) -> None:
         """The newest run ended: keep its results, drop what an older, longer run left."""

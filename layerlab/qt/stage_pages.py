@@ -108,21 +108,19 @@ class GridPage(QWidget):
         self._update_label_visibility()
 
     def _show_gaps(self, rendered) -> None:
+        """The mosaic's area with its tiles cut out (odd-even fill): the gutters and the
+        last row's empty slots."""
         (h, w), c = rendered.tile_size, rendered.num_channels
         key = (c, h, w, rendered.grid_ncols, rendered.padding)
         if key == self._gaps_for:
             return
         self._gaps_for = key
         gh, gw = rendered.grid_u8.shape[:2]
-        p, cols = rendered.padding, rendered.grid_ncols
-        rows = -(-c // cols)
         path = QPainterPath()
-        for r in range(1, rows):
-            path.addRect(QRectF(0, r * (h + p) - p, gw, p))
-        for q in range(1, cols):
-            path.addRect(QRectF(q * (w + p) - p, 0, p, gh))
-        for i in range(c, rows * cols):  # the last row's empty slots
-            path.addRect(QRectF((i % cols) * (w + p), (i // cols) * (h + p), w, h))
+        path.setFillRule(Qt.FillRule.OddEvenFill)
+        path.addRect(QRectF(0, 0, gw, gh))
+        for y, x in rendered.grid_origins:
+            path.addRect(QRectF(x, y, w, h))
         self.gaps.setPath(path)
         self.gaps.setVisible(c > 1)
 

@@ -32,13 +32,13 @@ def qimage(arr: np.ndarray) -> QImage:
 def _mosaic_rgb(thumb) -> np.ndarray:
     """The thumbnail's mosaic through its colormap, the gutters and empty slots in the
     strip's background (through the colormap their 0 would read as the lowest value)."""
+    from ..core.render import grid_layout  # torch is there: the worker drew the thumbnail
+
     rgb = thumb.lut[thumb.grid_u8]
     c, h, w = thumb.channels_u8.shape
     if c > 1:
-        cols, p = thumb.grid_ncols, thumb.padding
         tiles = np.zeros(rgb.shape[:2], bool)
-        for i in range(c):
-            y, x = (i // cols) * (h + p), (i % cols) * (w + p)
+        for y, x in grid_layout(c, h, w, thumb.grid_ncols, thumb.padding):
             tiles[y:y + h, x:x + w] = True
         rgb[~tiles] = QColor(theme.THUMB_BACKGROUND).getRgb()[:3]
     return rgb
