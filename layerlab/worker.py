@@ -136,6 +136,9 @@ class PipelineWorker(QObject):
                 request, self._next = self._next, None
                 self._in_run = request is not None
             self.runFinished.emit(summary)
+        # Once the first pictures are out, compile the faster pixel kernels for later runs.
+        from .core.render_cpu import compile_kernels
+        compile_kernels()
 
     def _run(self, request: RunRequest) -> RunSummary:
         self.load()  # normally done already: RunController.load_torch

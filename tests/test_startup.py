@@ -32,6 +32,16 @@ def held_load(set_threads=False):
     return real_load(set_threads)
 
 worker.load_torch = held_load
+# Which thread first imported each large library: the pixel kernels' compile thread starts
+# once the first maps are out, and may bring numba's own imports (scipy among them).
+importers = {}
+
+class Importers:
+    def find_spec(self, name, path=None, target=None):
+        importers.setdefault(name, threading.current_thread().name)
+        return None
+
+sys.meta_path.insert(0, Importers())
 # The right-hand panels' modules (made when their dock is first shown) and large libraries
 # the first maps do not need.
 PANELS = [f"layerlab.qt.{m}" for m in ("explain_panel", "compare_panel", "fit_panel",
@@ -64,7 +74,9 @@ class FirstPaint(QObject):
 def finished(summary):
     out["stages"], out["error"] = summary.stages, summary.error
     out["results"] = sorted(window.session.results)
-    out["after"] = sorted(m for m in ("torch", "torchvision", *LARGE) if m in sys.modules)
+    out["after"] = sorted(m for m in ("torch", "torchvision", *LARGE) if m in sys.modules
+                          and importers.get(m) != "layerlab-compile")
+    out["numba_by"] = importers.get("numba")
     out["loads_on_main_thread"] = loads
     QTimer.singleShot(0, window.close)
 
@@ -111,6 +123,7 @@ def test_window_paints_the_photo_before_torch_then_the_first_maps_arrive(tmp_pat
     assert out["loads_on_main_thread"] == [False]  # imported by the worker thread
     # torchvision only when a stack needs it (resize, crop) or a model is opened; no scipy &c.
     assert out["after"] == ["torch"]
+    assert out["numba_by"] in (None, "layerlab-compile")  # never on the first maps' way
 
 
 PLAIN_IMPORTS = r"""

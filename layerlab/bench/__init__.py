@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core import render, resources
+from ..core import render, render_cpu, resources
 from ..core.engine import Engine
 from ..core.imageio import load_image, to_tensor
 from ..core.kernels import preset
@@ -251,6 +251,7 @@ def bench_edit_last(x: torch.Tensor, repeats: int) -> Scenario:
 
 
 def bench_render(repeats: int) -> Scenario:
+    render_cpu.compile_kernels(wait=True)  # as in the window once its first run is done
     x = _photo("rgb", 256)
     layer = new_layer("Conv2d", (3, 256, 256), out_channels=16, kernel_size=3, padding=1)
     pipeline = Pipeline(InputSpec("rgb"), (layer,))

@@ -313,21 +313,23 @@ def render_stage(
     is_vector = src.ndim in (1, 2)
     x = as_chw(src)
     c, h, w = x.shape
-    pixels = pixels_cpu(x, mode) if x.device.type == "cpu" else None
+    _, cols = _grid_dims(c, ncols)
+    pixels = pixels_cpu(x, mode, (cols, padding, pad_value)) if x.device.type == "cpu" else None
+    grid_u8 = None
     numbers: dict = {}
     pending = None
     if pixels is None:
         lv, channels_u8, edges, ch_hist_np, st_row, ch_rows = _render_any(x, mode, bins)
         numbers = _numbers(x, edges, ch_hist_np, st_row, ch_rows)
     else:
-        mat, ch_lo, ch_hi, lv, channels_u8 = pixels
+        mat, ch_lo, ch_hi, lv, channels_u8, grid_u8 = pixels
         if stats:
             numbers = _numbers(x, *stats_cpu(x, mat, ch_lo, ch_hi, bins))
         else:
             pending = (ch_lo, ch_hi, bins)
 
-    _, cols = _grid_dims(c, ncols)
-    grid_u8 = make_grid(channels_u8, cols, padding, pad_value)
+    if grid_u8 is None:
+        grid_u8 = make_grid(channels_u8, cols, padding, pad_value)
     vector = x.reshape(-1).to(torch.float32).cpu().numpy() if is_vector else None
     return RenderedStage(
         shape=shape,

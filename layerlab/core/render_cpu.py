@@ -6,6 +6,8 @@ scratch buffers. ``render`` is the public face; nothing here draws.
 from __future__ import annotations
 
 import math
+import os
+import sys
 import threading
 from collections.abc import Callable
 
@@ -113,10 +115,13 @@ class Matrix:
         return np.ascontiguousarray(u8.reshape(self.n, self.c).T)
 
 
-def pixels_cpu(x: torch.Tensor, mode: str) -> tuple | None:
+def pixels_cpu(x: torch.Tensor, mode: str, grid: tuple[int, int, int] | None = None,
+               compiled: bool = True) -> tuple | None:
     """render_stage's levels and uint8 channels for finite float data on the CPU, with what
-    stats_cpu goes on from: (matrix, channel min, channel max, levels, u8); None where
-    _render_any must."""
+    stats_cpu goes on from: (matrix, channel min, channel max, levels, u8, mosaic); None
+    where _render_any must. ``grid`` = (columns, padding, pad value) of the mosaic: the
+    compiled kernels make it with the channels (else mosaic is None, for make_grid to do).
+    ``compiled=False`` keeps to the torch path even once the kernels are ready."""
     c, h, w = x.shape
     if x.numel() == 0:
         return None
@@ -138,16 +143,75 @@ def pixels_cpu(x: torch.Tensor, mode: str) -> tuple | None:
     if mode == "fixed":
         torch.clamp(t, 0.0, 1.0, out=work).mul_(255)
     else:
-        span = hi_a - lo_a
+        with np.errstate(over="ignore"):  # an overflow is caught just below
+            span = hi_a - lo_a
         if not np.isfinite(span).all():
             return None  # needs float64
         span = np.where(span == 0, span.dtype.type(1), span)
+        if compiled and _jit is not None and x.dtype == torch.float32:
+            u8, mosaic = _pixels_compiled(x, mat, lo_a, span, grid)
+            lv = np.stack([lo_a, hi_a], 1).astype(np.float64)
+            return mat, ch_lo, ch_hi, lv, u8, mosaic
         # x >= lo, so the result lies in [0.5, 255.5): the cast truncates, i.e. floors.
         torch.sub(t, mat.per_channel_np(lo_a), out=work).div_(mat.per_channel_np(span))
         work.mul_(255).add_(0.5)
     u8 = mat.u8_chw(wa).reshape(c, h, w)
     lv = np.stack([lo_a, hi_a], 1).astype(np.float64)
-    return mat, ch_lo, ch_hi, lv, u8
+    return mat, ch_lo, ch_hi, lv, u8, None
+
+
+# ---- the compiled kernels (render_jit), once a background thread has compiled them
+
+_jit = None  # the render_jit module once it compiled
+_jit_thread: threading.Thread | None = None
+_jit_lock = threading.Lock()
+
+
+def compile_kernels(wait: bool = False) -> bool:
+    """Start compiling the pixel kernels in a background thread (once per process); True
+    once pixels_cpu uses them. Until then, and for good where numba fails, it uses torch."""
+    global _jit_thread
+    with _jit_lock:
+        if _jit_thread is None and os.environ.get("LAYERLAB_COMPILED", "1") == "0":
+            return False  # the person asked for the torch path only
+        if _jit_thread is None:
+            _jit_thread = threading.Thread(target=_load_jit, name="layerlab-compile",
+                                           daemon=True)
+            _jit_thread.start()
+    if wait:
+        _jit_thread.join()
+    return _jit is not None
+
+
+def _load_jit() -> None:
+    global _jit
+    try:
+        from . import render_jit
+    except Exception as exc:  # numba missing or unable to compile here: torch does it all
+        print(f"layerlab: compiled pixel kernels unavailable ({type(exc).__name__}: {exc});"
+              " using torch", file=sys.stderr)
+        return
+    _jit = render_jit
+
+
+def _pixels_compiled(x: torch.Tensor, mat: Matrix, lo: np.ndarray, span: np.ndarray,
+                     grid: tuple[int, int, int] | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """pixels_cpu's uint8 channels (and mosaic, for channels_last data) by render_jit."""
+    c, h, w = x.shape
+    lo, span = np.ascontiguousarray(lo), np.ascontiguousarray(span)  # "stage": one value
+    if mat.rows:
+        out = np.empty((c, h * w), np.uint8)
+        _jit.quantize_chw(mat.a, lo, span, out)
+        return out.reshape(c, h, w), None
+    cols, padding, pad_value = grid if grid is not None else (c, 0, 0)
+    a = x.permute(1, 2, 0).reshape(h, w * c).numpy()
+    lo_t, span_t = np.tile(lo, w), np.tile(span, w)
+    chw = np.empty((c, h, w), np.uint8)
+    rows = -(-c // cols)
+    mosaic = np.full((rows * (h + padding) - padding, cols * (w + padding) - padding),
+                     pad_value, np.uint8)
+    _jit.quantize_hwc(a, lo_t, span_t, c, cols, padding, np.empty(w * c, np.uint8), chw, mosaic)
+    return chw, (mosaic if grid is not None else None)
 
 
 class StatsCancelled(Exception):

@@ -1,0 +1,136 @@
+"""The compiled pixel kernels (render_jit) give the torch path's bytes exactly, and both give
+the documented formula evaluated independently in numpy, on real photos through real
+layers and on adversarial float32 data."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from layerlab.core import render, render_cpu
+
+skdata = pytest.importorskip("skimage.data")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compiled() -> None:
+    # numba is a dependency: the kernels must compile, or the window silently runs slower.
+    assert render_cpu.compile_kernels(wait=True)
+
+
+def _both(x: torch.Tensor, mode: str, **kw) -> tuple[render.RenderedStage, render.RenderedStage]:
+    """render_stage(x) by the compiled kernels and by the torch path."""
+    fast = render.render_stage(x, mode, stats=False, **kw)
+    kept, render_cpu._jit = render_cpu._jit, None
+    try:
+        slow = render.render_stage(x, mode, stats=False, **kw)
+    finally:
+        render_cpu._jit = kept
+    return fast, slow
+
+
+def _formula(x: torch.Tensor, lv: np.ndarray) -> np.ndarray:
+    """floor((x - lo) / (hi - lo) * 255 + 0.5) step by step in float32, hi == lo as 1."""
+    a = x.detach().contiguous().numpy().astype(np.float32)
+    lo = lv[:, 0].astype(np.float32)[:, None, None]
+    span = (lv[:, 1] - lv[:, 0]).astype(np.float32)[:, None, None]
+    span = np.where(span == 0, np.float32(1), span)
+    y = ((a - lo) / span) * np.float32(255) + np.float32(0.5)
+    return np.clip(np.floor(y), 0, 255).astype(np.uint8)
+
+
+def _photos() -> list[torch.Tensor]:
+    rgb = [torch.from_numpy(p).permute(2, 0, 1).float().div(255)[None]
+           for p in (skdata.astronaut(), skdata.coffee(), skdata.chelsea())]
+    return [torch.from_numpy(skdata.camera()).float().div(255)[None, None], *rgb]
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+@pytest.mark.parametrize("mode", ["channel", "stage", "symmetric"])
+def test_real_photos_through_a_conv_give_the_same_bytes(channels_last, mode):
+    torch.manual_seed(0)
+    for photo in _photos():
+        conv = torch.nn.Conv2d(photo.shape[1], 16, 3, padding=1)
+        x = photo
+        if channels_last:
+            conv, x = conv.to(memory_format=torch.channels_last), x.to(
+                memory_format=torch.channels_last)
+        with torch.no_grad():
+            stage = F.relu(conv(x))[0] if mode == "channel" else conv(x)[0]
+        fast, slow = _both(stage, mode)
+        assert np.array_equal(fast.levels, slow.levels)
+        assert np.array_equal(fast.channels_u8, slow.channels_u8)
+        assert np.array_equal(fast.grid_u8, slow.grid_u8)
+        assert np.array_equal(fast.channels_u8, _formula(stage, fast.levels))
+        # the mosaic is the channels tiled as make_grid tiles them
+        assert np.array_equal(fast.grid_u8, render.make_grid(fast.channels_u8, fast.grid_ncols))
+
+
+def test_the_mosaic_keeps_its_layout_padding_and_pad_value():
+    torch.manual_seed(1)
+    stage = torch.randn(1, 64, 37, 53).to(memory_format=torch.channels_last)[0]
+    for ncols, padding, pad_value in ((None, 2, 0), (5, 0, 0), (3, 4, 200), (64, 1, 7)):
+        fast, slow = _both(stage, "channel", ncols=ncols, padding=padding, pad_value=pad_value)
+        assert np.array_equal(fast.grid_u8, slow.grid_u8)
+        assert fast.grid_origins == slow.grid_origins
+
+
+def test_statistics_after_compiled_pixels_are_the_full_renders():
+    stage = F.conv2d(_photos()[1], torch.randn(8, 3, 5, 5), padding=2)
+    stage = stage.contiguous(memory_format=torch.channels_last)[0]
+    fast, _ = _both(stage, "channel")
+    full = render.render_stage(stage, "channel")
+    done = render.add_stats(fast, stage)
+    assert done.stats == full.stats
+    assert np.array_equal(done.hist_counts, full.hist_counts)
+    assert np.array_equal(done.channels_u8, full.channels_u8)
+
+
+floats = st.floats(width=32, allow_nan=False, allow_infinity=False)
+edge_values = st.sampled_from([0.0, -0.0, 1e-45, -1e-45, 1e-38, 3e38, -3e38, 0.5, 1.0])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    data=hnp.arrays(np.float32, hnp.array_shapes(min_dims=3, max_dims=3, min_side=1,
+                                                 max_side=24),
+                    elements=st.one_of(floats, edge_values)),
+    channels_last=st.booleans(),
+    mode=st.sampled_from(["channel", "stage", "symmetric", "fixed"]),
+)
+def test_any_finite_float32_data_gives_the_same_bytes(data, channels_last, mode):
+    x = torch.from_numpy(data)
+    if channels_last:
+        x = x[None].contiguous(memory_format=torch.channels_last)[0]
+    fast, slow = _both(x, mode)
+    assert np.array_equal(fast.levels, slow.levels)
+    assert np.array_equal(fast.channels_u8, slow.channels_u8)
+    assert np.array_equal(fast.grid_u8, slow.grid_u8)
+
+
+def test_float64_nan_and_inf_keep_to_the_torch_path():
+    x = torch.rand(4, 9, 9, dtype=torch.float64)
+    fast, slow = _both(x, "channel")
+    assert np.array_equal(fast.channels_u8, slow.channels_u8)
+    y = torch.rand(4, 9, 9)
+    y[1, 2, 3], y[2, 0, 0] = float("nan"), float("inf")
+    fast, slow = _both(y, "channel")
+    assert np.array_equal(fast.channels_u8, slow.channels_u8)
+    assert fast.channels_u8[1, 2, 3] == 0 and fast.channels_u8[2, 0, 0] == 255
+
+
+def test_layerlab_compiled_0_keeps_to_torch():
+    code = ("from layerlab.core import render_cpu; "
+            "print(render_cpu.compile_kernels(wait=True), render_cpu._jit_thread)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "LAYERLAB_COMPILED": "0"}, timeout=120)
+    assert out.stdout.split() == ["False", "None"], out.stderr
