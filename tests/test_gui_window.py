@@ -573,3 +573,22 @@ def test_the_window_fits_a_1366_pixel_screen_with_a_panel_open_on_the_right(main
     for dock in w._right_docks:  # one at a time, and all at once (they share a tabbed column)
         w.show_dock(dock)
         assert w.minimumSizeHint().width() <= 1366, dock.objectName()
+
+
+def test_the_views_controls_fit_in_one_row_at_the_default_size_of_a_1366_pixel_screen(
+        main_window, qtbot):
+    from PySide6.QtCore import QRect
+
+    from layerlab.qt.main_window import default_size
+    from layerlab.qt.stage_controls import SidewaysScroll
+
+    assert default_size(QRect(0, 0, 1366, 768)) == (1366, 760)
+    assert default_size(QRect(0, 0, 1920, 1050)) == (1440, 900)
+    assert default_size(None) == (1440, 900)
+    w = main_window
+    w.resize(*default_size(QRect(0, 0, 1366, 768)))
+    qtbot.wait(50)
+    (scroll,) = w.findChildren(SidewaysScroll)
+    assert scroll.horizontalScrollBar().maximum() == 0  # nothing hidden off its right end
+    controls = w.stage_panel.controls
+    assert controls.look_button.geometry().right() <= scroll.viewport().width()

@@ -13,7 +13,7 @@ This class builds the widgets, wires them to those, and is the controller's "win
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSettings, QSize, Qt, QTimer, Slot
+from PySide6.QtCore import QRect, QSettings, QSize, Qt, QTimer, Slot
 from PySide6.QtGui import (
     QActionGroup,
     QCloseEvent,
@@ -58,6 +58,15 @@ LOADING_TORCH = "loading torch…"
 LOADING_TORCH_TIP = "torch is being imported; the first run starts as soon as it is there"
 FIRST_PAINT_WAIT_MS = 1000
 MEMORY_BUDGETS_GB = (1, 2, 4, 8, 16)
+
+
+def default_size(available: QRect | None) -> tuple[int, int]:
+    """The first window's size: large enough for the view's controls in one row beside the
+    layer list (which needs 1366 pixels), no larger than the screen less a title bar."""
+    w, h = 1440, 900
+    if available is not None:
+        w, h = min(w, available.width()), min(h, available.height() - 8)
+    return w, h
 
 
 class MainWindow(PanelDocks, QMainWindow):
@@ -110,11 +119,7 @@ class MainWindow(PanelDocks, QMainWindow):
         self._busy_look_timer.timeout.connect(self._show_busy)
         if not self.store.restore_layout(self, self.side_splitter):
             screen = QGuiApplication.primaryScreen()
-            avail = screen.availableGeometry() if screen else None
-            w, h = 1280, 760
-            if avail is not None:
-                w, h = min(w, avail.width()), min(h, avail.height())
-            self.resize(w, h)
+            self.resize(*default_size(screen.availableGeometry() if screen else None))
         self.stage_panel.set_render_options(self.session.render_options)
         self._model_shown()  # a restored layout never shows an empty model tree
 
