@@ -167,6 +167,8 @@ def test_alexnet_opens_as_a_stack_equal_to_torchvision_stage_by_stage(
     assert w.files.save_pipeline_to(str(target))
     beside = tmp_path / "my-alexnet.safetensors"
     assert beside.stat().st_size > 61_000_000 * 4 and target.stat().st_size < 60_000
+    assert w.statusBar().currentMessage() == (
+        "Saved my-alexnet.layerlab.json and its tensors beside it, my-alexnet.safetensors")
     again = Pipeline.load(target)
     assert again.classes == p.classes and again.input == p.input
     assert [la.key for la in again.layers] == [la.key for la in s.pipeline.layers]

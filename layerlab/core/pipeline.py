@@ -288,15 +288,17 @@ class Pipeline:
              **{k: v for k, v in d.items() if k not in ("format", "version")}}
         return d, data
 
-    def save(self, path: str | os.PathLike, *, tensors: str = "auto") -> None:
+    def save(self, path: str | os.PathLike, *, tensors: str = "auto") -> str | None:
         """Write the pipeline file (and its tensors file beside it, see :meth:`to_files`),
         each atomically: the tensors first, so the pipeline file never names tensors that
-        are not on disk yet (its sha256 tells a stale pair apart)."""
+        are not on disk yet (its sha256 tells a stale pair apart). Returns the tensors
+        file's name, or None when they are in the pipeline file."""
         p = Path(path)
         text, beside = self.to_files(p, tensors=tensors)
         if beside is not None:
             safeio.write_file(p.parent / beside[0], beside[1])
         safeio.write_file(p, text.encode("utf-8"))
+        return None if beside is None else beside[0]
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str | None = None,

@@ -394,13 +394,15 @@ class Files(QObject):
     def save_pipeline_to(self, path: str) -> bool:
         doc = self.session.document
         try:
-            doc.pipeline.save(path)
+            beside = doc.pipeline.save(path)
         except OSError as e:
             self.shell.show_error(f"Could not save {Path(path).name}: {e.strerror or e}")
             return False
         doc.mark_saved(str(Path(path).resolve()))
         self._add_recent(str(Path(path).resolve()), "pipelines")
         msg = f"Saved {Path(path).name}"
+        if beside is not None:
+            msg += f" and its tensors beside it, {beside}"
         v = self.session.validation
         if v is not None and not v.ok:
             msg += f" (it still has an error: {v.error})"
