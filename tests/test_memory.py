@@ -46,7 +46,8 @@ def test_runs_reuse_freed_pages_and_give_the_same_numbers():
     if not keep_freed_memory():
         pytest.skip("this C library has no mallopt")
     tuned, untuned = _run("tuned"), _run("untuned")
-    # Four stages of 16 x 256 x 256 float32 outputs are ~1.4k pages of 4 KB each per run.
-    assert untuned["faults"] > 1000
+    # Four stages of 16 x 256 x 256 float32 outputs are ~1.4k pages of 4 KB each per run;
+    # untuned, glibc's own heuristics keep some of them (2,500 faults one run, 961 another).
+    assert untuned["faults"] > 500
     assert tuned["faults"] < untuned["faults"] / 10
     assert tuned["outputs"] == untuned["outputs"]
