@@ -140,7 +140,7 @@ def test_a_typed_kernel_cell_edits_the_model_like_torch_and_undo_is_exact(resnet
         np.testing.assert_allclose(redone[p], edited[p], rtol=0, atol=1e-5)
 
     # Open model with that file: the edited weights, and nothing is asked (they are saved)
-    monkeypatch.setattr(w, "ask_discard_model_edits", lambda doing: pytest.fail("asked"))
+    monkeypatch.setattr(w, "settle_model_edits", lambda doing: pytest.fail("asked"))
     w.controller.on_open_model(M.ModelSpec("resnet18", str(saved)))
     qtbot.waitUntil(lambda: s.model.weights == str(saved) and s.model_weights is not None
                     and not w.runner.busy, timeout=60000)
@@ -183,7 +183,7 @@ def test_bad_values_presets_reset_and_unsaved_edits(resnet_window, qtbot, monkey
 
     # another model over unsaved edits asks; Cancel keeps everything
     asked = []
-    monkeypatch.setattr(w, "ask_discard_model_edits", lambda doing: asked.append(doing) or False)
+    monkeypatch.setattr(w, "settle_model_edits", lambda doing: asked.append(doing) or False)
     w.controller.on_open_model(M.ModelSpec("resnet18", seed=1))
     assert asked == ["open resnet18"] and s.model.seed == 0 and s.model.edits
     # quitting asks too; Cancel keeps the window
@@ -217,6 +217,46 @@ def test_bad_values_presets_reset_and_unsaved_edits(resnet_window, qtbot, monkey
     wait_idle(w, qtbot)
     np.testing.assert_allclose(stage_values(w, ["conv1"])["conv1"], ref["conv1"], rtol=0,
                                atol=1e-5)
+
+
+def test_quitting_over_unsaved_edits_offers_to_save_them(resnet_window, qtbot, tmp_path,
+                                                          monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    w = resnet_window
+    s = w.session
+    s.select(stage=stage_index(w, EDITED))
+    w.kernel_editor.set_slice(CELL[0], CELL[1])
+    w.kernel_editor.set_cell(CELL[2], CELL[3], VALUE)
+    qtbot.waitUntil(lambda: bool(s.model.edits), timeout=5000)
+    wait_idle(w, qtbot)
+    offered = []
+
+    def answer(button):
+        def question(_parent, _title, text, buttons, _default):
+            offered.append((text, buttons))
+            return button
+        return staticmethod(question)
+
+    # Save, then the file dialog is cancelled: nothing is saved and the window stays
+    monkeypatch.setattr(QMessageBox, "question", answer(QMessageBox.StandardButton.Save))
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: ("", "")))
+    w.close()
+    assert w.isVisible() and s.model_edits_unsaved
+    text, buttons = offered[-1]
+    assert text == ("The weights of resnet18 have edits that are not saved. Save them "
+                    "before you quit?")
+    assert buttons & QMessageBox.StandardButton.Save and buttons & QMessageBox.StandardButton.Discard
+
+    # Save to a file: the window closes, and the file holds the edited weights
+    target = tmp_path / "kept"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        staticmethod(lambda *a, **k: (str(target), "")))
+    w.close()
+    assert not w.isVisible() and not s.model_edits_unsaved
+    loaded = load_file(tmp_path / "kept.safetensors")
+    assert float(loaded[EDITED + ".weight"][CELL]) == VALUE
+    assert torch.equal(loaded["fc.weight"], torch_resnet18().fc.weight.detach())
 
 
 def test_alt_click_explains_a_model_stage_from_the_modules_actual_input(resnet_window, qtbot):

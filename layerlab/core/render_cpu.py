@@ -1,6 +1,8 @@
 """The renderer's number work: the display levels of each normalisation, and the fast CPU
 path of ``render.render_stage`` (pixels, then histograms and statistics) with its reused
-scratch buffers. ``render`` is the public face; nothing here draws.
+scratch buffers. Once ``compile_kernels`` has compiled them, float32 pixels come from the
+kernels in ``render_jit`` instead, byte for byte the same. ``render`` is the public face;
+nothing here draws.
 """
 
 from __future__ import annotations
@@ -115,13 +117,12 @@ class Matrix:
         return np.ascontiguousarray(u8.reshape(self.n, self.c).T)
 
 
-def pixels_cpu(x: torch.Tensor, mode: str, grid: tuple[int, int, int] | None = None,
-               compiled: bool = True) -> tuple | None:
+def pixels_cpu(x: torch.Tensor, mode: str, grid: tuple[int, int, int]) -> tuple | None:
     """render_stage's levels and uint8 channels for finite float data on the CPU, with what
     stats_cpu goes on from: (matrix, channel min, channel max, levels, u8, mosaic); None
-    where _render_any must. ``grid`` = (columns, padding, pad value) of the mosaic: the
-    compiled kernels make it with the channels (else mosaic is None, for make_grid to do).
-    ``compiled=False`` keeps to the torch path even once the kernels are ready."""
+    where _render_any must. ``grid`` = (columns, padding, pad value) of the mosaic, which
+    the compiled kernels make with the channels of channels_last data (else mosaic is None,
+    for make_grid to make)."""
     c, h, w = x.shape
     if x.numel() == 0:
         return None
@@ -148,7 +149,7 @@ def pixels_cpu(x: torch.Tensor, mode: str, grid: tuple[int, int, int] | None = N
         if not np.isfinite(span).all():
             return None  # needs float64
         span = np.where(span == 0, span.dtype.type(1), span)
-        if compiled and _jit is not None and x.dtype == torch.float32:
+        if _jit is not None and x.dtype == torch.float32:
             u8, mosaic = _pixels_compiled(x, mat, lo_a, span, grid)
             lv = np.stack([lo_a, hi_a], 1).astype(np.float64)
             return mat, ch_lo, ch_hi, lv, u8, mosaic
@@ -195,7 +196,7 @@ def _load_jit() -> None:
 
 
 def _pixels_compiled(x: torch.Tensor, mat: Matrix, lo: np.ndarray, span: np.ndarray,
-                     grid: tuple[int, int, int] | None) -> tuple[np.ndarray, np.ndarray | None]:
+                     grid: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray | None]:
     """pixels_cpu's uint8 channels (and mosaic, for channels_last data) by render_jit."""
     c, h, w = x.shape
     lo, span = np.ascontiguousarray(lo), np.ascontiguousarray(span)  # "stage": one value
@@ -203,7 +204,7 @@ def _pixels_compiled(x: torch.Tensor, mat: Matrix, lo: np.ndarray, span: np.ndar
         out = np.empty((c, h * w), np.uint8)
         _jit.quantize_chw(mat.a, lo, span, out)
         return out.reshape(c, h, w), None
-    cols, padding, pad_value = grid if grid is not None else (c, 0, 0)
+    cols, padding, pad_value = grid
     a = x.permute(1, 2, 0).reshape(h, w * c).numpy()
     lo_t, span_t = np.tile(lo, w), np.tile(span, w)
     chw = np.empty((c, h, w), np.uint8)
@@ -211,7 +212,7 @@ def _pixels_compiled(x: torch.Tensor, mat: Matrix, lo: np.ndarray, span: np.ndar
     mosaic = np.full((rows * (h + padding) - padding, cols * (w + padding) - padding),
                      pad_value, np.uint8)
     _jit.quantize_hwc(a, lo_t, span_t, c, cols, padding, np.empty(w * c, np.uint8), chw, mosaic)
-    return chw, (mosaic if grid is not None else None)
+    return chw, mosaic
 
 
 class StatsCancelled(Exception):

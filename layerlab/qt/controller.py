@@ -394,8 +394,8 @@ class Controller(QObject):
             spec, saved = parked  # the model the stack replaced, with its edits and history
             self.views.window.hide_banner()
         else:
-            if s.weight_edits_unsaved and self.views.window.ask_discard_model_edits(
-                    f"open {spec.name}") is False:
+            if s.weight_edits_unsaved and not self.views.window.settle_model_edits(
+                    f"open {spec.name}"):
                 return
             s.model_undo.clear()  # the new model's weights start a history of their own
             saved = spec.edits

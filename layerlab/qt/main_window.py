@@ -549,24 +549,28 @@ class MainWindow(PanelDocks, QMainWindow):
         event.acceptProposedAction()
         self.files.drop(event.mimeData())
 
-    def ask_discard_model_edits(self, doing: str) -> bool:
-        """Whether to drop the model's unsaved weight edits to ``doing`` (quit, open ...)."""
+    def settle_model_edits(self, doing: str) -> bool:
+        """Before ``doing`` (quit, open ...) over unsaved weight edits: True once the person
+        saved them (Save, while the model is shown) or chose to drop them (Discard)."""
         s = self.session
         model = s.model if s.model is not None else (s.parked_model or (None,))[0]
         name = model.name if model is not None else "the model"
+        buttons = QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel
+        if s.model is not None:  # a parked model (the stack is shown) saves once shown again
+            buttons |= QMessageBox.StandardButton.Save
         answer = QMessageBox.question(
             self, "Unsaved weight edits",
-            f"The weights of {name} have edits that are not saved (File > Save model "
-            f"weights keeps them). Discard them and {doing}?",
-            QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
-            QMessageBox.StandardButton.Cancel)
+            f"The weights of {name} have edits that are not saved. Save them before you "
+            f"{doing}?", buttons, QMessageBox.StandardButton.Cancel)
+        if answer == QMessageBox.StandardButton.Save:
+            return self.files.save_model_weights_dialog()
         return answer == QMessageBox.StandardButton.Discard
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         if self.controller.closing:
             event.accept()
             return
-        if self.session.weight_edits_unsaved and not self.ask_discard_model_edits("quit"):
+        if self.session.weight_edits_unsaved and not self.settle_model_edits("quit"):
             event.ignore()
             return
         self.controller.closing = True
