@@ -255,3 +255,46 @@ def test_receptive_fields_read_the_analysis_stages():
     assert receptive_field(p, (40, 40), 1, 3, 4, shapes=a.stages) == want
     assert receptive_field(p, (40, 40), 1, 3, 4) == want
     assert receptive_field(p, (40, 40), 8, 0, 0, shapes=a.stages) is None  # after Flatten
+
+
+def test_a_changed_weight_value_keeps_the_analysis_and_anything_else_does_not():
+    from layerlab.bench import four_stage_pipeline
+    from layerlab.core.analysis import same_analysis
+
+    base = four_stage_pipeline(64)
+    last = len(base.layers) - 1
+    weight = Engine("cpu").build_module(base.layers[last]).weight.detach().numpy().copy()
+    with_w = base.replace_layer(last, base.layers[last].with_param("weight", weight))
+    edited_w = weight.copy()
+    edited_w[0, 0, 1, 1] = 9.0
+    edited = with_w.replace_layer(last, with_w.layers[last].with_param("weight", edited_w))
+    conv = edited.layers[last]
+    others = {
+        "an argument": edited.replace_layer(last, conv.with_args(padding=0)),
+        "a name": edited.replace_layer(last, replace(conv, name="other")),
+        "enabled": edited.replace_layer(last, replace(conv, enabled=False)),
+        "a parameter's shape": edited.replace_layer(
+            last, conv.with_param("weight", edited_w[:, :, :2, :2])),
+        "explicit params": with_w.replace_layer(last, replace(conv, params={})),
+        "the input": replace(edited, input=InputSpec("gray")),
+        "the layers": replace(edited, layers=edited.layers[:-1]),
+    }
+    assert same_analysis(with_w, edited)
+    assert analyze(with_w, (64, 64)) == analyze(edited, (64, 64))
+    for what, other in others.items():
+        assert not same_analysis(edited, other), what
+        if what != "explicit params":  # the same analysis, but said conservatively
+            assert analyze(edited, (64, 64)) != analyze(other, (64, 64)), what
+
+    # the engine reuses it for the edit and analyses anything else afresh
+    engine = Engine("cpu")
+    x = torch.rand(1, 3, 64, 64)
+    engine.run_all(with_w, x)
+    kept = engine._last_analysis[2]
+    out = engine.run_all(edited, x)
+    assert engine._last_analysis[2] is kept
+    conv_out = torch.nn.functional.conv2d(out[last].output, torch.from_numpy(edited_w),
+                                          padding=1)
+    torch.testing.assert_close(out[-1].output, conv_out, rtol=0, atol=0)
+    engine.run_all(others["an argument"], x)
+    assert engine._last_analysis[2] is not kept

@@ -163,6 +163,20 @@ def check_params(layer: LayerSpec, args: dict) -> None:
 
 # --- the pass --------------------------------------------------------------------------------
 
+def same_analysis(a: Pipeline, b: Pipeline) -> bool:
+    """Whether :func:`analyze` gives ``a`` and ``b`` the same analysis (for the same image
+    size): it reads the input, each layer's type, args, name, enabled and its explicit
+    params' names and shapes, never their values. A typed kernel cell changes only those."""
+    if a is b:
+        return True
+    if a.input != b.input or len(a.layers) != len(b.layers):
+        return False
+    return all(x is y or (x.structure_key == y.structure_key and x.name == y.name
+                          and x.enabled == y.enabled and x.params.keys() == y.params.keys()
+                          and all(x.params[k].shape == y.params[k].shape for k in x.params))
+               for x, y in zip(a.layers, b.layers, strict=True))
+
+
 def analyze(pipeline: Pipeline, image_hw: tuple[int, int] | None, *,
             sep: str = " x ") -> Analysis:
     """Status, shapes, formulas, counts and memory of every layer for an image of

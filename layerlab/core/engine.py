@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .analysis import OverBudget, analyze, check_memory
+from .analysis import OverBudget, analyze, check_memory, same_analysis
 from .edits import initial_state
 from .memory import keep_freed_memory
 from .pipeline import DEFAULT_MEMORY_BUDGET, LayerSpec, Pipeline
@@ -216,10 +216,12 @@ class Engine:
         return list(self.run(pipeline, image, **kw))
 
     def _analysis_of(self, pipeline: Pipeline, hw: tuple[int, int]):
-        """``analyze(pipeline, hw)``, kept for the next run of the very same (immutable)
-        pipeline on the same size: a rerun (another device, a render, a benchmark) skips it."""
+        """``analyze(pipeline, hw)``, kept for the next run on the same size of the same
+        pipeline or one that differs only in parameter values (a rerun, an edited kernel
+        cell)."""
         last = self._last_analysis
-        if last is not None and last[0] is pipeline and last[1] == hw:
+        if last is not None and last[1] == hw and same_analysis(last[0], pipeline):
+            self._last_analysis = (pipeline, hw, last[2])
             return last[2]
         analysis = analyze(pipeline, hw)
         self._last_analysis = (pipeline, hw, analysis)
