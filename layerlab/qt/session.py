@@ -15,7 +15,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoGroup, QUndoStack
 
-from ..core.analysis import Validation, validate
+from ..core.analysis import Validation, same_analysis, validate
 from ..core.imageio import LoadedImage, downscale_for_preview
 from ..core.pipeline import DEFAULT_MEMORY_BUDGET, Pipeline
 from ..worker import RenderOptions, RunSummary, StageView
@@ -54,6 +54,7 @@ class Session(QObject):
         # Display ranges the user dragged on the colour bar, by stage (value units).
         self.display_ranges: dict[int, tuple[float, float]] = {}
         self.validation: Validation | None = None
+        self._validated: tuple | None = None  # (pipeline, image size) of that validation
         # selection
         self.layer: int | None = None
         self.stage = 0
@@ -144,7 +145,11 @@ class Session(QObject):
         return self.document.title
 
     def revalidate(self) -> None:
-        self.validation = validate(self.pipeline, self.image_hw())
+        pipeline, hw = self.pipeline, self.image_hw()
+        last = self._validated
+        if last is None or last[1] != hw or not same_analysis(last[0], pipeline):
+            self.validation = validate(pipeline, hw)  # (a typed kernel cell keeps it)
+        self._validated = (pipeline, hw)
         self.validationChanged.emit()
 
     def stage_of_layer(self, layer_index: int) -> int | None:
