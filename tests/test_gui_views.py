@@ -238,6 +238,26 @@ def test_channel_numbers_are_on_the_tiles(harness):
     assert page.image.levels is not None and list(page.image.levels) == [0, 255]
 
 
+def test_channel_numbers_leave_small_tiles_uncovered(shown, qtbot):
+    from layerlab.qt.stage_pages import MIN_LABELLED_TILE
+
+    pipe = Pipeline(InputSpec("rgb"), (new_layer("Conv2d", (3, 512, 512), out_channels=64,
+                                                 kernel_size=3, stride=8),))
+    shown.run(pipe, ASTRONAUT)
+    shown.panel.session.select(stage=1)
+    page = shown.panel.grid_page
+    r = page.rendered
+    assert r.num_channels == 64
+    th, tw = r.tile_size
+    for tiles_across, visible in ((16, False), (2, True)):  # the view as 8 x 8 tiles is wide
+        page.vb.setRange(xRange=(0, tiles_across * (tw + r.padding)), yRange=(0, th),
+                         padding=0)
+        qtbot.wait(20)
+        tile_px = tw / page.vb.viewPixelSize()[0]
+        assert (tile_px >= MIN_LABELLED_TILE) == visible, tile_px
+        assert [lab.isVisible() for lab in page.labels[:64]] == [visible] * 64, tile_px
+
+
 # --- histogram and statistics -----------------------------------------------------------------
 
 def test_histogram_counts_equal_numpy(harness):

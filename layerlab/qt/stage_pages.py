@@ -22,6 +22,9 @@ from . import theme
 
 GRID_BACKGROUND = (30, 30, 30)  # behind the mosaic, and in its gutters and empty slots
 MAX_LABELS = 512  # channel numbers drawn on the grid
+# Screen pixels a tile needs for its number: a number of two or three digits takes about 20,
+# which on a smaller tile hides most of the picture.
+MIN_LABELLED_TILE = 56
 MAX_BARS = 4096  # vector stages longer than this are drawn as a step curve
 MARKER_PX = 14  # on-screen size of the receptive-field marker
 
@@ -147,7 +150,7 @@ class GridPage(QWidget):
             return
         px = self.vb.viewPixelSize()[0]
         tile_px = r.tile_size[1] / px if px > 0 else 0
-        show = tile_px >= 26
+        show = tile_px >= MIN_LABELLED_TILE
         for i, label in enumerate(self.labels):
             label.setVisible(show and i < r.num_channels)
 
