@@ -592,3 +592,24 @@ def test_the_views_controls_fit_in_one_row_at_the_default_size_of_a_1366_pixel_s
     assert scroll.horizontalScrollBar().maximum() == 0  # nothing hidden off its right end
     controls = w.stage_panel.controls
     assert controls.look_button.geometry().right() <= scroll.viewport().width()
+
+
+def test_a_7x7_kernel_shows_whole_beside_the_layer_list_and_an_11x11_one_scrolls(
+        main_window, qtbot):
+    from layerlab.qt.kernel_editor import MIN_CELL_WIDTH
+
+    w = main_window
+    w.resize(1366, 760)
+    w.tabs.setCurrentIndex(1)  # Kernel
+    k = w.kernel_editor
+    for size, whole in ((7, True), (11, False)):
+        w.session.document.set_arg(0, "kernel_size", size)
+        qtbot.waitUntil(lambda s=size: len(k.cells) == s, timeout=5000)
+        qtbot.wait(50)
+        bar = k.scroll.horizontalScrollBar()
+        assert (bar.maximum() == 0) == whole, (size, bar.maximum())
+        widths = {cell.width() for row in k.cells for cell in row}
+        assert len(widths) == 1 and min(widths) >= MIN_CELL_WIDTH
+        if whole:  # every column inside the visible part of the scroll area
+            right = k.cells[0][-1].geometry().right()
+            assert right <= k.scroll.viewport().width(), (right, k.scroll.viewport().width())

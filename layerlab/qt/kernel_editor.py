@@ -99,6 +99,9 @@ class KernelCell(NumberSpinBox):
 PLACEHOLDER = "<i>Select a convolution layer (Conv2d, ConvTranspose2d) to edit its kernels.</i>"
 
 
+MIN_CELL_WIDTH = 40  # pixels: "-0.111" in the small font of big kernels
+
+
 class KernelEditor(QWidget):
     """Edits one Conv2d layer's weight and bias."""
 
@@ -331,7 +334,6 @@ class KernelEditor(QWidget):
                 cell.deleteLater()
         self.cells = []
         big = max(kh, kw)
-        width = 72 if big <= 3 else 64 if big <= 5 else 54 if big <= 7 else 46
         max_chars = None if big <= 3 else 7 if big <= 5 else 6
         font = QFont(self.font())
         if big > 7:
@@ -343,7 +345,6 @@ class KernelEditor(QWidget):
             for x in range(kw):
                 cell = KernelCell(y, x)
                 cell.setObjectName(f"cell_{y}_{x}")
-                cell.setFixedWidth(width)
                 cell.setFont(font)
                 cell.max_chars = max_chars
                 cell.valueChanged.connect(lambda v, c=cell: self._cell_changed(c, v))
@@ -351,18 +352,39 @@ class KernelEditor(QWidget):
                 row.append(cell)
             self.cells.append(row)
         self._grid_shape = (kh, kw)
-        cell_h = self.cells[0][0].sizeHint().height()
+        self._size_cells()
+        QTimer.singleShot(0, self, self._centre_grid)
+
+    def _size_cells(self) -> None:
+        """The cells' width for the kernel's size, narrower (down to MIN_CELL_WIDTH) in a
+        narrow panel so that a 7 x 7 kernel shows whole; bigger kernels scroll."""
+        kh, kw = self._grid_shape
+        big = max(kh, kw)
+        preferred = 72 if big <= 3 else 64 if big <= 5 else 54 if big <= 7 else 46
         spacing = self.grid.spacing()
         margins = self.grid.contentsMargins()
+        frame = 2 * self.scroll.frameWidth()
+        side_bar = self.scroll.verticalScrollBar().sizeHint().width() if kh > 7 else 0
+        room = (self.scroll.width() - frame - side_bar - margins.left() - margins.right()
+                - (kw - 1) * spacing)
+        width = max(MIN_CELL_WIDTH, min(preferred, room // kw))
+        for row in self.cells:
+            for cell in row:
+                cell.setFixedWidth(width)
+        cell_h = self.cells[0][0].sizeHint().height()
         grid_w = kw * width + (kw - 1) * spacing + margins.left() + margins.right()
         grid_h = kh * cell_h + (kh - 1) * spacing + margins.top() + margins.bottom()
         self.grid_host.setFixedSize(grid_w, grid_h)
-        frame = 2 * self.scroll.frameWidth()
-        bar = self.scroll.horizontalScrollBar().sizeHint().height()
-        # Up to 7 rows show whole; bigger kernels scroll (a horizontal bar may be needed too).
+        fits = grid_w <= self.scroll.width() - frame - side_bar
+        bar = 0 if fits else self.scroll.horizontalScrollBar().sizeHint().height()
+        # Up to 7 rows show whole; bigger kernels scroll.
         visible = min(grid_h, 7 * cell_h + 6 * spacing + margins.top() + margins.bottom())
-        self.scroll.setFixedHeight(visible + frame + (bar if big > 5 else 0))
-        QTimer.singleShot(0, self, self._centre_grid)
+        self.scroll.setFixedHeight(visible + frame + bar)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        if self._grid_shape is not None and self.cells:
+            self._size_cells()
 
     def _centre_grid(self) -> None:
         """Big kernels open scrolled to their centre, where a fitted preset sits."""
