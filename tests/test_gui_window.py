@@ -613,3 +613,25 @@ def test_a_7x7_kernel_shows_whole_beside_the_layer_list_and_an_11x11_one_scrolls
         if whole:  # every column inside the visible part of the scroll area
             right = k.cells[0][-1].geometry().right()
             assert right <= k.scroll.viewport().width(), (right, k.scroll.viewport().width())
+
+
+def test_opening_another_stack_shows_the_stage_of_its_selected_layer(main_window, qtbot):
+    from dataclasses import replace
+
+    from layerlab.core.preprocess import Normalize
+
+    w = main_window
+    s, doc = w.session, w.session.document
+    default = doc.pipeline
+    conv = replace(new_layer("Conv2d", (1, 64, 64), out_channels=2, kernel_size=3),
+                   name="first")
+    other = Pipeline(InputSpec("gray", normalize=Normalize((0.5,), (0.25,))),
+                     (conv, new_layer("ReLU", (2, 62, 62))))
+    for stage in (1, 3):  # from the default stack's first layer's stage, and from its last
+        doc.load(default, None, "Open default", name="default")
+        qtbot.waitUntil(lambda: s.stage == 1, timeout=3000)
+        s.select(stage=stage)
+        doc.load(other, None, "Open other", name="other")
+        qtbot.waitUntil(lambda: s.stage == 2, timeout=3000)  # after the input and normalize
+        assert s.layer == 0 and s.stage_of_layer(0) == 2
+        assert w.controller.views.stack.current_layer() == 0

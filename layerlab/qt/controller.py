@@ -101,6 +101,8 @@ class Controller(QObject):
             s.document.last_note = None
         # The worker starts on the edit first; the list, form and kernel catch up meanwhile.
         self.submit()
+        if s.document.replaced:  # another stack: the view follows its selected layer
+            s.select(layer=None)
         self._show_validation(select if isinstance(select, int) else None)
         self.views.window.set_input(s.pipeline.input)
         self._update_title()

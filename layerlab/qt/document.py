@@ -55,6 +55,7 @@ class Document(QObject):
         self.undo_stack = QUndoStack(self)
         self.undo_stack.setUndoLimit(500)
         self.last_note: str | None = None  # a remark about the last edit, for the status bar
+        self.replaced = False  # the last change put another stack in (open, undo of an open)
 
     # --- core ---
     @property
@@ -70,6 +71,7 @@ class Document(QObject):
     def _apply(self, pipeline: Pipeline, select: int | None, origin, change_origin: bool
                ) -> None:
         self.pipeline = pipeline
+        self.replaced = change_origin
         if change_origin:
             self._set_origin(*origin)
         self.changed.emit(select)
@@ -106,6 +108,7 @@ class Document(QObject):
         self.pathChanged.emit(path)
         if modified:
             self.undo_stack.resetClean()  # no saved state in this history: shown as modified
+        self.replaced = True
         self.changed.emit(0 if pipeline.layers else None)
 
     def mark_saved(self, path: str) -> None:
