@@ -69,6 +69,7 @@ class PipelineWorker(QObject):
         self.taken: tuple[int, int] | None = None  # the last stage the GUI took (GUI thread)
         self._sent: tuple[int, int] | None = None  # the last stage sent
         self._in_run = False  # between a run's start and its end's look for a handed one
+        self.numbers = True  # histograms and statistics of the shown stages, after the pixels
         self._tensor_cache: tuple[tuple, torch.Tensor] | None = None
         self._last_results: list[StageResult] = []
         self._device_choice = "auto"
@@ -178,7 +179,7 @@ class PipelineWorker(QObject):
                 view = self._view_cached(gen, result, request.options, self._wants_full(result))
                 self._sent = (gen, result.index)
                 self.stageReady.emit(view)
-                if view.rendered is not None and not view.rendered.has_stats:
+                if self.numbers and view.rendered is not None and not view.rendered.has_stats:
                     later.append(view)
                 summary.stages += 1
                 summary.timings.append(result.seconds)
@@ -282,6 +283,8 @@ class PipelineWorker(QObject):
             self._drawn[index] = (output, options, view)
             self.viewReady.emit(view)
             done.append((view, options))
+        if not self.numbers:
+            return
         done += [(self._drawn[i][2], self._drawn[i][1]) for i in unfinished]
         for view, options in done:
             stats = self._with_stats(view, options, lambda: self.latest_generation != asked)
@@ -362,7 +365,9 @@ class RunController(QObject):
     _draw = Signal()
 
     def __init__(self, parent: QObject | None = None, *, synchronous: bool = False,
-                 set_threads: bool = False):
+                 set_threads: bool = False, numbers: bool = True):
+        """``numbers=False``: the shown stages' pictures and values only, never their
+        histograms and statistics (a runner whose views nobody reads those of)."""
         super().__init__(parent)
         self.synchronous = synchronous
         self.set_threads = set_threads  # leave a core for the GUI when torch loads (the app)
@@ -379,6 +384,7 @@ class RunController(QObject):
         self._committed: int | None = None
         self._committed_before: int | None = None  # the one before a handed request
         self._worker = PipelineWorker()
+        self._worker.numbers = numbers
         self._thread: QThread | None = None
         if not synchronous:
             self._thread = QThread()

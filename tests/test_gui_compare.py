@@ -83,6 +83,8 @@ def test_duplicate_as_b_then_edit_a_updates_the_difference(main_window, qtbot, m
     assert {i for i, v in panel.b_results.items() if v.full} == {1}
     assert all(v.values is None and v.thumb is not None
                for i, v in panel.b_results.items() if i != 1)
+    # nor does it make the compared stage's histograms and statistics, which nobody sees
+    assert not panel.b_results[1].rendered.has_stats
 
     w.controller.on_cell_edited(0, "weight", (0, 0, 1, 1), 2.0)  # edit A's centre cell
     wait_both(w, qtbot)
@@ -97,6 +99,7 @@ def test_duplicate_as_b_then_edit_a_updates_the_difference(main_window, qtbot, m
     w.session.select(stage=3)  # the same comparison after ReLU and the max pool
     wait_both(w, qtbot)
     assert panel.b_results[3].full  # drawn from B's kept results once picked
+    assert not panel.b_results[3].rendered.has_stats
     check_difference(panel, (a[3] - b[3])[0, 0].numpy())
     assert threads and threading.get_ident() not in threads  # never on the GUI thread
 

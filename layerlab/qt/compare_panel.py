@@ -61,7 +61,8 @@ class ComparePanel(QWidget):
                  synchronous: bool = False):
         super().__init__(parent)
         self.session = session
-        self.runner = RunController(self, synchronous=synchronous)
+        # B's histograms and statistics are never shown: only A - B has numbers here.
+        self.runner = RunController(self, synchronous=synchronous, numbers=False)
         self.b_pipeline: Pipeline | None = None  # None: B runs A's stack (image mode)
         self.b_image: LoadedImage | None = None  # None: B runs on A's preview
         self.b_input: Image.Image | None = None  # the picture B's last run was given
