@@ -21,6 +21,7 @@ picture while torch loads (``RunController.torchLoaded`` says when it is there).
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import traceback
@@ -554,3 +555,6 @@ class RunController(QObject):
         if self._thread is not None and self._thread.isRunning():
             self._thread.quit()
             join_thread(self._thread, timeout_ms)
+        render_cpu = sys.modules.get("layerlab.core.render_cpu")  # (never imports torch here)
+        if render_cpu is not None:
+            render_cpu.finish_compiling(timeout_ms / 1000)

@@ -45,7 +45,7 @@ def settings(tmp_path):
 
 
 @pytest.fixture
-def make_window(qtbot):
+def make_window(qtbot, tmp_path):  # (tmp_path: removed only after the windows close and save)
     """Factory: ``make_window(settings)`` opens a started window and waits for its first run."""
     from layerlab.qt.main_window import MainWindow
     from layerlab.worker import RunController

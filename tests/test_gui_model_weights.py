@@ -248,7 +248,26 @@ def test_quitting_over_unsaved_edits_offers_to_save_them(resnet_window, qtbot, t
                     "before you quit?")
     assert buttons & QMessageBox.StandardButton.Save and buttons & QMessageBox.StandardButton.Discard
 
+    # parked behind the stack (an edit of the stack shows it): no Save, it says how
+    spec = s.model
+    w.session.document.set_arg(0, "out_channels", 2)
+    qtbot.waitUntil(lambda: s.model is None, timeout=10000)
+    wait_idle(w, qtbot)
+    monkeypatch.setattr(QMessageBox, "question", answer(QMessageBox.StandardButton.Cancel))
+    w.close()
+    assert w.isVisible()
+    text, buttons = offered[-1]
+    assert not buttons & QMessageBox.StandardButton.Save
+    assert text == ("The weights of resnet18 have edits that are not saved (File > Open "
+                    "model… resnet18 again shows them, to save). Discard them and quit?")
+    w.controller.on_open_model(spec.opened_as)  # the same model again: its edits come back
+    qtbot.waitUntil(lambda: s.model is not None and s.model_weights is not None
+                    and not w.runner.busy, timeout=60000)
+    wait_idle(w, qtbot)
+    assert s.model_edits_unsaved
+
     # Save to a file: the window closes, and the file holds the edited weights
+    monkeypatch.setattr(QMessageBox, "question", answer(QMessageBox.StandardButton.Save))
     target = tmp_path / "kept"
     monkeypatch.setattr(QFileDialog, "getSaveFileName",
                         staticmethod(lambda *a, **k: (str(target), "")))

@@ -137,11 +137,9 @@ def pixels_cpu(x: torch.Tensor, mode: str, grid: tuple[int, int, int]) -> tuple 
     if mode != "channel":
         lo, hi = levels_t(x, mode, ch_lo, ch_hi)
         lo_a, hi_a = lo.numpy(), hi.numpy()
-    work = _scratch("work", tuple(t.shape), t.dtype)
-    wa = work.numpy()
-
     # uint8 images, per the module docstring's formula
     if mode == "fixed":
+        work = _scratch("work", tuple(t.shape), t.dtype)
         torch.clamp(t, 0.0, 1.0, out=work).mul_(255)
     else:
         with np.errstate(over="ignore"):  # an overflow is caught just below
@@ -153,10 +151,11 @@ def pixels_cpu(x: torch.Tensor, mode: str, grid: tuple[int, int, int]) -> tuple 
             u8, mosaic = _pixels_compiled(x, mat, lo_a, span, grid)
             lv = np.stack([lo_a, hi_a], 1).astype(np.float64)
             return mat, ch_lo, ch_hi, lv, u8, mosaic
+        work = _scratch("work", tuple(t.shape), t.dtype)
         # x >= lo, so the result lies in [0.5, 255.5): the cast truncates, i.e. floors.
         torch.sub(t, mat.per_channel_np(lo_a), out=work).div_(mat.per_channel_np(span))
         work.mul_(255).add_(0.5)
-    u8 = mat.u8_chw(wa).reshape(c, h, w)
+    u8 = mat.u8_chw(work.numpy()).reshape(c, h, w)
     lv = np.stack([lo_a, hi_a], 1).astype(np.float64)
     return mat, ch_lo, ch_hi, lv, u8, None
 
@@ -182,6 +181,14 @@ def compile_kernels(wait: bool = False) -> bool:
     if wait:
         _jit_thread.join()
     return _jit is not None
+
+
+def finish_compiling(timeout: float) -> None:
+    """Wait up to ``timeout`` s for a compile under way (before the process exits: a thread
+    stopped inside LLVM at interpreter exit can crash it)."""
+    thread = _jit_thread
+    if thread is not None:
+        thread.join(timeout)
 
 
 def _load_jit() -> None:

@@ -556,12 +556,15 @@ class MainWindow(PanelDocks, QMainWindow):
         model = s.model if s.model is not None else (s.parked_model or (None,))[0]
         name = model.name if model is not None else "the model"
         buttons = QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel
-        if s.model is not None:  # a parked model (the stack is shown) saves once shown again
+        if s.model is not None:
             buttons |= QMessageBox.StandardButton.Save
-        answer = QMessageBox.question(
-            self, "Unsaved weight edits",
-            f"The weights of {name} have edits that are not saved. Save them before you "
-            f"{doing}?", buttons, QMessageBox.StandardButton.Cancel)
+            text = (f"The weights of {name} have edits that are not saved. Save them before "
+                    f"you {doing}?")
+        else:  # parked behind the stack: they save once the model is shown again
+            text = (f"The weights of {name} have edits that are not saved (File > Open "
+                    f"model… {name} again shows them, to save). Discard them and {doing}?")
+        answer = QMessageBox.question(self, "Unsaved weight edits", text, buttons,
+                                      QMessageBox.StandardButton.Cancel)
         if answer == QMessageBox.StandardButton.Save:
             return self.files.save_model_weights_dialog()
         return answer == QMessageBox.StandardButton.Discard
