@@ -34,6 +34,11 @@ class ColorBar(QWidget):
         self.bar = pg.ColorBarItem(values=(0.0, 1.0), width=18, interactive=True)
         self.bar.getAxis("right").setWidth(52)
         self._glw.addItem(self.bar)
+        # pyqtgraph's handles sit at a quarter and three quarters of the bar whatever the range:
+        # they are levers, not markers of the range.
+        self._glw.setToolTip("The colours from the lowest level (bottom) to the highest (top). "
+                             "Drag a handle to move that end of the display range, or between "
+                             "them to shift it; the handle springs back when released")
         self.bar.sigLevelsChanged.connect(self._dragged)
         self.reset_button = QToolButton(self)
         self.reset_button.setText("Reset")
