@@ -131,7 +131,6 @@ class ExportJob(QThread):
         else:
             self.succeeded.emit(self.manifest)
 
-
     def _export_model(self, progress) -> dict:
         """Every stage of the model shown, as ``layerlab export --model`` writes them."""
         from ..core.model_export import export_model

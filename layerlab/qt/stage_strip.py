@@ -29,18 +29,19 @@ def qimage(arr: np.ndarray) -> QImage:
     return img.copy()
 
 
-def _mosaic_rgb(thumb) -> np.ndarray:
-    """The thumbnail's mosaic through its colormap, the gutters and empty slots in the
-    strip's background (through the colormap their 0 would read as the lowest value)."""
+def _mosaic_rgb(thumb, step: int = 1) -> np.ndarray:
+    """Every ``step``-th pixel of the thumbnail's mosaic through its colormap, the gutters
+    and empty slots in the strip's background (through the colormap their 0 would read as
+    the lowest value)."""
     from ..core.render import grid_layout  # torch is there: the worker drew the thumbnail
 
-    rgb = thumb.lut[thumb.grid_u8]
+    rgb = thumb.lut[thumb.grid_u8[::step, ::step]]
     c, h, w = thumb.channels_u8.shape
     if c > 1:
-        tiles = np.zeros(rgb.shape[:2], bool)
+        tiles = np.zeros(thumb.grid_u8.shape, bool)
         for y, x in grid_layout(c, h, w, thumb.grid_ncols, thumb.padding):
             tiles[y:y + h, x:x + w] = True
-        rgb[~tiles] = QColor(theme.THUMB_BACKGROUND).getRgb()[:3]
+        rgb[~tiles[::step, ::step]] = QColor(theme.THUMB_BACKGROUND).getRgb()[:3]
     return rgb
 
 
@@ -70,8 +71,7 @@ def _thumbnail(view: StageView, dpr: float = 1.0) -> QPixmap:
             grid = np.moveaxis(thumb.channels_u8, 0, -1) if colour_input else thumb.grid_u8
             step = max(1, max(grid.shape[0] // (2 * size.height()),
                               grid.shape[1] // (2 * size.width())))
-            small = grid[::step, ::step]
-            img = qimage(small if colour_input else _mosaic_rgb(thumb)[::step, ::step])
+            img = qimage(grid[::step, ::step] if colour_input else _mosaic_rgb(thumb, step))
             scaled = img.scaled(size, Qt.AspectRatioMode.KeepAspectRatio,
                                 Qt.TransformationMode.SmoothTransformation)
             painter.drawImage((size.width() - scaled.width()) // 2,
