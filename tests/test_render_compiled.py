@@ -84,6 +84,44 @@ def test_the_mosaic_keeps_its_layout_padding_and_pad_value():
         assert fast.grid_origins == slow.grid_origins
 
 
+@pytest.mark.parametrize("c", [8, 16, 24, 64])
+@pytest.mark.parametrize("w", [8, 13, 64])
+def test_channels_in_groups_of_eight_split_by_word_transposes(c, w):
+    # channels_last rows are split into channels 8 x 8 bytes at a time where c is a
+    # multiple of 8 (the pixels past the last whole block of 8 a byte at a time)
+    torch.manual_seed(c + w)
+    stage = torch.randn(1, c, 11, w).to(memory_format=torch.channels_last)[0]
+    fast, slow = _both(stage, "channel", padding=3, pad_value=9)
+    assert np.array_equal(fast.grid_u8, slow.grid_u8)
+    assert np.array_equal(fast.channels_u8, slow.channels_u8)
+    assert np.array_equal(fast.channels_u8, _formula(stage, fast.levels))
+
+
+def test_the_word_transpose_is_numpys_transpose():
+    from layerlab.core import render_jit
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        m = rng.integers(0, 256, (8, 8), dtype=np.uint8)
+        words = render_jit._transpose8(*(np.uint64(v) for v in m.view("<u8").ravel()))
+        out = np.array(words, dtype="<u8").view(np.uint8).reshape(8, 8)
+        assert np.array_equal(out, m.T)
+
+
+def test_channel_pictures_are_cut_from_the_mosaic_when_asked_for():
+    stage = torch.randn(1, 16, 20, 24).to(memory_format=torch.channels_last)[0]
+    fast, slow = _both(stage, "channel")
+    pictures = fast.channels
+    assert pictures._array is None  # the view draws the mosaic; nothing cut yet
+    assert fast.num_channels == 16 and fast.tile_size == (20, 24)
+    assert pictures._array is None
+    for k, (y, x) in enumerate(fast.grid_origins):
+        assert np.array_equal(fast.channels_u8[k], fast.grid_u8[y : y + 20, x : x + 24])
+    assert np.array_equal(fast.channels_u8, slow.channels_u8)
+    done = render.add_stats(fast, stage)
+    assert done.channels is pictures  # the numbers' render shares the cut pictures
+
+
 def test_statistics_after_compiled_pixels_are_the_full_renders():
     stage = F.conv2d(_photos()[1], torch.randn(8, 3, 5, 5), padding=2)
     stage = stage.contiguous(memory_format=torch.channels_last)[0]

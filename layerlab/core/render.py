@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -220,11 +221,50 @@ def make_grid(
     return out
 
 
+class ChannelPictures:
+    """A stage's (C, H, W) uint8 channel pictures: given, or cut from its mosaic the first
+    time they are asked for. The view shows the mosaic; the channels serve the strip's
+    thumbnail, one-channel views and exports, which come after the pixels (or never).
+    Renders that differ only in their numbers share one (``add_stats``)."""
+
+    __hash__ = None  # type: ignore[assignment]  # mutable cache, compared by value
+
+    def __init__(self, shape: tuple[int, int, int], array: np.ndarray | None = None,
+                 mosaic: np.ndarray | None = None,
+                 origins: list[tuple[int, int]] | None = None):
+        self.shape = shape
+        self._array = array
+        self._mosaic, self._origins = mosaic, origins
+        self._lock = threading.Lock()  # the worker and the GUI thread may both ask
+
+    @property
+    def array(self) -> np.ndarray:
+        if self._array is None:
+            with self._lock:
+                if self._array is None:
+                    self._array = self._cut()
+        return self._array
+
+    def _cut(self) -> np.ndarray:
+        c, h, w = self.shape
+        if c == 1:
+            return self._mosaic[None]  # one channel: the mosaic is its picture
+        out = np.empty(self.shape, np.uint8)
+        for k, (y, x) in enumerate(self._origins):
+            out[k] = self._mosaic[y : y + h, x : x + w]
+        return out
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, ChannelPictures) and self.shape == other.shape
+                and np.array_equal(self.array, other.array))
+
+
 @dataclass(frozen=True)
 class RenderedStage:
     """Everything the feature view, histogram view and exporter show for one stage.
 
-    ``channels_u8`` and ``grid_u8`` hold normalised values (0..255) before any colormap;
+    ``channels_u8`` (from ``channels``) and ``grid_u8`` hold normalised values (0..255)
+    before any colormap;
     ``grid`` (made on first use) is the mosaic as shown: ``grid_u8`` itself for the gray
     colormap, else (H', W', 3) through the colormap (gutters take the colour of the pad value).
     """
@@ -232,7 +272,7 @@ class RenderedStage:
     shape: tuple[int, ...]  # the tensor's shape as given
     mode: str
     colormap: str
-    channels_u8: np.ndarray  # (C, H, W) uint8
+    channels: ChannelPictures  # the (C, H, W) pictures of ``channels_u8``
     grid_u8: np.ndarray  # (H', W') uint8 mosaic of channels_u8
     grid_origins: list[tuple[int, int]]  # top-left (y, x) of each channel's tile
     grid_ncols: int
@@ -254,12 +294,17 @@ class RenderedStage:
         return self.stats is not None
 
     @property
+    def channels_u8(self) -> np.ndarray:
+        """(C, H, W) uint8: each channel's picture (its tile of ``grid_u8``)."""
+        return self.channels.array
+
+    @property
     def num_channels(self) -> int:
-        return int(self.channels_u8.shape[0])
+        return self.channels.shape[0]
 
     @property
     def tile_size(self) -> tuple[int, int]:
-        return int(self.channels_u8.shape[1]), int(self.channels_u8.shape[2])
+        return self.channels.shape[1], self.channels.shape[2]
 
     @functools.cached_property
     def grid(self) -> np.ndarray:
@@ -330,14 +375,15 @@ def render_stage(
 
     if grid_u8 is None:
         grid_u8 = make_grid(channels_u8, cols, padding, pad_value)
+    origins = grid_layout(c, h, w, cols, padding)
     vector = x.reshape(-1).to(torch.float32).cpu().numpy() if is_vector else None
     return RenderedStage(
         shape=shape,
         mode=mode,
         colormap=colormap,
-        channels_u8=channels_u8,
+        channels=ChannelPictures((c, h, w), channels_u8, grid_u8, origins),
         grid_u8=grid_u8,
-        grid_origins=grid_layout(c, h, w, cols, padding),
+        grid_origins=origins,
         grid_ncols=cols,
         padding=padding,
         levels=lv,

@@ -118,11 +118,11 @@ class Matrix:
 
 
 def pixels_cpu(x: torch.Tensor, mode: str, grid: tuple[int, int, int]) -> tuple | None:
-    """render_stage's levels and uint8 channels for finite float data on the CPU, with what
-    stats_cpu goes on from: (matrix, channel min, channel max, levels, u8, mosaic); None
-    where _render_any must. ``grid`` = (columns, padding, pad value) of the mosaic, which
-    the compiled kernels make with the channels of channels_last data (else mosaic is None,
-    for make_grid to make)."""
+    """render_stage's levels and uint8 pictures for finite float data on the CPU, with what
+    stats_cpu goes on from: (matrix, channel min, channel max, levels, channels, mosaic);
+    None where _render_any must. ``grid`` = (columns, padding, pad value) of the mosaic.
+    The compiled kernels make only the mosaic (channels None: they are cut from it when
+    asked for); the torch path only the channels (mosaic None, for make_grid to make)."""
     c, h, w = x.shape
     if x.numel() == 0:
         return None
@@ -148,9 +148,9 @@ def pixels_cpu(x: torch.Tensor, mode: str, grid: tuple[int, int, int]) -> tuple 
             return None  # needs float64
         span = np.where(span == 0, span.dtype.type(1), span)
         if _jit is not None and x.dtype == torch.float32:
-            u8, mosaic = _pixels_compiled(x, mat, lo_a, span, grid)
+            mosaic = _pixels_compiled(x, mat, lo_a, span, grid)
             lv = np.stack([lo_a, hi_a], 1).astype(np.float64)
-            return mat, ch_lo, ch_hi, lv, u8, mosaic
+            return mat, ch_lo, ch_hi, lv, None, mosaic
         work = _scratch("work", tuple(t.shape), t.dtype)
         # x >= lo, so the result lies in [0.5, 255.5): the cast truncates, i.e. floors.
         torch.sub(t, mat.per_channel_np(lo_a), out=work).div_(mat.per_channel_np(span))
@@ -203,23 +203,20 @@ def _load_jit() -> None:
 
 
 def _pixels_compiled(x: torch.Tensor, mat: Matrix, lo: np.ndarray, span: np.ndarray,
-                     grid: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray | None]:
-    """pixels_cpu's uint8 channels (and mosaic, for channels_last data) by render_jit."""
+                     grid: tuple[int, int, int]) -> np.ndarray:
+    """pixels_cpu's mosaic by render_jit (the channels are cut from it when asked for)."""
     c, h, w = x.shape
-    lo, span = np.ascontiguousarray(lo), np.ascontiguousarray(span)  # "stage": one value
-    if mat.rows:
-        out = np.empty((c, h * w), np.uint8)
-        _jit.quantize_chw(mat.a, lo, span, out)
-        return out.reshape(c, h, w), None
     cols, padding, pad_value = grid
-    a = x.permute(1, 2, 0).reshape(h, w * c).numpy()
-    lo_t, span_t = np.tile(lo, w), np.tile(span, w)
-    chw = np.empty((c, h, w), np.uint8)
     rows = -(-c // cols)
     mosaic = np.full((rows * (h + padding) - padding, cols * (w + padding) - padding),
                      pad_value, np.uint8)
-    _jit.quantize_hwc(a, lo_t, span_t, c, cols, padding, np.empty(w * c, np.uint8), chw, mosaic)
-    return chw, mosaic
+    lo, span = np.ascontiguousarray(lo), np.ascontiguousarray(span)  # "stage": one value
+    if mat.rows:
+        _jit.quantize_chw(mat.a.reshape(c, h, w), lo, span, cols, padding, mosaic)
+    else:
+        _jit.quantize_hwc(x.permute(1, 2, 0).reshape(h, w * c).numpy(), lo, span, cols,
+                          padding, mosaic)
+    return mosaic
 
 
 class StatsCancelled(Exception):

@@ -285,7 +285,7 @@ class Session(QObject):
                 self.results[index] = view
                 self.stageChanged.emit(index)
         elif (view.rendered.has_stats and not held.rendered.has_stats
-              and held.rendered.channels_u8 is view.rendered.channels_u8):
+              and held.rendered.grid_u8 is view.rendered.grid_u8):
             self._complete(held, view)
 
     def _complete(self, held: StageView, view: StageView) -> None:
