@@ -32,7 +32,11 @@ class ColorBar(QWidget):
         self._glw.setBackground(None)
         self._glw.ci.setContentsMargins(0, 4, 0, 4)
         self.bar = pg.ColorBarItem(values=(0.0, 1.0), width=18, interactive=True)
-        self.bar.getAxis("right").setWidth(52)
+        axis = self.bar.getAxis("right")
+        axis.setWidth(52)
+        # Major ticks only: four or five labels read at a glance, and the axis, redrawn
+        # whenever the levels move (every edit), costs half as much to draw.
+        axis.setStyle(maxTickLevel=0)
         self._glw.addItem(self.bar)
         # pyqtgraph's handles sit at a quarter and three quarters of the bar whatever the range:
         # they are levers, not markers of the range.
