@@ -238,6 +238,31 @@ def test_channel_numbers_are_on_the_tiles(harness):
     assert page.image.levels is not None and list(page.image.levels) == [0, 255]
 
 
+def test_channel_numbers_follow_the_layout_and_only_it(shown, qtbot):
+    from layerlab.core import render
+
+    page = shown.panel.grid_page
+    shown.panel.stack.setCurrentWidget(page)
+    stage = torch.randn(16, 20, 30)
+    page.set_rendered(render.render_stage(stage, "channel", stats=False))
+    moved = []
+    for lab in page.labels[:16]:
+        lab.setPos = lambda *a, _m=moved: _m.append(a)  # noqa: B023 (records, per label)
+    # new values, same layout (a kernel edit): the labels stay as they are
+    page.set_rendered(render.render_stage(stage * 2, "channel", stats=False))
+    assert moved == []
+    for lab in page.labels[:16]:
+        del lab.setPos
+    # another layout: 6 channels in 3 columns; the other labels go
+    six = render.render_stage(torch.randn(6, 20, 30), "channel", stats=False)
+    page.set_rendered(six)
+    page.vb.setRange(xRange=(0, 2 * 32), yRange=(0, 20), padding=0)  # tiles wide enough
+    qtbot.wait(20)
+    shown = [(lab.textItem.toPlainText(), (lab.pos().y(), lab.pos().x()))
+             for lab in page.labels if lab.isVisible()]
+    assert shown == [(str(i), tuple(map(float, six.grid_origins[i]))) for i in range(6)]
+
+
 def test_channel_numbers_leave_small_tiles_uncovered(shown, qtbot):
     from layerlab.qt.stage_pages import MIN_LABELLED_TILE
 

@@ -77,6 +77,7 @@ class GridPage(QWidget):
         self.vb.addItem(self.gaps, ignoreBounds=True)
         self._gaps_for: tuple | None = None
         self.labels: list[pg.TextItem] = []
+        self._labels_for: tuple | None = None
         self.rendered = None
         self._shape: tuple | None = None
         self.vb.sigRangeChanged.connect(self._update_label_visibility)
@@ -88,27 +89,33 @@ class GridPage(QWidget):
     def set_rendered(self, rendered) -> None:
         self.rendered = rendered
         _set_image(self.image, rendered.grid_u8, rendered.lut)
-        c = rendered.num_channels
-        while len(self.labels) < min(c, MAX_LABELS):
-            label = pg.TextItem("", color=(255, 255, 255), fill=pg.mkBrush(0, 0, 0, 160),
-                                anchor=(0, 0))
-            label.setZValue(5)
-            self.vb.addItem(label, ignoreBounds=True)
-            self.labels.append(label)
-        for i, label in enumerate(self.labels):
-            if i < c and c > 1:
-                y0, x0 = rendered.grid_origins[i]
-                label.setText(str(i))
-                label.setPos(x0, y0)
-                label.setVisible(True)
-            else:
-                label.setVisible(False)
+        self._place_labels(rendered)
         self._show_gaps(rendered)
         shape = rendered.grid_u8.shape[:2]
         if shape != self._shape:
             self._shape = shape
             self.vb.autoRange(padding=0.02)
         self._update_label_visibility()
+
+    def _place_labels(self, rendered) -> None:
+        """A channel number on each tile; moved only when the layout changes (an edit of a
+        kernel value keeps it, and every label moved or set is repainted)."""
+        c = rendered.num_channels
+        key = (c, tuple(rendered.grid_origins[:MAX_LABELS]))
+        if key == self._labels_for:
+            return
+        self._labels_for = key
+        while len(self.labels) < min(c, MAX_LABELS):
+            label = pg.TextItem("", color=(255, 255, 255), fill=pg.mkBrush(0, 0, 0, 160),
+                                anchor=(0, 0))
+            label.setZValue(5)
+            label.setVisible(False)
+            self.vb.addItem(label, ignoreBounds=True)
+            self.labels.append(label)
+        for i, label in enumerate(self.labels[:c]):
+            y0, x0 = rendered.grid_origins[i]
+            label.setText(str(i))
+            label.setPos(x0, y0)
 
     def _show_gaps(self, rendered) -> None:
         """The mosaic's area with its tiles cut out (odd-even fill): the gutters and the
@@ -146,13 +153,15 @@ class GridPage(QWidget):
 
     def _update_label_visibility(self, *_) -> None:
         r = self.rendered
-        if r is None or r.num_channels < 2:
+        if r is None:
             return
         px = self.vb.viewPixelSize()[0]
         tile_px = r.tile_size[1] / px if px > 0 else 0
-        show = tile_px >= MIN_LABELLED_TILE
+        show = r.num_channels > 1 and tile_px >= MIN_LABELLED_TILE
         for i, label in enumerate(self.labels):
-            label.setVisible(show and i < r.num_channels)
+            wanted = show and i < r.num_channels
+            if label.isVisible() != wanted:  # setVisible repaints even when nothing changes
+                label.setVisible(wanted)
 
     def tile_at(self, vx: float, vy: float) -> tuple[int, int, int] | None:
         """(channel, x, y) within its tile under view point (vx, vy), or None."""
