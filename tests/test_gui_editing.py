@@ -834,3 +834,32 @@ def test_a_transposed_conv_kernel_is_edited_as_out_by_in_slices(main_window, qtb
     x = F.conv2d(preview_tensor(w), torch.from_numpy(seed_sharpen()), padding=1)
     expected = F.conv_transpose2d(x, torch.tensor(weight), stride=2)[0].numpy()
     np.testing.assert_allclose(w.session.results[2].values, expected, rtol=0, atol=2e-5)
+
+
+def test_a_kernel_value_typed_does_not_repaint_the_layer_list(main_window, qtbot):
+    from PySide6.QtCore import QEvent, QObject
+
+    w = main_window
+    w.stack.select_layer(0)
+    wait_idle(w, qtbot)
+
+    class Paints(QObject):
+        count = 0
+
+        def eventFilter(self, obj, event):  # noqa: N802
+            if event.type() == QEvent.Type.Paint:
+                self.count += 1
+            return False
+
+    paints = Paints()
+    w.stack.view.viewport().installEventFilter(paints)
+    qtbot.wait(50)
+    paints.count = 0
+    w.kernel_editor.cellEdited.emit(0, "weight", (0, 0, 1, 1), 0.75)
+    wait_idle(w, qtbot)
+    qtbot.wait(50)
+    assert paints.count == 0  # the rows show names, types and shapes: none changed
+    w.session.document.set_enabled(0, False)
+    wait_idle(w, qtbot)
+    qtbot.waitUntil(lambda: paints.count > 0, timeout=2000)  # "off" is shown
+    w.stack.view.viewport().removeEventFilter(paints)

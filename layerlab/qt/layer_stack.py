@@ -87,22 +87,25 @@ class LayerStackModel(QAbstractTableModel):
              (statuses[i].shape, statuses[i].in_shape) if i < len(statuses) else None)
             for i, layer in enumerate(self.document.pipeline.layers))
 
-    def refresh(self, validation: Validation | None) -> None:
+    def refresh(self, validation: Validation | None) -> bool:
+        """Show ``validation``; True when the rows show anything different."""
         rows = len(self.document.pipeline.layers)
         if rows == self._rows:
             # Same number of rows (an edit, a move): repaint them, keep the view's state.
             self.validation = validation
             shown = self._shown()
-            if rows and shown != self._shown_rows:
+            changed = shown != self._shown_rows
+            if rows and changed:
                 self.dataChanged.emit(self.index(0, 0),
                                       self.index(rows - 1, len(self.COLUMNS) - 1))
             self._shown_rows = shown
-            return
+            return changed
         self.beginResetModel()
         self.validation = validation
         self._rows = rows
         self._shown_rows = self._shown()
         self.endResetModel()
+        return True
 
     def set_run_errors(self, errors: dict[int, str]) -> None:
         if errors == self.run_errors:
@@ -365,16 +368,21 @@ class LayerStackWidget(QWidget):
                 run_errors: dict[int, str] | None = None) -> None:
         keep = self.current_layer() if select is None else select
         sel = self.view.selectionModel()
+        selected_before = (self.current_layer(), tuple(i.row() for i in sel.selectedRows()))
         sel.blockSignals(True)
         try:
             self.model.run_errors = dict(run_errors or {})
-            self.model.refresh(validation)
+            changed = self.model.refresh(validation)
             if keep is not None and keep >= self.model.rowCount():
                 keep = self.model.rowCount() - 1 if self.model.rowCount() else None
             self.select_layer(keep)
         finally:
             sel.blockSignals(False)
-        self.view.viewport().update()
+        # The selection moved with its signals blocked, so the view was not told: repaint.
+        # A kernel value typed changes neither the rows nor the selection: no repaint.
+        if changed or selected_before != (self.current_layer(),
+                                          tuple(i.row() for i in sel.selectedRows())):
+            self.view.viewport().update()
         self._place_hint()
         self.currentLayerChanged.emit(self.current_layer())
 
