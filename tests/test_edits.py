@@ -70,6 +70,32 @@ def test_torch_default_is_torch_module_init_after_seeding():
     assert torch.equal(torch.tensor(mixed["bias"]), ref.bias.detach())
 
 
+def test_torch_default_kept_for_small_layers_stays_torchs_and_fresh():
+    # A kernel value typed keeps the layer's structure and init: its torch_default tensors
+    # are kept, not rebuilt, and each caller still gets its own copies.
+    layer = seeded(new_layer("Conv2d", (3, 8, 8), out_channels=4), "torch_default", 12)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(12)
+        ref = nn.Conv2d(3, 4, 3)
+    for k in range(3):
+        edited = layer.with_param("weight", np.full((4, 3, 3, 3), k, np.float32))
+        first = initial_state(edited)
+        assert torch.equal(first["bias"], ref.bias.detach())
+        assert (first["weight"] == k).all()
+        first["bias"].add_(1.0)  # a module trained on it (the fit panel) changes its copy
+        assert torch.equal(initial_state(edited)["bias"], ref.bias.detach())
+    # another seed or other arguments are other tensors
+    other = initial_state(seeded(new_layer("Conv2d", (3, 8, 8), out_channels=4),
+                                 "torch_default", 13))
+    assert not torch.equal(other["bias"], ref.bias.detach())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(12)
+        ref5 = nn.Conv2d(3, 5, 3)
+    five = initial_state(seeded(new_layer("Conv2d", (3, 8, 8), out_channels=5),
+                                "torch_default", 12))
+    assert torch.equal(five["weight"], ref5.weight.detach())
+
+
 @pytest.mark.parametrize("layer, ref", [
     (new_layer("BatchNorm2d", (5, 4, 4)), nn.BatchNorm2d(5)),
     (new_layer("InstanceNorm2d", (5, 4, 4), affine=True, track_running_stats=True),

@@ -6,6 +6,8 @@ Everything here works on immutable specs and returns new ones; nothing touches a
 
 from __future__ import annotations
 
+import json
+import threading
 from collections import OrderedDict
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -54,10 +56,7 @@ def _initial_state(layer: LayerSpec) -> dict[str, torch.Tensor]:
     missing = [n for n in rule.seeded + rule.zeros
                if rule.seeded and n in shapes and n not in layer.params]
     if missing and SCHEMES[init["scheme"]].function is None:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(init["seed"])
-            module = op.build(dict(layer.args))  # constructing runs reset_parameters once
-        out = {k: v.detach() for k, v in module.state_dict().items() if k in shapes}
+        out = _torch_default_state(layer, shapes)
     for name, shape in shapes.items():
         if name in layer.params:
             out[name] = torch.from_numpy(np.array(layer.params[name], np.float32, copy=True))
@@ -72,6 +71,38 @@ def _initial_state(layer: LayerSpec) -> dict[str, torch.Tensor]:
         else:
             out[name] = torch.zeros(shape)
     return out
+
+
+# torch_default's tensors of small layers, by structure and init: a kernel value typed keeps
+# both, and building the module under its seed took about 1 ms of every edit's run (and as
+# much again for the kernel editor). Copies go out: modules are handed them, and some train.
+_DEFAULT_STATES: OrderedDict[str, dict[str, torch.Tensor]] = OrderedDict()
+_DEFAULT_STATES_LOCK = threading.Lock()
+_DEFAULT_STATES_MAX = 32
+_DEFAULT_STATE_MAX_VALUES = 1 << 20  # larger layers are built each time, not kept
+
+
+def _torch_default_state(layer: LayerSpec, shapes: dict) -> dict[str, torch.Tensor]:
+    """The module's own reset_parameters tensors under the layer's seed (fresh copies)."""
+    import torch
+
+    key = layer.structure_key + json.dumps(layer.init, sort_keys=True)
+    with _DEFAULT_STATES_LOCK:  # the worker's engine and the window's editors both ask
+        kept = _DEFAULT_STATES.get(key)
+        if kept is not None:
+            _DEFAULT_STATES.move_to_end(key)
+    if kept is None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(layer.init["seed"])
+            module = layer.op.build(dict(layer.args))  # constructing runs reset_parameters
+        kept = {k: v.detach() for k, v in module.state_dict().items() if k in shapes}
+        if sum(v.numel() for v in kept.values()) > _DEFAULT_STATE_MAX_VALUES:
+            return kept
+        with _DEFAULT_STATES_LOCK:
+            _DEFAULT_STATES[key] = kept
+            while len(_DEFAULT_STATES) > _DEFAULT_STATES_MAX:
+                _DEFAULT_STATES.popitem(last=False)
+    return {k: v.clone() for k, v in kept.items()}
 
 
 _MATERIALIZED: OrderedDict[str, dict[str, np.ndarray]] = OrderedDict()
