@@ -70,13 +70,16 @@ def test_torch_default_is_torch_module_init_after_seeding():
     assert torch.equal(torch.tensor(mixed["bias"]), ref.bias.detach())
 
 
-def test_torch_default_kept_for_small_layers_stays_torchs_and_fresh():
+def test_torch_default_kept_for_small_layers_stays_torchs_and_fresh(monkeypatch):
     # A kernel value typed keeps the layer's structure and init: its torch_default tensors
     # are kept, not rebuilt, and each caller still gets its own copies.
     layer = seeded(new_layer("Conv2d", (3, 8, 8), out_channels=4), "torch_default", 12)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(12)
         ref = nn.Conv2d(3, 4, 3)
+    seeds = []
+    real_seed = torch.manual_seed
+    monkeypatch.setattr(torch, "manual_seed", lambda s: (seeds.append(s), real_seed(s))[1])
     for k in range(3):
         edited = layer.with_param("weight", np.full((4, 3, 3, 3), k, np.float32))
         first = initial_state(edited)
@@ -84,6 +87,7 @@ def test_torch_default_kept_for_small_layers_stays_torchs_and_fresh():
         assert (first["weight"] == k).all()
         first["bias"].add_(1.0)  # a module trained on it (the fit panel) changes its copy
         assert torch.equal(initial_state(edited)["bias"], ref.bias.detach())
+    assert seeds.count(12) <= 1  # built (at most) once: kept since an earlier test
     # another seed or other arguments are other tensors
     other = initial_state(seeded(new_layer("Conv2d", (3, 8, 8), out_channels=4),
                                  "torch_default", 13))
@@ -94,6 +98,42 @@ def test_torch_default_kept_for_small_layers_stays_torchs_and_fresh():
     five = initial_state(seeded(new_layer("Conv2d", (3, 8, 8), out_channels=5),
                                 "torch_default", 12))
     assert torch.equal(five["weight"], ref5.weight.detach())
+
+
+def test_seeded_builds_in_two_threads_keep_their_own_seeds():
+    # The worker and the window both build under torch's global seed (torch_default layers,
+    # random model weights): interleaved, one would take the other's numbers, and a kept
+    # torch_default state would keep them.
+    import threading
+
+    from layerlab.core import edits
+    from layerlab.core.kernels import torch_seeded
+
+    layers = [seeded(new_layer("Conv2d", (3, 8, 8), out_channels=4), "torch_default", 5000 + s)
+              for s in range(120)]
+    refs = []
+    for s in range(120):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(5000 + s)
+            refs.append(nn.Conv2d(3, 4, 3).bias.detach())
+    stop = threading.Event()
+
+    def other_builds():
+        while not stop.is_set():
+            with torch_seeded(999):
+                nn.Conv2d(3, 4, 3)
+
+    thread = threading.Thread(target=other_builds)
+    thread.start()
+    try:
+        got = [initial_state(layer)["bias"] for layer in layers]
+    finally:
+        stop.set()
+        thread.join()
+    assert all(torch.equal(g, r) for g, r in zip(got, refs, strict=True))
+    kept = [initial_state(layer)["bias"] for layer in layers]
+    assert all(torch.equal(g, r) for g, r in zip(kept, refs, strict=True))
+    assert len(edits._DEFAULT_STATES) > 0
 
 
 @pytest.mark.parametrize("layer, ref", [

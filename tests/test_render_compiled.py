@@ -84,13 +84,15 @@ def test_the_mosaic_keeps_its_layout_padding_and_pad_value():
         assert fast.grid_origins == slow.grid_origins
 
 
-@pytest.mark.parametrize("c", [8, 16, 24, 64])
+@pytest.mark.parametrize("c", [3, 8, 12, 16, 24, 40, 64])
 @pytest.mark.parametrize("w", [8, 13, 64])
-def test_channels_in_groups_of_eight_split_by_word_transposes(c, w):
-    # channels_last rows are split into channels 8 x 8 bytes at a time where c is a
-    # multiple of 8 (the pixels past the last whole block of 8 a byte at a time)
+def test_channels_last_rows_are_split_into_their_channels(c, w):
+    # channels_last rows are split into channels 8 x 8 bytes at a time by word transposes
+    # where c is a multiple of 8 (the pixels past the last whole block of 8 a byte at a
+    # time), a byte at a time for other channel counts
     torch.manual_seed(c + w)
-    stage = torch.randn(1, c, 11, w).to(memory_format=torch.channels_last)[0]
+    stage = torch.randn(1, c, 64, w).to(memory_format=torch.channels_last)[0]
+    assert not render_cpu.Matrix(stage).rows  # the channels-last kernel, not the copy to rows
     fast, slow = _both(stage, "channel", padding=3, pad_value=9)
     assert np.array_equal(fast.grid_u8, slow.grid_u8)
     assert np.array_equal(fast.channels_u8, slow.channels_u8)
@@ -114,6 +116,10 @@ def test_channel_pictures_are_cut_from_the_mosaic_when_asked_for():
     pictures = fast.channels
     assert pictures._array is None  # the view draws the mosaic; nothing cut yet
     assert fast.num_channels == 16 and fast.tile_size == (20, 24)
+    one = fast.channel_u8(5)  # a one-channel view: its tile as it is, nothing cut
+    assert np.shares_memory(one, fast.grid_u8)
+    assert np.array_equal(one, slow.channels_u8[5])
+    assert np.array_equal(fast.channel_image(5), slow.channel_image(5))
     assert pictures._array is None
     for k, (y, x) in enumerate(fast.grid_origins):
         assert np.array_equal(fast.channels_u8[k], fast.grid_u8[y : y + 20, x : x + 24])

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .analysis import parameter_shapes
-from .kernels import SCHEMES, init_tensor
+from .kernels import SCHEMES, init_tensor, torch_seeded
 from .pipeline import LayerSpec, Pipeline
 from .specs import SpecError
 
@@ -74,35 +74,37 @@ def _initial_state(layer: LayerSpec) -> dict[str, torch.Tensor]:
 
 
 # torch_default's tensors of small layers, by structure and init: a kernel value typed keeps
-# both, and building the module under its seed took about 1 ms of every edit's run (and as
+# both, and building the module under its seed took about 0.5 ms of every edit's run (and as
 # much again for the kernel editor). Copies go out: modules are handed them, and some train.
 _DEFAULT_STATES: OrderedDict[str, dict[str, torch.Tensor]] = OrderedDict()
 _DEFAULT_STATES_LOCK = threading.Lock()
-_DEFAULT_STATES_MAX = 32
-_DEFAULT_STATE_MAX_VALUES = 1 << 20  # larger layers are built each time, not kept
+_DEFAULT_STATE_MAX_VALUES = 1 << 20  # a larger layer is built each time, not kept
+_DEFAULT_STATES_MAX_VALUES = 4 << 20  # all kept layers together (16 MB of float32)
 
 
 def _torch_default_state(layer: LayerSpec, shapes: dict) -> dict[str, torch.Tensor]:
     """The module's own reset_parameters tensors under the layer's seed (fresh copies)."""
-    import torch
-
     key = layer.structure_key + json.dumps(layer.init, sort_keys=True)
     with _DEFAULT_STATES_LOCK:  # the worker's engine and the window's editors both ask
         kept = _DEFAULT_STATES.get(key)
         if kept is not None:
             _DEFAULT_STATES.move_to_end(key)
     if kept is None:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(layer.init["seed"])
+        with torch_seeded(layer.init["seed"]):
             module = layer.op.build(dict(layer.args))  # constructing runs reset_parameters
         kept = {k: v.detach() for k, v in module.state_dict().items() if k in shapes}
-        if sum(v.numel() for v in kept.values()) > _DEFAULT_STATE_MAX_VALUES:
+        if _values(kept) > _DEFAULT_STATE_MAX_VALUES:
             return kept
         with _DEFAULT_STATES_LOCK:
             _DEFAULT_STATES[key] = kept
-            while len(_DEFAULT_STATES) > _DEFAULT_STATES_MAX:
-                _DEFAULT_STATES.popitem(last=False)
+            total = sum(_values(v) for v in _DEFAULT_STATES.values())
+            while total > _DEFAULT_STATES_MAX_VALUES:
+                total -= _values(_DEFAULT_STATES.popitem(last=False)[1])
     return {k: v.clone() for k, v in kept.items()}
+
+
+def _values(state: dict[str, torch.Tensor]) -> int:
+    return sum(v.numel() for v in state.values())
 
 
 _MATERIALIZED: OrderedDict[str, dict[str, np.ndarray]] = OrderedDict()

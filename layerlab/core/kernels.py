@@ -6,7 +6,9 @@ the preset names and schemes before torch has loaded."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -122,6 +124,22 @@ class Scheme:
     function: str | None
     arguments: tuple[tuple[str, str], ...] = ()  # (torch keyword, init field)
     seeded: bool = True  # takes ``generator=``
+
+
+_GLOBAL_SEED_LOCK = threading.Lock()
+
+
+@contextmanager
+def torch_seeded(seed: int) -> Iterator[None]:
+    """torch's global random generator seeded with ``seed`` for the block (torch_default and
+    random model weights need it: only the module knows its own sequence), the caller's state
+    restored after. One block at a time: the worker and the window both build seeded
+    modules, and interleaved, one would take the other's numbers."""
+    import torch
+
+    with _GLOBAL_SEED_LOCK, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 SCHEMES: dict[str, Scheme] = {

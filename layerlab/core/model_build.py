@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .kernels import torch_seeded
+
 __all__ = ["QUIET_KEYS", "RANDOM", "TRAINED", "ModelError", "WeightsReport", "check_name",
            "classification_models", "hub_weights_path"]
 
@@ -181,8 +183,7 @@ def _eval(model: nn.Module) -> nn.Module:
 def _build_random(name: str, seed: int, num_classes: int | None = None) -> nn.Module:
     from torchvision import models
 
-    with torch.random.fork_rng(devices=[]):  # the caller's random state stays as it was
-        torch.manual_seed(seed)
+    with torch_seeded(seed):  # the caller's random state stays as it was
         return _eval(models.get_model(name, **_arch_kwargs(name, num_classes)))
 
 

@@ -223,8 +223,8 @@ def make_grid(
 
 class ChannelPictures:
     """A stage's (C, H, W) uint8 channel pictures: given, or cut from its mosaic the first
-    time they are asked for. The view shows the mosaic; the channels serve the strip's
-    thumbnail, one-channel views and exports, which come after the pixels (or never).
+    time all of them are asked for (the strip's thumbnail, made after the pixels are shown);
+    one channel is its tile of the mosaic, no copy. The view shows the mosaic itself.
     Renders that differ only in their numbers share one (``add_stats``)."""
 
     __hash__ = None  # type: ignore[assignment]  # mutable cache, compared by value
@@ -244,6 +244,14 @@ class ChannelPictures:
                 if self._array is None:
                     self._array = self._cut()
         return self._array
+
+    def channel(self, k: int) -> np.ndarray:
+        """Channel ``k``'s (H, W) picture: a view of the array or of its tile."""
+        if self._array is not None:
+            return self._array[k]
+        _, h, w = self.shape
+        y, x = self._origins[k]
+        return self._mosaic[y : y + h, x : x + w]
 
     def _cut(self) -> np.ndarray:
         c, h, w = self.shape
@@ -298,6 +306,10 @@ class RenderedStage:
         """(C, H, W) uint8: each channel's picture (its tile of ``grid_u8``)."""
         return self.channels.array
 
+    def channel_u8(self, index: int) -> np.ndarray:
+        """Channel ``index``'s (H, W) uint8 picture, without cutting every channel."""
+        return self.channels.channel(index)
+
     @property
     def num_channels(self) -> int:
         return self.channels.shape[0]
@@ -323,7 +335,7 @@ class RenderedStage:
 
     def channel_image(self, index: int) -> np.ndarray:
         """Channel ``index`` as shown: (H, W) uint8 for gray, else (H, W, 3) through the colormap."""
-        u8 = self.channels_u8[index]
+        u8 = self.channel_u8(index)
         return u8 if self.colormap == "gray" else apply_colormap(u8, self.colormap)
 
     def channel_at(self, y: int, x: int) -> int | None:

@@ -34,8 +34,8 @@ class ColorBar(QWidget):
         self.bar = pg.ColorBarItem(values=(0.0, 1.0), width=18, interactive=True)
         axis = self.bar.getAxis("right")
         axis.setWidth(52)
-        # Major ticks only: four or five labels read at a glance, and the axis, redrawn
-        # whenever the levels move (every edit), costs half as much to draw.
+        # Major ticks only: a few labels read at a glance, and the axis, redrawn whenever
+        # the levels move (every edit), costs half as much to draw.
         axis.setStyle(maxTickLevel=0)
         self._glw.addItem(self.bar)
         # pyqtgraph's handles sit at a quarter and three quarters of the bar whatever the range:

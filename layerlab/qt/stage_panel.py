@@ -315,7 +315,7 @@ class StagePanel(PointerReadout, QWidget):
                 return arr, None
         if r.num_channels == 3:  # resized by the pipeline: its three channels as rendered
             return np.ascontiguousarray(np.moveaxis(r.channels_u8, 0, -1)), None
-        return r.channels_u8[0], r.lut
+        return r.channel_u8(0), r.lut
 
     def _draw_key(self) -> tuple:
         """Everything the picture depends on; the same key means nothing to redraw."""
@@ -393,7 +393,7 @@ class StagePanel(PointerReadout, QWidget):
             self.grid_page.set_rendered(r)
             self.stack.setCurrentWidget(self.grid_page)
         else:
-            right = r.channels_u8[channel]
+            right = r.channel_u8(channel)
             right_title = f"stage {res.index} {res.name} \u00b7 ch {channel}"
             src_stage, src_ch = self._left_source()
             left, left_lut, left_title = None, None, ""
@@ -401,7 +401,7 @@ class StagePanel(PointerReadout, QWidget):
                 (left, left_lut), left_title = self._input_picture(), "input image"
             elif src_stage is not None:
                 prev = s.results[src_stage]
-                left, left_lut = prev.rendered.channels_u8[src_ch], prev.rendered.lut
+                left, left_lut = prev.rendered.channel_u8(src_ch), prev.rendered.lut
                 left_title = f"stage {src_stage} {prev.result.name} \u00b7 ch {src_ch}"
             self.channel_page.set_images(left, left_lut, left_title, right, r.lut, right_title)
             self.channel_page.show_window(None)
