@@ -247,19 +247,19 @@ class ChannelPictures:
 
     def channel(self, k: int) -> np.ndarray:
         """Channel ``k``'s (H, W) picture: a view of the array or of its tile."""
-        if self._array is not None:
-            return self._array[k]
+        return self._array[k] if self._array is not None else self._tile(k)
+
+    def _tile(self, k: int) -> np.ndarray:
         _, h, w = self.shape
         y, x = self._origins[k]
         return self._mosaic[y : y + h, x : x + w]
 
     def _cut(self) -> np.ndarray:
-        c, h, w = self.shape
-        if c == 1:
+        if self.shape[0] == 1:
             return self._mosaic[None]  # one channel: the mosaic is its picture
         out = np.empty(self.shape, np.uint8)
-        for k, (y, x) in enumerate(self._origins):
-            out[k] = self._mosaic[y : y + h, x : x + w]
+        for k in range(self.shape[0]):
+            out[k] = self._tile(k)
         return out
 
     def __eq__(self, other: object) -> bool:
@@ -371,7 +371,9 @@ def render_stage(
     x = as_chw(src)
     c, h, w = x.shape
     _, cols = _grid_dims(c, ncols)
-    pixels = pixels_cpu(x, mode, (cols, padding, pad_value)) if x.device.type == "cpu" else None
+    origins = grid_layout(c, h, w, cols, padding)
+    grid = (grid_shape(c, h, w, cols, padding), origins, pad_value)
+    pixels = pixels_cpu(x, mode, grid) if x.device.type == "cpu" else None
     grid_u8 = None
     numbers: dict = {}
     pending = None
@@ -387,7 +389,6 @@ def render_stage(
 
     if grid_u8 is None:
         grid_u8 = make_grid(channels_u8, cols, padding, pad_value)
-    origins = grid_layout(c, h, w, cols, padding)
     vector = x.reshape(-1).to(torch.float32).cpu().numpy() if is_vector else None
     return RenderedStage(
         shape=shape,

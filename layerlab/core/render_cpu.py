@@ -117,10 +117,10 @@ class Matrix:
         return np.ascontiguousarray(u8.reshape(self.n, self.c).T)
 
 
-def pixels_cpu(x: torch.Tensor, mode: str, grid: tuple[int, int, int]) -> tuple | None:
+def pixels_cpu(x: torch.Tensor, mode: str, grid: tuple) -> tuple | None:
     """render_stage's levels and uint8 pictures for finite float data on the CPU, with what
     stats_cpu goes on from: (matrix, channel min, channel max, levels, channels, mosaic);
-    None where _render_any must. ``grid`` = (columns, padding, pad value) of the mosaic.
+    None where _render_any must. ``grid`` = (shape, tile origins, pad value) of the mosaic.
     The compiled kernels make only the mosaic (channels None: they are cut from it when
     asked for); the torch path only the channels (mosaic None, for make_grid to make)."""
     c, h, w = x.shape
@@ -203,19 +203,18 @@ def _load_jit() -> None:
 
 
 def _pixels_compiled(x: torch.Tensor, mat: Matrix, lo: np.ndarray, span: np.ndarray,
-                     grid: tuple[int, int, int]) -> np.ndarray:
+                     grid: tuple) -> np.ndarray:
     """pixels_cpu's mosaic by render_jit (the channels are cut from it when asked for)."""
     c, h, w = x.shape
-    cols, padding, pad_value = grid
-    rows = -(-c // cols)
-    mosaic = np.full((rows * (h + padding) - padding, cols * (w + padding) - padding),
-                     pad_value, np.uint8)
+    shape, origins, pad_value = grid
+    mosaic = np.full(shape, pad_value, np.uint8)
+    top, left = np.array(origins, np.int64).reshape(c, 2).T.copy()
     lo, span = np.ascontiguousarray(lo), np.ascontiguousarray(span)  # "stage": one value
     if mat.rows:
-        _jit.quantize_chw(mat.a.reshape(c, h, w), lo, span, cols, padding, mosaic)
+        _jit.quantize_chw(mat.a.reshape(c, h, w), lo, span, top, left, mosaic)
     else:
-        _jit.quantize_hwc(x.permute(1, 2, 0).reshape(h, w * c).numpy(), lo, span, cols,
-                          padding, mosaic)
+        _jit.quantize_hwc(x.permute(1, 2, 0).reshape(h, w * c).numpy(), lo, span, top, left,
+                          mosaic)
     return mosaic
 
 

@@ -23,17 +23,6 @@ _OPTIONS = dict(nogil=True, cache=True, boundscheck=False, error_model="numpy")
 
 
 @njit(inline="always", **_OPTIONS)
-def _tile_origins(c, h, w, cols, pad):
-    """Top row and left column of each channel's tile in the mosaic (render.grid_layout)."""
-    top = np.empty(c, np.int64)
-    left = np.empty(c, np.int64)
-    for k in range(c):
-        top[k] = (k // cols) * (h + pad)
-        left[k] = (k % cols) * (w + pad)
-    return top, left
-
-
-@njit(inline="always", **_OPTIONS)
 def _transpose8(w0, w1, w2, w3, w4, w5, w6, w7):
     """The 8 x 8 byte matrix whose rows are the little-endian words w0..w7, transposed:
     byte i of word j out is byte j of word i in. Three rounds of swapping the off-diagonal
@@ -57,12 +46,13 @@ def _transpose8(w0, w1, w2, w3, w4, w5, w6, w7):
 
 
 @njit(
-    "void(float32[:, ::1], float32[::1], float32[::1], int64, int64, uint8[:, ::1])",
+    "void(float32[:, ::1], float32[::1], float32[::1], int64[::1], int64[::1], uint8[:, ::1])",
     **_OPTIONS,
 )
-def quantize_hwc(a, lo, span, cols, pad, mosaic):
+def quantize_hwc(a, lo, span, top, left, mosaic):
     """Channels-last data ``a`` (H, W * c), c = len(lo), -> each channel's tile of
-    ``mosaic`` (``cols`` tiles a row, ``pad`` between them; gutters are left as they are).
+    ``mosaic``, whose top-left corners are (``top``, ``left``) (render.grid_layout); the
+    gutters are left as they are.
 
     A row is quantised in memory order (vectorised), then split into its channels: 8 pixels
     x 8 channels at a time as one 8 x 8 byte transpose of 64-bit words where c is a multiple
@@ -84,7 +74,6 @@ def quantize_hwc(a, lo, span, cols, pad, mosaic):
     row_words = row_u8.view(np.uint64) if groups else row_u8[:0].view(np.uint64)
     planar_words = planar.view(np.uint64)
     words = padded // 8
-    top, left = _tile_origins(c, h, w, cols, pad)
     for y in range(h):
         row = a[y]
         for j in range(w * c):
@@ -118,15 +107,15 @@ def quantize_hwc(a, lo, span, cols, pad, mosaic):
 
 
 @njit(
-    "void(float32[:, :, ::1], float32[::1], float32[::1], int64, int64, uint8[:, ::1])",
+    "void(float32[:, :, ::1], float32[::1], float32[::1], int64[::1], int64[::1],"
+    " uint8[:, ::1])",
     **_OPTIONS,
 )
-def quantize_chw(a, lo, span, cols, pad, mosaic):
+def quantize_chw(a, lo, span, top, left, mosaic):
     """Contiguous data ``a`` (c, H, W) -> each channel's tile of ``mosaic``, as above."""
     c, h, w = a.shape
     s255 = np.float32(255.0)
     half = np.float32(0.5)
-    top, left = _tile_origins(c, h, w, cols, pad)
     for k in range(c):
         lo_k, span_k = lo[k], span[k]
         for y in range(h):
