@@ -367,6 +367,19 @@ def test_histogram_float32_edges_collapse_does_not_crash():
     assert counts.sum() == 3 and np.all(np.diff(edges) > 0)
 
 
+@pytest.mark.parametrize("value", [3e38, -3e38, 1e20, 5e15])
+def test_a_huge_constant_stage_has_one_full_bin(value):
+    # numpy's lo - 0.5 .. hi + 0.5 is one value even in float64 beyond 2**52, and refused
+    x = torch.full((1, 2, 3, 4), value)
+    with pytest.raises(ValueError, match="Too many bins"):
+        np.histogram(x.double().numpy(), bins=64)
+    r = render_stage(x, "symmetric")
+    full = np.flatnonzero(r.hist_counts)
+    assert r.hist_counts.sum() == 24 and len(full) == 1
+    assert r.hist_edges[full[0]] <= np.float32(value) < r.hist_edges[full[0] + 1]
+    assert r.stats["min"] == r.stats["max"] == float(np.float32(value))
+
+
 # --------------------------------------------------------------------------- statistics
 
 

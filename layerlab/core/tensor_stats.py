@@ -65,7 +65,16 @@ def bin_edges(lo, hi, bins: int, value_range, dtype: np.dtype) -> np.ndarray:
     except ValueError:
         # float32 cannot hold `bins` distinct edges over this range (numpy refuses too);
         # float64 edges still give a usable picture.
-        return np.histogram_bin_edges(probe.astype(np.float64), bins=bins, range=value_range)
+        wide = probe.astype(np.float64)
+        try:
+            return np.histogram_bin_edges(wide, bins=bins, range=value_range)
+        except ValueError:
+            if value_range is not None or wide[0] != wide[1]:
+                raise
+            # A constant stage beyond 2**52: numpy's lo - 0.5 .. hi + 0.5 is one value even
+            # in float64; widen by a relative step instead.
+            half = abs(float(wide[0])) * 2.0**-20
+            return np.histogram_bin_edges(wide, bins=bins, range=(wide[0] - half, wide[1] + half))
 
 
 def histogram_rows(flat: torch.Tensor, edges: np.ndarray, all_in: bool) -> torch.Tensor:
