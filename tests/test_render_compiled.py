@@ -178,3 +178,54 @@ def test_layerlab_compiled_0_keeps_to_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**os.environ, "LAYERLAB_COMPILED": "0"}, timeout=120)
     assert out.stdout.split() == ["False", "None"], out.stderr
+
+
+# ---- the kernels on torch's OpenMP team
+
+
+def test_the_kernels_borrow_torchs_openmp_runtime():
+    if "OpenMP" not in torch.__config__.parallel_info():
+        pytest.skip("this torch does not run on OpenMP")
+    assert render_cpu._omp_parallel != 0
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 5])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_a_team_of_any_size_gives_one_threads_bytes(monkeypatch, threads, channels_last):
+    # Rows are claimed in chunks by whichever thread comes first: the bytes must not depend
+    # on how many threads shared them, nor on which took what.
+    monkeypatch.setattr(render_cpu, "_TEAM_MIN_VALUES", 0)  # small stages too
+    torch.manual_seed(threads)
+    photo = _photos()[2]
+    conv = torch.nn.Conv2d(3, 5, 3, padding=1)  # 5 channels: an empty slot in the mosaic
+    x = photo
+    if channels_last:
+        conv, x = conv.to(memory_format=torch.channels_last), x.to(
+            memory_format=torch.channels_last)
+    with torch.no_grad():
+        stage = conv(x)[0]
+    kept = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        fast, slow = _both(stage, "channel", padding=3, pad_value=77)
+    finally:
+        torch.set_num_threads(kept)
+    assert np.array_equal(fast.levels, slow.levels)
+    assert np.array_equal(fast.grid_u8, slow.grid_u8)
+    lo = stage.reshape(5, -1).amin(1).double().numpy()
+    hi = stage.reshape(5, -1).amax(1).double().numpy()
+    assert np.array_equal(fast.levels, np.stack([lo, hi], 1))  # torch's own min and max
+
+
+@pytest.mark.parametrize("where", [(0, 0, 0), (3, 200, 7), (15, 255, 255)])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_nan_or_inf_anywhere_in_channels_last_data_goes_to_the_exact_path(where, bad):
+    torch.manual_seed(2)
+    stage = torch.randn(1, 16, 256, 256).to(memory_format=torch.channels_last)[0]
+    assert render_cpu._channels_last_rows(stage) is not None
+    assert render_cpu._minmax_compiled(render_cpu._channels_last_rows(stage), 16) is not None
+    stage[where] = bad
+    assert render_cpu._minmax_compiled(render_cpu._channels_last_rows(stage), 16) is None
+    fast, slow = _both(stage, "channel")
+    assert np.array_equal(fast.grid_u8, slow.grid_u8)
+    assert fast.channels_u8[where] == (255 if bad == float("inf") else 0)

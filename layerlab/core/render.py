@@ -383,7 +383,7 @@ def render_stage(
     else:
         mat, ch_lo, ch_hi, lv, channels_u8, grid_u8 = pixels
         if stats:
-            numbers = _numbers(x, *stats_cpu(x, mat, ch_lo, ch_hi, bins))
+            numbers = _numbers(x, *stats_cpu(x, mat or Matrix(x), ch_lo, ch_hi, bins))
         else:
             pending = (ch_lo, ch_hi, bins)
 

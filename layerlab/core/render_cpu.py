@@ -7,6 +7,7 @@ nothing here draws.
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import sys
@@ -119,16 +120,24 @@ class Matrix:
 
 def pixels_cpu(x: torch.Tensor, mode: str, grid: tuple) -> tuple | None:
     """render_stage's levels and uint8 pictures for finite float data on the CPU, with what
-    stats_cpu goes on from: (matrix, channel min, channel max, levels, channels, mosaic);
-    None where _render_any must. ``grid`` = (shape, tile origins, pad value) of the mosaic.
-    The compiled kernels make only the mosaic (channels None: they are cut from it when
-    asked for); the torch path only the channels (mosaic None, for make_grid to make)."""
+    stats_cpu goes on from: (matrix or None, channel min, channel max, levels, channels,
+    mosaic); None where _render_any must. ``grid`` = (shape, tile origins, pad value) of
+    the mosaic. The compiled kernels make only the mosaic (channels None: they are cut from
+    it when asked for); the torch path only the channels (mosaic None, for make_grid)."""
     c, h, w = x.shape
     if x.numel() == 0:
         return None
-    mat = Matrix(x)
-    t = mat.t
-    ch_lo, ch_hi = mat.reduce(t, "amin"), mat.reduce(t, "amax")
+    compiled = _jit is not None and x.dtype == torch.float32 and mode != "fixed"
+    hwc = _channels_last_rows(x) if compiled else None
+    mat = None
+    if hwc is not None:  # the kernels reduce channels-last data where it lies
+        found = _minmax_compiled(hwc, c)
+        if found is None:
+            return None  # NaN or inf
+        ch_lo, ch_hi = found
+    else:
+        mat = Matrix(x)
+        ch_lo, ch_hi = mat.reduce(mat.t, "amin"), mat.reduce(mat.t, "amax")
     # The per-channel numbers are a handful: numpy does them without torch's per-call cost,
     # in the same float arithmetic.
     lo_a, hi_a = ch_lo.numpy(), ch_hi.numpy()
@@ -137,26 +146,25 @@ def pixels_cpu(x: torch.Tensor, mode: str, grid: tuple) -> tuple | None:
     if mode != "channel":
         lo, hi = levels_t(x, mode, ch_lo, ch_hi)
         lo_a, hi_a = lo.numpy(), hi.numpy()
+    lv = np.stack([lo_a, hi_a], 1).astype(np.float64)
     # uint8 images, per the module docstring's formula
     if mode == "fixed":
-        work = _scratch("work", tuple(t.shape), t.dtype)
-        torch.clamp(t, 0.0, 1.0, out=work).mul_(255)
+        work = _scratch("work", tuple(mat.t.shape), mat.t.dtype)
+        torch.clamp(mat.t, 0.0, 1.0, out=work).mul_(255)
     else:
         with np.errstate(over="ignore"):  # an overflow is caught just below
             span = hi_a - lo_a
         if not np.isfinite(span).all():
             return None  # needs float64
         span = np.where(span == 0, span.dtype.type(1), span)
-        if _jit is not None and x.dtype == torch.float32:
-            mosaic = _pixels_compiled(x, mat, lo_a, span, grid)
-            lv = np.stack([lo_a, hi_a], 1).astype(np.float64)
-            return mat, ch_lo, ch_hi, lv, None, mosaic
-        work = _scratch("work", tuple(t.shape), t.dtype)
+        if compiled:
+            data = hwc if hwc is not None else mat.a.reshape(c, h, w)
+            return mat, ch_lo, ch_hi, lv, None, _quantize_compiled(data, lo_a, span, grid)
+        work = _scratch("work", tuple(mat.t.shape), mat.t.dtype)
         # x >= lo, so the result lies in [0.5, 255.5): the cast truncates, i.e. floors.
-        torch.sub(t, mat.per_channel_np(lo_a), out=work).div_(mat.per_channel_np(span))
+        torch.sub(mat.t, mat.per_channel_np(lo_a), out=work).div_(mat.per_channel_np(span))
         work.mul_(255).add_(0.5)
     u8 = mat.u8_chw(work.numpy()).reshape(c, h, w)
-    lv = np.stack([lo_a, hi_a], 1).astype(np.float64)
     return mat, ch_lo, ch_hi, lv, u8, None
 
 
@@ -200,21 +208,78 @@ def _load_jit() -> None:
               " using torch", file=sys.stderr)
         return
     _jit = render_jit
+    global _omp_parallel
+    _omp_parallel = _find_omp_parallel()
 
 
-def _pixels_compiled(x: torch.Tensor, mat: Matrix, lo: np.ndarray, span: np.ndarray,
-                     grid: tuple) -> np.ndarray:
-    """pixels_cpu's mosaic by render_jit (the channels are cut from it when asked for)."""
+# ---- torch's OpenMP thread team, lent to the kernels
+#
+# After each parallel op torch's idle OpenMP threads spin for a while, waiting for the next
+# one; a thread of our own would have to take its turn on a core with them. Started through
+# the same runtime, the kernels run on those very threads.
+
+_omp_parallel = 0  # the address of GOMP_parallel(fn, data, threads, flags) in torch's runtime
+_TEAM_MIN_VALUES = 1 << 16  # smaller stages are done at once on the calling thread
+
+
+def _find_omp_parallel() -> int:
+    """The address of GOMP_parallel in the OpenMP runtime torch runs on (GNU libgomp; LLVM's
+    and Intel's runtimes provide the same entry point), or 0 where there is none to borrow."""
+    lib_dir = os.path.join(os.path.dirname(torch.__file__), "lib")
+    names = [n for n in sorted(os.listdir(lib_dir)) if n.startswith(("libgomp", "libomp",
+                                                                     "libiomp"))]
+    for name in [*names, None]:  # torch's own copy first, then whatever is loaded
+        try:
+            lib = ctypes.CDLL(os.path.join(lib_dir, name) if name else None)
+            fn = lib.GOMP_parallel
+        except (OSError, AttributeError, TypeError):
+            continue
+        return ctypes.cast(fn, ctypes.c_void_p).value or 0
+    return 0
+
+
+def _team_threads(values: int, rows: int) -> int:
+    """How many threads a kernel over ``values`` values in ``rows`` rows is shared by:
+    torch's CPU threads (the window sets them), one where the work is small."""
+    if not _omp_parallel or values < _TEAM_MIN_VALUES:
+        return 1
+    return max(1, min(torch.get_num_threads(), rows))
+
+
+def _channels_last_rows(x: torch.Tensor) -> np.ndarray | None:
+    """Channels-last (C, H, W) data as its (H, W * C) float32 matrix in memory order."""
     c, h, w = x.shape
+    if c < 2 or x.is_contiguous():
+        return None
+    hwc = x.numpy().transpose(1, 2, 0)
+    return hwc.reshape(h, w * c) if hwc.flags.c_contiguous else None
+
+
+def _minmax_compiled(a: np.ndarray, c: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Each channel's (min, max) of channels-last data ``a`` (H, W * c) by the kernels;
+    None where a value is NaN or infinite."""
+    threads = _team_threads(a.size, a.shape[0])
+    lo, hi, finite = _jit.minmax_team(_omp_parallel, _jit.team_minmax_hwc.address, a, c,
+                                      threads)
+    return (torch.from_numpy(lo), torch.from_numpy(hi)) if finite else None
+
+
+def _quantize_compiled(a: np.ndarray, lo: np.ndarray, span: np.ndarray,
+                       grid: tuple) -> np.ndarray:
+    """The mosaic of ``a`` (channels-last (H, W * c), or contiguous (c, H, W)) by the
+    kernels: each channel at its tile, the gutters the pad value."""
     shape, origins, pad_value = grid
-    mosaic = np.full(shape, pad_value, np.uint8)
+    c = len(origins)
+    mosaic = np.empty(shape, np.uint8)  # every byte is written: tiles and gutters
     top, left = np.array(origins, np.int64).reshape(c, 2).T.copy()
-    lo, span = np.ascontiguousarray(lo), np.ascontiguousarray(span)  # "stage": one value
-    if mat.rows:
-        _jit.quantize_chw(mat.a.reshape(c, h, w), lo, span, top, left, mosaic)
+    # "stage" and "symmetric" levels are one value broadcast: contiguous copies
+    lo, span = np.ascontiguousarray(lo), np.ascontiguousarray(span)
+    if a.ndim == 2:
+        run, rows = _jit.mosaic_hwc, a.shape[0]
     else:
-        _jit.quantize_hwc(x.permute(1, 2, 0).reshape(h, w * c).numpy(), lo, span, top, left,
-                          mosaic)
+        run, rows = _jit.mosaic_chw, a.shape[0] * a.shape[1]
+    run(_omp_parallel, _jit.team_quantize.address, a, lo, span, top, left, mosaic,
+        pad_value, _team_threads(a.size, rows))
     return mosaic
 
 

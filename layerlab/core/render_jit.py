@@ -7,6 +7,12 @@ the documented formula step by step in float32, with no fused multiply-add and n
 reordering (numba without fastmath), so the results are bit-identical; the tests compare
 the two.
 
+Each kernel works on a range of rows, so that several threads can share one stage: the
+``team_*`` entry points are C callbacks for the OpenMP runtime torch runs on (``render_cpu``
+starts them with its ``GOMP_parallel``, so torch's own idle threads take the work). Every
+thread of the team claims chunks of rows with an atomic counter until none are left; the
+bytes do not depend on how the rows were shared.
+
 Importing this module compiles the kernels (about a second the first time, then loaded
 from numba's on-disk cache); ``render_cpu`` does that in a background thread and uses the
 torch path until it is done, or for good where numba is missing or fails.
@@ -15,11 +21,18 @@ torch path until it is done, or for good where numba is missing or fails.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import carray, cfunc, njit, types
+from numba.core.extending import intrinsic
 
 # error_model="numpy": no Python zero-division check inside the loops, which would stop
 # them being vectorised (span is never 0 here: render_cpu makes it 1 first).
 _OPTIONS = dict(nogil=True, cache=True, boundscheck=False, error_model="numpy")
+
+# A team call's frame: int64 words, the first four the team's own, then the kernel's
+# arguments (addresses of contiguous arrays and their sizes), as render_cpu packs them.
+NEXT_ROW, NEXT_SLOT, ROWS, CHUNK = 0, 1, 2, 3
+ARGS = 4
 
 
 @njit(inline="always", **_OPTIONS)
@@ -45,14 +58,68 @@ def _transpose8(w0, w1, w2, w3, w4, w5, w6, w7):
             (b6 & m8) | ((b7 & m8) << s8), ((b6 >> s8) & m8) | (b7 & ~m8))
 
 
+@njit("void(float32[:, ::1], int64, int64, float32[::1], float32[::1], float32[::1])",
+      **_OPTIONS)
+def minmax_hwc(a, y0, y1, mn, mx, bad):
+    """Fold rows ``y0``..``y1`` of ``a`` (H, W * c) into the running minimum ``mn`` and
+    maximum ``mx`` of each column (NaN never wins a comparison, so it is skipped), and
+    ``bad``, which turns NaN in a column that held a NaN or an infinity (v - v is NaN just
+    there). Four rows at a time, so the running values are read and written a quarter as
+    often; all of it vectorises."""
+    n = a.shape[1]
+    y = y0
+    while y + 4 <= y1:
+        r0, r1, r2, r3 = a[y], a[y + 1], a[y + 2], a[y + 3]
+        for j in range(n):
+            v0, v1, v2, v3 = r0[j], r1[j], r2[j], r3[j]
+            lo01 = v0 if v0 < v1 else v1
+            lo23 = v2 if v2 < v3 else v3
+            hi01 = v0 if v0 > v1 else v1
+            hi23 = v2 if v2 > v3 else v3
+            lo = lo01 if lo01 < lo23 else lo23
+            hi = hi01 if hi01 > hi23 else hi23
+            m, big = mn[j], mx[j]
+            mn[j] = lo if lo < m else m
+            mx[j] = hi if hi > big else big
+            bad[j] = bad[j] + (((v0 - v0) + (v1 - v1)) + ((v2 - v2) + (v3 - v3)))
+        y += 4
+    for yy in range(y, y1):
+        r0 = a[yy]
+        for j in range(n):
+            v0 = r0[j]
+            m, big = mn[j], mx[j]
+            mn[j] = v0 if v0 < m else m
+            mx[j] = v0 if v0 > big else big
+            bad[j] = bad[j] + (v0 - v0)
+
+
+@njit(inline="always", **_OPTIONS)
+def _gutters(mosaic, top, left, k, h, w, y, value):
+    """Fill the gutters beside row ``y`` of tile ``k`` with ``value``: left of it if it is
+    the first tile of its row of tiles, right of it up to the next tile or the mosaic's
+    edge; and after its last row, the gutter rows below its row of tiles if it is the last.
+    Tiles are in row-major order (render.grid_layout), so each gutter byte is written once,
+    by the thread that writes the tile row beside or above it."""
+    c = top.shape[0]
+    row = top[k] + y
+    first = k == 0 or top[k - 1] != top[k]
+    last = k == c - 1 or top[k + 1] != top[k]
+    if first:
+        mosaic[row, 0 : left[k]] = value
+    mosaic[row, left[k] + w : mosaic.shape[1] if last else left[k + 1]] = value
+    if last and y == h - 1:
+        mosaic[top[k] + h : mosaic.shape[0] if k == c - 1 else top[k + 1], :] = value
+
+
 @njit(
-    "void(float32[:, ::1], float32[::1], float32[::1], int64[::1], int64[::1], uint8[:, ::1])",
+    "void(float32[:, ::1], float32[::1], float32[::1], int64[::1], int64[::1], uint8[:, ::1],"
+    " uint8, int64, int64)",
     **_OPTIONS,
 )
-def quantize_hwc(a, lo, span, top, left, mosaic):
-    """Channels-last data ``a`` (H, W * c), c = len(lo), -> each channel's tile of
-    ``mosaic``, whose top-left corners are (``top``, ``left``) (render.grid_layout); the
-    gutters are left as they are.
+def quantize_hwc(a, lo, span, top, left, mosaic, pad_value, y0, y1):
+    """Rows ``y0``..``y1`` of channels-last data ``a`` (H, W * c), c = len(lo), -> each
+    channel's tile of ``mosaic``, whose top-left corners are (``top``, ``left``)
+    (render.grid_layout), and the gutters beside (and below) those rows, ``pad_value``.
 
     A row is quantised in memory order (vectorised), then split into its channels: 8 pixels
     x 8 channels at a time as one 8 x 8 byte transpose of 64-bit words where c is a multiple
@@ -74,7 +141,7 @@ def quantize_hwc(a, lo, span, top, left, mosaic):
     row_words = row_u8.view(np.uint64) if groups else row_u8[:0].view(np.uint64)
     planar_words = planar.view(np.uint64)
     words = padded // 8
-    for y in range(h):
+    for y in range(y0, y1):
         row = a[y]
         for j in range(w * c):
             row_u8[j] = np.uint8(((row[j] - lo_t[j]) / span_t[j]) * s255 + half)
@@ -104,22 +171,212 @@ def quantize_hwc(a, lo, span, top, left, mosaic):
             src = planar[k * padded : k * padded + w]
             for x in range(w):
                 tile[x] = src[x]
+            _gutters(mosaic, top, left, k, h, w, y, pad_value)
 
 
 @njit(
     "void(float32[:, :, ::1], float32[::1], float32[::1], int64[::1], int64[::1],"
-    " uint8[:, ::1])",
+    " uint8[:, ::1], uint8, int64, int64)",
     **_OPTIONS,
 )
-def quantize_chw(a, lo, span, top, left, mosaic):
-    """Contiguous data ``a`` (c, H, W) -> each channel's tile of ``mosaic``, as above."""
-    c, h, w = a.shape
+def quantize_chw(a, lo, span, top, left, mosaic, pad_value, r0, r1):
+    """Rows ``r0``..``r1`` of contiguous data ``a`` (c, H, W), counted over all channels
+    (row r is row r % H of channel r // H), -> each channel's tile of ``mosaic``, as above."""
+    h, w = a.shape[1], a.shape[2]
     s255 = np.float32(255.0)
     half = np.float32(0.5)
-    for k in range(c):
+    for r in range(r0, r1):
+        k, y = r // h, r % h
         lo_k, span_k = lo[k], span[k]
-        for y in range(h):
-            row = a[k, y]
-            tile = mosaic[top[k] + y, left[k] : left[k] + w]
-            for x in range(w):
-                tile[x] = np.uint8(((row[x] - lo_k) / span_k) * s255 + half)
+        row = a[k, y]
+        tile = mosaic[top[k] + y, left[k] : left[k] + w]
+        for x in range(w):
+            tile[x] = np.uint8(((row[x] - lo_k) / span_k) * s255 + half)
+        _gutters(mosaic, top, left, k, h, w, y, pad_value)
+
+
+
+@njit("Tuple((float32[::1], float32[::1], boolean))(float32[:, :, ::1], int64)", **_OPTIONS)
+def fold_minmax(acc, c):
+    """The (c,) min and max of team_minmax_hwc's slots ``acc`` (slots, 3, W * c), and
+    whether every value was finite."""
+    n = acc.shape[2]
+    lo = np.full(c, np.inf, np.float32)
+    hi = np.full(c, -np.inf, np.float32)
+    finite = True
+    for s in range(acc.shape[0]):
+        for j in range(n):
+            k = j % c
+            v, u = acc[s, 0, j], acc[s, 1, j]
+            lo[k] = v if v < lo[k] else lo[k]
+            hi[k] = u if u > hi[k] else hi[k]
+            finite = finite and acc[s, 2, j] == 0
+    return lo, hi, finite
+
+
+# ---- team entry points: C callbacks, one call per thread of an OpenMP team
+
+
+@intrinsic
+def _address(typingctx, value):
+    """An int64 address as a pointer (the frame holds arrays by address)."""
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(types.voidptr))
+    return types.voidptr(types.int64), codegen
+
+
+@intrinsic
+def _fetch_add(typingctx, words, index, step):
+    """Atomically add ``step`` to ``words[index]``; the value before."""
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        word = builder.gep(array.data, [args[1]])
+        return builder.atomic_rmw("add", word, args[2], "seq_cst")
+    return types.int64(words, types.intp, types.int64), codegen
+
+
+@njit(inline="always", **_OPTIONS)
+def _claim(frame):
+    """The next chunk of rows (start, stop) for this thread; start >= stop once none left."""
+    rows, chunk = frame[ROWS], frame[CHUNK]
+    start = _fetch_add(frame, NEXT_ROW, chunk)
+    return start, min(start + chunk, rows)
+
+
+_TEAM = dict(nopython=True, nogil=True, cache=True, boundscheck=False,
+             error_model="numpy")
+
+
+@cfunc(types.void(types.voidptr), **_TEAM)
+def team_minmax_hwc(frame_address):
+    """minmax_hwc over all rows. Frame arguments: a, H, W * c, then ``acc`` (slots, 3, W * c)
+    float32: each thread takes the next slot and leaves its running min, max and bad there."""
+    frame = carray(frame_address, ARGS + 5, np.int64)
+    h, n = frame[ARGS + 1], frame[ARGS + 2]
+    a = carray(_address(frame[ARGS]), (h, n), np.float32)
+    acc = carray(_address(frame[ARGS + 3]), (frame[ARGS + 4], 3, n), np.float32)
+    own = acc[_fetch_add(frame, NEXT_SLOT, 1)]
+    own[0, :] = np.inf
+    own[1, :] = -np.inf
+    own[2, :] = 0.0
+    start, stop = _claim(frame)
+    while start < stop:
+        minmax_hwc(a, start, stop, own[0], own[1], own[2])
+        start, stop = _claim(frame)
+
+
+@cfunc(types.void(types.voidptr), **_TEAM)
+def team_quantize(frame_address):
+    """quantize_hwc (layout 0) or quantize_chw (layout 1) over all rows. Frame arguments:
+    layout, a, its three sizes (H, W, c for layout 0; c, H, W for 1), then lo, span, top and
+    left (c values each), the mosaic, its two sizes and the pad value."""
+    frame = carray(frame_address, ARGS + 13, np.int64)
+    layout, s0, s1, s2 = frame[ARGS], frame[ARGS + 2], frame[ARGS + 3], frame[ARGS + 4]
+    c = s2 if layout == 0 else s0
+    lo = carray(_address(frame[ARGS + 5]), (c,), np.float32)
+    span = carray(_address(frame[ARGS + 6]), (c,), np.float32)
+    top = carray(_address(frame[ARGS + 7]), (c,), np.int64)
+    left = carray(_address(frame[ARGS + 8]), (c,), np.int64)
+    mosaic = carray(_address(frame[ARGS + 9]), (frame[ARGS + 10], frame[ARGS + 11]),
+                    np.uint8)
+    pad_value = np.uint8(frame[ARGS + 12])
+    start, stop = _claim(frame)
+    if layout == 0:
+        hwc = carray(_address(frame[ARGS + 1]), (s0, s1 * s2), np.float32)
+        while start < stop:
+            quantize_hwc(hwc, lo, span, top, left, mosaic, pad_value, start, stop)
+            start, stop = _claim(frame)
+    else:
+        chw = carray(_address(frame[ARGS + 1]), (s0, s1, s2), np.float32)
+        while start < stop:
+            quantize_chw(chw, lo, span, top, left, mosaic, pad_value, start, stop)
+            start, stop = _claim(frame)
+
+
+# ---- launchers: pack a frame and start the team (called from Python, the GIL released)
+
+
+@intrinsic
+def _parallel(typingctx, parallel, entry, data, threads):
+    """Call GOMP_parallel(entry, data, threads, 0), the function at address ``parallel``:
+    ``entry(data)`` on ``threads`` threads of the calling thread's OpenMP team."""
+    def codegen(context, builder, signature, args):
+        ptr = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fn_type = ir.FunctionType(ir.VoidType(), [ptr, ptr, i32, i32])
+        callee = builder.inttoptr(args[0], fn_type.as_pointer())
+        builder.call(callee, [builder.inttoptr(args[1], ptr), builder.inttoptr(args[2], ptr),
+                              builder.trunc(args[3], i32), ir.Constant(i32, 0)])
+        return context.get_dummy_value()
+    return types.void(types.int64, types.int64, types.int64, types.int64), codegen
+
+
+@njit(**_OPTIONS)
+def _frame(rows, threads, size):
+    """A frame of ``size`` words with the team's own four filled in: a few chunks of rows a
+    thread, so that a thread that starts late still takes a share."""
+    frame = np.zeros(size, np.int64)
+    frame[ROWS] = rows
+    frame[CHUNK] = max(1, -(-rows // (4 * threads)))
+    return frame
+
+
+@njit("Tuple((float32[::1], float32[::1], boolean))(int64, int64, float32[:, ::1], int64,"
+      " int64)", **_OPTIONS)
+def minmax_team(parallel, entry, a, c, threads):
+    """Each channel's (min, max) of channels-last ``a`` (H, W * c) and whether every value
+    is finite, by ``entry`` (team_minmax_hwc's address) on ``threads`` threads through
+    ``parallel`` (GOMP_parallel's address); on the calling thread alone for 1."""
+    h, n = a.shape
+    acc = np.empty((threads, 3, n), np.float32)
+    if threads == 1:
+        acc[0, 0, :] = np.inf
+        acc[0, 1, :] = -np.inf
+        acc[0, 2, :] = 0.0
+        minmax_hwc(a, 0, h, acc[0, 0], acc[0, 1], acc[0, 2])
+        return fold_minmax(acc, c)
+    frame = _frame(h, threads, ARGS + 5)
+    frame[ARGS], frame[ARGS + 1], frame[ARGS + 2] = a.ctypes.data, h, n
+    frame[ARGS + 3], frame[ARGS + 4] = acc.ctypes.data, threads
+    _parallel(parallel, entry, frame.ctypes.data, threads)
+    return fold_minmax(acc[: frame[NEXT_SLOT]], c)  # a slot per thread that came
+
+
+@njit(**_OPTIONS)
+def _quantize_frame(layout, a, sizes, lo, span, top, left, mosaic, pad_value, rows, threads):
+    frame = _frame(rows, threads, ARGS + 13)
+    frame[ARGS], frame[ARGS + 1] = layout, a.ctypes.data
+    frame[ARGS + 2], frame[ARGS + 3], frame[ARGS + 4] = sizes
+    frame[ARGS + 5], frame[ARGS + 6] = lo.ctypes.data, span.ctypes.data
+    frame[ARGS + 7], frame[ARGS + 8] = top.ctypes.data, left.ctypes.data
+    frame[ARGS + 9], frame[ARGS + 10], frame[ARGS + 11] = (mosaic.ctypes.data,
+                                                          mosaic.shape[0], mosaic.shape[1])
+    frame[ARGS + 12] = pad_value
+    return frame
+
+
+@njit("void(int64, int64, float32[:, ::1], float32[::1], float32[::1], int64[::1], int64[::1],"
+      " uint8[:, ::1], int64, int64)", **_OPTIONS)
+def mosaic_hwc(parallel, entry, a, lo, span, top, left, mosaic, pad_value, threads):
+    """quantize_hwc over all rows of ``a``, by ``entry`` (team_quantize's address) on
+    ``threads`` threads as minmax_team does."""
+    h, c = a.shape[0], lo.shape[0]
+    if threads == 1:
+        quantize_hwc(a, lo, span, top, left, mosaic, np.uint8(pad_value), 0, h)
+        return
+    frame = _quantize_frame(0, a, (h, a.shape[1] // c, c), lo, span, top, left, mosaic,
+                            pad_value, h, threads)
+    _parallel(parallel, entry, frame.ctypes.data, threads)
+
+
+@njit("void(int64, int64, float32[:, :, ::1], float32[::1], float32[::1], int64[::1],"
+      " int64[::1], uint8[:, ::1], int64, int64)", **_OPTIONS)
+def mosaic_chw(parallel, entry, a, lo, span, top, left, mosaic, pad_value, threads):
+    """quantize_chw over all rows of ``a`` (c, H, W), as mosaic_hwc."""
+    rows = a.shape[0] * a.shape[1]
+    if threads == 1:
+        quantize_chw(a, lo, span, top, left, mosaic, np.uint8(pad_value), 0, rows)
+        return
+    frame = _quantize_frame(1, a, a.shape, lo, span, top, left, mosaic, pad_value, rows,
+                            threads)
+    _parallel(parallel, entry, frame.ctypes.data, threads)
