@@ -174,6 +174,16 @@ def grid_layout(
     return [((i // cols) * (h + padding), (i % cols) * (w + padding)) for i in range(c)]
 
 
+@functools.lru_cache(maxsize=64)
+def _mosaic_plan(c: int, h: int, w: int, ncols: int, padding: int) -> tuple:
+    """The mosaic's (height, width), its tile corners as a tuple and as the int64 ``top``
+    and ``left`` arrays the kernels take (shared: never written); kept, since a stage is
+    drawn again and again at the same size."""
+    origins = tuple(grid_layout(c, h, w, ncols, padding))
+    top, left = np.array(origins, np.int64).reshape(c, 2).T.copy()
+    return grid_shape(c, h, w, ncols, padding), origins, top, left
+
+
 def channel_at(
     y: int, x: int, c: int, h: int, w: int, ncols: int | None = None, padding: int = 2
 ) -> int | None:
@@ -371,8 +381,8 @@ def render_stage(
     x = as_chw(src)
     c, h, w = x.shape
     _, cols = _grid_dims(c, ncols)
-    origins = grid_layout(c, h, w, cols, padding)
-    grid = (grid_shape(c, h, w, cols, padding), origins, pad_value)
+    shape_u8, origins, top, left = _mosaic_plan(c, h, w, cols, padding)
+    grid = (shape_u8, origins, top, left, pad_value)
     pixels = pixels_cpu(x, mode, grid) if x.device.type == "cpu" else None
     grid_u8 = None
     numbers: dict = {}
@@ -396,7 +406,7 @@ def render_stage(
         colormap=colormap,
         channels=ChannelPictures((c, h, w), channels_u8, grid_u8, origins),
         grid_u8=grid_u8,
-        grid_origins=origins,
+        grid_origins=list(origins),
         grid_ncols=cols,
         padding=padding,
         levels=lv,

@@ -121,9 +121,10 @@ class Matrix:
 def pixels_cpu(x: torch.Tensor, mode: str, grid: tuple) -> tuple | None:
     """render_stage's levels and uint8 pictures for finite float data on the CPU, with what
     stats_cpu goes on from: (matrix or None, channel min, channel max, levels, channels,
-    mosaic); None where _render_any must. ``grid`` = (shape, tile origins, pad value) of
-    the mosaic. The compiled kernels make only the mosaic (channels None: they are cut from
-    it when asked for); the torch path only the channels (mosaic None, for make_grid)."""
+    mosaic); None where _render_any must. ``grid`` = (shape, tile origins, tile tops, tile
+    lefts, pad value) of the mosaic. The compiled kernels make only the mosaic (channels
+    None: they are cut from it when asked for); the torch path only the channels (mosaic
+    None, for make_grid)."""
     c, h, w = x.shape
     if x.numel() == 0:
         return None
@@ -134,29 +135,31 @@ def pixels_cpu(x: torch.Tensor, mode: str, grid: tuple) -> tuple | None:
         found = _minmax_compiled(hwc, c)
         if found is None:
             return None  # NaN or inf
-        ch_lo, ch_hi = found
+        lo_a, hi_a = found
+        ch_lo, ch_hi = torch.from_numpy(lo_a), torch.from_numpy(hi_a)
     else:
         mat = Matrix(x)
         ch_lo, ch_hi = mat.reduce(mat.t, "amin"), mat.reduce(mat.t, "amax")
-    # The per-channel numbers are a handful: numpy does them without torch's per-call cost,
-    # in the same float arithmetic.
-    lo_a, hi_a = ch_lo.numpy(), ch_hi.numpy()
-    if not (np.isfinite(lo_a).all() and np.isfinite(hi_a).all()):
-        return None  # NaN and inf propagate through amin/amax
+        # The per-channel numbers are a handful: numpy does them without torch's per-call
+        # cost, in the same float arithmetic.
+        lo_a, hi_a = ch_lo.numpy(), ch_hi.numpy()
+        if not (np.isfinite(lo_a).all() and np.isfinite(hi_a).all()):
+            return None  # NaN and inf propagate through amin/amax
     if mode != "channel":
         lo, hi = levels_t(x, mode, ch_lo, ch_hi)
-        lo_a, hi_a = lo.numpy(), hi.numpy()
-    lv = np.stack([lo_a, hi_a], 1).astype(np.float64)
-    # uint8 images, per the module docstring's formula
+        lo_a, hi_a = np.ascontiguousarray(lo.numpy()), np.ascontiguousarray(hi.numpy())
     if mode == "fixed":
+        lv = np.stack([lo_a, hi_a], 1).astype(np.float64)
         work = _scratch("work", tuple(mat.t.shape), mat.t.dtype)
         torch.clamp(mat.t, 0.0, 1.0, out=work).mul_(255)
     else:
-        with np.errstate(over="ignore"):  # an overflow is caught just below
-            span = hi_a - lo_a
-        if not np.isfinite(span).all():
+        if compiled:
+            lv, span, finite = _jit.level_spans(lo_a, hi_a)
+        else:
+            with np.errstate(over="ignore"):  # an overflow is caught just below
+                lv, span, finite = level_spans(lo_a, hi_a)
+        if not finite:
             return None  # needs float64
-        span = np.where(span == 0, span.dtype.type(1), span)
         if compiled:
             data = hwc if hwc is not None else mat.a.reshape(c, h, w)
             return mat, ch_lo, ch_hi, lv, None, _quantize_compiled(data, lo_a, span, grid)
@@ -166,6 +169,19 @@ def pixels_cpu(x: torch.Tensor, mode: str, grid: tuple) -> tuple | None:
         work.mul_(255).add_(0.5)
     u8 = mat.u8_chw(work.numpy()).reshape(c, h, w)
     return mat, ch_lo, ch_hi, lv, u8, None
+
+
+def level_spans(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(levels (C, 2) float64, the spans the pixels divide by, whether every span is
+    finite) of finite levels: a span of 0 (a constant channel) counts as 1, so it maps to 0.
+    Plain numpy that render_jit also compiles: one rule for both paths."""
+    span = hi - lo
+    finite = bool(np.isfinite(span).all())
+    span = np.where(span == 0, np.ones_like(span), span)
+    levels = np.empty((lo.shape[0], 2), np.float64)
+    levels[:, 0] = lo
+    levels[:, 1] = hi
+    return levels, span, finite
 
 
 # ---- the compiled kernels (render_jit), once a background thread has compiled them
@@ -255,25 +271,20 @@ def _channels_last_rows(x: torch.Tensor) -> np.ndarray | None:
     return hwc.reshape(h, w * c) if hwc.flags.c_contiguous else None
 
 
-def _minmax_compiled(a: np.ndarray, c: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+def _minmax_compiled(a: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray] | None:
     """Each channel's (min, max) of channels-last data ``a`` (H, W * c) by the kernels;
     None where a value is NaN or infinite."""
-    threads = _team_threads(a.size, a.shape[0])
     lo, hi, finite = _jit.minmax_team(_omp_parallel, _jit.team_minmax_hwc.address, a, c,
-                                      threads)
-    return (torch.from_numpy(lo), torch.from_numpy(hi)) if finite else None
+                                      _team_threads(a.size, a.shape[0]))
+    return (lo, hi) if finite else None
 
 
 def _quantize_compiled(a: np.ndarray, lo: np.ndarray, span: np.ndarray,
                        grid: tuple) -> np.ndarray:
     """The mosaic of ``a`` (channels-last (H, W * c), or contiguous (c, H, W)) by the
     kernels: each channel at its tile, the gutters the pad value."""
-    shape, origins, pad_value = grid
-    c = len(origins)
+    shape, _, top, left, pad_value = grid
     mosaic = np.empty(shape, np.uint8)  # every byte is written: tiles and gutters
-    top, left = np.array(origins, np.int64).reshape(c, 2).T.copy()
-    # "stage" and "symmetric" levels are one value broadcast: contiguous copies
-    lo, span = np.ascontiguousarray(lo), np.ascontiguousarray(span)
     if a.ndim == 2:
         run, rows = _jit.mosaic_hwc, a.shape[0]
     else:

@@ -25,6 +25,8 @@ from llvmlite import ir
 from numba import carray, cfunc, njit, types
 from numba.core.extending import intrinsic
 
+from . import render_cpu
+
 # error_model="numpy": no Python zero-division check inside the loops, which would stop
 # them being vectorised (span is never 0 here: render_cpu makes it 1 first).
 _OPTIONS = dict(nogil=True, cache=True, boundscheck=False, error_model="numpy")
@@ -212,6 +214,11 @@ def fold_minmax(acc, c):
             hi[k] = u if u > hi[k] else hi[k]
             finite = finite and acc[s, 2, j] == 0
     return lo, hi, finite
+
+
+level_spans = njit(
+    "Tuple((float64[:, ::1], float32[::1], boolean))(float32[::1], float32[::1])",
+    **_OPTIONS)(render_cpu.level_spans)
 
 
 # ---- team entry points: C callbacks, one call per thread of an OpenMP team
