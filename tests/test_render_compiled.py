@@ -229,3 +229,20 @@ def test_nan_or_inf_anywhere_in_channels_last_data_goes_to_the_exact_path(where,
     fast, slow = _both(stage, "channel")
     assert np.array_equal(fast.grid_u8, slow.grid_u8)
     assert fast.channels_u8[where] == (255 if bad == float("inf") else 0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(lo=hnp.arrays(np.float32, st.integers(1, 40), elements=st.one_of(floats, edge_values)),
+       data=st.data())
+def test_the_compiled_level_spans_are_numpys(lo, data):
+    from layerlab.core import render_jit
+
+    hi = data.draw(hnp.arrays(np.float32, lo.shape, elements=st.one_of(floats, edge_values)))
+    hi = np.maximum(lo, hi)  # levels come as lo <= hi
+    hi[: len(hi) // 3] = lo[: len(hi) // 3]  # constant channels
+    with np.errstate(over="ignore"):
+        want = render_cpu.level_spans(lo, hi)
+    got = render_jit.level_spans(lo, hi)
+    assert got[2] == want[2]
+    assert np.array_equal(got[0], want[0])
+    assert np.array_equal(got[1], want[1])  # an overflowed span is inf in both

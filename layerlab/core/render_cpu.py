@@ -174,7 +174,7 @@ def pixels_cpu(x: torch.Tensor, mode: str, grid: tuple) -> tuple | None:
 def level_spans(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
     """(levels (C, 2) float64, the spans the pixels divide by, whether every span is
     finite) of finite levels: a span of 0 (a constant channel) counts as 1, so it maps to 0.
-    Plain numpy that render_jit also compiles: one rule for both paths."""
+    (render_jit.level_spans is the same in a loop.)"""
     span = hi - lo
     finite = bool(np.isfinite(span).all())
     span = np.where(span == 0, np.ones_like(span), span)
@@ -286,11 +286,12 @@ def _quantize_compiled(a: np.ndarray, lo: np.ndarray, span: np.ndarray,
     shape, _, top, left, pad_value = grid
     mosaic = np.empty(shape, np.uint8)  # every byte is written: tiles and gutters
     if a.ndim == 2:
-        run, rows = _jit.mosaic_hwc, a.shape[0]
+        layout, h = 0, a.shape[0]
     else:
-        run, rows = _jit.mosaic_chw, a.shape[0] * a.shape[1]
-    run(_omp_parallel, _jit.team_quantize.address, a, lo, span, top, left, mosaic,
-        pad_value, _team_threads(a.size, rows))
+        layout, h = 1, a.shape[1]
+        a = a.reshape(-1, a.shape[2])
+    _jit.mosaic(_omp_parallel, _jit.team_quantize.address, layout, a, h, lo, span, top, left,
+                mosaic, pad_value, _team_threads(a.size, a.shape[0]))
     return mosaic
 
 

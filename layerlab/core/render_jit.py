@@ -25,8 +25,6 @@ from llvmlite import ir
 from numba import carray, cfunc, njit, types
 from numba.core.extending import intrinsic
 
-from . import render_cpu
-
 # error_model="numpy": no Python zero-division check inside the loops, which would stop
 # them being vectorised (span is never 0 here: render_cpu makes it 1 first).
 _OPTIONS = dict(nogil=True, cache=True, boundscheck=False, error_model="numpy")
@@ -177,25 +175,24 @@ def quantize_hwc(a, lo, span, top, left, mosaic, pad_value, y0, y1):
 
 
 @njit(
-    "void(float32[:, :, ::1], float32[::1], float32[::1], int64[::1], int64[::1],"
+    "void(float32[:, ::1], int64, float32[::1], float32[::1], int64[::1], int64[::1],"
     " uint8[:, ::1], uint8, int64, int64)",
     **_OPTIONS,
 )
-def quantize_chw(a, lo, span, top, left, mosaic, pad_value, r0, r1):
-    """Rows ``r0``..``r1`` of contiguous data ``a`` (c, H, W), counted over all channels
-    (row r is row r % H of channel r // H), -> each channel's tile of ``mosaic``, as above."""
-    h, w = a.shape[1], a.shape[2]
+def quantize_chw(a, h, lo, span, top, left, mosaic, pad_value, r0, r1):
+    """Rows ``r0``..``r1`` of contiguous data ``a`` (c * H, W), H = ``h`` (row r is row
+    r % H of channel r // H), -> each channel's tile of ``mosaic``, as above."""
+    w = a.shape[1]
     s255 = np.float32(255.0)
     half = np.float32(0.5)
     for r in range(r0, r1):
         k, y = r // h, r % h
         lo_k, span_k = lo[k], span[k]
-        row = a[k, y]
+        row = a[r]
         tile = mosaic[top[k] + y, left[k] : left[k] + w]
         for x in range(w):
             tile[x] = np.uint8(((row[x] - lo_k) / span_k) * s255 + half)
         _gutters(mosaic, top, left, k, h, w, y, pad_value)
-
 
 
 @njit("Tuple((float32[::1], float32[::1], boolean))(float32[:, :, ::1], int64)", **_OPTIONS)
@@ -216,9 +213,21 @@ def fold_minmax(acc, c):
     return lo, hi, finite
 
 
-level_spans = njit(
-    "Tuple((float64[:, ::1], float32[::1], boolean))(float32[::1], float32[::1])",
-    **_OPTIONS)(render_cpu.level_spans)
+@njit("Tuple((float64[:, ::1], float32[::1], boolean))(float32[::1], float32[::1])",
+      **_OPTIONS)
+def level_spans(lo, hi):
+    """render_cpu.level_spans as a loop (numba compiles its array form slowly); the tests
+    hold the two equal."""
+    c = lo.shape[0]
+    levels = np.empty((c, 2), np.float64)
+    span = np.empty(c, np.float32)
+    finite = True
+    for k in range(c):
+        s = hi[k] - lo[k]
+        finite = finite and np.isfinite(s)
+        span[k] = np.float32(1.0) if s == 0 else s
+        levels[k, 0], levels[k, 1] = lo[k], hi[k]
+    return levels, span, finite
 
 
 # ---- team entry points: C callbacks, one call per thread of an OpenMP team
@@ -274,30 +283,26 @@ def team_minmax_hwc(frame_address):
 
 @cfunc(types.void(types.voidptr), **_TEAM)
 def team_quantize(frame_address):
-    """quantize_hwc (layout 0) or quantize_chw (layout 1) over all rows. Frame arguments:
-    layout, a, its three sizes (H, W, c for layout 0; c, H, W for 1), then lo, span, top and
-    left (c values each), the mosaic, its two sizes and the pad value."""
-    frame = carray(frame_address, ARGS + 13, np.int64)
-    layout, s0, s1, s2 = frame[ARGS], frame[ARGS + 2], frame[ARGS + 3], frame[ARGS + 4]
-    c = s2 if layout == 0 else s0
-    lo = carray(_address(frame[ARGS + 5]), (c,), np.float32)
-    span = carray(_address(frame[ARGS + 6]), (c,), np.float32)
-    top = carray(_address(frame[ARGS + 7]), (c,), np.int64)
-    left = carray(_address(frame[ARGS + 8]), (c,), np.int64)
-    mosaic = carray(_address(frame[ARGS + 9]), (frame[ARGS + 10], frame[ARGS + 11]),
+    """quantize_hwc (layout 0) or quantize_chw (layout 1) over all rows of ``a``. Frame
+    arguments: layout, a and its two sizes, the tile height, c, then lo, span, top and left
+    (c values each), the mosaic, its two sizes and the pad value."""
+    frame = carray(frame_address, ARGS + 14, np.int64)
+    layout, h, c = frame[ARGS], frame[ARGS + 4], frame[ARGS + 5]
+    a = carray(_address(frame[ARGS + 1]), (frame[ARGS + 2], frame[ARGS + 3]), np.float32)
+    lo = carray(_address(frame[ARGS + 6]), (c,), np.float32)
+    span = carray(_address(frame[ARGS + 7]), (c,), np.float32)
+    top = carray(_address(frame[ARGS + 8]), (c,), np.int64)
+    left = carray(_address(frame[ARGS + 9]), (c,), np.int64)
+    mosaic = carray(_address(frame[ARGS + 10]), (frame[ARGS + 11], frame[ARGS + 12]),
                     np.uint8)
-    pad_value = np.uint8(frame[ARGS + 12])
+    pad_value = np.uint8(frame[ARGS + 13])
     start, stop = _claim(frame)
-    if layout == 0:
-        hwc = carray(_address(frame[ARGS + 1]), (s0, s1 * s2), np.float32)
-        while start < stop:
-            quantize_hwc(hwc, lo, span, top, left, mosaic, pad_value, start, stop)
-            start, stop = _claim(frame)
-    else:
-        chw = carray(_address(frame[ARGS + 1]), (s0, s1, s2), np.float32)
-        while start < stop:
-            quantize_chw(chw, lo, span, top, left, mosaic, pad_value, start, stop)
-            start, stop = _claim(frame)
+    while start < stop:
+        if layout == 0:
+            quantize_hwc(a, lo, span, top, left, mosaic, pad_value, start, stop)
+        else:
+            quantize_chw(a, h, lo, span, top, left, mosaic, pad_value, start, stop)
+        start, stop = _claim(frame)
 
 
 # ---- launchers: pack a frame and start the team (called from Python, the GIL released)
@@ -349,41 +354,26 @@ def minmax_team(parallel, entry, a, c, threads):
     return fold_minmax(acc[: frame[NEXT_SLOT]], c)  # a slot per thread that came
 
 
-@njit(**_OPTIONS)
-def _quantize_frame(layout, a, sizes, lo, span, top, left, mosaic, pad_value, rows, threads):
-    frame = _frame(rows, threads, ARGS + 13)
-    frame[ARGS], frame[ARGS + 1] = layout, a.ctypes.data
-    frame[ARGS + 2], frame[ARGS + 3], frame[ARGS + 4] = sizes
-    frame[ARGS + 5], frame[ARGS + 6] = lo.ctypes.data, span.ctypes.data
-    frame[ARGS + 7], frame[ARGS + 8] = top.ctypes.data, left.ctypes.data
-    frame[ARGS + 9], frame[ARGS + 10], frame[ARGS + 11] = (mosaic.ctypes.data,
-                                                          mosaic.shape[0], mosaic.shape[1])
-    frame[ARGS + 12] = pad_value
-    return frame
-
-
-@njit("void(int64, int64, float32[:, ::1], float32[::1], float32[::1], int64[::1], int64[::1],"
-      " uint8[:, ::1], int64, int64)", **_OPTIONS)
-def mosaic_hwc(parallel, entry, a, lo, span, top, left, mosaic, pad_value, threads):
-    """quantize_hwc over all rows of ``a``, by ``entry`` (team_quantize's address) on
+@njit("void(int64, int64, int64, float32[:, ::1], int64, float32[::1], float32[::1],"
+      " int64[::1], int64[::1], uint8[:, ::1], int64, int64)", **_OPTIONS)
+def mosaic(parallel, entry, layout, a, h, lo, span, top, left, out, pad_value, threads):
+    """The mosaic ``out`` of ``a``: channels-last (H, W * c) for layout 0, contiguous
+    (c * H, W) for layout 1, H = ``h``; by ``entry`` (team_quantize's address) on
     ``threads`` threads as minmax_team does."""
-    h, c = a.shape[0], lo.shape[0]
+    rows = a.shape[0]
     if threads == 1:
-        quantize_hwc(a, lo, span, top, left, mosaic, np.uint8(pad_value), 0, h)
+        if layout == 0:
+            quantize_hwc(a, lo, span, top, left, out, np.uint8(pad_value), 0, rows)
+        else:
+            quantize_chw(a, h, lo, span, top, left, out, np.uint8(pad_value), 0, rows)
         return
-    frame = _quantize_frame(0, a, (h, a.shape[1] // c, c), lo, span, top, left, mosaic,
-                            pad_value, h, threads)
-    _parallel(parallel, entry, frame.ctypes.data, threads)
-
-
-@njit("void(int64, int64, float32[:, :, ::1], float32[::1], float32[::1], int64[::1],"
-      " int64[::1], uint8[:, ::1], int64, int64)", **_OPTIONS)
-def mosaic_chw(parallel, entry, a, lo, span, top, left, mosaic, pad_value, threads):
-    """quantize_chw over all rows of ``a`` (c, H, W), as mosaic_hwc."""
-    rows = a.shape[0] * a.shape[1]
-    if threads == 1:
-        quantize_chw(a, lo, span, top, left, mosaic, np.uint8(pad_value), 0, rows)
-        return
-    frame = _quantize_frame(1, a, a.shape, lo, span, top, left, mosaic, pad_value, rows,
-                            threads)
+    frame = _frame(rows, threads, ARGS + 14)
+    frame[ARGS], frame[ARGS + 1] = layout, a.ctypes.data
+    frame[ARGS + 2], frame[ARGS + 3], frame[ARGS + 4] = a.shape[0], a.shape[1], h
+    frame[ARGS + 5] = lo.shape[0]
+    frame[ARGS + 6], frame[ARGS + 7] = lo.ctypes.data, span.ctypes.data
+    frame[ARGS + 8], frame[ARGS + 9] = top.ctypes.data, left.ctypes.data
+    frame[ARGS + 10], frame[ARGS + 11], frame[ARGS + 12] = (out.ctypes.data, out.shape[0],
+                                                           out.shape[1])
+    frame[ARGS + 13] = pad_value
     _parallel(parallel, entry, frame.ctypes.data, threads)
