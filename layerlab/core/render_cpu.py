@@ -223,9 +223,9 @@ def _load_jit() -> None:
         print(f"layerlab: compiled pixel kernels unavailable ({type(exc).__name__}: {exc});"
               " using torch", file=sys.stderr)
         return
-    _jit = render_jit
     global _omp_parallel
     _omp_parallel = _find_omp_parallel()
+    _jit = render_jit
 
 
 # ---- torch's OpenMP thread team, lent to the kernels
@@ -242,8 +242,11 @@ def _find_omp_parallel() -> int:
     """The address of GOMP_parallel in the OpenMP runtime torch runs on (GNU libgomp; LLVM's
     and Intel's runtimes provide the same entry point), or 0 where there is none to borrow."""
     lib_dir = os.path.join(os.path.dirname(torch.__file__), "lib")
-    names = [n for n in sorted(os.listdir(lib_dir)) if n.startswith(("libgomp", "libomp",
-                                                                     "libiomp"))]
+    try:
+        names = [n for n in sorted(os.listdir(lib_dir))
+                 if n.startswith(("libgomp", "libomp", "libiomp"))]
+    except OSError:
+        names = []
     for name in [*names, None]:  # torch's own copy first, then whatever is loaded
         try:
             lib = ctypes.CDLL(os.path.join(lib_dir, name) if name else None)

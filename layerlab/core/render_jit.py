@@ -1,21 +1,25 @@
 """Compiled kernels of the CPU renderer's pixel pass (numba).
 
 ``render_cpu`` makes a stage's uint8 pictures with torch and numpy in seven passes over
-memory; for float32 data these kernels write the mosaic the view shows in one pass after the
-levels (the channels' own pictures are cut from it when first asked for). The arithmetic is
+memory; for float32 data these kernels find each channel's min and max of channels-last data
+in one pass and write the mosaic the view shows in one more (the channels' own pictures are
+cut from it when first asked for). The arithmetic is
 the documented formula step by step in float32, with no fused multiply-add and no
 reordering (numba without fastmath), so the results are bit-identical; the tests compare
 the two.
 
-Each kernel works on a range of rows, so that several threads can share one stage: the
-``team_*`` entry points are C callbacks for the OpenMP runtime torch runs on (``render_cpu``
-starts them with its ``GOMP_parallel``, so torch's own idle threads take the work). Every
-thread of the team claims chunks of rows with an atomic counter until none are left; the
-bytes do not depend on how the rows were shared.
+Each kernel works on a range of rows, so that several threads can share one stage. The
+launchers (``minmax_team``, ``mosaic``) start the ``team_*`` C callbacks through
+``GOMP_parallel`` of the OpenMP runtime torch runs on (``render_cpu`` finds its address), so
+torch's own threads, idle and still spinning after its last op, take the work; every
+thread claims chunks of rows with an atomic counter until none are left, so the bytes do
+not depend on how the rows were shared. Without that runtime they run on the calling
+thread.
 
-Importing this module compiles the kernels (about a second the first time, then loaded
-from numba's on-disk cache); ``render_cpu`` does that in a background thread and uses the
-torch path until it is done, or for good where numba is missing or fails.
+Importing this module compiles the kernels (about ten seconds the first time on a slow
+two-core machine, then loaded from numba's on-disk cache in well under one); ``render_cpu``
+does that in a background thread and uses the torch path until it is done, or for good
+where numba is missing or fails.
 """
 
 from __future__ import annotations
