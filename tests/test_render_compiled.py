@@ -246,3 +246,13 @@ def test_the_compiled_level_spans_are_numpys(lo, data):
     assert got[2] == want[2]
     assert np.array_equal(got[0], want[0])
     assert np.array_equal(got[1], want[1])  # an overflowed span is inf in both
+
+
+def test_a_cold_cache_is_filled_by_a_child_process(tmp_path, monkeypatch):
+    # Compiling holds Python's lock for long stretches, so the window's process only loads
+    # kernels a child process compiled into numba's cache.
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    assert not render_cpu._kernels_cached()
+    render_cpu._compile_in_child()
+    assert render_cpu._kernels_cached()
+    assert list(tmp_path.rglob("render_jit.quantize_hwc-*.nbc"))  # the kernels themselves

@@ -8,8 +8,10 @@ nothing here draws.
 from __future__ import annotations
 
 import ctypes
+import glob
 import math
 import os
+import subprocess
 import sys
 import threading
 from collections.abc import Callable
@@ -215,8 +217,35 @@ def finish_compiling(timeout: float) -> None:
         thread.join(timeout)
 
 
+def _kernels_cached() -> bool:
+    """Whether numba's cache seems to hold the kernels (index files where numba keeps them:
+    next to the module, or under NUMBA_CACHE_DIR)."""
+    pattern = "render_jit.mosaic-*.nbi"
+    cache_dir = os.environ.get("NUMBA_CACHE_DIR")
+    if cache_dir:
+        return bool(glob.glob(os.path.join(cache_dir, "**", pattern), recursive=True))
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "__pycache__")
+    return bool(glob.glob(os.path.join(here, pattern)))
+
+
+def _compile_in_child() -> None:
+    """Compile the kernels into numba's cache in a child process: compiling holds Python's
+    lock for up to 0.2 s at a time, about 2 s in all over 10 s the first time, which would
+    stall the window; loading them from the cache afterwards stalls it once (about 0.1 s)."""
+    if getattr(sys, "frozen", False):
+        return  # no Python to start: compile here
+    try:
+        subprocess.run([sys.executable, "-c", "import layerlab.core.render_jit"],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=600, check=False)
+    except (OSError, subprocess.SubprocessError):
+        pass  # compiled (or refused) by the import that follows
+
+
 def _load_jit() -> None:
     global _jit
+    if not _kernels_cached():
+        _compile_in_child()
     try:
         from . import render_jit
     except Exception as exc:  # numba missing or unable to compile here: torch does it all
