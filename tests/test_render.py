@@ -653,3 +653,24 @@ def test_pictures_only_render_is_the_formula_on_a_conv_of_a_photo(astronaut_t, m
         assert r.grid_u8.flags.c_contiguous and r.channels_u8.flags.c_contiguous
         if mode == "channel" and t is not plain:
             assert (r.channels_u8[3] == 0).all()  # a constant channel shows 0
+
+
+@pytest.mark.parametrize("scale", [1e-39, 1e-42, 1e-44])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_subnormal_stages_get_exact_histograms(scale, channels_last):
+    # A range a few subnormal steps wide: the bins-per-unit scale overflows float32, and the
+    # float32 edges stray from even spacing by a large part of a bin (both used to break the
+    # histogram: a crash in bincount, then miscounted values).
+    torch.manual_seed(0)
+    x = torch.randn(1, 16, 30, 30) * scale
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    r = render.render_stage(x[0], "channel")
+    edges = r.hist_edges
+    values = x[0].numpy().astype(np.float64)
+    bins = np.clip(np.searchsorted(edges, values.reshape(-1), side="right") - 1, 0, 63)
+    assert np.array_equal(r.hist_counts, np.bincount(bins, minlength=64))
+    per_channel = [np.bincount(np.clip(np.searchsorted(edges, v.reshape(-1), side="right") - 1,
+                                       0, 63), minlength=64) for v in values]
+    assert np.array_equal(r.channel_hist, np.stack(per_channel))
+    assert r.stats["min"] == float(x.min()) and r.stats["max"] == float(x.max())

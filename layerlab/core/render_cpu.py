@@ -19,7 +19,13 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from .tensor_stats import bin_edges, finite_minmax, histogram_rows, stage_stats
+from .tensor_stats import (
+    bin_edges,
+    bin_tolerance,
+    finite_minmax,
+    histogram_rows,
+    stage_stats,
+)
 
 NORMALIZE_MODES = ("channel", "stage", "fixed", "symmetric")
 
@@ -390,11 +396,9 @@ def _hist_cpu(mat: Matrix, work: torch.Tensor, edges: np.ndarray,
     bins = len(edges) - 1
     if edges.dtype != mat.a.dtype:
         return None
-    first, last = float(edges[0]), float(edges[-1])
-    scale = bins / (last - first)
-    eps = float(np.finfo(edges.dtype).eps)
-    spacing = float(np.spacing(np.array(max(abs(first), abs(last)), edges.dtype)))
-    tol = 8.0 * (bins * eps + spacing * scale)
+    first, scale, tol = bin_tolerance(edges)
+    if not scale < float(np.finfo(edges.dtype).max) / 2:
+        return None  # a range of subnormal width: the scale itself overflows the data's type
     if tol >= 0.1:
         return None
     wa = work.numpy()

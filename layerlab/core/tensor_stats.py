@@ -77,6 +77,22 @@ def bin_edges(lo, hi, bins: int, value_range, dtype: np.dtype) -> np.ndarray:
             return np.histogram_bin_edges(wide, bins=bins, range=(wide[0] - half, wide[1] + half))
 
 
+def bin_tolerance(edges: np.ndarray) -> tuple[float, float, float]:
+    """(first edge, bins per unit, tol) for placing values in ``edges`` by scaling: t =
+    (x - first) * scale lies within tol (in bins) of the value's position against the real
+    edges. tol bounds the rounding of x - first and of the product, the rounding of each
+    edge to its type, and how far the edges stray from even spacing (in a range only a few
+    subnormal steps wide, the rounded step adds up across the bins)."""
+    bins = len(edges) - 1
+    first, last = float(edges[0]), float(edges[-1])
+    scale = bins / (last - first)
+    eps = float(np.finfo(edges.dtype).eps)
+    spacing = float(np.spacing(np.array(max(abs(first), abs(last)), edges.dtype)))
+    even = np.linspace(first, last, bins + 1)
+    stray = float(np.abs(edges.astype(np.float64) - even).max()) * scale
+    return first, scale, 8.0 * (bins * eps + spacing * scale) + 2.0 * stray
+
+
 def histogram_rows(flat: torch.Tensor, edges: np.ndarray, all_in: bool) -> torch.Tensor:
     """(rows, bins) int64 counts on the device; bins are [e_i, e_i+1) with the last closed.
 
@@ -87,14 +103,11 @@ def histogram_rows(flat: torch.Tensor, edges: np.ndarray, all_in: bool) -> torch
     """
     bins = len(edges) - 1
     rows = flat.shape[0]
-    work = flat.double() if edges.dtype == np.float64 else flat
-    first, last = float(edges[0]), float(edges[-1])
-    scale = bins / (last - first)
-    # Bound on |t - position against the real edges| in bin units: rounding of x - first and of
-    # the product, plus the rounding of each edge to the working precision.
-    eps = float(np.finfo(edges.dtype).eps)
-    spacing = float(np.spacing(np.array(max(abs(first), abs(last)), edges.dtype)))
-    tol = 8.0 * (bins * eps + spacing * scale)
+    first, scale, tol = bin_tolerance(edges)
+    # float64 for float64 edges, and where a range of subnormal width makes the scale itself
+    # overflow float32 (the edges are exact in float64 too)
+    wide = edges.dtype == np.float64 or not scale < float(np.finfo(np.float32).max) / 2
+    work = flat.double() if wide else flat
     t = (work - first).mul_(scale)
     if tol >= 0.1:
         near = torch.ones_like(t, dtype=torch.bool)  # edges too coarse: search everything
