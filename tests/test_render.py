@@ -674,3 +674,10 @@ def test_subnormal_stages_get_exact_histograms(scale, channels_last):
                                        0, 63), minlength=64) for v in values]
     assert np.array_equal(r.channel_hist, np.stack(per_channel))
     assert r.stats["min"] == float(x.min()) and r.stats["max"] == float(x.max())
+
+
+@pytest.mark.parametrize("kw", [{"padding": -1}, {"padding": -7}, {"pad_value": 256},
+                                {"pad_value": -1}])
+def test_impossible_mosaic_settings_are_refused(kw):
+    with pytest.raises(ValueError, match="padding|pad_value"):
+        render.render_stage(torch.rand(4, 6, 6), "channel", **kw)

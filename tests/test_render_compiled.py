@@ -256,3 +256,21 @@ def test_a_cold_cache_is_filled_by_a_child_process(tmp_path, monkeypatch):
     render_cpu._compile_in_child()
     assert render_cpu._kernels_cached()
     assert list(tmp_path.rglob("render_jit.quantize_hwc-*.nbc"))  # the kernels themselves
+
+
+def test_a_zero_extreme_is_positive_zero_however_the_rows_were_shared(monkeypatch):
+    # -0.0 == 0.0, so the running min keeps whichever zero came first
+    monkeypatch.setattr(render_cpu, "_TEAM_MIN_VALUES", 0)
+    x = torch.zeros(1, 8, 64, 64)
+    x[0, :, :32] = -0.0
+    x[0, 3, 40, 5] = 1.0
+    x = x.to(memory_format=torch.channels_last)[0]
+    for threads in (1, 2, 3):
+        kept = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            lo, hi = render_cpu._minmax_compiled(render_cpu._channels_last_rows(x), 8)
+        finally:
+            torch.set_num_threads(kept)
+        assert not np.signbit(lo).any() and not np.signbit(hi).any()
+        assert hi[3] == 1.0 and lo[3] == 0.0

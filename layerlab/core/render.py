@@ -375,6 +375,10 @@ def render_stage(
     colormap_lut(colormap)  # fail on a bad name before any work
     if bins < 1:
         raise ValueError(f"bins must be at least 1, not {bins}")
+    if padding < 0:
+        raise ValueError(f"padding must be at least 0, not {padding}")
+    if not 0 <= pad_value <= 255:
+        raise ValueError(f"pad_value is a grey level, 0 to 255, not {pad_value}")
     src = torch.as_tensor(tensor)
     shape = tuple(int(s) for s in src.shape)
     is_vector = src.ndim in (1, 2)

@@ -169,6 +169,7 @@ def pixels_cpu(x: torch.Tensor, mode: str, grid: tuple) -> tuple | None:
         if not finite:
             return None  # needs float64
         if compiled:
+            assert hwc is not None or mat.rows  # _channels_last_rows takes what Matrix would not
             data = hwc if hwc is not None else mat.a.reshape(c, h, w)
             return mat, ch_lo, ch_hi, lv, None, _quantize_compiled(data, lo_a, span, grid)
         work = _scratch("work", tuple(mat.t.shape), mat.t.dtype)

@@ -34,7 +34,8 @@ from numba.core.extending import intrinsic
 _OPTIONS = dict(nogil=True, cache=True, boundscheck=False, error_model="numpy")
 
 # A team call's frame: int64 words, the first four the team's own, then the kernel's
-# arguments (addresses of contiguous arrays and their sizes), as render_cpu packs them.
+# arguments (addresses of contiguous arrays and their sizes), as the launchers below pack
+# them and the team_* callbacks unpack them.
 NEXT_ROW, NEXT_SLOT, ROWS, CHUNK = 0, 1, 2, 3
 ARGS = 4
 
@@ -99,17 +100,14 @@ def minmax_hwc(a, y0, y1, mn, mx, bad):
 
 @njit(inline="always", **_OPTIONS)
 def _gutters(mosaic, top, left, k, h, w, y, value):
-    """Fill the gutters beside row ``y`` of tile ``k`` with ``value``: left of it if it is
-    the first tile of its row of tiles, right of it up to the next tile or the mosaic's
-    edge; and after its last row, the gutter rows below its row of tiles if it is the last.
-    Tiles are in row-major order (render.grid_layout), so each gutter byte is written once,
-    by the thread that writes the tile row beside or above it."""
+    """Fill the gutters beside row ``y`` of tile ``k`` with ``value``: right of it up to the
+    next tile or the mosaic's edge (the first tile of a row of tiles starts at the left
+    edge); and after its last row, the gutter rows below its row of tiles if it is the last
+    of them. Tiles are in row-major order (render.grid_layout), so each gutter byte is
+    written once, by the thread that writes the tile row beside or above it."""
     c = top.shape[0]
     row = top[k] + y
-    first = k == 0 or top[k - 1] != top[k]
     last = k == c - 1 or top[k + 1] != top[k]
-    if first:
-        mosaic[row, 0 : left[k]] = value
     mosaic[row, left[k] + w : mosaic.shape[1] if last else left[k + 1]] = value
     if last and y == h - 1:
         mosaic[top[k] + h : mosaic.shape[0] if k == c - 1 else top[k + 1], :] = value
@@ -214,6 +212,11 @@ def fold_minmax(acc, c):
             lo[k] = v if v < lo[k] else lo[k]
             hi[k] = u if u > hi[k] else hi[k]
             finite = finite and acc[s, 2, j] == 0
+    # -0.0 and 0.0 compare equal, so which one a zero extreme is depends on the order the
+    # threads took the rows in; + 0.0 makes it 0.0 either way
+    for k in range(c):
+        lo[k] += np.float32(0.0)
+        hi[k] += np.float32(0.0)
     return lo, hi, finite
 
 
@@ -263,14 +266,14 @@ def _claim(frame):
     return start, min(start + chunk, rows)
 
 
-_TEAM = dict(nopython=True, nogil=True, cache=True, boundscheck=False,
-             error_model="numpy")
+_TEAM = dict(nopython=True, **_OPTIONS)
 
 
 @cfunc(types.void(types.voidptr), **_TEAM)
 def team_minmax_hwc(frame_address):
     """minmax_hwc over all rows. Frame arguments: a, H, W * c, then ``acc`` (slots, 3, W * c)
-    float32: each thread takes the next slot and leaves its running min, max and bad there."""
+    float32 and its number of slots: each thread takes the next slot and leaves its running
+    min, max and bad there."""
     frame = carray(frame_address, ARGS + 5, np.int64)
     h, n = frame[ARGS + 1], frame[ARGS + 2]
     a = carray(_address(frame[ARGS]), (h, n), np.float32)
@@ -313,18 +316,21 @@ def team_quantize(frame_address):
 
 
 @intrinsic
-def _parallel(typingctx, parallel, entry, data, threads):
-    """Call GOMP_parallel(entry, data, threads, 0), the function at address ``parallel``:
-    ``entry(data)`` on ``threads`` threads of the calling thread's OpenMP team."""
+def _parallel(typingctx, parallel, entry, frame, threads):
+    """Call GOMP_parallel(entry, frame's data, threads, 0), the function at address
+    ``parallel``: ``entry`` on ``threads`` threads of the calling thread's OpenMP team. The
+    frame itself is the argument, so numba keeps it alive until the team is done (taking
+    its address first would let numba free it before the call)."""
     def codegen(context, builder, signature, args):
         ptr = ir.IntType(8).as_pointer()
         i32 = ir.IntType(32)
         fn_type = ir.FunctionType(ir.VoidType(), [ptr, ptr, i32, i32])
         callee = builder.inttoptr(args[0], fn_type.as_pointer())
-        builder.call(callee, [builder.inttoptr(args[1], ptr), builder.inttoptr(args[2], ptr),
+        data = context.make_array(signature.args[2])(context, builder, args[2]).data
+        builder.call(callee, [builder.inttoptr(args[1], ptr), builder.bitcast(data, ptr),
                               builder.trunc(args[3], i32), ir.Constant(i32, 0)])
         return context.get_dummy_value()
-    return types.void(types.int64, types.int64, types.int64, types.int64), codegen
+    return types.void(types.int64, types.int64, frame, types.int64), codegen
 
 
 @njit(**_OPTIONS)
@@ -354,7 +360,7 @@ def minmax_team(parallel, entry, a, c, threads):
     frame = _frame(h, threads, ARGS + 5)
     frame[ARGS], frame[ARGS + 1], frame[ARGS + 2] = a.ctypes.data, h, n
     frame[ARGS + 3], frame[ARGS + 4] = acc.ctypes.data, threads
-    _parallel(parallel, entry, frame.ctypes.data, threads)
+    _parallel(parallel, entry, frame, threads)
     return fold_minmax(acc[: frame[NEXT_SLOT]], c)  # a slot per thread that came
 
 
@@ -380,4 +386,4 @@ def mosaic(parallel, entry, layout, a, h, lo, span, top, left, out, pad_value, t
     frame[ARGS + 10], frame[ARGS + 11], frame[ARGS + 12] = (out.ctypes.data, out.shape[0],
                                                            out.shape[1])
     frame[ARGS + 13] = pad_value
-    _parallel(parallel, entry, frame.ctypes.data, threads)
+    _parallel(parallel, entry, frame, threads)
