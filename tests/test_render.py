@@ -681,3 +681,15 @@ def test_subnormal_stages_get_exact_histograms(scale, channels_last):
 def test_impossible_mosaic_settings_are_refused(kw):
     with pytest.raises(ValueError, match="padding|pad_value"):
         render.render_stage(torch.rand(4, 6, 6), "channel", **kw)
+
+
+def test_a_range_beyond_float32_draws_without_warnings():
+    import warnings
+
+    x = torch.zeros(2, 8, 8)
+    x[0, 0, 0], x[1, 7, 7] = -3e38, 3e38
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's overflow on the way to its float64 edges
+        r = render.render_stage(x, "channel")
+    assert np.isfinite(r.hist_edges).all() and r.hist_counts.sum() == x.numel()
+    assert r.hist_counts[0] == 1 and r.hist_counts[-1] == 1

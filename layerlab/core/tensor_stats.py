@@ -61,7 +61,9 @@ def bin_edges(lo, hi, bins: int, value_range, dtype: np.dtype) -> np.ndarray:
     # np.histogram derives them from exactly these values, so the edges are the same bits.
     probe = np.array([lo, hi], dtype=dtype)
     try:
-        return np.histogram_bin_edges(probe, bins=bins, range=value_range)
+        # a span beyond float32 overflows on the way to numpy's refusal: no warning for that
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.histogram_bin_edges(probe, bins=bins, range=value_range)
     except ValueError:
         # float32 cannot hold `bins` distinct edges over this range (numpy refuses too);
         # float64 edges still give a usable picture.
