@@ -386,7 +386,7 @@ def render_stage(
     c, h, w = x.shape
     _, cols = _grid_dims(c, ncols)
     shape_u8, origins, top, left = _mosaic_plan(c, h, w, cols, padding)
-    grid = (shape_u8, origins, top, left, pad_value)
+    grid = (shape_u8, top, left, pad_value)
     pixels = pixels_cpu(x, mode, grid) if x.device.type == "cpu" else None
     grid_u8 = None
     numbers: dict = {}

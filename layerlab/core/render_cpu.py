@@ -129,8 +129,8 @@ class Matrix:
 def pixels_cpu(x: torch.Tensor, mode: str, grid: tuple) -> tuple | None:
     """render_stage's levels and uint8 pictures for finite float data on the CPU, with what
     stats_cpu goes on from: (matrix or None, channel min, channel max, levels, channels,
-    mosaic); None where _render_any must. ``grid`` = (shape, tile origins, tile tops, tile
-    lefts, pad value) of the mosaic. The compiled kernels make only the mosaic (channels
+    mosaic); None where _render_any must. ``grid`` = (shape, tile tops, tile lefts, pad
+    value) of the mosaic. The compiled kernels make only the mosaic (channels
     None: they are cut from it when asked for); the torch path only the channels (mosaic
     None, for make_grid)."""
     c, h, w = x.shape
@@ -157,7 +157,7 @@ def pixels_cpu(x: torch.Tensor, mode: str, grid: tuple) -> tuple | None:
         lo, hi = levels_t(x, mode, ch_lo, ch_hi)
         lo_a, hi_a = np.ascontiguousarray(lo.numpy()), np.ascontiguousarray(hi.numpy())
     if mode == "fixed":
-        lv = np.stack([lo_a, hi_a], 1).astype(np.float64)
+        lv = level_spans(lo_a, hi_a)[0]
         work = _scratch("work", tuple(mat.t.shape), mat.t.dtype)
         torch.clamp(mat.t, 0.0, 1.0, out=work).mul_(255)
     else:
@@ -322,7 +322,7 @@ def _quantize_compiled(a: np.ndarray, lo: np.ndarray, span: np.ndarray,
                        grid: tuple) -> np.ndarray:
     """The mosaic of ``a`` (channels-last (H, W * c), or contiguous (c, H, W)) by the
     kernels: each channel at its tile, the gutters the pad value."""
-    shape, _, top, left, pad_value = grid
+    shape, top, left, pad_value = grid
     mosaic = np.empty(shape, np.uint8)  # every byte is written: tiles and gutters
     if a.ndim == 2:
         layout, h = 0, a.shape[0]

@@ -197,6 +197,14 @@ def quantize_chw(a, h, lo, span, top, left, mosaic, pad_value, r0, r1):
         _gutters(mosaic, top, left, k, h, w, y, pad_value)
 
 
+@njit(inline="always", **_OPTIONS)
+def _start_slot(own):
+    """A thread's (3, W * c) running values before its first row: min +inf, max -inf, bad 0."""
+    own[0, :] = np.inf
+    own[1, :] = -np.inf
+    own[2, :] = 0.0
+
+
 @njit("Tuple((float32[::1], float32[::1], boolean))(float32[:, :, ::1], int64)", **_OPTIONS)
 def fold_minmax(acc, c):
     """The (c,) min and max of team_minmax_hwc's slots ``acc`` (slots, 3, W * c), and
@@ -279,9 +287,7 @@ def team_minmax_hwc(frame_address):
     a = carray(_address(frame[ARGS]), (h, n), np.float32)
     acc = carray(_address(frame[ARGS + 3]), (frame[ARGS + 4], 3, n), np.float32)
     own = acc[_fetch_add(frame, NEXT_SLOT, 1)]
-    own[0, :] = np.inf
-    own[1, :] = -np.inf
-    own[2, :] = 0.0
+    _start_slot(own)
     start, stop = _claim(frame)
     while start < stop:
         minmax_hwc(a, start, stop, own[0], own[1], own[2])
@@ -352,9 +358,7 @@ def minmax_team(parallel, entry, a, c, threads):
     h, n = a.shape
     acc = np.empty((threads, 3, n), np.float32)
     if threads == 1:
-        acc[0, 0, :] = np.inf
-        acc[0, 1, :] = -np.inf
-        acc[0, 2, :] = 0.0
+        _start_slot(acc[0])
         minmax_hwc(a, 0, h, acc[0, 0], acc[0, 1], acc[0, 2])
         return fold_minmax(acc, c)
     frame = _frame(h, threads, ARGS + 5)
